@@ -1,0 +1,1 @@
+"""scalecube: clone, decompose and split a web application, and measure it."""
