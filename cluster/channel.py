@@ -1,0 +1,173 @@
+"""The master <-> worker channel: JSON messages, and file descriptors riding along.
+
+One ``AF_UNIX``/``SOCK_SEQPACKET`` socketpair per worker. SEQPACKET keeps message
+boundaries (no framing code) and carries ``SCM_RIGHTS`` ancillary data, so the
+same ordered channel delivers control messages and accepted connections. That
+ordering is what makes draining safe: every connection handed to a worker is
+queued before the "disconnect" message that follows it.
+
+Both ends are non-blocking and driven by an asyncio loop's reader/writer
+callbacks; sends are queued so a slow peer never blocks the master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("scalecube.cluster")
+
+MAX_MESSAGE_BYTES = 64 * 1024
+
+Message = dict[str, Any]
+
+
+class ChannelClosed(Exception):
+    """The peer is gone (EOF or a broken socket)."""
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    """(master end, worker end); the worker end is passed to the worker by fd."""
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+def encode(message: Message) -> bytes:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {len(data)} bytes exceeds the channel limit of {MAX_MESSAGE_BYTES}")
+    return data
+
+
+class Channel:
+    """One end of a worker channel, attached to an event loop."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        # (payload, socket whose fd rides along or None); the socket is closed once sent.
+        self._outbox: collections.deque[tuple[bytes, socket.socket | None]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = False
+        self.closed = False
+        self._on_message: Callable[[Message, socket.socket | None], None] | None = None
+        self._on_close: Callable[[list[socket.socket]], None] | None = None
+
+    # -- attach / detach -------------------------------------------------
+    def attach(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[Message, socket.socket | None], None],
+        on_close: Callable[[list[socket.socket]], None],
+    ) -> None:
+        """``on_close(unsent)`` runs once when the peer goes away; ``unsent`` are the
+        connections still queued, which the master can hand to another worker."""
+        self._loop = loop
+        self._on_message = on_message
+        self._on_close = on_close
+        loop.add_reader(self.sock.fileno(), self._read_ready)
+        if self._outbox:
+            self._start_writing()
+
+    def close(self) -> list[socket.socket]:
+        """Close the channel; returns connections that were queued but never sent."""
+        if self.closed:
+            return []
+        self.closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            if self._writing:
+                self._loop.remove_writer(self.sock.fileno())
+        unsent = [conn for _, conn in self._outbox if conn is not None]
+        self._outbox.clear()
+        self.sock.close()
+        return unsent
+
+    # -- sending -----------------------------------------------------------
+    @property
+    def backlog(self) -> int:
+        return len(self._outbox)
+
+    def send(self, message: Message) -> None:
+        self.send_raw(encode(message))
+
+    def send_raw(self, payload: bytes, conn: socket.socket | None = None) -> None:
+        """Queue ``payload``; ``conn``'s descriptor travels with it (and is closed here once sent)."""
+        if self.closed:
+            raise ChannelClosed("channel is closed")
+        if not self._outbox and self._try_send(payload, conn):
+            return
+        self._outbox.append((payload, conn))
+        self._start_writing()
+
+    def _try_send(self, payload: bytes, conn: socket.socket | None) -> bool:
+        try:
+            if conn is None:
+                self.sock.send(payload)
+            else:
+                socket.send_fds(self.sock, [payload], [conn.fileno()])
+                conn.close()
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:  # peer gone: EPIPE / ECONNRESET
+            if conn is not None:
+                conn.close()
+            self._lost(exc)
+            return True
+        return True
+
+    def _start_writing(self) -> None:
+        if self._loop is not None and not self._writing and not self.closed:
+            self._writing = True
+            self._loop.add_writer(self.sock.fileno(), self._write_ready)
+
+    def _write_ready(self) -> None:
+        while self._outbox and not self.closed:
+            payload, conn = self._outbox[0]
+            if not self._try_send(payload, conn):
+                return
+            if self._outbox:
+                self._outbox.popleft()
+        if self._writing and not self.closed and self._loop is not None:
+            self._writing = False
+            self._loop.remove_writer(self.sock.fileno())
+
+    # -- receiving ---------------------------------------------------------
+    def _read_ready(self) -> None:
+        while not self.closed:
+            try:
+                data, fds, flags, _ = socket.recv_fds(self.sock, MAX_MESSAGE_BYTES, 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._lost(exc)
+                return
+            if not data and not fds:
+                self._lost(None)
+                return
+            conn = socket.socket(fileno=fds[0]) if fds else None
+            try:
+                message = json.loads(data)
+            except ValueError:
+                log.warning("dropping an undecodable channel message (%d bytes)", len(data))
+                if conn is not None:
+                    conn.close()
+                continue
+            assert self._on_message is not None
+            self._on_message(message, conn)
+
+    def _lost(self, exc: OSError | None) -> None:
+        if self.closed:
+            return
+        if exc is not None:
+            log.debug("channel lost: %s", exc)
+        unsent = self.close()
+        if self._on_close is not None:
+            self._on_close(unsent)
+        else:
+            for conn in unsent:
+                conn.close()

@@ -1,0 +1,51 @@
+"""Everything a cluster master is told at start; one immutable object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POLICIES = ("rr", "os")
+
+
+def default_run_dir() -> Path:
+    """Where masters put their control sockets (``scalecube status`` looks here)."""
+    return Path(os.environ.get("SCALECUBE_RUN_DIR", "/tmp/scalecube"))
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    app: str  # "module:attribute" of an ASGI app, imported by each worker
+    workers: int = 1
+    policy: str = "rr"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backlog: int = 2048
+    drain_timeout: float = 30.0  # in-flight requests of a leaving worker get this long
+    startup_timeout: float = 60.0  # a worker not listening by then is killed and counted as a crash
+    heartbeat_timeout: float = 60.0  # a listening worker silent this long is hung: killed and replaced
+    settle: float = 0.25  # how long a leaving worker keeps just-received connections before closing idle ones
+    max_requests: int = 0  # recycle a worker after this many requests (0 = never) ...
+    max_requests_jitter: int = 0  # ... plus up to this many more, so workers don't recycle together
+    max_rss_mb: float = 0.0  # recycle a worker whose resident memory exceeds this (0 = never)
+    max_crashes: int = 10  # this many crashes within crash_window and the master gives up (0 = never)
+    crash_window: float = 60.0
+    min_uptime: float = 1.0  # a worker dying younger than this is "unstable": its restarts back off
+    backoff_base: float = 0.1
+    backoff_cap: float = 10.0
+    monitor_interval: float = 1.0  # resource sampling (RSS, CPU%) and hung-worker checks
+    control_path: Path | None = None  # status/control socket; None = <run dir>/cluster-<port>.sock
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for workers
+    app_dir: Path = field(default_factory=Path.cwd)  # put first on sys.path, as uvicorn's --app-dir
+
+    def __post_init__(self) -> None:
+        if ":" not in self.app:
+            raise ValueError(f"app must look like 'module:attribute', got {self.app!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+
+    def control_socket(self, port: int) -> Path:
+        return self.control_path or default_run_dir() / f"cluster-{port}.sock"

@@ -1,0 +1,192 @@
+"""A worker process: ``python -m cluster.worker --app module:app --channel-fd N ...``.
+
+uvicorn serves the app. With the ``rr`` policy the worker has no listening
+socket of its own: connections arrive as descriptors on the channel and join
+uvicorn's protocol machinery through ``loop.connect_accepted_socket``. With
+``os`` it accepts on the listening socket it inherited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from cluster.channel import Channel, ChannelClosed, Message
+from cluster.context import WorkerContext, set_current_worker
+
+log = logging.getLogger("scalecube.cluster")
+
+
+class WorkerServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, channel: Channel, options: argparse.Namespace) -> None:
+        super().__init__(config)
+        self.channel = channel
+        self.options = options
+        self._handoffs: set[asyncio.Task[Any]] = set()
+        self._draining = False
+        self._recycle_asked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.channel.attach(self._loop, self._on_channel_message, self._on_master_gone)
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit:
+            self._send({"t": "listening"})
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == 0:  # once a second: the master's status and hung-worker check feed on this
+            self._send({"t": "stats", "requests": self.server_state.total_requests,
+                        "inflight": len(self.server_state.tasks)})  # fmt: skip
+        limit = self.options.max_requests
+        if limit and not self._recycle_asked and self.server_state.total_requests >= limit:
+            self._recycle_asked = True  # the master swaps us out without dropping a request
+            self._send({"t": "recycle", "requests": self.server_state.total_requests})
+        return await super().on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Ctrl-C in a terminal reaches the whole process group: the master coordinates, we ignore it.
+        if sig == signal.SIGINT:
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_sigterm)
+        else:
+            self.should_exit = True
+
+    def _on_sigterm(self) -> None:
+        # Ask the master to replace us gracefully; if it can't hear us, just leave.
+        if self._draining or not self._send({"t": "leaving"}):
+            self._begin_drain()
+
+    # -- channel ------------------------------------------------------------------
+    def _send(self, message: Message) -> bool:
+        try:
+            self.channel.send(message)
+        except ChannelClosed:
+            return False
+        return True
+
+    def _on_channel_message(self, message: Message, conn: socket.socket | None) -> None:
+        if conn is not None:
+            self._serve_connection(conn)
+            return
+        kind = message.get("t")
+        if kind == "msg":
+            context = _context()
+            if context is not None:
+                context.dispatch(message.get("data"))
+        elif kind == "disconnect":
+            self._begin_drain()
+
+    def _serve_connection(self, conn: socket.socket) -> None:
+        assert self._loop is not None
+        conn.setblocking(False)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._make_protocol, sock=conn))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+
+    def _make_protocol(self) -> asyncio.Protocol:
+        # The same factory uvicorn builds for its own listening sockets.
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state, _loop=self._loop
+        )
+
+    def _on_master_gone(self, unsent: list[socket.socket]) -> None:
+        if not self._draining:
+            log.warning("master is gone: worker %s shutting down", self.options.id)
+        self._begin_drain()
+
+    def _begin_drain(self) -> None:
+        if not self._draining:
+            self._draining = True
+            assert self._loop is not None
+            self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        # Stop accepting at once (os policy: our copy of the shared listener).
+        for server in getattr(self, "servers", []):
+            server.close()
+        if self._handoffs:
+            await asyncio.gather(*self._handoffs, return_exceptions=True)
+        # A connection handed over a moment ago may not have had its request read yet;
+        # uvicorn's shutdown closes connections with no request in progress, so give those a beat.
+        if self.server_state.connections:
+            await asyncio.sleep(self.options.settle)
+        self.should_exit = True
+
+
+def _context() -> WorkerContext | None:
+    from cluster.context import current_worker
+
+    return current_worker()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cluster.worker", description="one scalecube cluster worker")
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--id", type=int, required=True)
+    parser.add_argument("--slot", type=int, required=True)
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--listen-fd", type=int)
+    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=0.25)
+    parser.add_argument("--max-requests", type=int, default=0)
+    parser.add_argument("--address", default="")
+    parser.add_argument("--app-dir", default=".")
+    return parser.parse_args(argv)
+
+
+def configure_logging(worker_id: int) -> None:
+    level = os.environ.get("LOG_LEVEL", "info").upper()
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s [worker {worker_id} pid %(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    # One "startup complete" line per worker is noise: the master reports each worker listening.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    configure_logging(options.id)
+    channel = Channel(socket.socket(fileno=options.channel_fd))
+    set_current_worker(WorkerContext(options.id, options.slot, channel))
+    try:
+        channel.sock.send(b'{"t":"online"}')  # before the (slow) app import, like Node's 'online'
+    except OSError:
+        return 0  # the master died while we were starting
+    if options.app_dir not in sys.path:
+        sys.path.insert(0, options.app_dir)
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover
+        loop = "asyncio"
+    config = uvicorn.Config(
+        options.app,
+        loop=loop,
+        http="httptools",
+        lifespan="auto",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=options.drain_timeout,  # type: ignore[arg-type]
+        server_header=False,
+    )
+    sockets = [socket.socket(fileno=options.listen_fd)] if options.listen_fd is not None else []
+    WorkerServer(config, channel, options).run(sockets=sockets)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from scalecube.cli import main
+
+main()

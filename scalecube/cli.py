@@ -1,0 +1,100 @@
+"""The ``scalecube`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="scalecube: clone, decompose and split a web application — and measure it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def parse_workers(value: str) -> int:
+    if value == "auto":
+        from cluster.cpus import available_cpus
+
+        return available_cpus()
+    try:
+        count = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected 'auto' or a whole number, got {value!r}") from None
+    if count < 1:
+        raise typer.BadParameter("needs at least 1 worker")
+    return count
+
+
+@app.command()
+def serve(
+    target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="the ASGI app each worker imports")],
+    workers: Annotated[str, typer.Option(envvar="WORKERS", help="'auto' = the CPUs this process may use")] = "auto",
+    policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: master hands out connections; os: kernel")] = "rr",
+    host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+    drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = 30.0,
+    max_requests: Annotated[int, typer.Option(help="recycle a worker after N requests (0 = never)")] = 0,
+    max_requests_jitter: Annotated[int, typer.Option(help="plus up to N more, per worker")] = 0,
+    max_rss_mb: Annotated[float, typer.Option(help="recycle a worker above this RSS (0 = never)")] = 0.0,
+    max_crashes: Annotated[int, typer.Option(help="crashes within --crash-window before the master exits 1 (0 = never)")] = 10,
+    crash_window: Annotated[float, typer.Option()] = 60.0,
+    control: Annotated[Path | None, typer.Option(help="control socket (default $SCALECUBE_RUN_DIR/cluster-PORT.sock)")] = None,
+) -> None:
+    """Run MODULE:APP as a cluster: one master, one worker per core behind one port.
+
+    Signals to the master: SIGUSR2/SIGHUP rolling reload, SIGTERM/SIGINT graceful
+    stop, SIGTTIN one worker more, SIGTTOU one fewer.
+    """
+    from cluster.config import ClusterConfig
+    from cluster.master import run_cluster
+
+    if policy not in ("rr", "os"):
+        raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [master %(process)d] %(levelname)s %(message)s")
+    try:
+        config = ClusterConfig(
+            app=target, workers=parse_workers(workers), policy=policy, host=host, port=port,
+            drain_timeout=drain_timeout, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
+            max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        code = run_cluster(config)
+    except OSError as exc:  # e.g. the port is taken
+        typer.echo(f"scalecube serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    control: Annotated[Path | None, typer.Option(help="one master's control socket")] = None,
+) -> None:
+    """Workers of every running cluster on this machine (like `pm2 ls`)."""
+    from cluster import status as cluster_status
+
+    paths = [control] if control else cluster_status.discover()
+    snapshots = cluster_status.collect(paths)
+    if as_json:
+        typer.echo(json.dumps(snapshots, indent=2))
+    else:
+        cluster_status.render(snapshots)
+    if control and not snapshots:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="scalecube")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

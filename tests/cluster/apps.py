@@ -1,0 +1,55 @@
+"""Tiny ASGI apps for exercising the runtime without any service code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from urllib.parse import parse_qs
+
+from cluster import current_worker
+
+received: list[object] = []
+
+
+def _params(scope) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+
+
+async def _reply(send, body: dict, status: int = 200) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def app(scope, receive, send):
+    """GET / → pid; /sleep?s= → slow request; /crash → the worker dies; /messages → what the master sent."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                worker = current_worker()
+                if worker:
+                    worker.on_message(received.append)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path, params = scope["path"], _params(scope)
+    worker = current_worker()
+    if path == "/sleep":
+        await asyncio.sleep(float(params.get("s", "1")))
+    elif path == "/crash":
+        os._exit(int(params.get("code", "1")))
+    elif path == "/messages":
+        await _reply(send, {"pid": os.getpid(), "messages": received})
+        return
+    elif path == "/ask":
+        worker.send({"from": os.getpid()})
+    await _reply(send, {"pid": os.getpid(), "worker": worker.id if worker else 0, "slot": worker.slot if worker else 0})
+
+
+def on_master(cluster):
+    """Echo worker messages back as broadcasts, to test both directions."""
+    cluster.on("message", lambda worker, message: cluster.broadcast({"echo": message, "via": worker.id}))
