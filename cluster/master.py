@@ -303,7 +303,7 @@ class Cluster(EventEmitter):
         worker.listening_at = time.monotonic()
         self._ever_listening = True
         log.info("worker %d (pid %d, slot %d) listening", worker.id, worker.pid, worker.slot)
-        self._policy.worker_ready()
+        self._policy.worker_ready(worker)
         self.emit("listening", worker)
         worker.emit("listening")
 

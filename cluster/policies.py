@@ -39,7 +39,7 @@ class SharedSocketPolicy:
     def start(self, loop: asyncio.AbstractEventLoop, workers: dict[int, Worker]) -> None:
         pass
 
-    def worker_ready(self) -> None:
+    def worker_ready(self, worker: Worker) -> None:
         pass
 
     def redispatch(self, conns: list[socket.socket]) -> None:
@@ -59,7 +59,7 @@ class RoundRobinPolicy:
         listener.setblocking(False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: dict[int, Worker] = {}
-        self._ring: collections.deque[int] = collections.deque()  # worker ids in turn order
+        self._ring: collections.deque[int] = collections.deque()  # routable worker ids, in turn order
         self._accepting = False
         self._stopped = False
         self._held: collections.deque[socket.socket] = collections.deque()
@@ -67,13 +67,14 @@ class RoundRobinPolicy:
     def start(self, loop: asyncio.AbstractEventLoop, workers: dict[int, Worker]) -> None:
         self._loop = loop
         self._workers = workers
-        self.worker_ready()
 
-    def worker_ready(self) -> None:
-        """A worker became routable: hand it what we held, and (re)start accepting."""
+    def worker_ready(self, worker: Worker) -> None:
+        """A worker became routable: it joins the turn order, gets what we held, and we accept again."""
         if self._loop is None or self._stopped:
             return
-        while self._held and any(w.routable for w in self._workers.values()):
+        if worker.id not in self._ring:
+            self._ring.append(worker.id)
+        for _ in range(len(self._held)):
             self.dispatch(self._held.popleft())
         if not self._accepting and not self._held:
             self._accepting = True
@@ -86,21 +87,15 @@ class RoundRobinPolicy:
             self._loop.remove_reader(self.listener.fileno())
 
     def _next_worker(self) -> Worker | None:
-        ring, workers = self._ring, self._workers
-        if len(ring) != len(workers):
-            known = set(ring)
-            ring.extend(wid for wid in workers if wid not in known)
-        for _ in range(len(ring)):
-            wid = ring[0]
-            ring.rotate(-1)
-            worker = workers.get(wid)
-            if worker is None:
-                continue
-            if worker.routable:
+        # Workers never return to routable once they leave it (draining/exited),
+        # so an id that is not routable any more drops out of the ring for good.
+        ring = self._ring
+        while ring:
+            wid = ring.popleft()
+            worker = self._workers.get(wid)
+            if worker is not None and worker.routable:
+                ring.append(wid)
                 return worker
-        # Forget ids of workers that are gone.
-        for wid in [wid for wid in ring if wid not in workers]:
-            ring.remove(wid)
         return None
 
     def _accept_ready(self) -> None:

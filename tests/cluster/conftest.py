@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.ports import free_port
+from tests.support.processes import ClusterProcess
+
+
+@pytest.fixture
+def start_cluster(tmp_path: Path) -> Iterator[Any]:
+    """Start ``scalecube serve`` clusters; every one is stopped (by pid) at teardown."""
+    started: list[ClusterProcess] = []
+
+    def start(app: str = "tests.cluster.apps:app", *, workers: int = 2, policy: str = "rr",
+              args: list[str] | None = None, wait: bool = True, **kwargs: Any) -> ClusterProcess:  # fmt: skip
+        cluster = ClusterProcess(app, port=free_port(), workdir=tmp_path, workers=workers, policy=policy,
+                                 args=args, **kwargs)  # fmt: skip
+        started.append(cluster)
+        if wait:
+            cluster.wait_ready()
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()

@@ -1,0 +1,116 @@
+"""Real processes for tests: start, wait until ready, stop by pid — never by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cluster import control
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except Exception:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ManagedProcess:
+    """A child process the test owns; ``stop()`` is safe to call twice and always reaps."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
+                 log_path: Path | None = None) -> None:  # fmt: skip
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
+                                     stdout=self._log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+            self._log = subprocess.DEVNULL
+        return self.proc.returncode
+
+
+class ClusterProcess(ManagedProcess):
+    """``scalecube serve`` on a free port, with its own control socket."""
+
+    def __init__(self, app: str, *, port: int, workdir: Path, workers: int = 2, policy: str = "rr",
+                 args: list[str] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:  # fmt: skip
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.control_path = workdir / f"cluster-{port}.sock"
+        self.workers = workers
+        argv = [sys.executable, "-m", "scalecube", "serve", app, "--workers", str(workers), "--policy", policy,
+                "--host", "127.0.0.1", "--port", str(port), "--control", str(self.control_path), *(args or [])]  # fmt: skip
+        super().__init__(argv, env=env, cwd=cwd, log_path=workdir / f"cluster-{port}.log")
+
+    def status(self) -> dict[str, Any]:
+        return control.request(self.control_path, "status")
+
+    def listening_pids(self) -> set[int]:
+        return {w["pid"] for w in self.status()["workers"] if w["state"] == "listening"}
+
+    def wait_ready(self, count: int | None = None, timeout: float = 30.0) -> set[int]:
+        count = count or self.workers
+
+        def ready() -> set[int] | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"cluster exited with {self.proc.returncode}:\n{self.log()}")
+            status = self.status()
+            pids = {w["pid"] for w in status["workers"] if w["state"] == "listening"}
+            return pids if len(pids) == count and len(status["workers"]) == count else None
+
+        try:
+            return wait_until(ready, timeout, what=f"{count} listening workers")
+        except AssertionError:
+            raise
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log()}") from None
+
+    def get(self, path: str = "/", **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10, **kwargs)
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, indent=1)
