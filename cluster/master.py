@@ -148,9 +148,16 @@ class Cluster(EventEmitter):
         return task
 
     def every(self, seconds: float, fn: Callable[[], Any]) -> asyncio.Task[Any]:
-        """Call ``fn`` (sync or async) now and then every ``seconds``, until the master stops."""
+        """Call ``fn`` (sync or async) now and then every ``seconds``, until the master stops.
+
+        A fixed cadence (not "sleep after the work"), so "once per interval" stays
+        true however long ``fn`` takes; a run that overruns skips the missed ticks.
+        """
+        assert self._loop is not None
+        loop = self._loop
 
         async def repeat() -> None:
+            due = loop.time()
             while True:
                 try:
                     result = fn()
@@ -158,7 +165,10 @@ class Cluster(EventEmitter):
                         await result
                 except Exception:
                     log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
-                await asyncio.sleep(seconds)
+                due += seconds
+                if due < loop.time():
+                    due = loop.time()
+                await asyncio.sleep(due - loop.time())
 
         return self.spawn_task(repeat)
 

@@ -1,3 +1,5 @@
+"""Fixtures shared across test folders (registered by the root conftest as a plugin)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

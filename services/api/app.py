@@ -1,0 +1,73 @@
+"""The api: the cloned service of the scale cube (``scalecube serve services.api.app:app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from cluster import current_worker
+from scalecube.signing import Signer
+from services.api import announcements, clone, sessions, users_count
+from services.api.settings import ApiSettings
+from services.common.app import create_service_app
+from shared_cache.broadcast import RedisBroadcast
+from shared_cache.connection import RedisConnector
+from shared_cache.sessions import MemorySessionStore, RedisSessionStore
+
+settings = ApiSettings.load()
+connector = RedisConnector(settings.redis_url)
+database = users_count.UsersDatabase(connector, settings.users_source_delay)
+
+
+def make_session_service() -> sessions.SessionService:
+    store = (RedisSessionStore(connector, ttl_seconds=settings.session_ttl_seconds)
+             if settings.session_backend == "redis" else MemorySessionStore(ttl_seconds=settings.session_ttl_seconds))  # fmt: skip
+    return sessions.SessionService(
+        store, Signer(settings.session_secret.get_secret_value(), salt="session"), sessions.NameOnly(), database,
+        ttl_seconds=settings.session_ttl_seconds, secure_cookie=settings.cookie_secure, backend=settings.session_backend,
+    )  # fmt: skip
+
+
+def follows_master_broadcast() -> bool:
+    return settings.users_count_mode == "broadcast" and current_worker() is not None
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    background: list[asyncio.Task[Any]] = []
+    holder: users_count.UsersCount = app.state.users_count
+    worker = current_worker()
+    if follows_master_broadcast():
+        assert worker is not None
+        worker.on_message(lambda message: isinstance(message, dict) and "users_count" in message
+                          and holder.update(message["users_count"]))  # fmt: skip
+    else:
+        background.append(asyncio.create_task(
+            users_count.poll_forever(database, holder, settings.users_count_interval)))  # fmt: skip
+    background.append(asyncio.create_task(app.state.broadcast.listen(app.state.last_heard.hear)))
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await connector.close()
+
+
+app = create_service_app("api", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
+app.state.sessions = make_session_service()
+app.state.users_count = users_count.UsersCount("master broadcast" if follows_master_broadcast() else "worker poll")
+app.state.broadcast = RedisBroadcast(connector, announcements.CHANNEL)
+app.state.last_heard = announcements.LastHeard()
+for module in (clone, users_count, sessions, announcements):
+    app.include_router(module.router)
+
+
+def on_master(cluster: Any) -> None:
+    """Runs in the cluster master (see ``cluster.master``): the one reader of the users count."""
+    if settings.users_count_mode == "broadcast":
+        users_count.broadcast_from_master(cluster, database, settings.users_count_interval)
