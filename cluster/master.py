@@ -543,6 +543,16 @@ class Cluster(EventEmitter):
         return {"ok": False, "error": f"unknown command {command!r}; try status, reload or scale"}
 
 
+def configure_master_logging(level: int = logging.INFO) -> None:
+    """The master's lines go to stderr on their own handler: importing the app for its
+    master hook may configure the root logger, and must not double or relabel them."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [master %(process)d] %(levelname)s %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
 def run_cluster(config: ClusterConfig) -> int:
     """Run a master in this process until it stops; returns its exit code.
 

@@ -22,6 +22,7 @@ import uvicorn
 
 from cluster.channel import Channel, ChannelClosed, Message
 from cluster.context import WorkerContext, set_current_worker
+from cluster.draining import DrainingHttpToolsProtocol
 
 log = logging.getLogger("scalecube.cluster")
 
@@ -147,11 +148,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def configure_logging(worker_id: int) -> None:
+    """A default for apps that don't configure logging themselves.
+
+    The handler is named "scalecube" so a service's own setup
+    (``services.common.logging``) replaces it rather than doubling every line.
+    """
     level = os.environ.get("LOG_LEVEL", "info").upper()
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s [worker {worker_id} pid %(process)d] %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("scalecube")
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s [worker {worker_id} pid %(process)d] %(levelname)s %(name)s: %(message)s"))  # fmt: skip
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
     # One "startup complete" line per worker is noise: the master reports each worker listening.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
@@ -176,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         options.app,
         loop=loop,
-        http="httptools",
+        http=DrainingHttpToolsProtocol,
         lifespan="auto",
         access_log=False,
         log_config=None,

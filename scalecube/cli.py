@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -53,11 +52,11 @@ def serve(
     stop, SIGTTIN one worker more, SIGTTOU one fewer.
     """
     from cluster.config import ClusterConfig
-    from cluster.master import run_cluster
+    from cluster.master import configure_master_logging, run_cluster
 
     if policy not in ("rr", "os"):
         raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [master %(process)d] %(levelname)s %(message)s")
+    configure_master_logging()
     try:
         config = ClusterConfig(
             app=target, workers=parse_workers(workers), policy=policy, host=host, port=port,
@@ -90,6 +89,28 @@ def status(
         cluster_status.render(snapshots)
     if control and not snapshots:
         raise typer.Exit(1)
+
+
+bench = typer.Typer(help="Benchmarks: side by side in one run, reported as ratios.", no_args_is_help=True)
+app.add_typer(bench, name="bench")
+
+
+@bench.command("foundation")
+def bench_foundation(
+    connections: Annotated[int, typer.Option(help="new connections for the spread test")] = 1000,
+    seconds: Annotated[float, typer.Option(help="length of each load run")] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="concurrent clients")] = 16,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """rr vs os spread, failures during a rolling reload, and 1 worker vs per-core on /cpu."""
+    from loadtests.benchmarks import foundation
+    from loadtests.benchmarks.render import render_foundation
+
+    report = foundation.run(connections=connections, seconds=seconds, concurrency=concurrency)
+    if as_json:
+        typer.echo(json.dumps(foundation.as_dict(report), indent=2))
+    else:
+        render_foundation(report)
 
 
 def main() -> None:

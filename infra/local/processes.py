@@ -1,4 +1,4 @@
-"""Real processes for tests: start, wait until ready, stop by pid — never by name."""
+"""Processes we start (tests, benchmarks, the local stack): wait until ready, stop by pid — never by name."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import httpx
 
 from cluster import control
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the checkout: where `-m scalecube` and the apps import from
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
@@ -73,7 +73,7 @@ class ManagedProcess:
 
 
 class ClusterProcess(ManagedProcess):
-    """``scalecube serve`` on a free port, with its own control socket."""
+    """``scalecube serve`` on a given port, with its own control socket and log in ``workdir``."""
 
     def __init__(self, app: str, *, port: int, workdir: Path, workers: int = 2, policy: str = "rr",
                  args: list[str] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:  # fmt: skip

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.support.load import LoadGenerator
-from tests.support.processes import wait_until
+from infra.local.processes import wait_until
 
 
 def test_killed_worker_is_replaced_under_load(start_cluster):
@@ -35,18 +35,19 @@ def test_killed_worker_is_replaced_under_load(start_cluster):
     assert sum(restarts.values()) == 1
 
 
-@pytest.mark.parametrize("policy", ["rr", "os"])
-def test_rolling_reload_under_load_drops_nothing(start_cluster, policy):
+@pytest.mark.parametrize("policy, keepalive", [("rr", False), ("os", False), ("rr", True), ("os", True)])
+def test_rolling_reload_under_load_drops_nothing(start_cluster, policy, keepalive):
+    """New connection per request (like ab) and keep-alive clients (like wrk): neither sees a failure."""
     cluster = start_cluster(workers=2, policy=policy)
     before = cluster.listening_pids()
-    with LoadGenerator(cluster.url, concurrency=8, max_seconds=30) as load:
+    with LoadGenerator(cluster.url, concurrency=8, keepalive=keepalive, max_seconds=30) as load:
         time.sleep(0.5)
         cluster.signal(signal.SIGUSR2)
         wait_until(lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
                    20, what="every worker replaced")  # fmt: skip
         time.sleep(0.5)
     result = load.stop()
-    print(f"\nSIGUSR2 rolling reload ({policy}) under load: {result}")
+    print(f"\nSIGUSR2 rolling reload ({policy}, keep-alive {keepalive}) under load: {result}")
     assert result.failed == 0, result
     assert result.ok > 100
     assert not (cluster.listening_pids() & before)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.local.ports import free_port
-from tests.support.processes import ClusterProcess
+from infra.local.processes import ClusterProcess
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from services.api.users_count import READS_KEY
-from tests.support.processes import wait_until
+from infra.local.processes import wait_until
 
 
 def fresh(url: str) -> httpx.Client:

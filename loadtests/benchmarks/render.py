@@ -1,0 +1,35 @@
+"""Benchmark reports as terminal tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from loadtests.benchmarks.foundation import FoundationReport
+
+
+def render_foundation(report: FoundationReport, console: Console | None = None) -> None:
+    console = console or Console()
+    spread = Table(title=f"connection spread over 2 workers ({report.cpus} CPU(s) available)", title_justify="left")
+    for column in ("policy", "clients", "per worker", "max - min", "busiest share"):
+        spread.add_column(column)
+    for policy, runs in report.spread.items():
+        for clients, row in runs.items():
+            spread.add_row(policy, clients, " / ".join(map(str, row["per_worker"])), str(row["max_minus_min"]),
+                           f"{row['busiest_share']:.1%}")  # fmt: skip
+    console.print(spread)
+
+    reload = Table(title="rolling reload (SIGUSR2) of 2 workers under load", title_justify="left")
+    for column in ("clients", "driver", "requests", "failed"):
+        reload.add_column(column)
+    for row in report.reload.values():
+        reload.add_row(row["clients"], row["driver"], str(row["requests"]), str(row["failed"]))
+    console.print(reload)
+
+    cpu = Table(title=f"/cpu throughput — ratio {report.cpu_scaling['ratio']}×", title_justify="left")
+    for column in ("workers", "requests/s", "p50 ms", "p99 ms", "errors", "driver"):
+        cpu.add_column(column)
+    for name, row in report.cpu_scaling["rows"].items():
+        cpu.add_row(name, f"{row['rps']:.0f}", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}", str(row["errors"]),
+                    row["driver"])  # fmt: skip
+    console.print(cpu)

@@ -1,0 +1,100 @@
+"""Load drivers for benchmarks: wrk when installed (C, not the bottleneck), else Python threads.
+
+Both return the same summary, and every report names the driver that produced it.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass
+class LoadSummary:
+    driver: str
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float | None
+    p99_ms: float | None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2) -> LoadSummary:
+    """Keep-alive load from wrk; errors = socket errors + non-2xx/3xx responses."""
+    out = subprocess.run(
+        ["wrk", "--latency", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{seconds:g}s", url],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout  # fmt: skip
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    p50 = re.search(r"50%\s+([\d.]+\w+)", out)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
+    return LoadSummary("wrk", requests, errors, seconds, _ms(p50.group(1)) if p50 else None,
+                       _ms(p99.group(1)) if p99 else None)  # fmt: skip
+
+
+def run_threads(url: str, *, seconds: float, connections: int, keepalive: bool = True) -> LoadSummary:
+    """The fallback: Python threads with httpx (itself CPU-hungry: compare ratios, not absolutes)."""
+    latencies: list[float] = []
+    errors = collections.Counter[str]()
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        limits = httpx.Limits(max_keepalive_connections=1 if keepalive else 0)
+        with httpx.Client(timeout=10, limits=limits) as http:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    ok = http.get(url).status_code < 400
+                except httpx.HTTPError:
+                    ok = False
+                with lock:
+                    if ok:
+                        latencies.append((time.perf_counter() - started) * 1000)
+                    else:
+                        errors["failed"] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    latencies.sort()
+
+    def pct(q: float) -> float | None:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    return LoadSummary("python threads (httpx)", len(latencies) + errors.total(), errors.total(), seconds,
+                       pct(0.5), pct(0.99))  # fmt: skip
+
+
+def run_load(url: str, *, seconds: float, connections: int) -> LoadSummary:
+    if wrk_available():
+        return run_wrk(url, seconds=seconds, connections=connections)
+    return run_threads(url, seconds=seconds, connections=connections)
