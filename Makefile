@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lock clean
+.PHONY: venv test up down status bench lock clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,19 @@ $(STAMP): requirements.lock pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The local stack (Redis + the api cluster on :8080), in the foreground; Ctrl-C stops it.
+up: venv
+	$(BIN)/scalecube up $(ARGS)
+
+down: venv
+	$(BIN)/scalecube down
+
+status: venv
+	$(BIN)/scalecube status
+
+bench: venv
+	$(BIN)/scalecube bench foundation $(ARGS)
 
 # Regenerate the lock file (needs network to PyPI): pinned versions with hashes.
 lock:

@@ -23,7 +23,8 @@ def test_killed_worker_is_replaced_under_load(start_cluster):
     with LoadGenerator(cluster.url, concurrency=8, max_seconds=20) as load:
         time.sleep(0.5)
         os.kill(victim, signal.SIGKILL)
-        after = cluster.wait_ready(2, timeout=10)
+        after = wait_until(lambda: (pids := cluster.listening_pids()) and victim not in pids and len(pids) == 2 and pids,
+                           10, what="the replacement")  # fmt: skip
         time.sleep(0.5)
     result = load.stop()
     print(f"\nSIGKILL of one of 2 workers under load: {result}")
@@ -108,8 +109,9 @@ def test_max_requests_recycles_without_failures(start_cluster):
     result = load.stop()
     assert result.failed == 0, result
     assert len(result.served_by) > 2  # the replacements served too
-    counts = [w["requests"] for w in cluster.status()["workers"]]
-    assert all(count < 200 for count in counts), counts
+    # The old workers drained away; max-requests is soft on purpose (they serve until their successor listens).
+    wait_until(lambda: len(cluster.status()["workers"]) == 2, 10, what="the old workers to exit")
+    assert sum(w["restarts"] for w in cluster.status()["workers"]) == 0  # recycling is not crashing
 
 
 def test_max_rss_recycles_the_zero_downtime_way(start_cluster):
