@@ -73,22 +73,99 @@ def serve(
     raise typer.Exit(code)
 
 
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(envvar="SCALECUBE_STATE_DIR", show_default=False,
+                 help="the local stack's state file and logs (default ~/.local/state/scalecube)"),
+]  # fmt: skip
+
+
+def _state_dir(option: Path | None) -> Path:
+    from infra.local.state import default_state_dir
+
+    # Absolute: a detached supervisor runs from the project root, not from here.
+    return (option or default_state_dir()).expanduser().resolve()
+
+
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable: {stack, clusters}")] = False,
     control: Annotated[Path | None, typer.Option(help="one master's control socket")] = None,
+    state_dir: StateDirOption = None,
 ) -> None:
-    """Workers of every running cluster on this machine (like `pm2 ls`)."""
+    """Workers of every running cluster on this machine (like `pm2 ls`), and the local stack if one runs."""
+    from rich.console import Console
+
     from cluster import status as cluster_status
+    from infra.local.report import render_stack
+    from infra.local.stack_status import stack_status
 
     paths = [control] if control else cluster_status.discover()
     snapshots = cluster_status.collect(paths)
+    stack = None if control else stack_status(_state_dir(state_dir))
     if as_json:
-        typer.echo(json.dumps(snapshots, indent=2))
+        typer.echo(json.dumps({"stack": stack, "clusters": snapshots}, indent=2))
     else:
-        cluster_status.render(snapshots)
+        console = Console()
+        if stack is not None:
+            render_stack(stack, console)
+        if snapshots or stack is None:
+            cluster_status.render(snapshots, console)
     if control and not snapshots:
         raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="the api's port")] = 8080,
+    workers: Annotated[str, typer.Option(envvar="WORKERS", help="api workers; 'auto' = one per CPU")] = "auto",
+    policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: master hands out connections; os: kernel")] = "rr",
+    session_backend: Annotated[str, typer.Option(envvar="SESSION_BACKEND", help="redis or memory")] = "redis",
+    redis_port: Annotated[int, typer.Option(min=0, max=65535, help="0 = any free port")] = 0,
+    state_dir: StateDirOption = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="run in the background (`scalecube down`)")] = False,
+    detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
+) -> None:
+    """Run Redis and the api cluster on this machine, no Docker, until Ctrl-C (or `-d` and `scalecube down`)."""
+    from rich.console import Console
+
+    from infra.local.errors import StackError
+    from infra.local.report import ConsoleReporter
+    from infra.local.stack import LocalStack, StackOptions
+    from infra.local.state import StateFile
+    from infra.local.supervisor import Supervisor, start_detached
+
+    parse_workers(workers)
+    if policy not in ("rr", "os"):
+        raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
+    if session_backend not in ("redis", "memory"):
+        raise typer.BadParameter(f"must be redis or memory, got {session_backend!r}", param_hint="--session-backend")
+    options = StackOptions(state_dir=_state_dir(state_dir), port=port, workers=workers, policy=policy,
+                           session_backend=session_backend, redis_port=redis_port)  # fmt: skip
+    reporter = ConsoleReporter()
+    try:
+        if detach:
+            reporter.ready(start_detached(options), options.state_dir, detached=True)
+            return
+        stack = LocalStack.from_options(options)
+        code = Supervisor(stack, StateFile(options.state_dir), reporter, detached=detached_child).run()
+    except StackError as exc:
+        if str(exc):
+            Console(stderr=True, soft_wrap=True).print(f"scalecube up: {exc}", markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def down(state_dir: StateDirOption = None) -> None:
+    """Stop the local stack (`scalecube up -d`): the api drains first, then Redis."""
+    from rich.console import Console
+
+    from infra.local.report import render_down
+    from infra.local.shutdown import stop_stack
+
+    folder = _state_dir(state_dir)
+    render_down(stop_stack(folder), folder, Console(soft_wrap=True))
 
 
 bench = typer.Typer(help="Benchmarks: side by side in one run, reported as ratios.", no_args_is_help=True)

@@ -72,6 +72,13 @@ class ManagedProcess:
         return self.proc.returncode
 
 
+def serve_argv(app: str, *, workers: int | str, policy: str, host: str, port: int, control: Path,
+               extra: list[str] | None = None) -> list[str]:  # fmt: skip
+    """The command line of one cluster (``scalecube serve``), for whoever starts one."""
+    return [sys.executable, "-m", "scalecube", "serve", app, "--workers", str(workers), "--policy", policy,
+            "--host", host, "--port", str(port), "--control", str(control), *(extra or [])]  # fmt: skip
+
+
 class ClusterProcess(ManagedProcess):
     """``scalecube serve`` on a given port, with its own control socket and log in ``workdir``."""
 
@@ -81,8 +88,8 @@ class ClusterProcess(ManagedProcess):
         self.url = f"http://127.0.0.1:{port}"
         self.control_path = workdir / f"cluster-{port}.sock"
         self.workers = workers
-        argv = [sys.executable, "-m", "scalecube", "serve", app, "--workers", str(workers), "--policy", policy,
-                "--host", "127.0.0.1", "--port", str(port), "--control", str(self.control_path), *(args or [])]  # fmt: skip
+        argv = serve_argv(app, workers=workers, policy=policy, host="127.0.0.1", port=port,
+                          control=self.control_path, extra=args)  # fmt: skip
         super().__init__(argv, env=env, cwd=cwd, log_path=workdir / f"cluster-{port}.log")
 
     def status(self) -> dict[str, Any]:

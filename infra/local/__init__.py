@@ -1,0 +1,1 @@
+"""Run real infrastructure (Redis, ...) on this machine, without root."""

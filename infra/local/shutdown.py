@@ -1,0 +1,58 @@
+"""``scalecube down``: stop the stack a supervisor runs, from any other process.
+
+The supervisor stops its components itself, in order, on SIGTERM. Only if it
+does not (it hangs, or it was killed) are the recorded pids killed — each
+checked against its start time first, so a reused pid is left alone.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.local.state import StackState, StateFile
+
+DOWN_TIMEOUT = 60.0  # above the supervisor's own worst case: the api drains for up to 35 s, then Redis 5 s
+
+
+@dataclass
+class DownReport:
+    supervisor_pid: int
+    components: list[dict[str, Any]] = field(default_factory=list)
+    stale: bool = False  # the supervisor was already gone; only leftovers were cleaned up
+    killed: list[int] = field(default_factory=list)  # pids that had to be SIGKILLed
+
+
+def stop_stack(state_dir: Path, timeout: float = DOWN_TIMEOUT) -> DownReport | None:
+    """Stop the stack recorded in ``state_dir``; None if there is none."""
+    state_file = StateFile(state_dir)
+    state = state_file.read()
+    if state is None:
+        state_file.remove()  # an unreadable file protects nothing
+        return None
+    report = DownReport(state.supervisor.pid, state.components, stale=not state.supervisor.alive())
+    if not report.stale:
+        state.supervisor.signal(signal.SIGTERM)
+        if not state.supervisor.wait_gone(timeout):
+            state.supervisor.kill_tree()  # its components too: they are its children
+            report.killed.append(state.supervisor.pid)
+    report.killed += kill_leftovers(state)
+    state_file.remove(owner=state.supervisor)
+    return report
+
+
+def kill_leftovers(state: StackState) -> list[int]:
+    """SIGKILL recorded components that outlived their supervisor; returns their pids."""
+    leftovers = [ref for ref in state.component_refs() if ref.alive()]
+    for ref in leftovers:
+        ref.kill_tree()
+    return [ref.pid for ref in leftovers]
+
+
+def clean_stale(state_file: StateFile, state: StackState | None) -> None:
+    """A state file whose supervisor is dead: kill what it left running, forget it."""
+    if state is not None:
+        kill_leftovers(state)
+    state_file.remove(owner=state.supervisor if state is not None else None)

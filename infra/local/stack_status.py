@@ -1,0 +1,39 @@
+"""What ``scalecube status`` knows about the local stack: the state file, checked against the live processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cluster import control
+from infra.local.pids import ProcessRef
+from infra.local.state import StateFile
+
+
+def stack_status(state_dir: Path) -> dict[str, Any] | None:
+    """The stack recorded in ``state_dir`` (None if there is none), each process marked alive or not.
+
+    A component with a control socket (a cluster) also carries its master's
+    status — the same snapshot ``scalecube status --control`` shows.
+    """
+    state = StateFile(state_dir).read()
+    if state is None:
+        return None
+    components = []
+    for record in state.components:
+        recorded = record.get("pid") and record.get("started")
+        alive = bool(recorded) and ProcessRef(record["pid"], record["started"]).alive()
+        entry: dict[str, Any] = {**record, "alive": alive}
+        if record.get("control") and alive:
+            try:
+                entry["cluster"] = {"control": record["control"], **control.request(record["control"], "status")}
+            except (ConnectionError, OSError, ValueError):
+                entry["cluster"] = None  # starting, or stopping: its master does not answer right now
+        components.append(entry)
+    return {
+        "state_dir": str(state_dir),
+        "supervisor": {"pid": state.supervisor.pid, "alive": state.supervisor.alive()},
+        "phase": state.phase,
+        "started_at": state.started_at,
+        "components": components,
+    }

@@ -1,0 +1,40 @@
+"""Fixtures shared by the whole test suite. Real servers only, no fakes."""
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from infra.local.redis_server import RedisServer
+
+# Fixtures other folders share (clusters, ...) live in their own module.
+pytest_plugins = ["tests.support.fixtures"]
+
+
+# -- Redis ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole session (per xdist worker)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """URL of the shared server, emptied before each test."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server, for tests that stop or restart it."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
