@@ -32,6 +32,7 @@ from cluster.control import ControlServer
 from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
 from cluster.policies import listen, make_policy
+from cluster.reaping import become_subreaper
 from cluster.worker_handle import Worker, WorkerState
 
 log = logging.getLogger("scalecube.cluster")
@@ -90,6 +91,7 @@ class Cluster(EventEmitter):
         if self._policy.passes_listener:
             os.set_inheritable(listener.fileno(), True)
         self._metrics_dir = tempfile.mkdtemp(prefix="scalecube-metrics-")
+        become_subreaper()
         self._install_signals()
         self._control = await ControlServer.start(self.config.control_socket(self.port), self._on_control)
         log.info(

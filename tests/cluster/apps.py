@@ -45,6 +45,16 @@ async def app(scope, receive, send):
     elif path == "/messages":
         await _reply(send, {"pid": os.getpid(), "messages": received})
         return
+    elif path == "/orphan":
+        # Leave a grandchild behind that outlives its parent: someone must reap it.
+        child = os.fork()
+        if child == 0:
+            if os.fork() == 0:
+                import time
+
+                time.sleep(float(params.get("s", "0.3")))
+            os._exit(0)
+        os.waitpid(child, 0)
     elif path == "/ask":
         worker.send({"from": os.getpid()})
     await _reply(send, {"pid": os.getpid(), "worker": worker.id if worker else 0, "slot": worker.slot if worker else 0})

@@ -197,3 +197,16 @@ def test_reload_picks_up_code_changed_on_disk_and_survives_broken_code(start_clu
     wait_until(lambda: "rolling reload aborted" in cluster.log(), 20, what="the reload to abort")
     assert cluster.listening_pids() == serving
     assert {cluster.get().json()["version"] for _ in range(6)} == {2}
+
+
+def test_orphans_left_by_workers_are_reaped_by_the_master(start_cluster):
+    cluster = start_cluster(workers=1)
+    for _ in range(3):
+        assert cluster.get("/orphan?s=0.3").status_code == 200
+    master = psutil.Process(cluster.pid)
+    workers = cluster.listening_pids()
+    adopted = [p for p in master.children() if p.pid not in workers]
+    assert adopted, "the orphans should have been re-parented to the master (child subreaper)"
+    time.sleep(1.0)  # they exit; a master that does not reap would leave zombies
+    leftovers = [p for p in master.children() if p.pid not in workers]
+    assert leftovers == [], [(p.pid, p.status()) for p in leftovers]
