@@ -1,0 +1,538 @@
+"""The balancer's HTTP path: client connections in, exchanges out to backends.
+
+``ClientConnection`` parses requests with httptools and guards the door
+(header size and count, malformed requests, slow clients, a connection cap).
+Each request becomes an ``Exchange``: pick a backend (sticky cookie first), send
+the head on a pooled or new upstream connection, stream the body both ways with
+flow control, and retry on another backend when that is safe:
+
+- the connection could not be opened: nothing was sent, any request may go elsewhere;
+- the backend closed, reset or timed out before the first response byte: only
+  idempotent requests without a body are replayed — a POST that reached a
+  backend is never sent twice.
+
+Requests on one client connection are handled one at a time (reading pauses
+while a response is outstanding), which keeps pipelining correct and simple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import httptools
+
+from lb.pool import Backend, Pool
+from lb.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from lb.server import Balancer
+
+log = logging.getLogger("scalecube.lb")
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+# Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's business, never forwarded;
+# framing headers are rewritten because bodies are re-framed on each side.
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                        b"transfer-encoding", b"upgrade", b"expect", b"content-length"})  # fmt: skip
+REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+BODYLESS_STATUSES = frozenset({204, 304})
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    connect_timeout: float = 2.0
+    read_timeout: float = 30.0  # upstream: request sent -> response head
+    idle_timeout: float = 15.0  # client keep-alive: waiting for the next request
+    header_timeout: float = 10.0  # client: first byte -> whole head (slowloris guard)
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    max_connections: int = 10_000
+    retries: int = 2  # extra backends to try
+    upstream_max_idle: float = 2.0  # below uvicorn's 5 s keep-alive, so we never reuse a connection it is closing
+    scheme: bytes = b"http"
+
+
+def error_response(status: int, error: str, message: str, *, close: bool = True, **extra: str) -> bytes:
+    body = json.dumps({"error": error, "message": message, **extra}).encode()
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n")  # fmt: skip
+    return head.encode() + body
+
+
+class RequestTooLarge(Exception):
+    pass
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.options = balancer.options
+        self.stats = balancer.stats
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = b""
+        self.exchange: Exchange | None = None
+        self.closing = False
+        self.pipelined = False
+        self.too_large = False
+        self._loop = asyncio.get_event_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._reset_request()
+
+    # -- asyncio ---------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = (peer[0] if peer else "").encode()
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+        self.balancer.clients.add(self)
+        if self.stats.connections_open > self.options.max_connections:
+            self.stats.rejected_capacity += 1
+            self.reply_and_close(error_response(503, "overloaded", "the balancer is at its connection limit"))
+            return
+        self._arm(self.options.idle_timeout, self._idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.reply_and_close(error_response(501, "not_implemented", "protocol upgrades are not supported"))
+        except httptools.HttpParserError as exc:
+            if self.too_large:  # raised from our own callback; httptools wraps it
+                self.stats.rejected_431 += 1
+                self.reply_and_close(error_response(431, "request_header_fields_too_large",
+                                                    f"request headers exceed {self.options.max_header_bytes} bytes "
+                                                    f"or {self.options.max_headers} fields"))  # fmt: skip
+                return
+            self.stats.rejected_400 += 1
+            self.reply_and_close(error_response(400, "bad_request", f"malformed HTTP request: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.stats.connections_open -= 1
+        self.balancer.clients.discard(self)
+        self._disarm()
+        if self.exchange is not None:
+            self.exchange.client_lost()
+            self.exchange = None
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client_paused(False)
+
+    # -- timers ------------------------------------------------------------------------
+    def _arm(self, seconds: float, callback: object) -> None:
+        self._disarm()
+        self._timer = self._loop.call_later(seconds, callback)  # type: ignore[arg-type]
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle_timeout(self) -> None:
+        self.close()
+
+    def _header_timeout(self) -> None:
+        self.stats.rejected_timeout += 1
+        self.reply_and_close(error_response(408, "request_timeout", "the request head took too long to arrive"))
+
+    # -- httptools callbacks (request) ---------------------------------------------------
+    def _reset_request(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.body_expected = False
+
+    def on_message_begin(self) -> None:
+        if self.exchange is not None:
+            # A pipelined request while one is outstanding: answer the first, then close;
+            # the client resends what went unanswered (RFC 9112 §9.3.2).
+            self.pipelined = True
+            return
+        self._reset_request()
+        self._arm(self.options.header_timeout, self._header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        self._count(len(name) + len(value) + 4)
+        if len(self.headers) > self.options.max_headers:
+            self._too_large()
+
+    def _count(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > self.options.max_header_bytes:
+            self._too_large()
+
+    def _too_large(self) -> None:
+        self.too_large = True
+        raise RequestTooLarge
+
+    def on_headers_complete(self) -> None:
+        if self.pipelined:
+            return
+        self._disarm()
+        self.stats.requests += 1
+        assert self.transport is not None
+        self.transport.pause_reading()  # one request at a time; resumed when its response is done
+        self.exchange = Exchange(self, self.parser.get_method(), self.url, self.headers, self.parser.should_keep_alive())
+        self.exchange.begin()
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None and not self.pipelined:
+            self.exchange.client_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None and not self.pipelined:
+            self.exchange.client_body_done()
+            if self.transport is not None and self.exchange is not None:
+                self.transport.pause_reading()  # nothing more until this response is out
+
+    # -- used by the exchange -------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.write(data)
+
+    def read_body(self, paused: bool) -> None:
+        """Flow control for request bodies: the upstream can't take more yet (or can again)."""
+        if self.transport is None or self.closing:
+            return
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def exchange_done(self, keep_alive: bool) -> None:
+        self.exchange = None
+        if not keep_alive or self.closing or self.balancer.draining or self.pipelined:
+            self.close()
+            return
+        assert self.transport is not None
+        self._arm(self.options.idle_timeout, self._idle_timeout)
+        self.transport.resume_reading()
+
+    def reply_and_close(self, data: bytes) -> None:
+        self.write(data)
+        self.close()
+
+    def close(self) -> None:
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            self._disarm()
+            self.transport.close()
+
+    def drain(self) -> None:
+        """Balancer stopping: an idle connection closes now; a busy one after its response."""
+        if self.exchange is None:
+            self.close()
+
+
+class Exchange:
+    """One request and its response, across retries."""
+
+    def __init__(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
+                 keep_alive: bool) -> None:  # fmt: skip
+        self.client = client
+        self.balancer = client.balancer
+        self.options = client.options
+        self.stats = client.stats
+        self.method = method
+        self.url = url
+        self.keep_alive = keep_alive
+        self.started = time.monotonic()
+        self.upstream_name = self.balancer.router.match(url)
+        self.pool: Pool | None = self.balancer.pools.get(self.upstream_name)
+        self.tried: list[Backend] = []
+        self.backend: Backend | None = None
+        self.conn: UpstreamConnection | None = None
+        self.cookie: bytes | None = None
+        self.sticky_backend: Backend | None = None
+        self.head, self.request_id, self.chunked_request, has_body = self._build_head(headers)
+        self.replayable_body = not has_body  # bodies stream through: one that was sent cannot be resent
+        self.pending_body: list[bytes] = []  # arrived while no upstream connection was ready
+        self.body_done = not has_body
+        self.response_started = False
+        self.response_chunked = False
+        self.response_keep_alive = False
+        self.done = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- the request head -----------------------------------------------------------------
+    def _build_head(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bool, bool]:
+        out = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
+        forwarded_for = request_id = cookie = None
+        chunked = False
+        length = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif lower == b"content-length":
+                    length = value
+                continue
+            if lower == b"x-forwarded-for":
+                forwarded_for = value
+                continue
+            if lower == b"x-forwarded-proto":
+                continue  # we say what the client spoke to us
+            if lower == b"x-request-id":
+                request_id = value
+            elif lower == b"cookie":
+                cookie = value
+            out += (name, b": ", value, b"\r\n")
+        client_ip = self.client.client_ip
+        out += (b"x-forwarded-for: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip, b"\r\n",
+                b"x-forwarded-proto: ", self.options.scheme, b"\r\n")  # fmt: skip
+        if request_id is None:
+            request_id = uuid.uuid4().hex.encode()
+            out += (b"x-request-id: ", request_id, b"\r\n")
+        has_body = chunked or (length is not None and length.strip() != b"0")
+        if chunked:
+            out.append(b"transfer-encoding: chunked\r\n")
+        elif length is not None:
+            out += (b"content-length: ", length, b"\r\n")
+        out.append(b"\r\n")
+        self.cookie = cookie
+        return b"".join(out), request_id, chunked, has_body
+
+    # -- choosing and reaching a backend ---------------------------------------------------
+    def begin(self) -> None:
+        if self.pool is None:
+            self.fail(503, "no_upstream", f"no upstream is configured for {self.url.decode('latin-1')!r}")
+            return
+        sticky = self.balancer.sticky
+        if sticky is not None:
+            self.sticky_backend = sticky.backend_from(self.cookie, self.pool)
+        self.try_next()
+
+    def try_next(self) -> None:
+        assert self.pool is not None
+        if len(self.tried) > self.options.retries:
+            self.fail(502, "bad_gateway", f"no backend of {self.pool.name} answered after {len(self.tried)} tries")
+            return
+        backend = self.sticky_backend if not self.tried and self.sticky_backend else self.pool.pick(self.tried)
+        if backend is None:
+            if self.tried:
+                self.fail(502, "bad_gateway", f"no other backend of {self.pool.name} to try")
+            else:
+                self.fail(503, "no_backend", f"no healthy backend for upstream {self.pool.name}",
+                          upstream=self.pool.name)  # fmt: skip
+            return
+        if self.tried:
+            self.stats.retries += 1
+            self.tried[-1].retried_away += 1
+        self.tried.append(backend)
+        self.backend = backend
+        backend.inflight += 1
+        conn = self.balancer.connections.take(backend)
+        # A non-idempotent request is never sent on a connection that could be stale:
+        # if it failed there we could not know whether the backend acted on it.
+        if conn is not None and (self.method in IDEMPOTENT or time.monotonic() - conn.idle_since < 1.0):
+            self.send(conn)
+        else:
+            if conn is not None:
+                self.balancer.connections.give_back(conn)
+            self.balancer.spawn(self.connect(backend))
+
+    async def connect(self, backend: Backend) -> None:
+        try:
+            conn = await self.balancer.connections.connect(backend, self.options.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            if self.done:
+                return
+            log.debug("connect to %s failed: %s", backend.label, exc)
+            self._backend_finished(backend, failed=True)
+            assert self.pool is not None
+            self.pool.connect_failed(backend)
+            self.try_next()  # nothing was sent: safe for any method
+            return
+        if self.done:
+            conn.close()
+            return
+        self.send(conn)
+
+    def send(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.start(self, self.head)
+        for chunk in self.pending_body:
+            self._write_body(chunk)
+        self.pending_body.clear()
+        if self.body_done and self.chunked_request and not self.replayable_body:
+            conn.write(b"0\r\n\r\n")
+        self._arm(self.options.read_timeout, self._read_timeout)
+        self.client.read_body(False)
+
+    # -- request body ------------------------------------------------------------------------
+    def client_body(self, data: bytes) -> None:
+        if self.conn is None:
+            self.pending_body.append(data)
+            self.client.read_body(True)  # hold the rest until a backend takes it
+        else:
+            self._write_body(data)
+
+    def _write_body(self, data: bytes) -> None:
+        assert self.conn is not None
+        if self.chunked_request:
+            self.conn.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.conn.write(data)
+
+    def client_body_done(self) -> None:
+        was_done, self.body_done = self.body_done, True
+        if not was_done and self.chunked_request and self.conn is not None:
+            self.conn.write(b"0\r\n\r\n")
+
+    def upstream_paused(self, paused: bool) -> None:
+        self.client.read_body(paused)
+
+    # -- response ------------------------------------------------------------------------------
+    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, chunked: bool,
+                      length: int | None) -> None:  # fmt: skip
+        self._disarm()
+        if status < 200:
+            return  # interim (100 Continue): the final head follows
+        self.response_started = True
+        self.response_keep_alive = keep_alive and self.method != b"HEAD"
+        bodyless = self.method == b"HEAD" or status in BODYLESS_STATUSES
+        out = [b"HTTP/1.1 %d %b\r\n" % (status, REASONS.get(status, b"Unknown"))]
+        for name, value in headers:
+            if name.lower() not in HOP_BY_HOP:
+                out += (name, b": ", value, b"\r\n")
+        if length is not None:
+            out += (b"content-length: %d\r\n" % length,)
+        elif not bodyless:
+            # No length (chunked or close-delimited upstream): chunk it for the client.
+            self.response_chunked = True
+            out.append(b"transfer-encoding: chunked\r\n")
+        sticky = self.balancer.sticky
+        if sticky is not None and self.backend is not None and self.backend is not self.sticky_backend:
+            out += (b"set-cookie: ", sticky.set_cookie_header(self.backend), b"\r\n")
+        if not self.keep_alive or self.balancer.draining:
+            out.append(b"connection: close\r\n")
+            self.keep_alive = False
+        out.append(b"\r\n")
+        self.client.write(b"".join(out))
+        if bodyless and self.conn is not None:
+            # httptools cannot know a HEAD response has no body: finish here, never reuse the connection.
+            conn, self.conn = self.conn, None
+            conn.abort()
+            self._finish(reuse=None)
+
+    def response_body(self, data: bytes) -> None:
+        if self.response_chunked:
+            self.client.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.client.write(data)
+
+    def response_done(self) -> None:
+        if self.response_chunked:
+            self.client.write(b"0\r\n\r\n")
+        conn, self.conn = self.conn, None
+        self._finish(reuse=conn if self.response_keep_alive else None, close=conn)
+
+    def client_paused(self, paused: bool) -> None:
+        if self.conn is not None and self.conn.transport is not None and not self.conn.closed:
+            (self.conn.transport.pause_reading if paused else self.conn.transport.resume_reading)()
+
+    # -- failures ------------------------------------------------------------------------------
+    def upstream_lost(self, exc: Exception | None) -> None:
+        conn, self.conn = self.conn, None
+        if self.done:
+            return
+        self._disarm()
+        backend = self.backend
+        if self.response_started:
+            # Mid-response: the client already has part of it; all we can do is cut it off too.
+            self._backend_finished(backend, failed=True)
+            self.done = True
+            self.client.close()
+            return
+        self._backend_finished(backend, failed=True)
+        if self.method in IDEMPOTENT and self.replayable_body:
+            self.try_next()
+        else:
+            self.fail(502, "bad_gateway", "the backend closed the connection before answering")
+
+    def _read_timeout(self) -> None:
+        self._timer = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()
+        self._backend_finished(self.backend, failed=True)
+        if self.method in IDEMPOTENT and self.replayable_body:
+            self.try_next()
+        else:
+            self.fail(504, "gateway_timeout", f"the backend did not answer within {self.options.read_timeout:g}s")
+
+    def client_lost(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._disarm()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()  # mid-exchange: the connection's state is unknown
+        if self.backend is not None and self.backend.inflight > 0:
+            self.backend.inflight -= 1
+            self.backend = None
+
+    def fail(self, status: int, error: str, message: str, **extra: str) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._disarm()
+        self.stats.failed += 1
+        keep_alive = self.keep_alive and self.body_done and not self.balancer.draining
+        self.client.write(error_response(status, error, message, close=not keep_alive, **extra))
+        self.client.exchange_done(keep_alive)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def _backend_finished(self, backend: Backend | None, *, failed: bool) -> None:
+        if backend is None:
+            return
+        backend.inflight -= 1
+        if failed:
+            backend.failed += 1
+        else:
+            backend.served += 1
+        if backend.removed and backend.inflight == 0 and self.pool is not None:
+            self.pool.forget_drained()
+        self.backend = None
+
+    def _finish(self, reuse: UpstreamConnection | None, close: UpstreamConnection | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._backend_finished(self.backend if self.backend else None, failed=False)
+        if reuse is not None and self.body_done:
+            self.balancer.connections.give_back(reuse)
+        elif close is not None:
+            close.close()
+        self.stats.responses += 1
+        self.client.exchange_done(self.keep_alive and self.body_done)
+
+    def _arm(self, seconds: float, callback: object) -> None:
+        self._disarm()
+        self._timer = asyncio.get_event_loop().call_later(seconds, callback)  # type: ignore[arg-type]
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,92 @@
+"""The Python balancer as a running thing: listener, pools, background tasks, graceful stop.
+
+``Balancer`` is handed its collaborators (pools, router, sticky cookie, discovery
+and health tasks) so that each is built — and tested — on its own; ``build``
+in ``lb.app`` assembles them from the configuration file and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Coroutine, Iterable
+from typing import Any, Protocol
+
+from lb.pool import Pool
+from lb.proxy import ClientConnection, ProxyOptions
+from lb.upstream import ConnectionPool
+
+log = logging.getLogger("scalecube.lb")
+
+
+class Router(Protocol):
+    def match(self, path: bytes) -> str: ...
+
+
+class Balancer:
+    def __init__(self, *, pools: dict[str, Pool], router: Router, options: ProxyOptions, stats: Any,
+                 sticky: Any = None, background: Iterable[Awaitable[Any]] = (), drain_timeout: float = 10.0) -> None:  # fmt: skip
+        self.pools = pools
+        self.router = router
+        self.options = options
+        self.stats = stats
+        self.sticky = sticky
+        self.connections = ConnectionPool(max_idle_age=options.upstream_max_idle)
+        self.clients: set[ClientConnection] = set()
+        self.draining = False
+        self.drain_timeout = drain_timeout
+        self.started_at = time.time()
+        self._background = list(background)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.AbstractServer | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def start(self, host: str, port: int, backlog: int = 2048) -> int:
+        """Start listening and the background work; returns the bound port."""
+        for work in self._background:
+            self.spawn(work)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=backlog,
+                                                reuse_address=True)  # fmt: skip
+        bound = self._server.sockets[0].getsockname()[1]
+        log.info("balancer listening on http://%s:%d (%s)", host, bound,
+                 ", ".join(f"{p.name}: {p.policy}" for p in self.pools.values()))  # fmt: skip
+        return bound
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), close the rest."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for client in list(self.clients):
+            client.drain()
+        deadline = time.monotonic() + self.drain_timeout
+        while self.clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for client in list(self.clients):
+            client.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.connections.close_all()
+        log.info("balancer stopped")
+
+    async def run_until_signalled(self, host: str, port: int, extra: Iterable[Awaitable[Any]] = ()) -> None:
+        """Serve until SIGTERM/SIGINT, then stop gracefully."""
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopped.set)
+        await self.start(host, port)
+        for work in extra:
+            self.spawn(work)  # type: ignore[arg-type]
+        await stopped.wait()
+        log.info("balancer: stopping (draining up to %gs)", self.drain_timeout)
+        await self.stop()
