@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -43,6 +43,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
                         b"transfer-encoding", b"upgrade", b"expect", b"content-length"})  # fmt: skip
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
+FAILURE_COUNTERS = {404: "unrouted_404", 502: "upstream_failed_502", 503: "no_backend_503", 504: "upstream_timeout_504"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False
         self.pipelined = False
         self.too_large = False
+        self._corked = False
+        self._out: list[bytes] = []
         self._loop = asyncio.get_event_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._reset_request()
@@ -95,7 +98,7 @@ class ClientConnection(asyncio.Protocol):
         self.stats.connections_total += 1
         self.balancer.clients.add(self)
         if self.stats.connections_open > self.options.max_connections:
-            self.stats.rejected_capacity += 1
+            self.stats.connections_rejected += 1
             self.reply_and_close(error_response(503, "overloaded", "the balancer is at its connection limit"))
             return
         self._arm(self.options.idle_timeout, self._idle_timeout)
@@ -206,8 +209,21 @@ class ClientConnection(asyncio.Protocol):
 
     # -- used by the exchange -------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closing:
+        if self._corked:
+            self._out.append(data)
+        elif self.transport is not None and not self.closing:
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes (head, body parts, chunk ends) until ``uncork``: one syscall per upstream read."""
+        self._corked = True
+
+    def uncork(self) -> None:
+        self._corked = False
+        if self._out:
+            data = b"".join(self._out)
+            self._out.clear()
+            self.write(data)
 
     def read_body(self, paused: bool) -> None:
         """Flow control for request bodies: the upstream can't take more yet (or can again)."""
@@ -232,6 +248,7 @@ class ClientConnection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        self.uncork()
         if not self.closing and self.transport is not None:
             self.closing = True
             self._disarm()
@@ -301,7 +318,7 @@ class Exchange:
         out += (b"x-forwarded-for: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip, b"\r\n",
                 b"x-forwarded-proto: ", self.options.scheme, b"\r\n")  # fmt: skip
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
+            request_id = os.urandom(16).hex().encode()
             out += (b"x-request-id: ", request_id, b"\r\n")
         has_body = chunked or (length is not None and length.strip() != b"0")
         if chunked:
@@ -315,7 +332,7 @@ class Exchange:
     # -- choosing and reaching a backend ---------------------------------------------------
     def begin(self) -> None:
         if self.pool is None:
-            self.fail(503, "no_upstream", f"no upstream is configured for {self.url.decode('latin-1')!r}")
+            self.fail(404, "no_route", f"no route of this balancer matches {self.url.decode('latin-1')!r}")
             return
         sticky = self.balancer.sticky
         if sticky is not None:
@@ -401,6 +418,12 @@ class Exchange:
 
     def upstream_paused(self, paused: bool) -> None:
         self.client.read_body(paused)
+
+    def batch_begin(self) -> None:
+        self.client.cork()
+
+    def batch_end(self) -> None:
+        self.client.uncork()
 
     # -- response ------------------------------------------------------------------------------
     def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, chunked: bool,
@@ -498,7 +521,10 @@ class Exchange:
             return
         self.done = True
         self._disarm()
-        self.stats.failed += 1
+        counter = FAILURE_COUNTERS.get(status)
+        if counter:
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        self.stats.responses += 1
         keep_alive = self.keep_alive and self.body_done and not self.balancer.draining
         self.client.write(error_response(status, error, message, close=not keep_alive, **extra))
         self.client.exchange_done(keep_alive)

@@ -27,6 +27,8 @@ class ExchangeSink(Protocol):
     def response_done(self) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
     def upstream_paused(self, paused: bool) -> None: ...
+    def batch_begin(self) -> None: ...
+    def batch_end(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -50,10 +52,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        sink = self.sink  # kept: the exchange detaches itself when the response completes
+        if sink is not None:
+            sink.batch_begin()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(exc)
+        finally:
+            if sink is not None:
+                sink.batch_end()
 
     def eof_received(self) -> bool:
         return False  # close our side too
