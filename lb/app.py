@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from typing import Any
+from dataclasses import replace
 
 from lb.admin import admin_server, create_admin_app
 from lb.config import BalancerConfig, Router
@@ -14,7 +13,7 @@ from lb.health import HealthChecker
 from lb.pool import Pool
 from lb.proxy import ProxyOptions
 from lb.server import Balancer
-from lb.stats import BalancerStats
+from lb.stats import BalancerState, BalancerStats
 from lb.sticky import StickyCookie
 
 log = logging.getLogger("scalecube.lb")
@@ -25,19 +24,32 @@ def proxy_options(config: BalancerConfig) -> ProxyOptions:
     return ProxyOptions(
         connect_timeout=t.connect, read_timeout=t.read, idle_timeout=t.idle, header_timeout=t.header,
         max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
-        max_connections=limits.max_connections, retries=config.retries,
+        max_connections=limits.max_connections, retries=limits.retries,
     )  # fmt: skip
 
 
 def sticky_cookie(config: BalancerConfig) -> StickyCookie | None:
     if not config.sticky.enabled:
         return None
-    secret = os.environ.get(config.sticky.secret_env, "")
-    if not secret:
-        # Every balancer instance must sign alike, or a client pinned by one is lost by the next.
-        log.warning("%s is not set: sticky cookies are signed with a development secret", config.sticky.secret_env)
-        secret = "scalecube-insecure-development-sticky-secret"
-    return StickyCookie(secret, name=config.sticky.cookie_name)
+    secret, from_env = config.sticky.secret()
+    if not from_env:
+        # Fine for one balancer; replicas must share it or a client pinned by one is lost by another.
+        log.warning("%s is not set: sticky cookies hold only for this balancer process", config.sticky.secret_env)
+    return StickyCookie(secret, name=config.sticky.cookie_name, max_age=config.sticky.max_age or None)
+
+
+def with_cli_settings(config: BalancerConfig, *, policy: str | None = None, **settings: float | int | None) -> BalancerConfig:
+    """Apply the numeric flags (``--read-timeout 5`` ...) and ``--policy`` on top of the file."""
+    sections = {"timeouts": config.timeouts, "limits": config.limits, "health": config.health,
+                "discovery": config.discovery}  # fmt: skip
+    changes = {}
+    for section, current in sections.items():
+        fields = {k.split("__", 1)[1]: v for k, v in settings.items() if v is not None and k.startswith(section + "__")}
+        if fields:
+            changes[section] = replace(current, **fields)
+    if policy is not None:
+        changes["upstreams"] = {name: replace(u, policy=policy) for name, u in config.upstreams.items()}
+    return replace(config, **changes).validate()
 
 
 class BalancerApp:
@@ -45,27 +57,25 @@ class BalancerApp:
 
     def __init__(self, config: BalancerConfig) -> None:
         self.config = config
-        self.stats = BalancerStats()
-        self.pools = {name: Pool(name, policy=u.policy, rise=config.health.rise, fall=config.health.fall)
-                      for name, u in config.upstreams.items()}  # fmt: skip
-        self.discoveries = {name: discovery_from_spec(u.discovery, interval=config.discovery_interval)
-                            for name, u in config.upstreams.items()}  # fmt: skip
-        checkers = [HealthChecker(pool, path=config.health.path, interval=config.health.interval,
-                                  timeout=config.health.timeout) for pool in self.pools.values()]  # fmt: skip
-        background = [d.run(self.pools[name]) for name, d in self.discoveries.items()] + [c.run() for c in checkers]
+        pools = {name: Pool(name, policy=u.policy, rise=config.health.rise, fall=config.health.fall)
+                 for name, u in config.upstreams.items()}  # fmt: skip
+        discoveries = {name: discovery_from_spec(u.discovery, interval=config.discovery.interval)
+                       for name, u in config.upstreams.items()}  # fmt: skip
+        checks = {name: HealthChecker(pool, path=config.health.path, interval=config.health.interval,
+                                      timeout=config.health.timeout) for name, pool in pools.items()}  # fmt: skip
+        self.state = BalancerState(pools=pools, stats=BalancerStats(), discoveries=discoveries,
+                                   health_checks=checks, routes=config.routes)  # fmt: skip
+        background = [d.run(pools[name]) for name, d in discoveries.items()] + [c.run() for c in checks.values()]
         self.balancer = Balancer(
-            pools=self.pools, router=Router(config.routes), options=proxy_options(config), stats=self.stats,
+            pools=pools, router=Router(config.routes), options=proxy_options(config), stats=self.state.stats,
             sticky=sticky_cookie(config), background=background, drain_timeout=config.timeouts.drain,
         )  # fmt: skip
-        self.started_at = self.balancer.started_at
-
-    def describe_discovery(self) -> dict[str, Any]:
-        return {name: d.describe() for name, d in self.discoveries.items()}
+        for name in config.unrouted():
+            log.warning("upstream %s has no route: nothing will reach it", name)
 
     async def run(self) -> None:
         host, port = self.config.listen
-        admin_host, admin_port = self.config.admin_listen
-        admin = admin_server(create_admin_app(self), admin_host, admin_port)
+        admin = admin_server(create_admin_app(self.state), *self.config.admin_listen)
         await self.balancer.run_until_signalled(host, port, extra=[admin.serve()])
 
 

@@ -43,6 +43,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
                         b"transfer-encoding", b"upgrade", b"expect", b"content-length"})  # fmt: skip
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
+LINGER_SECONDS = 1.0  # after an error reply, how long we drain the client's leftovers before closing
 FAILURE_COUNTERS = {404: "unrouted_404", 502: "upstream_failed_502", 503: "no_backend_503", 504: "upstream_timeout_504"}
 
 
@@ -85,6 +86,7 @@ class ClientConnection(asyncio.Protocol):
         self.too_large = False
         self._corked = False
         self._out: list[bytes] = []
+        self.lingering = False
         self._loop = asyncio.get_event_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._reset_request()
@@ -104,6 +106,8 @@ class ClientConnection(asyncio.Protocol):
         self._arm(self.options.idle_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -117,6 +121,9 @@ class ClientConnection(asyncio.Protocol):
                 return
             self.stats.rejected_400 += 1
             self.reply_and_close(error_response(400, "bad_request", f"malformed HTTP request: {exc}"))
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -244,8 +251,18 @@ class ClientConnection(asyncio.Protocol):
         self.transport.resume_reading()
 
     def reply_and_close(self, data: bytes) -> None:
+        """Answer, then a lingering close: half-close and discard what the client still sends, so
+        our reply is not destroyed by the reset a full close would provoke (nginx does the same)."""
         self.write(data)
-        self.close()
+        self.uncork()
+        if self.transport is None or self.closing or self.lingering:
+            return
+        self.lingering = True
+        self.parser = None  # type: ignore[assignment]  # nothing more is parsed
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.transport.resume_reading()
+        self._arm(LINGER_SECONDS, self.close)
 
     def close(self) -> None:
         self.uncork()
@@ -447,7 +464,7 @@ class Exchange:
         sticky = self.balancer.sticky
         if sticky is not None and self.backend is not None and self.backend is not self.sticky_backend:
             out += (b"set-cookie: ", sticky.set_cookie_header(self.backend), b"\r\n")
-        if not self.keep_alive or self.balancer.draining:
+        if not self.keep_alive or self.balancer.draining or self.client.pipelined:
             out.append(b"connection: close\r\n")
             self.keep_alive = False
         out.append(b"\r\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -166,6 +167,60 @@ def down(state_dir: StateDirOption = None) -> None:
 
     folder = _state_dir(state_dir)
     render_down(stop_stack(folder), folder, Console(soft_wrap=True))
+
+
+@app.command()
+def lb(
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT for clients (default from the config: 0.0.0.0:8080)")] = None,
+    admin: Annotated[str | None, typer.Option(help="HOST:PORT of the status page, JSON and /metrics")] = None,
+    upstream: Annotated[list[str] | None, typer.Option(help="NAME=SPEC, repeatable; SPEC is static:H:P,H:P | dns:NAME:PORT[@NS] | docker:SERVICE:PORT, or with --discovery just the address part")] = None,
+    route: Annotated[list[str] | None, typer.Option(help="PREFIX=UPSTREAM, repeatable")] = None,
+    discovery: Annotated[str | None, typer.Option(help="static|dns|docker: how to read --upstream values without a scheme")] = None,
+    policy: Annotated[str | None, typer.Option(help="rr|leastconn for every upstream")] = None,
+    sticky: Annotated[bool | None, typer.Option("--sticky/--no-sticky", help="pin clients with a signed cookie")] = None,
+    config: Annotated[Path | None, typer.Option(help="the balancer's TOML file (default lb/balancer.toml)")] = None,
+    connect_timeout: Annotated[float | None, typer.Option()] = None,
+    read_timeout: Annotated[float | None, typer.Option()] = None,
+    idle_timeout: Annotated[float | None, typer.Option()] = None,
+    header_timeout: Annotated[float | None, typer.Option()] = None,
+    max_header_bytes: Annotated[int | None, typer.Option()] = None,
+    max_headers: Annotated[int | None, typer.Option()] = None,
+    max_connections: Annotated[int | None, typer.Option()] = None,
+    retries: Annotated[int | None, typer.Option()] = None,
+    health_interval: Annotated[float | None, typer.Option()] = None,
+    discovery_interval: Annotated[float | None, typer.Option()] = None,
+) -> None:
+    """The Python balancer: round-robin or least-connections, sticky cookies, health checks, retries, discovery."""
+    from lb import app as lb_app
+    from lb.config import ConfigError, load_config, with_overrides
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [lb %(process)d] %(levelname)s %(message)s")
+    specs = [_with_scheme(text, discovery) for text in upstream or []]
+    try:
+        settings = with_overrides(load_config(config), upstreams=specs, routes=route or [], listen=listen,
+                                  admin_listen=admin, sticky=sticky)  # fmt: skip
+        settings = lb_app.with_cli_settings(
+            settings, policy=policy, timeouts__connect=connect_timeout, timeouts__read=read_timeout,
+            timeouts__idle=idle_timeout, timeouts__header=header_timeout, limits__max_header_bytes=max_header_bytes,
+            limits__max_headers=max_headers, limits__max_connections=max_connections, limits__retries=retries,
+            health__interval=health_interval, discovery__interval=discovery_interval,
+        )  # fmt: skip
+    except (ConfigError, ValueError) as exc:
+        typer.echo(f"scalecube lb: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        lb_app.run(settings)
+    except OSError as exc:
+        typer.echo(f"scalecube lb: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _with_scheme(text: str, discovery: str | None) -> str:
+    """``api=127.0.0.1:8001`` + ``--discovery static`` -> ``api=static:127.0.0.1:8001``."""
+    name, sep, spec = text.partition("=")
+    if discovery and sep and not spec.startswith(("static:", "dns:", "docker:")):
+        return f"{name}={discovery}:{spec}"
+    return text
 
 
 bench = typer.Typer(help="Benchmarks: side by side in one run, reported as ratios.", no_args_is_help=True)

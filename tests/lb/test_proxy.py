@@ -154,8 +154,9 @@ def test_gets_are_retried_on_another_backend_when_one_dies(backends, start_lb):
     lb = start_lb(clusters)
     with LoadGenerator(lb.url + "/echo", concurrency=8, keepalive=True, max_seconds=20) as load:
         time.sleep(0.5)
-        clusters[0].signal(signal.SIGKILL)
-        for pid in clusters[0].listening_pids() if clusters[0].proc.poll() is None else []:
+        workers = clusters[0].listening_pids()
+        clusters[0].signal(signal.SIGKILL)  # the whole "container": master and workers at once
+        for pid in workers:
             os.kill(pid, signal.SIGKILL)
         time.sleep(1.5)
     result = load.stop()

@@ -1,0 +1,105 @@
+"""The balancer's admin port: ``/`` (status page), ``/status.json``, ``/metrics``, ``/healthz``.
+
+Served by uvicorn inside the balancer's own event loop, so the handlers read
+pools and counters on the thread that changes them (``async def`` everywhere:
+a sync handler would run in a thread pool). ``admin_server`` builds that
+server without any signal handling of its own: SIGTERM belongs to the balancer.
+
+    server = admin_server(create_admin_app(state), "0.0.0.0", 8404)
+    task = asyncio.create_task(server.serve())
+    ...
+    server.should_exit = True; await task
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from lb.metrics import balancer_registry
+from lb.stats import BalancerState
+from lb.status_page import render_status_page
+
+
+def status(state: BalancerState) -> dict[str, Any]:
+    """Everything the admin port knows. ``state`` is a ``BalancerState`` or anything with ``pools``,
+    ``stats`` and ``started_at``; ``discoveries``, ``health_checks`` and ``routes`` are shown when present."""
+    discoveries = getattr(state, "discoveries", {})
+    health_checks = getattr(state, "health_checks", {})
+    pools = []
+    for name, pool in state.pools.items():
+        described = pool.describe()
+        described["available"] = sum(1 for b in pool.backends.values() if b.available)
+        discovery = discoveries.get(name)
+        described["discovery"] = discovery.describe() if discovery else None
+        checker = health_checks.get(name)
+        described["health"] = checker.describe() if checker else None
+        pools.append(described)
+    return {
+        "pid": os.getpid(),
+        "started_at": state.started_at,
+        "uptime": round(time.time() - state.started_at, 1),
+        "stats": state.stats.snapshot(),
+        "routes": [{"prefix": r.prefix, "upstream": r.upstream} for r in getattr(state, "routes", ())],
+        "pools": pools,
+    }
+
+
+def create_admin_app(state: BalancerState) -> FastAPI:
+    app = FastAPI(title="scalecube lb admin", docs_url=None, redoc_url=None, openapi_url=None)
+    registry = balancer_registry(state)
+
+    @app.get("/status.json")
+    async def status_json() -> JSONResponse:
+        return JSONResponse(status(state))
+
+    @app.get("/", response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        return HTMLResponse(render_status_page(status(state)), headers={"cache-control": "no-store"})
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+class AdminServer(uvicorn.Server):
+    """uvicorn that leaves signals alone.
+
+    ``Server.serve`` wraps itself in ``capture_signals``, which replaces the SIGINT/SIGTERM
+    handlers with its own for as long as it runs (uvicorn 0.54 has no switch for it). Inside
+    the balancer that would steal the balancer's graceful stop, so capture nothing; the
+    balancer stops this server with ``should_exit = True``.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def admin_server(app: Any, host: str, port: int) -> AdminServer:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",  # the app has no startup work; the balancer owns the lifecycle
+        log_config=None,  # keep the balancer's logging as it configured it
+        access_log=False,
+        server_header=False,
+        ws="none",
+        timeout_graceful_shutdown=1,  # a scrape in progress must not hold up the balancer's exit
+    )
+    return AdminServer(config)

@@ -1,0 +1,309 @@
+"""The balancer's configuration: one TOML file, plus command-line overrides.
+
+The file declares upstream groups (name -> discovery spec and policy), routes
+(path prefix -> upstream) and the settings (addresses, sticky cookie,
+timeouts, limits, health checks). ``lb/balancer.toml`` is the default and
+documents every key. Errors name the bad key.
+
+``Router`` is here too: it turns the routes into the per-request look-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from lb.discovery import parse_address, parse_discovery_spec
+from lb.pool import POLICIES, Address
+
+DEFAULT_CONFIG = Path(__file__).with_name("balancer.toml")
+UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # it names metrics labels and admin rows
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the key and what it should be."""
+
+
+# -- the sections ----------------------------------------------------------------
+
+
+def _positive(section: str, obj: object, names: Iterable[str], what: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not value > 0:
+            raise ConfigError(f"{section}.{name} must be a positive {what}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds."""
+
+    connect: float = 2.0  # to open a connection to a backend
+    read: float = 30.0  # a backend's response head, and each gap between body chunks
+    idle: float = 60.0  # a client keep-alive connection with no request in progress
+    header: float = 10.0  # a client's whole request head (slow-loris guard)
+    drain: float = 30.0  # on SIGTERM: how long requests in flight may finish
+
+    def __post_init__(self) -> None:
+        _positive("timeouts", self, ("connect", "read", "idle", "header", "drain"), "number of seconds")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_header_bytes: int = 16384  # request line + headers; more is 431
+    max_headers: int = 100  # header count; more is 431
+    max_connections: int = 10000  # open client connections; more are closed at once
+    retries: int = 2  # other backends tried after one fails before any response byte
+
+    def __post_init__(self) -> None:
+        _positive("limits", self, ("max_header_bytes", "max_headers", "max_connections"), "whole number")
+        if self.retries < 0:
+            raise ConfigError(f"limits.retries must be 0 or more, got {self.retries}")
+
+
+@dataclass(frozen=True)
+class StickySettings:
+    enabled: bool = False
+    cookie_name: str = "SCALECUBE_LB"
+    secret_env: str = "LB_STICKY_SECRET"  # the environment variable holding the signing secret
+    max_age: int = 0  # seconds; 0 = a session cookie
+
+    def __post_init__(self) -> None:
+        if self.max_age < 0:
+            raise ConfigError(f"sticky.max_age must be 0 (session cookie) or more seconds, got {self.max_age}")
+        if not self.cookie_name or not self.secret_env:
+            raise ConfigError("sticky.cookie_name and sticky.secret_env must not be empty")
+
+    def secret(self, environ: Mapping[str, str] = os.environ) -> tuple[str, bool]:
+        """The signing secret and whether it came from the environment.
+
+        Unset, a random one is made: cookies then hold only for this process, which is
+        fine for one balancer; replicas or restarts that must honour each other's
+        cookies share the variable."""
+        value = environ.get(self.secret_env)
+        return (value, True) if value else (secrets.token_urlsafe(32), False)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    path: str = "/readyz"
+    interval: float = 1.0
+    timeout: float = 1.0
+    rise: int = 2  # passes in a row that bring an ejected backend back
+    fall: int = 2  # failures in a row that eject a healthy one
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ConfigError(f"health.path must start with '/', got {self.path!r}")
+        _positive("health", self, ("interval", "timeout", "rise", "fall"), "number")
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    interval: float = 2.0  # dns: seconds between look-ups
+
+    def __post_init__(self) -> None:
+        _positive("discovery", self, ("interval",), "number of seconds")
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    discovery: str  # a spec: static:HOST:PORT,... | dns:NAME:PORT[@NS:PORT] | docker:SERVICE:PORT
+    policy: str = "rr"
+
+    def __post_init__(self) -> None:
+        where = f"upstreams.{self.name}"
+        if not UPSTREAM_NAME.match(self.name):
+            raise ConfigError(f"upstream name {self.name!r}: use letters, digits, '-' and '_'")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"{where}.policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        try:
+            parse_discovery_spec(self.discovery)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.discovery: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    upstream: str
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/"):
+            raise ConfigError(f"routes: prefix must start with '/', got {self.prefix!r}")
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    upstreams: dict[str, Upstream] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    listen: Address = ("0.0.0.0", 8080)
+    admin_listen: Address = ("0.0.0.0", 8404)
+    timeouts: Timeouts = Timeouts()
+    limits: Limits = Limits()
+    sticky: StickySettings = StickySettings()
+    health: HealthSettings = HealthSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+
+    def validate(self) -> BalancerConfig:
+        if not self.routes:
+            raise ConfigError("routes: none declared, so nothing would be served (add [[routes]] prefix/upstream)")
+        seen: set[str] = set()
+        for route in self.routes:
+            if route.upstream not in self.upstreams:
+                known = ", ".join(sorted(self.upstreams)) or "none"
+                raise ConfigError(f"routes: prefix {route.prefix!r} goes to unknown upstream {route.upstream!r} "
+                                  f"(declared: {known})")  # fmt: skip
+            if route.prefix in seen:
+                raise ConfigError(f"routes: prefix {route.prefix!r} is declared twice")
+            seen.add(route.prefix)
+        return self
+
+    def unrouted(self) -> list[str]:
+        """Upstreams no route leads to: they get no traffic (worth a warning at start)."""
+        routed = {route.upstream for route in self.routes}
+        return sorted(name for name in self.upstreams if name not in routed)
+
+
+# -- reading the file ------------------------------------------------------------
+
+_SECTIONS = {"timeouts": Timeouts, "limits": Limits, "sticky": StickySettings, "health": HealthSettings,
+             "discovery": DiscoverySettings}  # fmt: skip
+_TOP_LEVEL = ("listen", "admin_listen", "upstreams", "routes", *_SECTIONS)
+
+
+def _typed(value: Any, expected: str, where: str) -> Any:
+    """TOML already has types; check they are the ones we want (an int is fine where a float is)."""
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(expected)
+    if not ok:
+        wanted = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a string"}[expected]
+        raise ConfigError(f"{where} must be {wanted}, got {value!r}")
+    return float(value) if expected == "float" else value
+
+
+def _table(raw: Any, where: str, allowed: Iterable[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    allowed = list(allowed)
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key (known: {', '.join(allowed)})")
+    return raw
+
+
+def _build(cls: type, raw: Any, where: str, **extra: Any) -> Any:
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls) if f.name not in extra]
+    table = _table(raw, where, names)
+    values = {key: _typed(value, hints[key].__name__, f"{where}.{key}") for key, value in table.items()}
+    return cls(**values, **extra)
+
+
+def _address(value: Any, where: str) -> Address:
+    try:
+        return parse_address(_typed(value, "str", where), where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> BalancerConfig:
+    _table(raw, "", _TOP_LEVEL)
+    upstreams = {}
+    declared = raw.get("upstreams", {})
+    if not isinstance(declared, dict):
+        raise ConfigError("upstreams must be tables: [upstreams.NAME]")
+    for name, table in declared.items():
+        if not isinstance(table, dict) or "discovery" not in table:
+            raise ConfigError(f'upstreams.{name}.discovery: missing (e.g. discovery = "dns:{name}:8000")')
+        upstreams[name] = _build(Upstream, table, f"upstreams.{name}", name=name)
+    routes_raw = raw.get("routes", [])
+    if not isinstance(routes_raw, list):
+        raise ConfigError("routes must be an array of tables ([[routes]])")
+    routes = []
+    for i, table in enumerate(routes_raw):
+        missing = [key for key in ("prefix", "upstream") if key not in (table if isinstance(table, dict) else {})]
+        if missing:
+            raise ConfigError(f"routes[{i}].{missing[0]}: missing")
+        routes.append(_build(Route, table, f"routes[{i}]"))
+    settings: dict[str, Any] = {name: _build(cls, raw[name], name) for name, cls in _SECTIONS.items() if name in raw}
+    settings |= {key: _address(raw[key], key) for key in ("listen", "admin_listen") if key in raw}
+    return BalancerConfig(upstreams=upstreams, routes=tuple(routes), **settings).validate()
+
+
+def load_config(path: Path | str | None = None) -> BalancerConfig:
+    """Read and check a config file (the shipped ``lb/balancer.toml`` when ``path`` is None)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+# -- command-line overrides ------------------------------------------------------
+
+
+def _pair(text: str, option: str, example: str) -> tuple[str, str]:
+    left, sep, right = text.partition("=")
+    if not sep or not left.strip() or not right.strip():
+        raise ConfigError(f"{option} expects {example}, got {text!r}")
+    return left.strip(), right.strip()
+
+
+def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), routes: Iterable[str] = (),
+                   listen: str | None = None, admin_listen: str | None = None,
+                   sticky: bool | None = None) -> BalancerConfig:  # fmt: skip
+    """Apply ``--upstream NAME=SPEC`` (replaces that group's discovery, keeping its policy, or adds a
+    group), ``--route PREFIX=UPSTREAM`` (replaces or adds a route) and the address/sticky flags."""
+    groups = dict(config.upstreams)
+    for text in upstreams:
+        name, spec = _pair(text, "--upstream", "NAME=SPEC, e.g. api=static:127.0.0.1:8001")
+        old = groups.get(name)
+        groups[name] = Upstream(name, spec, old.policy if old else "rr")
+    table = {route.prefix: route for route in config.routes}
+    for text in routes:
+        prefix, upstream = _pair(text, "--route", "PREFIX=UPSTREAM, e.g. /auth/=auth")
+        table[prefix] = Route(prefix, upstream)
+    changes: dict[str, Any] = {"upstreams": groups, "routes": tuple(table.values())}
+    if listen is not None:
+        changes["listen"] = _address(listen, "--listen")
+    if admin_listen is not None:
+        changes["admin_listen"] = _address(admin_listen, "--admin-listen")
+    if sticky is not None:
+        changes["sticky"] = replace(config.sticky, enabled=sticky)
+    return replace(config, **changes).validate()
+
+
+# -- routing (per request) -------------------------------------------------------
+
+
+class Router:
+    """Path prefix -> upstream name; the longest matching prefix wins. Plain byte prefixes,
+    tried longest first: a handful of ``startswith`` calls per request."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        table = sorted(((r.prefix.encode(), r.upstream) for r in routes), key=lambda item: len(item[0]), reverse=True)
+        self._table = tuple(table)
+
+    def match(self, path: bytes) -> str | None:
+        for prefix, upstream in self._table:
+            if path.startswith(prefix):
+                return upstream
+        return None

@@ -1,0 +1,176 @@
+"""The balancer's config file, its command-line overrides, and the router built from its routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lb.config import DEFAULT_CONFIG, ConfigError, Route, Router, load_config, with_overrides
+
+EXAMPLE = """
+listen = "127.0.0.1:9080"
+admin_listen = "127.0.0.1:9404"
+
+[upstreams.api]
+discovery = "dns:api:8000"
+policy = "leastconn"
+
+[upstreams.auth]
+discovery = "dns:auth:8000@127.0.0.1:5353"
+
+[[routes]]
+prefix = "/"
+upstream = "api"
+
+[[routes]]
+prefix = "/auth/"
+upstream = "auth"
+
+[timeouts]
+connect = 1
+read = 5.5
+
+[limits]
+retries = 0
+
+[sticky]
+enabled = true
+max_age = 600
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "balancer.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    return str(caught.value)
+
+
+def test_the_shipped_file_routes_everything_to_api():
+    config = load_config()
+    assert config == load_config(DEFAULT_CONFIG)
+    assert list(config.upstreams) == ["api"]
+    assert config.upstreams["api"].discovery == "dns:api:8000" and config.upstreams["api"].policy == "rr"
+    assert config.routes == (Route("/", "api"),)
+    assert config.unrouted() == []
+    assert config.listen == ("0.0.0.0", 8080)
+
+
+def test_a_full_file_is_read_with_defaults_for_the_rest(tmp_path):
+    config = load_config(write(tmp_path, EXAMPLE))
+    assert config.listen == ("127.0.0.1", 9080) and config.admin_listen == ("127.0.0.1", 9404)
+    assert config.upstreams["api"].policy == "leastconn"
+    assert config.upstreams["auth"].discovery == "dns:auth:8000@127.0.0.1:5353"
+    assert config.timeouts.connect == 1.0 and isinstance(config.timeouts.connect, float)
+    assert config.timeouts.read == 5.5 and config.timeouts.idle == 60.0  # unset: the default
+    assert config.limits.retries == 0 and config.limits.max_headers == 100
+    assert config.sticky.enabled and config.sticky.max_age == 600 and config.sticky.cookie_name == "SCALECUBE_LB"
+    router = Router(config.routes)
+    assert router.match(b"/auth/login") == "auth"
+    assert router.match(b"/auth") == "api"  # plain prefixes: "/auth/" needs the slash
+    assert router.match(b"/") == "api" and router.match(b"/cpu?iterations=5") == "api"
+
+
+def test_router_longest_prefix_wins_whatever_the_order():
+    routes = [Route("/", "api"), Route("/users", "router"), Route("/users/admin/", "admin"), Route("/auth/", "auth")]
+    for order in (routes, routes[::-1]):
+        router = Router(order)
+        assert router.match(b"/users/admin/x") == "admin"
+        assert router.match(b"/users/42") == "router"
+        assert router.match(b"/users") == "router"
+        assert router.match(b"/auth/me") == "auth"
+        assert router.match(b"/other") == "api"
+    assert Router([Route("/auth/", "auth")]).match(b"/other") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('lisen = "0.0.0.0:80"\n', "lisen: unknown key"),
+        ("[timeouts]\nconect = 1\n", "timeouts.conect: unknown key (known: connect, read, idle, header, drain)"),
+        ('[upstreams.api]\ndiscovery = "dns:api:8000"\nweight = 2\n', "upstreams.api.weight: unknown key"),
+        ('[[routes]]\nprefix = "/"\nupstream = "api"\nhost = "x"\n', "routes[0].host: unknown key"),
+        ('[timeouts]\nconnect = "fast"\n', "timeouts.connect must be a number, got 'fast'"),
+        ("[limits]\nmax_headers = 1.5\n", "limits.max_headers must be a whole number, got 1.5"),
+        ("[sticky]\nenabled = 1\n", "sticky.enabled must be true or false, got 1"),
+        ("[timeouts]\nread = 0\n", "timeouts.read must be a positive number of seconds"),
+        ("[limits]\nretries = -1\n", "limits.retries must be 0 or more"),
+        ('[health]\npath = "readyz"\n', "health.path must start with '/'"),
+        ('listen = "8080"\n', "listen: expected host:port"),
+        ('admin_listen = "0.0.0.0:99999"\n', "port must be a number from 1 to 65535"),
+        ('[upstreams.api]\npolicy = "rr"\n', "upstreams.api.discovery: missing"),
+        ('[upstreams.api]\ndiscovery = "consul:api"\n', "upstreams.api.discovery: discovery spec 'consul:api'"),
+        ('[upstreams.api]\ndiscovery = "dns:api:8000"\npolicy = "random"\n', "upstreams.api.policy must be one of"),
+        ('[upstreams."a b"]\ndiscovery = "dns:api:8000"\n', "upstream name 'a b'"),
+    ],
+)
+def test_errors_name_the_bad_key(tmp_path, text, message):
+    valid = '[upstreams.api]\ndiscovery = "dns:api:8000"\n[[routes]]\nprefix = "/"\nupstream = "api"\n'
+    # The faulty piece first: top-level keys must precede the tables.
+    assert message in error_of(tmp_path, text + ("\n" + valid if "[upstreams.api]" not in text else ""))
+
+
+def test_routes_must_lead_to_declared_upstreams(tmp_path):
+    upstream = '[upstreams.api]\ndiscovery = "dns:api:8000"\n'
+    assert "unknown upstream 'auth' (declared: api)" in error_of(
+        tmp_path, upstream + '[[routes]]\nprefix = "/auth/"\nupstream = "auth"\n')  # fmt: skip
+    assert "routes: none declared" in error_of(tmp_path, upstream)
+    assert "prefix '/' is declared twice" in error_of(
+        tmp_path, upstream + '[[routes]]\nprefix = "/"\nupstream = "api"\n' * 2)  # fmt: skip
+    assert "routes[0].upstream: missing" in error_of(tmp_path, upstream + '[[routes]]\nprefix = "/"\n')
+    no_slash = '[[routes]]\nprefix = "api"\nupstream = "api"\n'
+    assert "prefix must start with '/'" in error_of(tmp_path, upstream + no_slash)
+
+
+def test_unreadable_or_invalid_files_say_which_file(tmp_path):
+    path = write(tmp_path, "listen = \n")
+    with pytest.raises(ConfigError, match=f"{path}: not valid TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_command_line_overrides(tmp_path):
+    config = load_config(write(tmp_path, EXAMPLE))
+    # Replacing a group's discovery keeps its policy; a new group gets rr and, without a route, no traffic.
+    changed = with_overrides(config, upstreams=["api=static:127.0.0.1:8001,127.0.0.1:8002", "extra=dns:extra:80"],
+                             listen="127.0.0.1:7000", sticky=False)  # fmt: skip
+    assert changed.upstreams["api"].discovery == "static:127.0.0.1:8001,127.0.0.1:8002"
+    assert changed.upstreams["api"].policy == "leastconn"
+    assert changed.upstreams["extra"].policy == "rr"
+    assert changed.unrouted() == ["extra"]
+    assert changed.listen == ("127.0.0.1", 7000) and changed.admin_listen == config.admin_listen
+    assert not changed.sticky.enabled and changed.sticky.max_age == 600
+    assert config.upstreams["api"].discovery == "dns:api:8000"  # the original is untouched
+    # A route override replaces the route with that prefix, or adds one.
+    routed = with_overrides(changed, routes=["/extra/=extra", "/=extra"])
+    assert Router(routed.routes).match(b"/extra/x") == "extra" and Router(routed.routes).match(b"/") == "extra"
+    assert routed.unrouted() == ["api"]  # "/auth/" still leads to auth
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"upstreams": ["api"]}, "--upstream expects NAME=SPEC"),
+        ({"upstreams": ["api=nope:x"]}, "upstreams.api.discovery: discovery spec 'nope:x'"),
+        ({"routes": ["/x/=missing"]}, "unknown upstream 'missing'"),
+        ({"routes": ["/x/"]}, "--route expects PREFIX=UPSTREAM"),
+        ({"listen": "localhost"}, "--listen: expected host:port"),
+    ],
+)
+def test_bad_overrides_are_explained(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("?", r"\?")):
+        with_overrides(load_config(), **overrides)
+
+
+def test_sticky_secret_comes_from_the_named_variable():
+    sticky = load_config().sticky
+    assert sticky.secret({"LB_STICKY_SECRET": "shared"}) == ("shared", True)
+    first, from_env = sticky.secret({})
+    assert not from_env and len(first) >= 32 and sticky.secret({})[0] != first  # random when unset
