@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,12 +20,15 @@ from infra.local.pids import ProcessRef
 from infra.local.ports import port_is_free
 from infra.local.processes import serve_argv
 from infra.local.redis_server import LOG_NAME, RedisServer
+from lb.haproxy import runner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m scalecube` and the apps import from
 # A cluster master drains for up to 30 s, then gives stragglers 5 s before SIGKILL; wait that out.
 CLUSTER_STOP_TIMEOUT = 35.0
 REDIS_START_TIMEOUT = 10.0
 REDIS_STOP_TIMEOUT = 5.0
+# haproxy.cfg's hard-stop-after (30 s) bounds a graceful stop; past it, and a little more, kill.
+HAPROXY_STOP_TIMEOUT = 35.0
 MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
@@ -153,6 +157,85 @@ class ClusterComponent:
         return {"name": self.name, "kind": "cluster", "app": self.app, "url": self.url, "log": str(self.log_path),
                 "control": str(self.control), "workers": self.workers, "policy": self.policy,
                 **_pid(self._ref)}  # fmt: skip
+
+
+class HaproxyComponent:
+    """HAProxy running ``lb/haproxy/haproxy.cfg`` (master-worker); ready when its stats page and frontend answer.
+
+    ``settings`` fills the file's environment variables (where to listen, which DNS
+    server names the replicas, sticky or not); the file itself is the one compose uses.
+    """
+
+    def __init__(self, settings: runner.HaproxySettings, state_dir: Path, *, name: str = "lb",
+                 port_option: str = "LB_BIND / LB_STATS_BIND") -> None:  # fmt: skip
+        self.name = name
+        self.settings = settings
+        self.url = settings.url()
+        self.stats_url = settings.stats_url()
+        self.log_path = state_dir / f"{name}.log"
+        self._port_option = port_option
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ref: ProcessRef | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        argv = runner.argv()  # HaproxyNotFound (a RuntimeError) says how to install it
+        with open(self.log_path, "wb") as log:
+            # Own session, like the clusters: Ctrl-C reaches only the supervisor, which stops the stack in order.
+            self._process = subprocess.Popen(
+                argv, cwd=PROJECT_ROOT, env=self.settings.environment(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self._ref = ProcessRef.of(self._process.pid)
+
+    def ready(self) -> bool:
+        """Its stats page answers and its frontend accepts connections (replicas may come later, by DNS)."""
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        try:
+            if httpx.get(self.stats_url + "/;csv", timeout=1.0).status_code != 200:
+                return False
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+        except (httpx.HTTPError, OSError):
+            return False
+        return True
+
+    def poll(self) -> int | None:
+        return self._process.poll() if self._process is not None else None
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        # SIGUSR1 is HAProxy's soft stop: stop listening, finish the requests in flight, then exit.
+        for sig, timeout in ((signal.SIGUSR1, HAPROXY_STOP_TIMEOUT), (signal.SIGTERM, 5.0)):
+            if process.poll() is not None:
+                break
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        if process.poll() is None:
+            if self._ref is not None:
+                self._ref.kill_tree()
+            process.kill()
+        process.wait()
+
+    def check(self) -> None:
+        for bind in self.settings.binds():
+            host, _, port = bind.rpartition(":")
+            ensure_port_free(self.name, host or "0.0.0.0", int(port), self._port_option)
+        try:
+            runner.check_config(self.settings.environment())
+        except (runner.HaproxyNotFound, runner.HaproxyConfigError) as exc:
+            raise StackError(f"{self.name}: {exc}") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "haproxy", "url": self.url, "stats": self.stats_url,
+                "config": str(runner.CONFIG), "log": str(self.log_path), **_pid(self._ref)}  # fmt: skip
 
 
 def ensure_port_free(component: str, host: str, port: int, option: str) -> None:

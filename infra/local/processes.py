@@ -83,12 +83,14 @@ class ClusterProcess(ManagedProcess):
     """``scalecube serve`` on a given port, with its own control socket and log in ``workdir``."""
 
     def __init__(self, app: str, *, port: int, workdir: Path, workers: int = 2, policy: str = "rr",
-                 args: list[str] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:  # fmt: skip
+                 args: list[str] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO,
+                 host: str = "127.0.0.1") -> None:  # fmt: skip
+        self.host = host  # another loopback address (127.0.0.2, ...) stands for another machine
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{host}:{port}"
         self.control_path = workdir / f"cluster-{port}.sock"
         self.workers = workers
-        argv = serve_argv(app, workers=workers, policy=policy, host="127.0.0.1", port=port,
+        argv = serve_argv(app, workers=workers, policy=policy, host=host, port=port,
                           control=self.control_path, extra=args)  # fmt: skip
         super().__init__(argv, env=env, cwd=cwd, log_path=workdir / f"cluster-{port}.log")
 

@@ -1,0 +1,49 @@
+"""haproxy.cfg: one file, accepted by `haproxy -c` in every mode, documenting exactly the variables it reads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lb.haproxy import runner
+
+pytestmark = pytest.mark.usefixtures("haproxy_binary")
+
+MODES = {
+    "defaults": runner.HaproxySettings(),
+    "sticky": runner.HaproxySettings(sticky=True, cookie_key="k"),
+    "leastconn": runner.HaproxySettings(balance="leastconn"),
+    "auth-and-router": runner.HaproxySettings(auth_service="auth", router_service="router"),
+    "everything": runner.HaproxySettings(bind="127.0.0.1:18080", stats_bind="127.0.0.1:18404", dns="127.0.0.1:5353",
+                                         slots=4, balance="leastconn", sticky=True, cookie_key="k", api_service="web",
+                                         api_port=9000, auth_service="auth", auth_port=9001, router_service="router",
+                                         router_port=9002),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_haproxy_accepts_the_file_in_every_mode_without_warnings(mode):
+    runner.check_config(MODES[mode].environment(), warnings_are_errors=True)
+
+
+def test_a_bad_value_is_refused_with_haproxys_own_message():
+    with pytest.raises(runner.HaproxyConfigError, match="balance only supports"):
+        runner.check_config(runner.HaproxySettings(balance="fastest").environment())
+    with pytest.raises(runner.HaproxyConfigError, match="LB_STICKY must be 0 or 1"):
+        runner.check_config({**runner.HaproxySettings().environment(), "LB_STICKY": "yes"})
+
+
+def test_the_documented_variables_are_the_ones_the_file_reads():
+    text = runner.CONFIG.read_text()
+    header = text.split("\nglobal", 1)[0]
+    documented = set(re.findall(r"^#   ([A-Z_]+)\s", header, re.MULTILINE))
+    used = set(re.findall(r"\$\{([A-Z_]+)\}", text.split("\nglobal", 1)[1]))
+    defaulted = set(re.findall(r"^\s*presetenv ([A-Z_]+) ", text, re.MULTILINE))
+    assert used == documented == set(runner.VARIABLES.values())
+    # Every variable has a default, except the two whose absence *is* the default (no route).
+    assert documented - defaulted == {"AUTH_SERVICE", "ROUTER_SERVICE"}
+    presets = dict(re.findall(r'^\s*presetenv ([A-Z_]+)\s+"([^"]*)"', text, re.MULTILINE))
+    assert (presets["LB_BIND"], presets["LB_STATS_BIND"]) == (runner.DEFAULT_BIND, runner.DEFAULT_STATS_BIND)
+    header_defaults = dict(re.findall(r"^#   ([A-Z_]+)\s+(\S+)", header, re.MULTILINE))
+    assert {name: header_defaults[name] for name in presets} == presets  # the header says what presetenv does
