@@ -1,5 +1,5 @@
 """Balancer-agnostic pieces for the balancer scenarios: start a balancer of some kind in front of a
-loopback topology (``tests.support.topology``) and ask it which backends it considers up.
+loopback topology (``infra.local.topology``) and ask it which backends it considers up.
 
 The scenarios (spread, scaling, failover, stickiness) are the same for HAProxy and
 the Python balancer; only ``start_balancer(kind, ...)`` knows the difference.
@@ -24,7 +24,7 @@ from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
 from infra.local.processes import wait_until
 from lb.haproxy import runner
-from tests.support.topology import LoopbackTopology
+from infra.local.topology import LoopbackTopology
 
 API = "services.api.app:app"
 SESSION_SECRET = "test-secret-long-enough-123"
