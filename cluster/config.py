@@ -25,6 +25,9 @@ class ClusterConfig:
     drain_timeout: float = 30.0  # in-flight requests of a leaving worker get this long
     startup_timeout: float = 60.0  # a worker not listening by then is killed and counted as a crash
     heartbeat_timeout: float = 60.0  # a listening worker silent this long is hung: killed and replaced
+    # Longer than any balancer keeps an idle upstream connection for reuse (ours: 2 s, HAProxy: ~5 s):
+    # otherwise a request can be sent on a connection the worker is closing — fatal for a POST.
+    keep_alive: float = 20.0
     settle: float = 0.25  # how long a leaving worker keeps just-received connections before closing idle ones
     max_requests: int = 0  # recycle a worker after this many requests (0 = never) ...
     max_requests_jitter: int = 0  # ... plus up to this many more, so workers don't recycle together

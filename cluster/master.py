@@ -228,6 +228,7 @@ class Cluster(EventEmitter):
             "--channel-fd", str(channel_end.fileno()),
             "--drain-timeout", str(cfg.drain_timeout),
             "--settle", str(cfg.settle),
+            "--keep-alive", str(cfg.keep_alive),
             "--max-requests", str(max_requests),
             "--address", f"http://{cfg.host}:{self.port}",
             "--app-dir", str(cfg.app_dir),

@@ -141,6 +141,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--listen-fd", type=int)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     parser.add_argument("--settle", type=float, default=0.25)
+    parser.add_argument("--keep-alive", type=float, default=20.0)
     parser.add_argument("--max-requests", type=int, default=0)
     parser.add_argument("--address", default="")
     parser.add_argument("--app-dir", default=".")
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         timeout_graceful_shutdown=options.drain_timeout,  # type: ignore[arg-type]
         server_header=False,
+        timeout_keep_alive=options.keep_alive,  # type: ignore[arg-type]
     )
     sockets = [socket.socket(fileno=options.listen_fd)] if options.listen_fd is not None else []
     WorkerServer(config, channel, options).run(sockets=sockets)

@@ -40,6 +40,7 @@ def serve(
     host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
     drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = 30.0,
+    keep_alive: Annotated[float, typer.Option(help="seconds an idle keep-alive connection stays open (keep above any balancer's reuse window)")] = 20.0,
     max_requests: Annotated[int, typer.Option(help="recycle a worker after N requests (0 = never)")] = 0,
     max_requests_jitter: Annotated[int, typer.Option(help="plus up to N more, per worker")] = 0,
     max_rss_mb: Annotated[float, typer.Option(help="recycle a worker above this RSS (0 = never)")] = 0.0,
@@ -61,7 +62,7 @@ def serve(
     try:
         config = ClusterConfig(
             app=target, workers=parse_workers(workers), policy=policy, host=host, port=port,
-            drain_timeout=drain_timeout, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
+            drain_timeout=drain_timeout, keep_alive=keep_alive, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
             max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,
         )  # fmt: skip
     except ValueError as exc:
