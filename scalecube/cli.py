@@ -246,6 +246,26 @@ def bench_foundation(
         render_foundation(report)
 
 
+@bench.command("balancers")
+def bench_balancers(
+    seconds: Annotated[float, typer.Option(help="length of each throughput run")] = 10.0,
+    connections: Annotated[int, typer.Option(help="concurrent connections in the throughput runs")] = 32,
+    rounds: Annotated[int, typer.Option(help="interleaved rounds (medians are reported)")] = 3,
+    replicas: Annotated[int, typer.Option(help="api replicas behind each balancer")] = 3,
+    workers: Annotated[int, typer.Option(help="workers per replica")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Direct vs HAProxy vs the Python balancer: same replicas, same load, one run."""
+    from loadtests.benchmarks import balancers
+    from loadtests.benchmarks.render import render_balancers
+
+    report = balancers.run(seconds=seconds, connections=connections, rounds=rounds, replicas=replicas, workers=workers)
+    if as_json:
+        typer.echo(json.dumps(balancers.as_dict(report), indent=2))
+    else:
+        render_balancers(report)
+
+
 def main() -> None:
     app(prog_name="scalecube")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.benchmarks.balancers import BalancerReport
 from loadtests.benchmarks.foundation import FoundationReport
 
 
@@ -33,3 +34,23 @@ def render_foundation(report: FoundationReport, console: Console | None = None) 
         cpu.add_row(name, f"{row['rps']:.0f}", f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}", str(row["errors"]),
                     row["driver"])  # fmt: skip
     console.print(cpu)
+
+
+def render_balancers(report: BalancerReport, console: Console | None = None) -> None:
+    console = console or Console()
+    title = (f"{report.replicas} replicas × {report.workers_per_replica} worker(s), {report.connections} connections, "
+             f"{report.rounds} interleaved rounds of {report.seconds:g}s — load: {report.driver}")  # fmt: skip
+    table = Table(title=title, title_justify="left")
+    for column in ("target", "requests/s (median)", "p50 ms", "p99 ms", "errors", "per round", "p50 ms @1 conn",
+                   "added p50 ms"):  # fmt: skip
+        table.add_column(column)
+    for target, row in report.throughput.items():
+        light = report.latency[target]
+        added = report.added_p50_ms.get(target)
+        table.add_row(target, f"{row['rps']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}", str(row["errors"]),
+                      " / ".join(f"{r:.0f}" for r in row["runs"]), f"{light['p50_ms']:.2f}",
+                      "—" if added is None else f"{added:+.2f}")  # fmt: skip
+    console.print(table)
+    console.print(f"Python balancer / HAProxy throughput: [bold]{report.ratio_python_to_haproxy}×[/] (target ≥ 0.9×); "
+                  f"added p50 at one connection: HAProxy {report.added_p50_ms.get('haproxy')} ms, "
+                  f"Python {report.added_p50_ms.get('python')} ms (target ≤ 1 ms)")  # fmt: skip

@@ -1,0 +1,145 @@
+"""The balancers side by side (``scalecube bench balancers``): direct to one backend, through
+HAProxy, through the Python balancer — same 3 api replicas, same load, one run, interleaved.
+
+Two phases, because they answer different questions:
+- throughput: many connections; requests/s and p50/p99 through each balancer;
+- added latency: one connection, no queueing; each balancer's p50 minus the direct p50.
+
+The replicas are ``scalecube serve`` clusters on 127.0.0.2-4 (one port, named by the
+loopback DNS server), found by both balancers through DNS as in compose.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infra.local.ports import free_port
+from infra.local.processes import ManagedProcess, wait_until
+from infra.local.redis_server import RedisServer
+from infra.local.topology import HOSTS, LoopbackTopology
+from lb.haproxy.runner import HaproxySettings, argv as haproxy_argv, find_haproxy
+from loadtests.drivers import LoadSummary, run_load
+
+API = "services.api.app:app"
+TARGETS = ("direct (1 backend)", "haproxy", "python")
+
+
+@dataclass
+class BalancerReport:
+    replicas: int
+    workers_per_replica: int
+    connections: int
+    seconds: float
+    rounds: int
+    driver: str = ""
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ratio_python_to_haproxy: float | None = None
+    added_p50_ms: dict[str, float | None] = field(default_factory=dict)
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def _summarise(runs: list[LoadSummary]) -> dict[str, Any]:
+    return {"rps": _median([r.rps for r in runs]), "p50_ms": _median([r.p50_ms for r in runs]),
+            "p99_ms": _median([r.p99_ms for r in runs]), "errors": sum(r.errors for r in runs),
+            "runs": [round(r.rps, 1) for r in runs]}  # fmt: skip
+
+
+class Rig:
+    """Redis, DNS, the replicas and both balancers; ``close()`` stops everything by pid."""
+
+    def __init__(self, workdir: Path, replicas: int, workers: int) -> None:
+        self.redis = RedisServer()
+        self.topology = LoopbackTopology(workdir)
+        self.processes: list[ManagedProcess] = []
+        try:
+            self.redis.start()
+            self.topology.start_dns()
+            env = {"REDIS_URL": self.redis.url, "SESSION_SECRET": "bench-secret-not-for-production",
+                   "LOG_LEVEL": "warning"}  # fmt: skip
+            for host in HOSTS[:replicas]:
+                self.topology.start("api", host, API, workers=workers, env=env)
+            self.topology.wait_ready()
+            self.direct = f"http://{HOSTS[0]}:{self.topology.port}/"
+            self.haproxy = self._start_haproxy(workdir)
+            self.python = self._start_python(workdir)
+            for url in (self.haproxy, self.python):
+                wait_until(lambda url=url: self._spread(url) == replicas, 30, what=f"{url} to reach every replica")
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_haproxy(self, workdir: Path) -> str:
+        settings = HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
+                                   dns=self.topology.dns_address, api_service="api", api_port=self.topology.port)  # fmt: skip
+        self.processes.append(ManagedProcess(haproxy_argv(find_haproxy()), env=settings.environment(),
+                                             log_path=workdir / "haproxy.log"))  # fmt: skip
+        return settings.url() + "/"
+
+    def _start_python(self, workdir: Path) -> str:
+        port = free_port()
+        self.processes.append(ManagedProcess(
+            [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
+             "--upstream", f"api=dns:api:{self.topology.port}@{self.topology.dns_address}"],
+            env={"LOG_LEVEL": "warning"}, log_path=workdir / "python-lb.log"))  # fmt: skip
+        return f"http://127.0.0.1:{port}/"
+
+    def _spread(self, url: str) -> int:
+        """How many replicas answer through ``url`` (fresh connections, so the balancer picks each time)."""
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=2) as client:
+            served = [client.get(url).headers["x-served-by"] for _ in range(24)]
+        return len(set(self.topology.hosts_of(served)) - {None})
+
+    def urls(self) -> dict[str, str]:
+        return dict(zip(TARGETS, (self.direct, self.haproxy, self.python), strict=True))
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.topology.stop()
+        self.redis.stop()
+
+
+def run(*, seconds: float = 10.0, connections: int = 32, rounds: int = 3, replicas: int = 3,
+        workers: int = 1) -> BalancerReport:  # fmt: skip
+    report = BalancerReport(replicas, workers, connections, seconds, rounds)
+    with tempfile.TemporaryDirectory(prefix="scalecube-bench-") as tmp:
+        rig = Rig(Path(tmp), replicas, workers)
+        try:
+            urls = rig.urls()
+            for url in urls.values():
+                run_load(url, seconds=1, connections=connections)  # warm-up
+            heavy: dict[str, list[LoadSummary]] = {t: [] for t in TARGETS}
+            light: dict[str, list[LoadSummary]] = {t: [] for t in TARGETS}
+            for _ in range(rounds):  # interleaved, so drift hits every target alike
+                for target, url in urls.items():
+                    heavy[target].append(run_load(url, seconds=seconds, connections=connections))
+                for target, url in urls.items():
+                    light[target].append(run_load(url, seconds=max(2.0, seconds / 3), connections=1))
+        finally:
+            rig.close()
+    report.driver = heavy[TARGETS[0]][0].driver
+    report.throughput = {t: _summarise(runs) for t, runs in heavy.items()}
+    report.latency = {t: _summarise(runs) for t, runs in light.items()}
+    haproxy, python = report.throughput["haproxy"]["rps"], report.throughput["python"]["rps"]
+    report.ratio_python_to_haproxy = round(python / haproxy, 3) if haproxy and python else None
+    direct_p50 = report.latency[TARGETS[0]]["p50_ms"]
+    report.added_p50_ms = {t: (round(report.latency[t]["p50_ms"] - direct_p50, 3)
+                               if report.latency[t]["p50_ms"] is not None and direct_p50 is not None else None)
+                           for t in ("haproxy", "python")}  # fmt: skip
+    return report
+
+
+def as_dict(report: BalancerReport) -> dict[str, Any]:
+    return asdict(report)
