@@ -3,14 +3,17 @@
 from shared_cache.broadcast import RedisBroadcast
 from shared_cache.cache import CacheTimeout, ReadThroughCache
 from shared_cache.connection import RedisConnector
+from shared_cache.ratelimit import Decision, SlidingWindowLimiter
 from shared_cache.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 
 __all__ = [
     "CacheTimeout",
+    "Decision",
     "MemorySessionStore",
     "ReadThroughCache",
     "RedisBroadcast",
     "RedisConnector",
     "RedisSessionStore",
     "SessionStore",
+    "SlidingWindowLimiter",
 ]

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from cluster import current_worker
 from scalecube.signing import Signer
 from services.api import announcements, clone, sessions, users_count
+from services.api.auth_client import AuthServiceAuthenticator
 from services.api.settings import ApiSettings
 from services.common.app import create_service_app
 from shared_cache.broadcast import RedisBroadcast
@@ -21,13 +22,19 @@ from shared_cache.sessions import MemorySessionStore, RedisSessionStore
 settings = ApiSettings.load()
 connector = RedisConnector(settings.redis_url)
 database = users_count.UsersDatabase(connector, settings.users_source_delay)
+# With AUTH_URL the auth service checks credentials (decomposing); without it a name is enough.
+authenticator: sessions.Authenticator = (
+    AuthServiceAuthenticator(settings.auth_url, timeout=settings.auth_timeout_seconds,
+                             connect_timeout=settings.auth_connect_timeout_seconds)
+    if settings.auth_url else sessions.NameOnly()
+)  # fmt: skip
 
 
 def make_session_service() -> sessions.SessionService:
     store = (RedisSessionStore(connector, ttl_seconds=settings.session_ttl_seconds)
              if settings.session_backend == "redis" else MemorySessionStore(ttl_seconds=settings.session_ttl_seconds))  # fmt: skip
     return sessions.SessionService(
-        store, Signer(settings.session_secret.get_secret_value(), salt="session"), sessions.NameOnly(), database,
+        store, Signer(settings.session_secret.get_secret_value(), salt="session"), authenticator, database,
         ttl_seconds=settings.session_ttl_seconds, secure_cookie=settings.cookie_secure, backend=settings.session_backend,
     )  # fmt: skip
 
@@ -55,9 +62,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await authenticator.aclose()
         await connector.close()
 
 
+# Readiness checks Redis only, never auth: most of the api (/, /cpu, /users/count, ...) works without
+# auth, so an auth outage must not take every replica out of the balancers. Only the requests that
+# need auth (login, /session/me) answer 503 naming it.
 app = create_service_app("api", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
 app.state.sessions = make_session_service()
 app.state.users_count = users_count.UsersCount("master broadcast" if follows_master_broadcast() else "worker poll")

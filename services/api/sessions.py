@@ -33,16 +33,38 @@ class LoginRequest(BaseModel):
 
 
 class Authenticator(Protocol):
-    """Checks credentials. Pluggable: the auth service (decomposing) slots in here."""
+    """Checks credentials. Pluggable: ``NameOnly``, or the auth service (``services.api.auth_client``)."""
 
-    async def authenticate(self, user: str, password: str | None) -> bool: ...
+    async def authenticate(self, user: str, password: str | None, client_ip: str | None) -> dict[str, Any] | None:
+        """None for wrong credentials; else what the session keeps: ``user`` (the name to use),
+        plus whatever ``verify`` and ``revoke`` need later."""
+        ...
+
+    async def verify(self, session: dict[str, Any]) -> bool:
+        """At each ``/session/me``: do the session's credentials still hold?"""
+        ...
+
+    async def revoke(self, session: dict[str, Any]) -> None:
+        """At logout."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class NameOnly:
-    """No credentials: a name is enough. Stands in until an auth service is configured."""
+    """No credentials: a name is enough. Stands in until an auth service is configured (AUTH_URL)."""
 
-    async def authenticate(self, user: str, password: str | None) -> bool:
+    async def authenticate(self, user: str, password: str | None, client_ip: str | None) -> dict[str, Any] | None:
+        return {"user": user}
+
+    async def verify(self, session: dict[str, Any]) -> bool:
         return True
+
+    async def revoke(self, session: dict[str, Any]) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
 
 
 class UserRecorder(Protocol):
@@ -65,17 +87,19 @@ class SessionService:
         return self.signer.unsign(token) if token else None
 
     async def login(self, request: Request, response: Response, credentials: LoginRequest) -> dict[str, Any]:
-        if not await self.authenticator.authenticate(credentials.user, credentials.password):
+        client_ip = request.client.host if request.client else None
+        identity = await self.authenticator.authenticate(credentials.user, credentials.password, client_ip)
+        if identity is None:
             raise HTTPException(401, "wrong user name or password")
         previous = self.session_id(request)
         if previous:
             await self.store.delete(previous)  # a new id at every login: no session fixation
         me = current_identity()
-        sid = await self.store.create({"user": credentials.user, "created_at": time.time(), "created_by": me.served_by})
-        await self._record_user(credentials.user)
+        sid = await self.store.create({**identity, "created_at": time.time(), "created_by": me.served_by})
+        await self._record_user(identity["user"])
         response.set_cookie(COOKIE_NAME, self.signer.sign(sid), max_age=self.ttl_seconds, httponly=True,
                             samesite="lax", secure=self.secure_cookie, path="/")  # fmt: skip
-        return {"user": credentials.user, "backend": self.backend, "served_by": me.served_by}
+        return {"user": identity["user"], "backend": self.backend, "served_by": me.served_by}
 
     async def me(self, request: Request) -> dict[str, Any]:
         sid = self.session_id(request)
@@ -84,13 +108,19 @@ class SessionService:
         if session is None:
             message = "not logged in" if not sid else "no such session here (expired, logged out, or stored in another worker's memory)"
             raise HTTPException(401, message)
+        if not await self.authenticator.verify(session):
+            await self.store.delete(sid)
+            raise HTTPException(401, "this login is no longer valid (expired or revoked at auth); log in again")
         return {"user": session["user"], "backend": self.backend, "created_by": session.get("created_by"),
                 "served_by": me.served_by}  # fmt: skip
 
     async def logout(self, request: Request, response: Response) -> dict[str, Any]:
         sid = self.session_id(request)
+        session = await self.store.get(sid) if sid else None
         if sid:
             await self.store.delete(sid)
+        if session is not None:
+            await self.authenticator.revoke(session)
         response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=self.secure_cookie)
         return {"logged_out": bool(sid)}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import NonNegativeFloat, PositiveFloat
+from pydantic import NonNegativeFloat, PositiveFloat, field_validator
 
 from services.common.settings import ServiceSettings
 
@@ -16,3 +17,16 @@ class ApiSettings(ServiceSettings):
     users_count_mode: Literal["broadcast", "worker"] = "broadcast"
     users_source_delay: NonNegativeFloat = 0.2  # USERS_SOURCE_DELAY: the "database" is slow on purpose
     cookie_secure: bool = False  # COOKIE_SECURE=1 behind TLS
+    # AUTH_URL (e.g. http://auth:8000): logins are checked by the auth service; unset, a name is enough.
+    auth_url: str | None = None
+    auth_timeout_seconds: PositiveFloat = 5.0  # AUTH_TIMEOUT_SECONDS: one call to auth (a login hashes: ~20 ms)
+    auth_connect_timeout_seconds: PositiveFloat = 1.0  # AUTH_CONNECT_TIMEOUT_SECONDS
+
+    @field_validator("auth_url")
+    @classmethod
+    def _auth_url_is_http(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value

@@ -1,0 +1,132 @@
+"""auth's HTTP surface, under ``/auth`` (the balancers route ``/auth/*`` here unchanged).
+
+The token travels as ``Authorization: Bearer <token>`` (services, scripts) or as
+the HttpOnly ``scalecube_auth`` cookie set at login (browsers). Error bodies
+follow the kit: ``{"error": ..., "message": ...}``; a rejected value (a password)
+is never echoed back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from pydantic import BaseModel, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from services.auth.accounts import Accounts, InvalidCredentials, RateLimited, UsernameTaken
+
+COOKIE_NAME = "scalecube_auth"
+USERNAME_RULE = "3 to 32 characters: lowercase letters, digits, and _ . -"
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+_USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _lowercase(value: Any) -> Any:
+    # Usernames are case-insensitive: "Ada" registers, and logs in, as "ada".
+    return value.lower() if isinstance(value, str) else value
+
+
+class RegisterRequest(BaseModel):
+    username: str = Field(description=USERNAME_RULE)
+    password: str = Field(description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters")
+
+    _username_lowercase = field_validator("username", mode="before")(_lowercase)
+
+    @field_validator("username")
+    @classmethod
+    def _username_format(cls, value: str) -> str:
+        if not _USERNAME.fullmatch(value):
+            raise PydanticCustomError("username_format", f"username must be {USERNAME_RULE}")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_length(cls, value: str) -> str:
+        if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+            raise PydanticCustomError("password_length", f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
+        return value
+
+
+class LoginRequest(BaseModel):
+    # Only bounds here: a name or password that could never have registered is just wrong credentials.
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+    _username_lowercase = field_validator("username", mode="before")(_lowercase)
+
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _accounts(request: Request) -> Accounts:
+    return request.app.state.accounts
+
+
+@router.post("/register", status_code=201)
+async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
+    try:
+        await _accounts(request).register(body.username, body.password)
+    except UsernameTaken:
+        raise HTTPException(409, {"error": "username_taken", "message": f"the username {body.username!r} is taken"}) from None
+    return {"username": body.username}
+
+
+@router.post("/login")
+async def login(body: LoginRequest, request: Request, response: Response) -> dict[str, str]:
+    client_ip = request.client.host if request.client else None  # X-Forwarded-For from a trusted proxy: see README
+    try:
+        token = await _accounts(request).login(body.username, body.password, client_ip)
+    except InvalidCredentials:
+        raise HTTPException(401, {"error": "invalid_credentials", "message": "wrong username or password"}) from None
+    except RateLimited as limited:
+        wait = limited.decision.retry_after_header
+        raise HTTPException(429, {
+            "error": "too_many_requests",
+            "message": f"too many login attempts for this {limited.scope}; retry in {wait} s",
+            "limit": limited.scope, "retry_after": int(wait),
+        }, headers={"Retry-After": wait}) from None  # fmt: skip
+    settings = request.app.state.settings
+    response.set_cookie(COOKIE_NAME, token, max_age=settings.token_ttl_seconds, httponly=True, samesite="lax",
+                        secure=settings.cookie_secure, path="/")  # fmt: skip
+    response.headers.update(NO_STORE)
+    return {"username": body.username, "token": token}
+
+
+@router.get("/verify")
+async def verify(request: Request) -> dict[str, str]:
+    """Session introspection for other services: whose token is this?"""
+    token = presented_token(request)
+    if not token:
+        raise HTTPException(401, {"error": "unauthorized",
+                                  "message": f"no token: send Authorization: Bearer <token> or the {COOKIE_NAME} cookie"},
+                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    username = await _accounts(request).verify(token)
+    if username is None:
+        raise HTTPException(401, {"error": "invalid_token", "message": "the token is unknown, expired or revoked"},
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+    return {"username": username}
+
+
+@router.post("/logout")
+async def logout(request: Request, response: Response) -> dict[str, bool]:
+    token = presented_token(request)
+    revoked = bool(token) and await _accounts(request).logout(token)
+    settings = request.app.state.settings
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=settings.cookie_secure)
+    return {"logged_out": revoked}
+
+
+@router.get("/users/count")
+async def users_count(request: Request) -> dict[str, int]:
+    return {"count": await _accounts(request).count()}
+
+
+def presented_token(request: Request) -> str | None:
+    """``Authorization: Bearer <token>`` first, else the cookie."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.cookies.get(COOKIE_NAME) or None

@@ -1,0 +1,93 @@
+"""Rate limiting in Redis: a sliding-window log, shared by every worker of every container.
+
+Each key is a sorted set of the attempts it made within the last ``window``
+seconds (score: the time of the attempt). One Lua script drops the attempts
+that have aged out, counts the rest and, if there is room, records the new one —
+atomically, so concurrent attempts from any number of processes never let more
+than ``limit`` through in any window.
+
+Why a log rather than a fixed-window counter: a fixed window lets ``2 × limit``
+through around a window boundary, and its Retry-After points at the boundary
+rather than at the moment an attempt really becomes possible. The log is exact,
+and bounded: a refused attempt is not recorded, so a key never holds more than
+``limit`` entries (a few dozen bytes each), and it expires once idle for a window.
+
+Time comes from the Redis server (``TIME`` in the script), not from the callers:
+containers with drifting clocks still agree.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+from shared_cache.connection import RedisConnector
+
+# KEYS[1] the attempts of one key. ARGV: window (ms), limit, a unique member for this attempt.
+# Returns {allowed (0|1), attempts left, ms until the next attempt could be allowed}.
+_HIT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+if used < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, limit - used - 1, 0}
+end
+-- Full: the next attempt fits once the oldest of the last `limit` attempts ages out.
+local oldest = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
+return {0, 0, tonumber(oldest[2]) + window - now}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one attempt."""
+
+    allowed: bool
+    remaining: int  # attempts still allowed in the current window (after this one)
+    retry_after: float  # seconds until an attempt could be allowed again; 0 when allowed
+
+    @property
+    def retry_after_header(self) -> str:
+        """``Retry-After`` in whole seconds, rounded up: never invites a retry that is still too early."""
+        return str(max(1, math.ceil(self.retry_after)))
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` attempts per key in any ``window``-second span.
+
+    ``hit(key)`` records an attempt if there is room and says whether it may
+    proceed; ``reset(key)`` forgets a key's attempts (after a successful login,
+    say). Raises ``DependencyUnavailable("redis")`` when Redis is unreachable:
+    a limiter that cannot count must not silently let everything through.
+    """
+
+    def __init__(self, connector: RedisConnector, *, limit: int, window: float, prefix: str) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if window <= 0:
+            raise ValueError("window must be positive")
+        self._redis = connector
+        self.limit = limit
+        self.window = window
+        self._window_ms = max(1, round(window * 1000))
+        self._prefix = prefix
+
+    async def hit(self, key: str) -> Decision:
+        member = secrets.token_hex(8)  # unique, so attempts in the same millisecond all count
+        async with self._redis.operation("rate limit"):
+            script = self._redis.client.register_script(_HIT)  # EVALSHA, loading the script if Redis lacks it
+            allowed, remaining, retry_ms = await script(keys=[self.key(key)], args=[self._window_ms, self.limit, member])
+        return Decision(bool(allowed), int(remaining), max(0, int(retry_ms)) / 1000)
+
+    async def reset(self, key: str) -> None:
+        async with self._redis.operation("rate limit reset"):
+            await self._redis.client.delete(self.key(key))
+
+    def key(self, key: str) -> str:
+        return self._prefix + key
