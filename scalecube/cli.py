@@ -119,21 +119,30 @@ def status(
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="the api's port")] = 8080,
-    workers: Annotated[str, typer.Option(envvar="WORKERS", help="api workers; 'auto' = one per CPU")] = "auto",
+    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="the stack's front door: the balancer's, or the api's with --lb none")] = 8080,
+    api: Annotated[int, typer.Option(help="api replicas (1-8), each a cluster on its own loopback address (127.0.0.2...) like a container")] = 1,
+    lb: Annotated[str | None, typer.Option(show_default=False, help="python | haproxy | none (default: none for one replica, else haproxy if installed, else python)")] = None,
+    sticky: Annotated[bool, typer.Option("--sticky/--no-sticky", help="the balancer pins each client to a replica (cookie SCALECUBE_LB)")] = False,
+    workers: Annotated[str, typer.Option(envvar="WORKERS", help="workers per api replica; 'auto' = one per CPU")] = "auto",
     policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: master hands out connections; os: kernel")] = "rr",
     session_backend: Annotated[str, typer.Option(envvar="SESSION_BACKEND", help="redis or memory")] = "redis",
     redis_port: Annotated[int, typer.Option(min=0, max=65535, help="0 = any free port")] = 0,
+    stats_port: Annotated[int, typer.Option(min=1, max=65535, help="the balancer's stats page (HAProxy) / admin page (Python)")] = 8404,
+    api_port: Annotated[int, typer.Option(min=0, max=65535, help="the port every replica listens on, behind a balancer; 0 = any port free on all their addresses")] = 0,
+    dns_port: Annotated[int, typer.Option(min=0, max=65535, help="the loopback DNS server's (UDP), behind a balancer; 0 = any free port")] = 0,
     state_dir: StateDirOption = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="run in the background (`scalecube down`)")] = False,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
 ) -> None:
-    """Run Redis and the api cluster on this machine, no Docker, until Ctrl-C (or `-d` and `scalecube down`)."""
+    """Run Redis and the api on this machine, no Docker, until Ctrl-C (or `-d` and `scalecube down`).
+
+    One api cluster on --port; or, with --api N, N replicas on 127.0.0.2.. (one port, named `api` by a loopback DNS server, like compose's containers) behind HAProxy or the Python balancer on --port.
+    """
     from rich.console import Console
 
     from infra.local.errors import StackError
     from infra.local.report import ConsoleReporter
-    from infra.local.stack import LocalStack, StackOptions
+    from infra.local.stack import LocalStack, StackOptions, choose_balancer
     from infra.local.state import StateFile
     from infra.local.supervisor import Supervisor, start_detached
 
@@ -142,10 +151,13 @@ def up(
         raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
     if session_backend not in ("redis", "memory"):
         raise typer.BadParameter(f"must be redis or memory, got {session_backend!r}", param_hint="--session-backend")
-    options = StackOptions(state_dir=_state_dir(state_dir), port=port, workers=workers, policy=policy,
-                           session_backend=session_backend, redis_port=redis_port)  # fmt: skip
-    reporter = ConsoleReporter()
+    errors = Console(stderr=True, soft_wrap=True)
     try:
+        balancer = choose_balancer(api, lb, sticky)  # before anything starts: HAProxy missing, --sticky alone...
+        options = StackOptions(state_dir=_state_dir(state_dir), port=port, workers=workers, policy=policy,
+                               session_backend=session_backend, redis_port=redis_port, api=api, lb=balancer,
+                               sticky=sticky, stats_port=stats_port, api_port=api_port, dns_port=dns_port)  # fmt: skip
+        reporter = ConsoleReporter()
         if detach:
             reporter.ready(start_detached(options), options.state_dir, detached=True)
             return
@@ -153,14 +165,14 @@ def up(
         code = Supervisor(stack, StateFile(options.state_dir), reporter, detached=detached_child).run()
     except StackError as exc:
         if str(exc):
-            Console(stderr=True, soft_wrap=True).print(f"scalecube up: {exc}", markup=False, highlight=False)
+            errors.print(f"scalecube up: {exc}", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
     raise typer.Exit(code)
 
 
 @app.command()
 def down(state_dir: StateDirOption = None) -> None:
-    """Stop the local stack (`scalecube up -d`): the api drains first, then Redis."""
+    """Stop the local stack (`scalecube up -d`), last started first: the balancer, the api (it drains), Redis."""
     from rich.console import Console
 
     from infra.local.report import render_down
@@ -264,6 +276,73 @@ def bench_balancers(
         typer.echo(json.dumps(balancers.as_dict(report), indent=2))
     else:
         render_balancers(report)
+
+
+@bench.command("router")
+def bench_router(
+    seconds: Annotated[float, typer.Option(help="length of each throughput run")] = 5.0,
+    connections: Annotated[int, typer.Option(help="concurrent connections in the throughput runs")] = 32,
+    rounds: Annotated[int, typer.Option(help="interleaved rounds (medians are reported)")] = 3,
+    router_workers: Annotated[int, typer.Option(help="router workers")] = 1,
+    shard_workers: Annotated[int, typer.Option(help="shard workers")] = 1,
+    placement: Annotated[str, typer.Option(help="shared | split | both: the router on the shard's cores, or on its own")] = "both",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """GET /users/{id} through the router vs straight to the shard: same shard, same run, interleaved."""
+    from loadtests.benchmarks import router as router_bench
+
+    placements = router_bench.PLACEMENTS if placement == "both" else (placement,)
+    if not set(placements) <= set(router_bench.PLACEMENTS):
+        raise typer.BadParameter("shared, split or both", param_hint="--placement")
+    report = router_bench.run(seconds=seconds, connections=connections, rounds=rounds, router_workers=router_workers,
+                              shard_workers=shard_workers, placements=placements)  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(router_bench.as_dict(report), indent=2))
+    else:
+        router_bench.render(report)
+
+
+shard = typer.Typer(help="The users store's shards (splitting by country).", no_args_is_help=True)
+app.add_typer(shard, name="shard")
+
+
+@shard.command("move")
+def shard_move(
+    country: Annotated[str, typer.Argument(metavar="COUNTRY", help="ISO 3166-1 alpha-2 code, e.g. FR")],
+    target: Annotated[str | None, typer.Argument(metavar="[SHARD]", help="where to move it (not with --abort)")] = None,
+    router_redis: Annotated[str, typer.Option(envvar=["ROUTER_REDIS_URL", "REDIS_URL"], help="the router's Redis: directory, map overrides, moves")] = "redis://127.0.0.1:6379/0",
+    shard_map: Annotated[Path | None, typer.Option(envvar="SHARD_MAP", show_default=False, help="the router's map file (default: the packaged one)")] = None,
+    shard_urls: Annotated[str, typer.Option(envvar="SHARD_URLS", help="shard-a=http://HOST:PORT,shard-b=...")] = "",
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="users per copy and delete batch")] = 500,
+    throttle: Annotated[float, typer.Option(min=0, help="seconds between batches, to spare the shards")] = 0.0,
+    grace: Annotated[float, typer.Option(min=0, help="seconds between the flip and deleting from the old shard (> the routers' MAP_CACHE_SECONDS)")] = 1.5,
+    abort: Annotated[bool, typer.Option("--abort", help="undo a move that has not flipped yet")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Move COUNTRY's users to SHARD online: copy, catch up, flip the map, clean up. Re-run to resume."""
+    import asyncio
+
+    from scalecube.errors import DependencyUnavailable
+    from services.router.move import MoveError, MoveReport, run_move
+    from services.router.shard_map import DEFAULT_MAP_FILE, ShardMapError
+
+    try:
+        outcome = asyncio.run(run_move(
+            country, target, router_redis_url=router_redis, shard_map=str(shard_map or DEFAULT_MAP_FILE),
+            shard_urls=shard_urls, abort=abort, batch=batch, throttle=throttle, grace=grace,
+            say=None if as_json else (lambda line: typer.echo(f"scalecube shard move: {line}")),
+        ))  # fmt: skip
+    except (MoveError, ShardMapError) as exc:
+        typer.echo(f"scalecube shard move: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DependencyUnavailable as exc:
+        typer.echo(f"scalecube shard move: {exc}; run the same command again to resume", err=True)
+        raise typer.Exit(1) from None
+    if isinstance(outcome, MoveReport):
+        if as_json:
+            typer.echo(json.dumps(outcome.as_dict(), indent=2))
+    else:
+        typer.echo(json.dumps({"message": outcome}) if as_json else f"scalecube shard move: {outcome}")
 
 
 def main() -> None:

@@ -6,18 +6,24 @@ rolling back a half-started stack are ``LocalStack``'s job (``infra.local.stack`
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
+from infra.local import dns
 from infra.local.errors import PortInUse, StackError
 from infra.local.pids import ProcessRef
-from infra.local.ports import port_is_free
+from infra.local.ports import free_port, port_is_free
 from infra.local.processes import serve_argv
 from infra.local.redis_server import LOG_NAME, RedisServer
 from lb.haproxy import runner
@@ -29,6 +35,9 @@ REDIS_START_TIMEOUT = 10.0
 REDIS_STOP_TIMEOUT = 5.0
 # haproxy.cfg's hard-stop-after (30 s) bounds a graceful stop; past it, and a little more, kill.
 HAPROXY_STOP_TIMEOUT = 35.0
+# The Python balancer drains for up to 30 s (lb/balancer.toml, timeouts.drain) on SIGTERM.
+PYTHON_LB_STOP_TIMEOUT = 35.0
+DNS_STOP_TIMEOUT = 5.0
 MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
@@ -54,7 +63,55 @@ class Component(Protocol):
         """Raise a ``StackError`` (e.g. ``PortInUse``) if it cannot start: run before anything starts."""
 
     def describe(self) -> dict[str, Any]:
-        """What the state file records: name, pid, started, url, log (and control for clusters)."""
+        """What the state file records: name, kind, pid, started, url, log, stop_timeout (the longest a graceful
+        stop may take; `scalecube down` waits for the sum), and control (clusters) or stats (balancers)."""
+
+
+class ChildProcess:
+    """The one process a component launches, and how it is stopped.
+
+    Each runs in its own session: Ctrl-C in the terminal reaches only the supervisor,
+    which stops the stack in order. Stopping sends each signal of ``steps`` in turn,
+    waiting a bounded time after each, then SIGKILLs the process and its descendants.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ref: ProcessRef | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def launch(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.ref = ProcessRef.of(self.process.pid)
+
+    def poll(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def stop(self, steps: tuple[tuple[signal.Signals, float], ...]) -> None:
+        process = self.process
+        if process is None:
+            return
+        for sig, timeout in steps:
+            if process.poll() is not None:
+                break
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        if process.poll() is None:
+            if self.ref is not None:
+                self.ref.kill_tree()
+            process.kill()
+        process.wait()
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": self.ref.pid if self.ref else None, "started": self.ref.started if self.ref else None}
 
 
 class RedisComponent:
@@ -91,7 +148,55 @@ class RedisComponent:
         ensure_port_free(self.name, self.host, self.server.port, self._port_option)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "redis", "url": self.url, "log": str(self.log_path), **_pid(self._ref)}
+        return {"name": self.name, "kind": "redis", "url": self.url, "log": str(self.log_path),
+                "stop_timeout": REDIS_STOP_TIMEOUT, **_pid(self._ref)}  # fmt: skip
+
+
+class DnsComponent:
+    """The loopback DNS server (``python -m infra.local.dns``), standing in for Docker's: it names the replicas.
+
+    It answers from ``zone.json`` in ``state_dir``, which this component writes from
+    ``records`` ({"api": ["127.0.0.2", ...]}) at start and on ``write_zone()`` — the
+    server re-reads the file when it changes, so publishing a replica is a file write.
+    """
+
+    def __init__(self, state_dir: Path, records: dict[str, list[str]] | None = None, *, port: int = 0,
+                 host: str = "127.0.0.1", name: str = "dns", port_option: str = "--dns-port") -> None:  # fmt: skip
+        self.name = name
+        self.host = host
+        self.port = port or free_port(host, udp=True)
+        self.address = f"{host}:{self.port}"  # what a balancer is given as its nameserver
+        self.url = f"udp://{self.address}"
+        self.records = records if records is not None else {}  # the caller may keep and change this dict
+        self.zone_path = state_dir / "zone.json"
+        self.log_path = state_dir / f"{name}.log"
+        self._port_option = port_option
+        self._child = ChildProcess()
+
+    def write_zone(self) -> None:
+        dns.write_zone(self.zone_path, self.records)
+
+    def start(self) -> None:
+        self.write_zone()
+        self._child.launch(dns.server_argv(self.zone_path, self.port, self.host), os.environ, self.log_path)
+
+    def ready(self) -> bool:
+        return dns.answers(self.port, self.host)
+
+    def poll(self) -> int | None:
+        return self._child.poll()
+
+    def stop(self) -> None:
+        self._child.stop(((signal.SIGTERM, DNS_STOP_TIMEOUT),))
+
+    def check(self) -> None:
+        if not port_is_free(self.port, self.host, udp=True):
+            raise PortInUse(self.name, self.host, self.port, self._port_option)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "dns", "url": self.url, "zone": str(self.zone_path),
+                "records": self.records, "log": str(self.log_path), "stop_timeout": DNS_STOP_TIMEOUT,
+                **self._child.describe()}  # fmt: skip
 
 
 class ClusterComponent:
@@ -110,19 +215,12 @@ class ClusterComponent:
         self.control = state_dir / f"{name}.sock"
         self.log_path = state_dir / f"{name}.log"
         self._port_option = port_option
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ref: ProcessRef | None = None
+        self._child = ChildProcess()
 
     def start(self) -> None:
         argv = serve_argv(self.app, workers=self.workers, policy=self.policy, host=self.host, port=self.port,
                           control=self.control)  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            # Own session: Ctrl-C reaches only the supervisor, which stops the stack in order.
-            self._process = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env={**os.environ, **self.env}, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self._ref = ProcessRef.of(self._process.pid)
+        self._child.launch(argv, {**os.environ, **self.env}, self.log_path)
 
     def ready(self) -> bool:
         try:
@@ -131,21 +229,10 @@ class ClusterComponent:
             return False
 
     def poll(self) -> int | None:
-        return self._process.poll() if self._process is not None else None
+        return self._child.poll()
 
     def stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # the master drains its workers, then exits
-            try:
-                process.wait(CLUSTER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                if self._ref is not None:
-                    self._ref.kill_tree()
-                process.kill()
-        process.wait()
+        self._child.stop(((signal.SIGTERM, CLUSTER_STOP_TIMEOUT),))  # the master drains its workers, then exits
 
     def check(self) -> None:
         ensure_port_free(self.name, self.host, self.port, self._port_option)
@@ -156,86 +243,157 @@ class ClusterComponent:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "cluster", "app": self.app, "url": self.url, "log": str(self.log_path),
                 "control": str(self.control), "workers": self.workers, "policy": self.policy,
-                **_pid(self._ref)}  # fmt: skip
+                "stop_timeout": CLUSTER_STOP_TIMEOUT, **self._child.describe()}  # fmt: skip
 
 
-class HaproxyComponent:
-    """HAProxy running ``lb/haproxy/haproxy.cfg`` (master-worker); ready when its stats page and frontend answer.
+# -- balancers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackendState:
+    """One server of a balancer's api backend, as the balancer sees it."""
+
+    address: str  # host:port
+    up: bool
+
+
+def haproxy_backends(stats_url: str, backend: str = "api", timeout: float = 1.0) -> list[BackendState]:
+    """The servers of ``backend`` that have an address, from HAProxy's stats CSV (``/;csv``)."""
+    text = httpx.get(stats_url + "/;csv", timeout=timeout).raise_for_status().text.removeprefix("# ")
+    return [BackendState(row["addr"], row["status"].startswith("UP")) for row in csv.DictReader(io.StringIO(text))
+            if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND") and row.get("addr")]  # fmt: skip
+
+
+def python_lb_backends(stats_url: str, backend: str = "api", timeout: float = 1.0) -> list[BackendState]:
+    """The backends of upstream ``backend``, from the Python balancer's admin ``/status.json``."""
+    pools = httpx.get(stats_url + "/status.json", timeout=timeout).raise_for_status().json()["pools"]
+    pool = next((p for p in pools if p["name"] == backend), {"backends": []})
+    return [BackendState(b["address"], bool(b["healthy"]) and not b["removed"]) for b in pool["backends"]]
+
+
+# How to ask each kind of balancer (``describe()["kind"]``) which backends it sees: `scalecube status` uses it.
+BACKEND_READERS = {"haproxy": haproxy_backends, "python-lb": python_lb_backends}
+
+
+class _Balancer:
+    """What both balancers share: a front door and a stats port; ready once both answer and it sees
+    ``backends`` servers up (0: replicas may come later, found by DNS)."""
+
+    kind = ""
+    stop_steps: tuple[tuple[signal.Signals, float], ...] = ()
+    port_option: str | tuple[str, str] = ""  # what to change when a port is taken: one for both, or (front, stats)
+
+    def __init__(self, name: str, url: str, stats_url: str, state_dir: Path, backends: int) -> None:
+        self.name = name
+        self.url = url
+        self.stats_url = stats_url
+        self.backends = backends
+        self.log_path = state_dir / f"{name}.log"
+        self._child = ChildProcess()
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    def ready(self) -> bool:
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        try:
+            seen = BACKEND_READERS[self.kind](self.stats_url)
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+        except (httpx.HTTPError, OSError, ValueError, KeyError):
+            return False
+        return sum(backend.up for backend in seen) >= self.backends
+
+    def poll(self) -> int | None:
+        return self._child.poll()
+
+    def stop(self) -> None:
+        self._child.stop(self.stop_steps)
+
+    def _check_ports(self, binds: tuple[str, str]) -> None:
+        options = self.port_option if isinstance(self.port_option, tuple) else (self.port_option,) * 2
+        for bind, option in zip(binds, options, strict=True):
+            host, _, port = bind.rpartition(":")
+            ensure_port_free(self.name, host or "0.0.0.0", int(port), option)
+
+    def _describe(self, **extra: Any) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "url": self.url, "stats": self.stats_url, **extra,
+                "log": str(self.log_path), "stop_timeout": sum(t for _, t in self.stop_steps),
+                **self._child.describe()}  # fmt: skip
+
+
+class HaproxyComponent(_Balancer):
+    """HAProxy running ``lb/haproxy/haproxy.cfg`` (master-worker); ready when its stats page and frontend answer
+    (and, with ``backends``, that many api servers are UP in its stats).
 
     ``settings`` fills the file's environment variables (where to listen, which DNS
     server names the replicas, sticky or not); the file itself is the one compose uses.
     """
 
-    def __init__(self, settings: runner.HaproxySettings, state_dir: Path, *, name: str = "lb",
-                 port_option: str = "LB_BIND / LB_STATS_BIND") -> None:  # fmt: skip
-        self.name = name
-        self.settings = settings
-        self.url = settings.url()
-        self.stats_url = settings.stats_url()
-        self.log_path = state_dir / f"{name}.log"
-        self._port_option = port_option
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ref: ProcessRef | None = None
+    kind = "haproxy"
+    # SIGUSR1 is HAProxy's soft stop: stop listening, finish the requests in flight, then exit.
+    stop_steps = ((signal.SIGUSR1, HAPROXY_STOP_TIMEOUT), (signal.SIGTERM, 5.0))
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+    def __init__(self, settings: runner.HaproxySettings, state_dir: Path, *, name: str = "lb",
+                 port_option: str | tuple[str, str] = "LB_BIND / LB_STATS_BIND", backends: int = 0) -> None:  # fmt: skip
+        super().__init__(name, settings.url(), settings.stats_url(), state_dir, backends)
+        self.settings = settings
+        self.port_option = port_option
 
     def start(self) -> None:
-        argv = runner.argv()  # HaproxyNotFound (a RuntimeError) says how to install it
-        with open(self.log_path, "wb") as log:
-            # Own session, like the clusters: Ctrl-C reaches only the supervisor, which stops the stack in order.
-            self._process = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=self.settings.environment(), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self._ref = ProcessRef.of(self._process.pid)
-
-    def ready(self) -> bool:
-        """Its stats page answers and its frontend accepts connections (replicas may come later, by DNS)."""
-        host, _, port = self.url.removeprefix("http://").rpartition(":")
-        try:
-            if httpx.get(self.stats_url + "/;csv", timeout=1.0).status_code != 200:
-                return False
-            socket.create_connection((host, int(port)), timeout=1.0).close()
-        except (httpx.HTTPError, OSError):
-            return False
-        return True
-
-    def poll(self) -> int | None:
-        return self._process.poll() if self._process is not None else None
-
-    def stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        # SIGUSR1 is HAProxy's soft stop: stop listening, finish the requests in flight, then exit.
-        for sig, timeout in ((signal.SIGUSR1, HAPROXY_STOP_TIMEOUT), (signal.SIGTERM, 5.0)):
-            if process.poll() is not None:
-                break
-            process.send_signal(sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                continue
-        if process.poll() is None:
-            if self._ref is not None:
-                self._ref.kill_tree()
-            process.kill()
-        process.wait()
+        # HaproxyNotFound (a RuntimeError) says how to install it.
+        self._child.launch(runner.argv(), self.settings.environment(), self.log_path)
 
     def check(self) -> None:
-        for bind in self.settings.binds():
-            host, _, port = bind.rpartition(":")
-            ensure_port_free(self.name, host or "0.0.0.0", int(port), self._port_option)
+        self._check_ports(self.settings.binds())
         try:
             runner.check_config(self.settings.environment())
         except (runner.HaproxyNotFound, runner.HaproxyConfigError) as exc:
             raise StackError(f"{self.name}: {exc}") from None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "haproxy", "url": self.url, "stats": self.stats_url,
-                "config": str(runner.CONFIG), "log": str(self.log_path), **_pid(self._ref)}  # fmt: skip
+        return self._describe(config=str(runner.CONFIG))
+
+
+class PythonLbComponent(_Balancer):
+    """The Python balancer (``scalecube lb``) with ``lb/balancer.toml``, its api upstream given on the
+    command line (``dns:api:PORT@NAMESERVER``, as in compose but for the nameserver); ready when its
+    front door and admin port answer and ``/status.json`` shows ``backends`` api backends up."""
+
+    kind = "python-lb"
+    stop_steps = ((signal.SIGTERM, PYTHON_LB_STOP_TIMEOUT),)  # it stops accepting and drains
+
+    def __init__(self, state_dir: Path, *, listen: str, admin: str, upstream: str, sticky: bool = False,
+                 env: Mapping[str, str] | None = None, name: str = "lb", backends: int = 0,
+                 port_option: str | tuple[str, str] = ("--listen", "--admin")) -> None:  # fmt: skip
+        super().__init__(name, http_url(listen), http_url(admin), state_dir, backends)
+        self.listen = listen
+        self.admin = admin
+        self.upstream = upstream  # e.g. dns:api:8000@127.0.0.1:5353
+        self.sticky = sticky
+        self.env = dict(env or {})
+        self.port_option = port_option
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "scalecube", "lb", "--listen", self.listen, "--admin", self.admin,
+                "--upstream", f"api={self.upstream}", "--sticky" if self.sticky else "--no-sticky"]  # fmt: skip
+
+    def start(self) -> None:
+        self._child.launch(self.argv(), {**os.environ, **self.env}, self.log_path)
+
+    def check(self) -> None:
+        self._check_ports((self.listen, self.admin))
+
+    def describe(self) -> dict[str, Any]:
+        return self._describe(upstream=self.upstream, sticky=self.sticky)
+
+
+def http_url(bind: str) -> str:
+    """``host:port`` a server binds -> the URL to reach it here (every address: on loopback)."""
+    host, _, port = bind.rpartition(":")
+    if host in ("", "0.0.0.0", "*"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
 
 
 def ensure_port_free(component: str, host: str, port: int, option: str) -> None:

@@ -20,11 +20,13 @@ import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import dns.exception
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -63,10 +65,32 @@ class Zone:
 
 
 def write_zone(path: Path, records: dict[str, list[str]]) -> None:
-    """Atomically replace the zone file (the server never sees it half-written)."""
+    """Atomically replace the zone file (the server never sees it half-written), with a newer mtime.
+
+    The server reloads on a changed mtime; two writes within the filesystem's clock
+    granularity would share one, so the second is nudged forward.
+    """
+    before = path.stat().st_mtime_ns if path.exists() else None
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(records))
     os.replace(tmp, path)
+    if before is not None and path.stat().st_mtime_ns <= before:
+        os.utime(path, ns=(before + 1_000_000, before + 1_000_000))
+
+
+def server_argv(zone_file: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command line that runs this server (``python -m infra.local.dns``)."""
+    return [sys.executable, "-m", "infra.local.dns", "--zone-file", str(zone_file), "--host", host,
+            "--port", str(port)]  # fmt: skip
+
+
+def answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """Does a DNS server answer on ``host``:``port`` (UDP)? Any answer counts, even NXDOMAIN."""
+    try:
+        dns.query.udp(dns.message.make_query("probe.", "A"), host, port=port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return False
+    return True
 
 
 def answer(query: dns.message.Message, zone: Zone) -> dns.message.Message:

@@ -26,6 +26,8 @@ class ConsoleReporter:
         for component in state.components:
             grid.add_row(f"  [bold]{escape(component['name'])}[/]", escape(component["url"]),
                          f"pid {component['pid']}")  # fmt: skip
+            if component.get("stats"):
+                grid.add_row(f"  {escape(component['name'])} stats", escape(component["stats"] + "/"), "")
         grid.add_row("  logs", escape(str(state_dir)), "")
         self.console.print(f"[green]scalecube stack is up[/] (supervisor pid {state.supervisor.pid})")
         self.console.print(grid)
@@ -38,7 +40,7 @@ class ConsoleReporter:
         self.console.print(tail, markup=False, highlight=False)
 
     def stopping(self, reason: str) -> None:
-        self.console.print(f"{escape(reason)}: stopping the stack (the api drains first)")
+        self.console.print(f"{escape(reason)}: stopping the stack, last started first (the api drains before Redis stops)")
 
     def stopped(self, names: list[str]) -> None:
         self.console.print(f"stopped: {escape(', '.join(names)) or 'nothing was running'}")
@@ -71,8 +73,20 @@ def render_stack(stack: dict[str, Any], console: Console) -> None:
                          overflow="fold")  # a cut URL or path is useless  # fmt: skip
     for c in stack["components"]:
         alive = "[green]yes[/]" if c["alive"] else "[red]no[/]"
-        table.add_row(escape(c["name"]), str(c["pid"]), escape(c["url"]), alive, escape(c["log"]))
+        url = c["url"] + (f"\nstats {c['stats']}/" if c.get("stats") else "")
+        table.add_row(escape(c["name"]), str(c["pid"]), escape(url), alive, escape(c["log"]))
     console.print(table)
+    for c in stack["components"]:
+        if "backends" in c:
+            console.print(f"{escape(c['name'])} ({escape(c['kind'])}) sees: {_backends(c['backends'])}")
     snapshots = [c["cluster"] for c in stack["components"] if c.get("cluster")]
     if snapshots:
         cluster_status.render(snapshots, console)
+
+
+def _backends(backends: list[dict[str, Any]] | None) -> str:
+    if backends is None:
+        return "[yellow]its stats page does not answer right now[/]"
+    if not backends:
+        return "[red]no api backend[/]"
+    return ", ".join(f"{escape(b['address'])} {'[green]UP[/]' if b['up'] else '[red]DOWN[/]'}" for b in backends)

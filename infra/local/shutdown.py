@@ -14,7 +14,10 @@ from typing import Any
 
 from infra.local.state import StackState, StateFile
 
-DOWN_TIMEOUT = 60.0  # above the supervisor's own worst case: the api drains for up to 35 s, then Redis 5 s
+# At least this long, and longer for a bigger stack: the supervisor stops its components one by one, each
+# within its recorded stop_timeout (an api cluster drains for up to 35 s, Redis 5 s, a balancer 35 s).
+DOWN_TIMEOUT = 60.0
+DOWN_MARGIN = 10.0
 
 
 @dataclass
@@ -25,13 +28,19 @@ class DownReport:
     killed: list[int] = field(default_factory=list)  # pids that had to be SIGKILLed
 
 
-def stop_stack(state_dir: Path, timeout: float = DOWN_TIMEOUT) -> DownReport | None:
-    """Stop the stack recorded in ``state_dir``; None if there is none."""
+def stop_stack(state_dir: Path, timeout: float | None = None) -> DownReport | None:
+    """Stop the stack recorded in ``state_dir``; None if there is none.
+
+    ``timeout`` (default: what its components may take, see ``down_timeout``) bounds the
+    wait for the supervisor before the recorded processes are killed.
+    """
     state_file = StateFile(state_dir)
     state = state_file.read()
     if state is None:
         state_file.remove()  # an unreadable file protects nothing
         return None
+    if timeout is None:
+        timeout = down_timeout(state)
     report = DownReport(state.supervisor.pid, state.components, stale=not state.supervisor.alive())
     if not report.stale:
         state.supervisor.signal(signal.SIGTERM)
@@ -41,6 +50,11 @@ def stop_stack(state_dir: Path, timeout: float = DOWN_TIMEOUT) -> DownReport | N
     report.killed += kill_leftovers(state)
     state_file.remove(owner=state.supervisor)
     return report
+
+
+def down_timeout(state: StackState) -> float:
+    """How long the supervisor may take to stop its components, one after another."""
+    return max(DOWN_TIMEOUT, sum(float(c.get("stop_timeout") or 0) for c in state.components) + DOWN_MARGIN)
 
 
 def kill_leftovers(state: StackState) -> list[int]:

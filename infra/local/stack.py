@@ -1,9 +1,15 @@
-"""The local stack: Redis and the api cluster as processes on this machine, no Docker.
+"""The local stack: Redis, the api (one cluster, or N replicas behind a balancer) as processes here, no Docker.
 
 ``build_components`` says what the stack is made of, in start order; ``LocalStack``
 starts them one at a time (each must be ready before the next starts), watches
 them, and stops them in reverse order. Adding a component — another cluster, a
-balancer, a shard's Redis — is one more entry in ``build_components``.
+shard's Redis — is one more entry in ``build_components``.
+
+With ``--api N`` and a balancer it is laid out the way compose runs it: each replica
+is a cluster on its own loopback address (127.0.0.2, .3, ...; one "container" each),
+all on the same port; a loopback DNS server names them all ``api``; the balancer
+(HAProxy or the Python one) finds them through that DNS, exactly as it finds
+containers through Docker's, and listens on the stack's port.
 """
 
 from __future__ import annotations
@@ -18,26 +24,76 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.local.components import ClusterComponent, Component, RedisComponent
-from infra.local.errors import StartAborted, StartFailed
+from infra.local.components import (ClusterComponent, Component, DnsComponent, HaproxyComponent, PythonLbComponent,
+                                    RedisComponent)  # fmt: skip
+from infra.local.errors import StackError, StartAborted, StartFailed
 from infra.local.pids import log_tail
+from infra.local.ports import REPLICA_HOSTS, shared_free_port
+from lb.haproxy import runner
 
 log = logging.getLogger("scalecube.stack")
 
 API_APP = "services.api.app:app"
+API_SERVICE = "api"  # the DNS name of the replicas, as compose's service name
 READY_TIMEOUT = 60.0  # per component: a cold interpreter importing FastAPI on a busy 2-core box is slow
 POLL_INTERVAL = 0.1
+BALANCERS = ("haproxy", "python")
+NO_BALANCER = "none"
+MAX_REPLICAS = len(REPLICA_HOSTS)
 
 
 @dataclass(frozen=True)
 class StackOptions:
     state_dir: Path
-    port: int = 8080
-    workers: str = "auto"  # 'auto' or a count, passed on to `scalecube serve`
+    port: int = 8080  # the api's (one replica, no balancer) or the balancer's
+    workers: str = "auto"  # per replica: 'auto' or a count, passed on to `scalecube serve`
     policy: str = "rr"
     session_backend: str = "redis"
     redis_port: int = 0  # 0 = a free port
     host: str = "127.0.0.1"
+    api: int = 1  # replicas
+    lb: str = NO_BALANCER  # haproxy | python | none, as settled by ``choose_balancer``
+    sticky: bool = False  # the balancer pins each client to a replica with a cookie
+    stats_port: int = 8404  # the balancer's stats page (HAProxy) / admin page (Python)
+    api_port: int = 0  # the one port every replica listens on; 0 = one free on all their addresses
+    dns_port: int = 0  # UDP; 0 = a free port
+
+
+class UsageError(StackError):
+    """Options that cannot work together: refused before anything starts."""
+
+    exit_code = 2
+
+
+def choose_balancer(api: int, lb: str | None, sticky: bool) -> str:
+    """The balancer for ``api`` replicas: ``lb`` if given, else none for one replica, else HAProxy when
+    installed, else the Python one. Raises ``UsageError`` for what cannot work (HAProxy missing included)."""
+    if not 1 <= api <= MAX_REPLICAS:
+        raise UsageError(f"--api must be 1 to {MAX_REPLICAS}, got {api}: each replica needs its own loopback "
+                         f"address ({REPLICA_HOSTS[0]}-{REPLICA_HOSTS[-1]})")  # fmt: skip
+    if lb is None:
+        lb = NO_BALANCER if api == 1 else ("haproxy" if haproxy_installed() else "python")
+    if lb not in (*BALANCERS, NO_BALANCER):
+        raise UsageError(f"--lb must be python, haproxy or none, got {lb!r}")
+    if lb == NO_BALANCER and sticky:
+        raise UsageError("--sticky needs a balancer (the cookie is the balancer's): add --lb python or --lb haproxy")
+    if lb == NO_BALANCER and api > 1:
+        raise UsageError(f"--api {api} needs a balancer in front of the replicas: --lb python or --lb haproxy "
+                         f"(--lb none runs one api directly on --port)")  # fmt: skip
+    if lb == "haproxy":
+        try:
+            runner.find_haproxy()
+        except runner.HaproxyNotFound as exc:
+            raise UsageError(f"--lb haproxy: {exc}; or use --lb python") from None
+    return lb
+
+
+def haproxy_installed() -> bool:
+    try:
+        runner.find_haproxy()
+    except runner.HaproxyNotFound:
+        return False
+    return True
 
 
 def session_secret() -> str:
@@ -48,17 +104,43 @@ def session_secret() -> str:
 def build_components(options: StackOptions) -> list[Component]:
     """What the stack is made of, in start order (it stops in reverse)."""
     redis = RedisComponent(options.state_dir / "redis", port=options.redis_port, host=options.host)
-    api = ClusterComponent(
-        "api", API_APP, port=options.port, workers=options.workers, policy=options.policy,
-        state_dir=options.state_dir, host=options.host,
-        env={
-            "REDIS_URL": redis.url,
-            "SESSION_BACKEND": options.session_backend,
-            "SESSION_SECRET": session_secret(),
-            "SCALECUBE_RUN_DIR": str(options.state_dir),
-        },
+    env = {
+        "REDIS_URL": redis.url,
+        "SESSION_BACKEND": options.session_backend,
+        "SESSION_SECRET": session_secret(),  # one for every replica: any of them can read any session cookie
+        "SCALECUBE_RUN_DIR": str(options.state_dir),
+    }
+    if options.lb == NO_BALANCER:
+        api = ClusterComponent("api", API_APP, port=options.port, workers=options.workers, policy=options.policy,
+                               state_dir=options.state_dir, host=options.host, env=env)  # fmt: skip
+        return [redis, api]
+    hosts = REPLICA_HOSTS[: options.api]
+    api_port = options.api_port or shared_free_port(hosts)
+    dns = DnsComponent(options.state_dir, {API_SERVICE: list(hosts)}, port=options.dns_port, host=options.host)
+    replicas: list[Component] = [
+        ClusterComponent(f"api-{number}", API_APP, port=api_port, workers=options.workers, policy=options.policy,
+                         state_dir=options.state_dir, host=host, env=env, port_option="--api-port")
+        for number, host in enumerate(hosts, start=1)
+    ]  # fmt: skip
+    return [redis, dns, *replicas, build_balancer(options, dns, api_port)]
+
+
+def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int) -> Component:
+    """The balancer on the stack's port, finding the replicas as ``api``:``api_port`` through ``dns``;
+    ready once it sees all of them up."""
+    listen, stats = f"{options.host}:{options.port}", f"{options.host}:{options.stats_port}"
+    if options.lb == "haproxy":
+        settings = runner.HaproxySettings(
+            bind=listen, stats_bind=stats, dns=dns.address, api_service=API_SERVICE, api_port=api_port,
+            sticky=options.sticky, cookie_key=os.environ.get("LB_COOKIE_KEY") or secrets.token_urlsafe(24),
+        )  # fmt: skip
+        return HaproxyComponent(settings, options.state_dir, backends=options.api,
+                                port_option=("--port", "--stats-port"))  # fmt: skip
+    return PythonLbComponent(
+        options.state_dir, listen=listen, admin=stats, upstream=f"dns:{API_SERVICE}:{api_port}@{dns.address}",
+        sticky=options.sticky, backends=options.api, port_option=("--port", "--stats-port"),
+        env={"LB_STICKY_SECRET": os.environ.get("LB_STICKY_SECRET") or secrets.token_urlsafe(32)},
     )  # fmt: skip
-    return [redis, api]
 
 
 class LocalStack:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from cluster import control
+from infra.local.components import BACKEND_READERS
 from infra.local.pids import ProcessRef
 from infra.local.state import StateFile
 
@@ -14,7 +17,8 @@ def stack_status(state_dir: Path) -> dict[str, Any] | None:
     """The stack recorded in ``state_dir`` (None if there is none), each process marked alive or not.
 
     A component with a control socket (a cluster) also carries its master's
-    status — the same snapshot ``scalecube status --control`` shows.
+    status — the same snapshot ``scalecube status --control`` shows; a balancer,
+    the api backends it sees (``backends``: address and up, from its stats page).
     """
     state = StateFile(state_dir).read()
     if state is None:
@@ -29,6 +33,12 @@ def stack_status(state_dir: Path) -> dict[str, Any] | None:
                 entry["cluster"] = {"control": record["control"], **control.request(record["control"], "status")}
             except (ConnectionError, OSError, ValueError):
                 entry["cluster"] = None  # starting, or stopping: its master does not answer right now
+        reader = BACKEND_READERS.get(record.get("kind", ""))
+        if reader is not None and record.get("stats") and alive:
+            try:
+                entry["backends"] = [{"address": b.address, "up": b.up} for b in reader(record["stats"])]
+            except (httpx.HTTPError, ValueError, KeyError):
+                entry["backends"] = None  # starting, or stopping
         components.append(entry)
     return {
         "state_dir": str(state_dir),

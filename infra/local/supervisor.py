@@ -133,8 +133,10 @@ def supervisor_argv(options: StackOptions) -> list[str]:
     """The foreground `scalecube up` that a detached start runs in the background."""
     return [sys.executable, "-m", "scalecube", "up", "--port", str(options.port), "--workers", options.workers,
             "--policy", options.policy, "--session-backend", options.session_backend,
-            "--redis-port", str(options.redis_port), "--state-dir", str(options.state_dir),
-            "--detached-child"]  # fmt: skip
+            "--redis-port", str(options.redis_port), "--api", str(options.api), "--lb", options.lb,
+            "--sticky" if options.sticky else "--no-sticky", "--stats-port", str(options.stats_port),
+            "--api-port", str(options.api_port), "--dns-port", str(options.dns_port),
+            "--state-dir", str(options.state_dir), "--detached-child"]  # fmt: skip
 
 
 def start_detached(options: StackOptions) -> StackState:

@@ -9,30 +9,17 @@ tests scale up and down under a running balancer.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-import dns.exception
-import dns.message
-import dns.query
+from infra.local.components import DnsComponent
+from infra.local.ports import REPLICA_HOSTS, shared_free_port
+from infra.local.processes import ClusterProcess, wait_until
 
-from infra.local.dns import write_zone
-from infra.local.ports import free_port, port_is_free
-from infra.local.processes import ClusterProcess, ManagedProcess, wait_until
-
-# The loopback addresses replicas may use: each is its own "machine" (Linux routes all of 127/8 to lo).
-HOSTS = tuple(f"127.0.0.{i}" for i in range(2, 10))
+# The loopback addresses replicas may use: each is its own "machine" (``scalecube up --api N`` uses the same).
+HOSTS = REPLICA_HOSTS
 DNS_START_TIMEOUT = 15.0
 
-
-def shared_free_port(hosts: tuple[str, ...] = HOSTS, attempts: int = 20) -> int:
-    """A port free on every one of ``hosts``, so every replica can listen on the same one."""
-    for _ in range(attempts):
-        port = free_port(hosts[0])
-        if all(port_is_free(port, host) for host in hosts):
-            return port
-    raise RuntimeError(f"no port free on all of {hosts} after {attempts} tries")
+__all__ = ["DNS_START_TIMEOUT", "HOSTS", "LoopbackTopology", "shared_free_port"]
 
 
 class LoopbackTopology:
@@ -41,24 +28,26 @@ class LoopbackTopology:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = shared_free_port()
-        self.zone_path = workdir / "zone.json"
         self.records: dict[str, list[str]] = {}
         self.clusters: dict[tuple[str, str], ClusterProcess] = {}  # (service, host) -> cluster
-        self.dns_port = free_port()
-        self._dns: ManagedProcess | None = None
+        # The same DNS component `scalecube up` runs; it writes the zone file from ``self.records``.
+        self._dns = DnsComponent(workdir, self.records)
+        self.zone_path = self._dns.zone_path
+        self.dns_port = self._dns.port
 
     @property
     def dns_address(self) -> str:
-        return f"127.0.0.1:{self.dns_port}"
+        return self._dns.address
 
     def start_dns(self) -> None:
-        self._write_zone()
-        self._dns = ManagedProcess([sys.executable, "-m", "infra.local.dns", "--zone-file", str(self.zone_path),
-                                    "--port", str(self.dns_port)], log_path=self.workdir / "dns.log")  # fmt: skip
+        self._dns.start()
         try:
-            wait_until(self._dns_answers, DNS_START_TIMEOUT, what="the loopback DNS server")
+            wait_until(lambda: self._dns.poll() is not None or self._dns.ready(), DNS_START_TIMEOUT,
+                       what="the loopback DNS server")  # fmt: skip
         except TimeoutError as exc:
-            raise TimeoutError(f"{exc}:\n{self._dns.log()}") from None
+            raise TimeoutError(f"{exc}:\n{log_text(self._dns.log_path)}") from None
+        if self._dns.poll() is not None:
+            raise RuntimeError(f"the DNS server exited with {self._dns.poll()}:\n{log_text(self._dns.log_path)}")
 
     def start(self, service: str, host: str, app: str, *, workers: int = 2, env: dict[str, str] | None = None,
               publish: bool = True) -> ClusterProcess:  # fmt: skip
@@ -104,22 +93,10 @@ class LoopbackTopology:
     def stop(self) -> None:
         for cluster in self.clusters.values():
             cluster.stop()
-        if self._dns is not None:
-            self._dns.stop()
+        self._dns.stop()  # a no-op if it never started
 
     def _write_zone(self) -> None:
-        before = self.zone_path.stat().st_mtime_ns if self.zone_path.exists() else None
-        write_zone(self.zone_path, self.records)
-        after = self.zone_path.stat().st_mtime_ns
-        if before is not None and after <= before:  # the server reloads on a new mtime: make sure it is new
-            os.utime(self.zone_path, ns=(before + 1_000_000, before + 1_000_000))
-
-    def _dns_answers(self) -> bool:
-        try:
-            dns.query.udp(dns.message.make_query("probe.", "A"), "127.0.0.1", port=self.dns_port, timeout=0.5)
-        except (dns.exception.Timeout, OSError):
-            return False
-        return True
+        self._dns.write_zone()  # atomic, and always with a newer mtime: the server reloads on it
 
 
 def _worker_pids(cluster: ClusterProcess) -> set[int]:
@@ -128,3 +105,6 @@ def _worker_pids(cluster: ClusterProcess) -> set[int]:
     except (OSError, ValueError, KeyError):
         return set()
 
+
+def log_text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

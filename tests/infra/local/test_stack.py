@@ -37,6 +37,8 @@ class Stack:
         self.seen: set[ProcessRef] = set()
         self.foreground: list[subprocess.Popen[bytes]] = []
         self.started: subprocess.CompletedProcess[str] | None = None
+        self.kind = ""  # the balancer, for a stack that has one
+        self.stats_port = 0
 
     @property
     def url(self) -> str:
@@ -329,3 +331,199 @@ def test_a_stale_state_file_is_cleaned_up_with_what_it_left_running(stack):
     assert still_running(orphans) == []  # killed by pid, after checking each is still the recorded process
     assert stack.state()["supervisor"]["pid"] != process.pid
     assert httpx.get(stack.url + "/readyz", timeout=10).status_code == 200
+
+
+# -- N replicas behind a balancer (`up --api 3 --lb haproxy|python`) ---------------------------------
+
+REPLICAS = 3
+REPLICA_NAMES = [f"api-{n}" for n in range(1, REPLICAS + 1)]
+LB_COOKIE = "SCALECUBE_LB"
+
+
+def require_haproxy() -> None:
+    """Skip (saying why) without HAProxy — but fail under CI, which installs it."""
+    from lb.haproxy import runner
+
+    try:
+        runner.find_haproxy()
+    except runner.HaproxyNotFound as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module", params=["haproxy", "python"])
+def balanced_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One detached stack per balancer, shared by this section's tests: 3 replicas of one worker each,
+    sticky, memory sessions (the one combination where stickiness keeps sessions). The last test stops it."""
+    kind = request.param
+    if kind == "haproxy":
+        require_haproxy()
+    base = tmp_path_factory.mktemp(f"lb-{kind}")
+    shared = Stack(base / "state", base)
+    shared.kind = kind
+    shared.stats_port = free_port()
+    try:
+        shared.started = shared.cli("up", "-d", "--api", str(REPLICAS), "--lb", kind, "--sticky",
+                                    "--session-backend", "memory", "--workers", "1", "--port", str(shared.port),
+                                    "--stats-port", str(shared.stats_port))  # fmt: skip
+        shared.remember()
+        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
+        yield shared
+    finally:
+        shared.teardown()
+
+
+def status_json(stack: Stack) -> dict[str, Any]:
+    result = stack.cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["stack"]
+
+
+def replica_of_pid(stack: Stack) -> dict[int, str]:
+    """Every worker pid of every replica -> the replica's name, from `scalecube status --json`."""
+    return {worker["pid"]: c["name"] for c in status_json(stack)["components"] if c.get("cluster")
+            for worker in c["cluster"]["workers"]}  # fmt: skip
+
+
+def fresh_get(url: str, cookies: dict[str, str] | None = None) -> httpx.Response:
+    """A GET on a new connection, with only the given cookies: the balancer decides anew."""
+    with httpx.Client(timeout=10, cookies=cookies) as client:
+        return client.get(url)
+
+
+def test_status_lists_dns_every_replica_and_the_balancer(balanced_stack):
+    stack = status_json(balanced_stack)
+
+    names = [c["name"] for c in stack["components"]]
+    assert names == ["redis", "dns", *REPLICA_NAMES, "lb"]  # start order
+    assert all(c["alive"] for c in stack["components"])
+    byname = {c["name"]: c for c in stack["components"]}
+    replicas = [byname[name] for name in REPLICA_NAMES]
+    # Like containers: one address each, one port for all, and DNS names them all `api`.
+    hosts = [httpx.URL(c["url"]).host for c in replicas]
+    assert hosts == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    assert len({httpx.URL(c["url"]).port for c in replicas}) == 1
+    assert byname["dns"]["records"] == {"api": hosts}
+    for replica in replicas:
+        assert replica["cluster"]["master"]["pid"] == replica["pid"]
+        assert len(replica["cluster"]["workers"]) == 1
+    lb = byname["lb"]
+    assert lb["kind"] == {"haproxy": "haproxy", "python": "python-lb"}[balanced_stack.kind]
+    assert lb["url"] == balanced_stack.url and lb["stats"] == f"http://127.0.0.1:{balanced_stack.stats_port}"
+    port = httpx.URL(replicas[0]["url"]).port
+    assert sorted((b["address"], b["up"]) for b in lb["backends"]) == [(f"{h}:{port}", True) for h in hosts]
+    assert lb["stats"] + "/" in balanced_stack.started.stdout  # `up` says where the stats page is
+    assert httpx.get(lb["stats"] + "/", timeout=10).status_code == 200
+
+    text = balanced_stack.cli("status").stdout
+    assert all(name in text for name in ("dns", *REPLICA_NAMES, "lb"))
+    assert text.count("services.api.app:app") == REPLICAS  # every replica's worker table
+
+
+def test_requests_through_the_balancer_reach_every_replica(balanced_stack):
+    served_by = [fresh_get(balanced_stack.url + "/").headers["x-served-by"] for _ in range(4 * REPLICAS)]
+
+    owners = replica_of_pid(balanced_stack)
+    replicas = [owners.get(int(value.rsplit("/", 1)[-1])) for value in served_by]
+    assert set(replicas) == set(REPLICA_NAMES), served_by
+
+
+def test_sticky_balancer_keeps_a_memory_session_with_one_worker_per_replica(balanced_stack):
+    with httpx.Client(base_url=balanced_stack.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) \
+            as client:  # fmt: skip
+        login = client.post("/session/login", json={"user": "ada"})
+        assert login.status_code == 200, login.text
+        assert LB_COOKIE in client.cookies  # the balancer pinned this client
+        me = [client.get("/session/me") for _ in range(2 * REPLICAS)]  # a new connection each time
+        cookies = dict(client.cookies)
+
+    assert [r.status_code for r in me] == [200] * len(me)
+    assert {r.json()["user"] for r in me} == {"ada"} and {r.json()["backend"] for r in me} == {"memory"}
+    assert len({r.headers["x-served-by"] for r in me}) == 1  # one replica, one worker
+    # Without the balancer's cookie the same session cookie lands on other replicas, which never saw it.
+    unpinned = [fresh_get(balanced_stack.url + "/session/me", cookies={k: v for k, v in cookies.items()
+                                                                       if k != LB_COOKIE}) for _ in range(REPLICAS)]  # fmt: skip
+    assert 401 in [r.status_code for r in unpinned]
+
+
+def test_down_stops_the_balancer_every_replica_and_dns(balanced_stack):
+    # Last of this section: it stops the shared stack.
+    processes = balanced_stack.remember()
+    assert len(processes) == 1 + 3 + 2 * REPLICAS  # supervisor; redis, dns, lb; each replica's master and worker
+    assert still_running(processes) == processes
+
+    result = balanced_stack.cli("down")
+
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in ("dns", *REPLICA_NAMES, "lb"))
+    assert still_running(processes) == []
+    assert not balanced_stack.state_file.exists()
+    assert processes_mentioning(balanced_stack.state_dir) == []
+
+
+# -- options that cannot work are refused before anything starts ------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sticky"], "--sticky needs a balancer"),
+    (["--sticky", "--lb", "none"], "--sticky needs a balancer"),
+    (["--api", "3", "--lb", "none"], "--api 3 needs a balancer"),
+    (["--api", "9"], "--api must be 1 to 8, got 9"),
+    (["--api", "0", "--lb", "python"], "--api must be 1 to 8, got 0"),
+    (["--api", "2", "--lb", "nginx"], "--lb must be python, haproxy or none"),
+])  # fmt: skip
+def test_impossible_combinations_are_a_clear_usage_error(stack, args, message):
+    result = stack.cli("up", "-d", "--port", str(stack.port), *args)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"scalecube up: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not stack.state_file.exists()
+    assert processes_mentioning(stack.state_dir) == []
+
+
+@pytest.fixture
+def no_haproxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if HAProxy were not installed (it is found in /usr/sbin even without it on PATH, so fake the finder)."""
+    from lb.haproxy import runner
+
+    def missing(*_: object) -> str:
+        raise runner.HaproxyNotFound(f"haproxy is not installed (not on PATH nor in {runner.EXTRA_PATH}): "
+                                     f"{runner.INSTALL_HINT}")  # fmt: skip
+
+    monkeypatch.setattr(runner, "find_haproxy", missing)
+
+
+def test_lb_haproxy_without_haproxy_exits_2_with_one_clear_line_and_starts_nothing(no_haproxy, tmp_path):
+    from typer.testing import CliRunner
+
+    from scalecube.cli import app
+
+    state_dir = tmp_path / "state"
+
+    result = CliRunner().invoke(app, ["up", "-d", "--api", "3", "--lb", "haproxy", "--port", str(free_port()),
+                                      "--state-dir", str(state_dir)])  # fmt: skip
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == ("scalecube up: --lb haproxy: haproxy is not installed (not on PATH nor in "
+                                     "/usr/sbin:/usr/local/sbin): install Debian's haproxy (apt-get install "
+                                     "haproxy); or use --lb python")  # fmt: skip
+    assert not state_dir.exists()  # not even the state dir: nothing started
+    assert processes_mentioning(state_dir) == []
+
+
+def test_the_default_balancer_is_none_for_one_replica_then_haproxy_if_installed_else_python(monkeypatch):
+    from infra.local.stack import choose_balancer
+    from lb.haproxy import runner
+
+    monkeypatch.setattr(runner, "find_haproxy", lambda *_: "/usr/sbin/haproxy")
+    assert choose_balancer(1, None, sticky=False) == "none"
+    assert choose_balancer(3, None, sticky=False) == "haproxy"
+    assert choose_balancer(1, "python", sticky=True) == "python"  # one replica behind a balancer is fine too
+
+    def missing(*_: object) -> str:
+        raise runner.HaproxyNotFound("haproxy is not installed")
+
+    monkeypatch.setattr(runner, "find_haproxy", missing)
+    assert choose_balancer(3, None, sticky=True) == "python"
