@@ -12,19 +12,17 @@ loopback DNS server), found by both balancers through DNS as in compose.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from infra.local.components import HaproxyComponent, PythonLbComponent
 from infra.local.ports import free_port
-from infra.local.processes import ManagedProcess, wait_until
+from infra.local.processes import wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
-from lb.haproxy.runner import HaproxySettings, argv as haproxy_argv, find_haproxy
+from lb.haproxy.runner import HaproxySettings
 from loadtests.drivers import LoadSummary, run_load
 
 API = "services.api.app:app"
@@ -57,12 +55,12 @@ def _summarise(runs: list[LoadSummary]) -> dict[str, Any]:
 
 
 class Rig:
-    """Redis, DNS, the replicas and both balancers; ``close()`` stops everything by pid."""
+    """Redis, DNS, the replicas and both balancers (the local stack's own components); ``close()`` stops all."""
 
     def __init__(self, workdir: Path, replicas: int, workers: int) -> None:
         self.redis = RedisServer()
         self.topology = LoopbackTopology(workdir)
-        self.processes: list[ManagedProcess] = []
+        self.balancers: list[HaproxyComponent | PythonLbComponent] = []
         try:
             self.redis.start()
             self.topology.start_dns()
@@ -72,41 +70,28 @@ class Rig:
                 self.topology.start("api", host, API, workers=workers, env=env)
             self.topology.wait_ready()
             self.direct = f"http://{HOSTS[0]}:{self.topology.port}/"
-            self.haproxy = self._start_haproxy(workdir)
-            self.python = self._start_python(workdir)
-            for url in (self.haproxy, self.python):
-                wait_until(lambda url=url: self._spread(url) == replicas, 30, what=f"{url} to reach every replica")
+            self.balancers = [
+                HaproxyComponent(HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
+                                                 dns=self.topology.dns_address, api_service="api",
+                                                 api_port=self.topology.port), workdir, name="haproxy", backends=replicas),
+                PythonLbComponent(workdir, listen=f"127.0.0.1:{free_port()}", admin=f"127.0.0.1:{free_port()}",
+                                  upstream=f"dns:api:{self.topology.port}@{self.topology.dns_address}",
+                                  env={"LOG_LEVEL": "warning"}, name="python-lb", backends=replicas),
+            ]  # fmt: skip
+            for balancer in self.balancers:
+                balancer.start()
+            for balancer in self.balancers:
+                wait_until(balancer.ready, 30, what=f"{balancer.name} to see all {replicas} replicas up")
         except BaseException:
             self.close()
             raise
 
-    def _start_haproxy(self, workdir: Path) -> str:
-        settings = HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
-                                   dns=self.topology.dns_address, api_service="api", api_port=self.topology.port)  # fmt: skip
-        self.processes.append(ManagedProcess(haproxy_argv(find_haproxy()), env=settings.environment(),
-                                             log_path=workdir / "haproxy.log"))  # fmt: skip
-        return settings.url() + "/"
-
-    def _start_python(self, workdir: Path) -> str:
-        port = free_port()
-        self.processes.append(ManagedProcess(
-            [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
-             "--upstream", f"api=dns:api:{self.topology.port}@{self.topology.dns_address}"],
-            env={"LOG_LEVEL": "warning"}, log_path=workdir / "python-lb.log"))  # fmt: skip
-        return f"http://127.0.0.1:{port}/"
-
-    def _spread(self, url: str) -> int:
-        """How many replicas answer through ``url`` (fresh connections, so the balancer picks each time)."""
-        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=2) as client:
-            served = [client.get(url).headers["x-served-by"] for _ in range(24)]
-        return len(set(self.topology.hosts_of(served)) - {None})
-
     def urls(self) -> dict[str, str]:
-        return dict(zip(TARGETS, (self.direct, self.haproxy, self.python), strict=True))
+        return dict(zip(TARGETS, (self.direct, *(b.url + "/" for b in self.balancers)), strict=True))
 
     def close(self) -> None:
-        for process in self.processes:
-            process.stop()
+        for balancer in self.balancers:
+            balancer.stop()
         self.topology.stop()
         self.redis.stop()
 
