@@ -18,7 +18,7 @@ $(STAMP): requirements.lock pyproject.toml
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The local stack (Redis + the api cluster on :8080), in the foreground; Ctrl-C stops it.
+# The local stack in the foreground (Ctrl-C stops it): Redis + the api on :8080; more with ARGS="--api 3 --lb haproxy".
 up: venv
 	$(BIN)/scalecube up $(ARGS)
 
