@@ -47,7 +47,7 @@ class Timeouts:
     connect: float = 2.0  # to open a connection to a backend
     read: float = 30.0  # a backend's response head, and each gap between body chunks
     idle: float = 60.0  # a client keep-alive connection with no request in progress
-    header: float = 10.0  # a client's whole request head (slow-loris guard)
+    header: float = 10.0  # a client's whole request head, and a new connection's first byte (slow-loris guard)
     drain: float = 30.0  # on SIGTERM: how long requests in flight may finish
 
     def __post_init__(self) -> None:
@@ -295,15 +295,20 @@ def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), rou
 
 
 class Router:
-    """Path prefix -> upstream name; the longest matching prefix wins. Plain byte prefixes,
-    tried longest first: a handful of ``startswith`` calls per request."""
+    """Path prefix -> upstream name; the longest matching prefix wins, tried longest first: a handful
+    of ``startswith`` calls per request.
+
+    A prefix ending in ``/`` matches anything below it (``/auth/`` takes ``/auth/login``, not
+    ``/auth``). One that does not is a whole path segment: ``/users`` takes ``/users``, ``/users/42``
+    and ``/users?page=2``, but not ``/usersettings`` — what HAProxy's ``path /users`` + ``path_beg /users/`` do.
+    """
 
     def __init__(self, routes: Iterable[Route]) -> None:
         table = sorted(((r.prefix.encode(), r.upstream) for r in routes), key=lambda item: len(item[0]), reverse=True)
-        self._table = tuple(table)
+        self._table = tuple((prefix, len(prefix), not prefix.endswith(b"/"), upstream) for prefix, upstream in table)
 
     def match(self, path: bytes) -> str | None:
-        for prefix, upstream in self._table:
-            if path.startswith(prefix):
+        for prefix, size, segment, upstream in self._table:
+            if path.startswith(prefix) and (not segment or len(path) == size or path[size] in b"/?"):
                 return upstream
         return None

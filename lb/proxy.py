@@ -52,7 +52,7 @@ class ProxyOptions:
     connect_timeout: float = 2.0
     read_timeout: float = 30.0  # upstream: request sent -> response head
     idle_timeout: float = 15.0  # client keep-alive: waiting for the next request
-    header_timeout: float = 10.0  # client: first byte -> whole head (slowloris guard)
+    header_timeout: float = 10.0  # client: first byte -> whole head, and accept -> first byte (slowloris guard)
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
     max_connections: int = 10_000
@@ -103,7 +103,10 @@ class ClientConnection(asyncio.Protocol):
             self.stats.connections_rejected += 1
             self.reply_and_close(error_response(503, "overloaded", "the balancer is at its connection limit"))
             return
-        self._arm(self.options.idle_timeout, self._idle_timeout)
+        # A new connection owes us a request soon: waiting for its first byte is bounded by the header
+        # timeout, not the (much longer) keep-alive idle one, or silent connections would hold slots for
+        # minutes (HAProxy's `timeout http-request` does the same). Closed without a word, like an idle one.
+        self._arm(self.options.header_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -313,6 +316,7 @@ class Exchange:
         forwarded_for = request_id = cookie = None
         chunked = False
         length = None
+        sticky = self.balancer.sticky
         for name, value in headers:
             lower = name.lower()
             if lower in HOP_BY_HOP:
@@ -330,6 +334,10 @@ class Exchange:
                 request_id = value
             elif lower == b"cookie":
                 cookie = value
+                if sticky is not None and sticky.prefix in value:
+                    value = sticky.strip(value)  # the balancer's cookie is its own business, not the backend's
+                    if not value:
+                        continue
             out += (name, b": ", value, b"\r\n")
         client_ip = self.client.client_ip
         out += (b"x-forwarded-for: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip, b"\r\n",
@@ -499,7 +507,12 @@ class Exchange:
         self._disarm()
         backend = self.backend
         if self.response_started:
-            # Mid-response: the client already has part of it; all we can do is cut it off too.
+            # Mid-response: the client already has part of it; all we can do is cut it off too. Said loudly
+            # and counted: it is the one failure no balancer can hide (HAProxy logs it as "SD").
+            self.stats.responses_cut += 1
+            log.warning("backend %s died mid-response (%s): %s %s cut off for the client, request id %s",
+                        backend.label if backend else "?", exc or "connection closed", self.method.decode("latin-1"),
+                        self.url.decode("latin-1"), self.request_id.decode("latin-1"))  # fmt: skip
             self._backend_finished(backend, failed=True)
             self.done = True
             self.client.close()

@@ -40,6 +40,7 @@ class BalancerStats:
     no_backend_503: int = _counter("Requests answered 503: no available backend.")
     upstream_failed_502: int = _counter("Requests answered 502: every try failed to get a response.")
     upstream_timeout_504: int = _counter("Requests answered 504: the backend took longer than the read timeout.")
+    responses_cut: int = _counter("Responses a backend broke off mid-body (it died): begun, so not replayable.")
     unrouted_404: int = _counter("Requests that matched no route (404).")
     connections_total: int = _counter("Client connections accepted.")
     connections_rejected: int = _counter("Client connections closed at once: max connections reached.")

@@ -28,7 +28,7 @@ class StickyCookie:
         self.name = name
         self.max_age = max_age
         self._signer = Signer(secret, salt="sticky")
-        self._prefix = name.encode() + b"="
+        self.prefix = name.encode() + b"="
         attributes = "; Path=/; HttpOnly; SameSite=Lax"
         attributes += f"; Max-Age={max_age}" if max_age else ""
         attributes += "; Secure" if secure else ""
@@ -38,17 +38,23 @@ class StickyCookie:
 
     def backend_from(self, cookie_header: bytes | None, pool: Pool) -> Backend | None:
         """The backend our cookie in this raw ``Cookie`` header names, if it is valid and available."""
-        if not cookie_header or self._prefix not in cookie_header:
+        if not cookie_header or self.prefix not in cookie_header:
             return None
         for part in cookie_header.split(b";"):
             part = part.strip()
-            if not part.startswith(self._prefix):
+            if not part.startswith(self.prefix):
                 continue
-            backend_id = self._backend_id(part[len(self._prefix) :].strip(b'"'))
+            backend_id = self._backend_id(part[len(self.prefix) :].strip(b'"'))
             if backend_id is not None:
                 backend = pool.by_id(backend_id)
                 return backend if backend is not None and backend.available else None
         return None
+
+    def strip(self, cookie_header: bytes) -> bytes:
+        """The raw ``Cookie`` header without our cookie (empty if it was the only one): backends never
+        see it, as with HAProxy's ``cookie ... indirect``."""
+        kept = [part for part in cookie_header.split(b";") if not part.strip().startswith(self.prefix)]
+        return b";".join(kept).strip()
 
     def _backend_id(self, token: bytes) -> str | None:
         backend_id = self._verified.get(token)

@@ -1,11 +1,13 @@
 """A backend for balancer tests, run with ``scalecube serve tests.lb.backend_app:app``.
 
-GET  /echo            → the request as the backend saw it (method, headers, body size, pid)
+GET  /echo            → the request as the backend saw it (method, headers, body size, pid);
+                        repeated header fields are combined into one
 POST /echo            → same, after reading the whole (possibly chunked) body
 GET  /stream?chunks=N → a chunked response of N parts
 GET  /slow?s=S        → answers after S seconds
 GET  /readyz          → 200, or 503 while the file named by $READY_FLAG_FILE exists
-POST /die-once        → appends to $RECEIPTS_FILE, then the worker dies without answering
+*    /die-once        → appends "HOST PID" to $RECEIPTS_FILE, then the worker dies without answering
+*    /die-mid-body    → the same, but dies after sending the head and 100 of 1000 body bytes
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ async def app(scope, receive, send):
         size += len(message.get("body", b""))
         if not message.get("more_body"):
             break
-    if path == "/die-once":
+    if path in ("/die-once", "/die-mid-body"):
         with open(os.environ["RECEIPTS_FILE"], "a") as receipts:
-            receipts.write(f"{os.getpid()}\n")
+            receipts.write(f"{(scope.get('server') or ('?',))[0]} {os.getpid()}\n")  # which replica, which worker
+        if path == "/die-mid-body":
+            headers = [(b"content-length", b"1000"), (b"x-served-by", f"backend/{os.getpid()}".encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"x" * 100, "more_body": True})
+            await asyncio.sleep(0.05)  # the head and the first 100 bytes leave before the worker dies
         os._exit(1)
     if path == "/slow":
         await asyncio.sleep(float(params.get("s", "1")))
@@ -56,6 +63,11 @@ async def app(scope, receive, send):
             await asyncio.sleep(0.01)
         await send({"type": "http.response.body", "body": b""})
         return
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    headers: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        # Repeated fields combine as RFC 9110 §5.3 says (cookies with "; "): a proxy may append its own
+        # X-Forwarded-For line rather than extend the client's, and the two mean the same.
+        name, text = key.decode("latin-1"), value.decode("latin-1")
+        headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{text}" if name in headers else text
     await _json(send, {"method": scope["method"], "path": path, "headers": headers, "body_bytes": size,
                        "pid": os.getpid()})  # fmt: skip

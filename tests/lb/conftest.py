@@ -1,8 +1,9 @@
 """Balancer-agnostic pieces for the balancer scenarios: start a balancer of some kind in front of a
 loopback topology (``infra.local.topology``) and ask it which backends it considers up.
 
-The scenarios (spread, scaling, failover, stickiness) are the same for HAProxy and
-the Python balancer; only ``start_balancer(kind, ...)`` knows the difference.
+The scenarios (``tests/lb/scenarios``: spread, scaling, failover, stickiness, HTTP
+hygiene) are the same for HAProxy and the Python balancer; only
+``start_balancer(kind, ...)`` and the ``Balancer`` it returns know the difference.
 Register another kind in ``STARTERS``.
 """
 
@@ -11,6 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
+import socket
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +27,14 @@ import pytest
 
 from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
-from infra.local.processes import wait_until
-from lb.haproxy import runner
+from infra.local.processes import ManagedProcess, wait_until
 from infra.local.topology import LoopbackTopology
+from lb.haproxy import runner
 
 API = "services.api.app:app"
 SESSION_SECRET = "test-secret-long-enough-123"
 BALANCER_START_TIMEOUT = 20.0
+STICKY_COOKIE = "SCALECUBE_LB"  # both balancers' cookie name
 
 
 def api_env(redis_url: str, session_backend: str = "redis") -> dict[str, str]:
@@ -74,7 +80,16 @@ class Balancer(Protocol):
     @property
     def pid(self) -> int: ...
 
+    def ready(self) -> bool:
+        """Listening (backends may come later); raises if the process exited."""
+
     def servers(self, backend: str = "api") -> list[ServerState]: ...
+
+    def retries(self, backend: str = "api") -> int:
+        """Requests that went to another backend (or again) after a try failed."""
+
+    def cut_responses(self) -> list[str]:
+        """Log lines of responses a backend cut off mid-body: already begun, so nobody can replay them."""
 
     def log(self) -> str: ...
 
@@ -96,6 +111,7 @@ class HaproxyBalancer:
         self.component.start()
 
     def ready(self) -> bool:
+        """Listening (replicas may come later, by DNS). Raises if it exited: no point waiting then."""
         if self.component.poll() is not None:
             raise AssertionError(f"haproxy exited with {self.component.poll()}:\n{self.log()}")
         return self.component.ready()
@@ -119,6 +135,12 @@ class HaproxyBalancer:
         row = next(row for row in self.stats() if row["pxname"] == backend and row["svname"] == "BACKEND")
         return int(row[field] or 0)
 
+    def retries(self, backend: str = "api") -> int:
+        return self.backend_stat("wretr", backend) + self.backend_stat("wredis", backend)
+
+    def cut_responses(self) -> list[str]:
+        return [line for line in self.log().splitlines() if HAPROXY_CUT_RESPONSE.search(line)]
+
     def log(self) -> str:
         path = self.component.log_path
         return path.read_text(errors="replace") if path.exists() else ""
@@ -138,11 +160,89 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
     )  # fmt: skip
     balancer = HaproxyBalancer(settings, workdir)
     balancer.start()
-    wait_until(balancer.ready, BALANCER_START_TIMEOUT, what="haproxy to listen")
     return balancer
 
 
-STARTERS: dict[str, Callable[..., Any]] = {"haproxy": _start_haproxy}
+# An access log line (option httplog) of a response that started (200) and was cut by the server ("SD").
+HAPROXY_CUT_RESPONSE = re.compile(r"\] public \w+/\S+ \S+ 200 \d+ \S+ \S+ SD")
+
+# haproxy.cfg's timings, given to the Python balancer, so both are held to the same clock: connect 1 s,
+# server 10 s, keep-alive 10 s, whole request head 5 s, 3 retries, health checks and DNS every second.
+PYTHON_LIKE_HAPROXY = ("--connect-timeout", "1", "--read-timeout", "10", "--idle-timeout", "10",
+                       "--header-timeout", "5", "--retries", "3", "--health-interval", "1",
+                       "--discovery-interval", "1")  # fmt: skip
+PYTHON_ROUTES = {"auth": "/auth/", "router": "/users"}  # haproxy.cfg's routes, as the Python balancer's prefixes
+PYTHON_POLICIES = {None: "rr", "roundrobin": "rr", "leastconn": "leastconn"}
+
+
+class PythonBalancer:
+    """``scalecube lb`` as its own process; the same questions answered from its admin port and log."""
+
+    kind = "python"
+
+    def __init__(self, args: list[str], workdir: Path) -> None:
+        port, admin_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.stats_url = f"http://127.0.0.1:{admin_port}"
+        argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}",
+                "--admin", f"127.0.0.1:{admin_port}", *PYTHON_LIKE_HAPROXY, *args]  # fmt: skip
+        # The secret set, like HAProxy's cookie key: no warning, and nothing leaks in from the caller's shell.
+        self.process = ManagedProcess(argv, env={"LB_STICKY_SECRET": "test-cookie-key"},
+                                      log_path=workdir / f"python-lb-{port}.log")  # fmt: skip
+
+    def ready(self) -> bool:
+        """Admin port and front door both answer. Raises if it exited: no point waiting then."""
+        if self.process.proc.poll() is not None:
+            raise AssertionError(f"scalecube lb exited with {self.process.proc.returncode}:\n{self.log()}")
+        host, _, port = self.url.removeprefix("http://").rpartition(":")
+        try:
+            if httpx.get(self.stats_url + "/healthz", timeout=1.0).status_code != 200:
+                return False
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+        except (httpx.HTTPError, OSError):
+            return False
+        return True
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def status(self) -> dict[str, Any]:
+        return httpx.get(self.stats_url + "/status.json", timeout=5).json()
+
+    def servers(self, backend: str = "api") -> list[ServerState]:
+        pool = next(pool for pool in self.status()["pools"] if pool["name"] == backend)
+        return [ServerState(b["id"], b["address"].rsplit(":", 1)[0], b["healthy"] and not b["removed"])
+                for b in pool["backends"]]  # fmt: skip
+
+    def retries(self, backend: str = "api") -> int:
+        # Counted for all upstreams together (per backend too, but a backend DNS dropped is forgotten).
+        return self.status()["stats"]["retries"]
+
+    def cut_responses(self) -> list[str]:
+        return [line for line in self.log().splitlines() if "died mid-response" in line]
+
+    def log(self) -> str:
+        return self.process.log()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, sticky: bool, balance: str | None,
+                  routes: dict[str, str]) -> PythonBalancer:  # fmt: skip
+    def dns(name: str) -> str:
+        return f"dns:{name}:{topology.port}@{topology.dns_address}"
+
+    args = ["--upstream", f"api={dns(service)}", "--policy", PYTHON_POLICIES[balance]]
+    for upstream, name in routes.items():
+        args += ["--upstream", f"{upstream}={dns(name)}", "--route", f"{PYTHON_ROUTES[upstream]}={upstream}"]
+    if sticky:
+        args.append("--sticky")
+    return PythonBalancer(args, workdir)
+
+
+STARTERS: dict[str, Callable[..., Any]] = {"haproxy": _start_haproxy, "python": _start_python}
 
 
 def up_hosts(balancer: Balancer, backend: str = "api") -> set[str]:
@@ -171,7 +271,13 @@ def start_balancer(tmp_path: Path) -> Iterator[Callable[..., Balancer]]:
             raise ValueError(f"unknown balancer kind {kind!r}: one of {sorted(STARTERS)}")
         balancer = STARTERS[kind](topology, tmp_path, service=service, sticky=sticky, balance=balance,
                                   routes=routes or {})  # fmt: skip
-        started.append(balancer)
+        started.append(balancer)  # launched: stopped at teardown even if it never gets ready
+        deadline = time.monotonic() + BALANCER_START_TIMEOUT
+        while not balancer.ready():  # not wait_until: it would swallow ready()'s "it exited"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the {kind} balancer did not listen within {BALANCER_START_TIMEOUT:g}s:\n"
+                                     f"{balancer.log()[-3000:]}")  # fmt: skip
+            time.sleep(0.05)
         if wait:
             for backend, name in [("api", service), *(routes or {}).items()]:
                 wait_up(balancer, set(topology.records.get(name, [])), backend)
@@ -198,6 +304,20 @@ def get_many(url: str, count: int) -> list[httpx.Response]:
             client.cookies.clear()
             responses.append(client.get(url))
     return responses
+
+
+def raw(url: str, payload: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes to a balancer's front door; read until it closes (or the timeout)."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(payload)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+    return data
 
 
 def replicas_serving(topology: LoopbackTopology, responses: list[httpx.Response]) -> list[str | None]:

@@ -83,7 +83,8 @@ def test_router_longest_prefix_wins_whatever_the_order():
         router = Router(order)
         assert router.match(b"/users/admin/x") == "admin"
         assert router.match(b"/users/42") == "router"
-        assert router.match(b"/users") == "router"
+        assert router.match(b"/users") == "router" and router.match(b"/users?page=2") == "router"
+        assert router.match(b"/usersettings") == "api"  # no slash at its end: "/users" is a whole segment
         assert router.match(b"/auth/me") == "auth"
         assert router.match(b"/other") == "api"
     assert Router([Route("/auth/", "auth")]).match(b"/other") is None

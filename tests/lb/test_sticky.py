@@ -105,3 +105,12 @@ def test_a_cookie_for_a_backend_of_another_pool_is_ignored(pool):
     pair = cookie_pair(sticky.set_cookie_header(auth.backends[("127.0.0.2", 8000)]))
     assert sticky.backend_from(pair, pool) is None
     assert sticky.backend_from(pair, auth) is auth.backends[("127.0.0.2", 8000)]
+
+
+def test_strip_removes_only_our_cookie_before_the_request_goes_on():
+    sticky = StickyCookie(SECRET)
+    assert sticky.strip(b"SCALECUBE_LB=abc") == b""
+    assert sticky.strip(b"app=1; SCALECUBE_LB=abc") == b"app=1"
+    assert sticky.strip(b"SCALECUBE_LB=abc;app=1") == b"app=1"
+    assert sticky.strip(b"a=1; SCALECUBE_LB=abc; b=2") == b"a=1; b=2"
+    assert sticky.strip(b"XSCALECUBE_LB=keep; a=1") == b"XSCALECUBE_LB=keep; a=1"  # a lookalike is the app's

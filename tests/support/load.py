@@ -65,12 +65,16 @@ class LoadGenerator:
                 with self._lock:
                     if self.result.total >= self.max_requests:
                         return
+                outcome, served = None, None
                 try:
                     response = client.get(self.url)
-                    outcome = None if response.status_code == 200 else f"HTTP {response.status_code}"
-                    served = response.headers.get("x-served-by") or str(response.json().get("pid"))
-                except (httpx.HTTPError, ValueError) as exc:
-                    outcome, served = type(exc).__name__, None
+                    if response.status_code != 200:
+                        # A failure by its status: a balancer's 502/503 page is HTML, not the app's JSON.
+                        outcome = f"HTTP {response.status_code}"
+                    else:
+                        served = response.headers.get("x-served-by") or str(response.json().get("pid"))
+                except (httpx.HTTPError, ValueError) as exc:  # ValueError: a 200 whose body is not JSON
+                    outcome = type(exc).__name__
                 with self._lock:
                     if outcome is None:
                         self.result.ok += 1

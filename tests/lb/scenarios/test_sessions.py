@@ -15,8 +15,6 @@ import pytest
 
 from tests.lb.conftest import API, api_env, fresh_client, loopback_topology, replicas_serving
 
-pytestmark = pytest.mark.usefixtures("haproxy_binary")
-
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 TWO_WORKERS = "127.0.0.5"
 
@@ -39,24 +37,24 @@ def log_in_and_ask(url: str, times: int = 12) -> list[httpx.Response]:
         return [client.get(url + "/session/me") for _ in range(times)]
 
 
-def test_memory_sessions_get_lost_without_sticky(memory, start_balancer):
-    lb = start_balancer("haproxy", memory)
+def test_memory_sessions_get_lost_without_sticky(kind, memory, start_balancer):
+    lb = start_balancer(kind, memory)
     statuses = collections.Counter(r.status_code for r in log_in_and_ask(lb.url))
     # Round robin over 3 replicas: only the one that created the session knows it.
     assert set(statuses) == {200, 401} and statuses[401] >= 6, statuses
 
 
-def test_memory_sessions_work_with_sticky(memory, start_balancer):
-    lb = start_balancer("haproxy", memory, sticky=True)
+def test_memory_sessions_work_with_sticky(kind, memory, start_balancer):
+    lb = start_balancer(kind, memory, sticky=True)
     answers = log_in_and_ask(lb.url)
     assert [r.status_code for r in answers] == [200] * len(answers)
     assert len(set(replicas_serving(memory, answers))) == 1
 
 
-def test_sticky_pins_the_replica_not_the_worker(memory, start_balancer):
-    lb = start_balancer("haproxy", memory, sticky=True, service="api-2w")
-    # One client at a time may ride a single pooled HAProxy->replica connection, hence one worker, and
-    # look fine. Concurrent clients make HAProxy open more connections, which the cluster spreads.
+def test_sticky_pins_the_replica_not_the_worker(kind, memory, start_balancer):
+    lb = start_balancer(kind, memory, sticky=True, service="api-2w")
+    # One client at a time may ride a single pooled balancer->replica connection, hence one worker, and
+    # look fine. Concurrent clients make the balancer open more connections, which the cluster spreads.
     with ThreadPoolExecutor(8) as pool:
         answers = [r for batch in pool.map(lambda _: log_in_and_ask(lb.url, 15), range(8)) for r in batch]
     statuses = collections.Counter(r.status_code for r in answers)
