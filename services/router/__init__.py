@@ -1,0 +1,1 @@
+"""The router: splitting users by country over shards (``services.router.app:app``)."""

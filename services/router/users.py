@@ -1,0 +1,65 @@
+"""The router's HTTP API (clients reach users only through it).
+
+- ``POST /users`` ``{name, country}`` -> 201 ``{id, name, country, created_at, shard}``
+- ``GET /users/{id}`` -> the user, from the shard that owns its country (``X-Shard`` names it)
+- ``GET /users?country=FR&cursor=…&limit=…`` -> that country's users, asking only its owner
+- ``GET /shards`` -> the live map and the users per shard
+
+422 for an invalid body or country (lower case is accepted and normalised: ``fr`` -> ``FR``),
+404 for an unknown user, 503 naming the shard when the one a request needs is down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from services.common.errors import error_response
+from services.router.routing import UserRouting
+from services.shard.model import ID_RE, Country, NewUser
+
+router = APIRouter(tags=["users"])
+SHARD_HEADER = "x-shard"
+MAX_PAGE = 1000
+
+
+def _routing(request: Request) -> UserRouting:
+    return request.app.state.routing
+
+
+def _not_found() -> JSONResponse:
+    return error_response(404, "not_found", "no such user")
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: NewUser, request: Request) -> JSONResponse:
+    user, shard = await _routing(request).create(body.name, body.country)
+    return JSONResponse({**user, "shard": shard}, status_code=201,
+                        headers={"location": f"/users/{user['id']}", SHARD_HEADER: shard})  # fmt: skip
+
+
+@router.get("/users/{user_id}")
+async def get_user(user_id: str, request: Request) -> Response:
+    if not ID_RE.fullmatch(user_id):
+        return _not_found()
+    found = await _routing(request).get(user_id)
+    if found is None:
+        return _not_found()
+    response, shard = found
+    return Response(response.content, media_type="application/json", headers={SHARD_HEADER: shard})
+
+
+@router.get("/users")
+async def list_users(request: Request, country: Annotated[Country, Query(description="ISO 3166-1 alpha-2")],
+                     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+                     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> Response:  # fmt: skip
+    response, shard = await _routing(request).list(country, cursor=cursor, limit=limit)
+    return Response(response.content, status_code=response.status_code, media_type="application/json",
+                    headers={SHARD_HEADER: shard})  # fmt: skip
+
+
+@router.get("/shards")
+async def shards(request: Request) -> dict[str, Any]:
+    return await _routing(request).report()
