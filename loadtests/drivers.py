@@ -44,11 +44,13 @@ def wrk_available() -> bool:
 
 def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2) -> LoadSummary:
     """Keep-alive load from wrk; errors = socket errors + non-2xx/3xx responses."""
+    duration = max(1, round(seconds))  # wrk takes whole seconds only
     out = subprocess.run(
-        ["wrk", "--latency", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{seconds:g}s", url],
-        capture_output=True, text=True, timeout=seconds + 30, check=True,
+        ["wrk", "--latency", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{duration}s", url],
+        capture_output=True, text=True, timeout=duration + 30, check=True,
     ).stdout  # fmt: skip
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
+    requests, seconds = int(found.group(1)), _ms(found.group(2)) / 1000  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors += int(non2xx.group(1)) if non2xx else 0
