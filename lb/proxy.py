@@ -218,6 +218,9 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.pause_reading()  # nothing more until this response is out
 
     # -- used by the exchange -------------------------------------------------------------
+    def now(self) -> float:
+        return self._loop.time()
+
     def write(self, data: bytes) -> None:
         if self._corked:
             self._out.append(data)
@@ -305,6 +308,7 @@ class Exchange:
         self.pending_body: list[bytes] = []  # arrived while no upstream connection was ready
         self.body_done = not has_body
         self.response_started = False
+        self._last_chunk = 0.0
         self.response_chunked = False
         self.response_keep_alive = False
         self.done = False
@@ -482,8 +486,25 @@ class Exchange:
             conn, self.conn = self.conn, None
             conn.abort()
             self._finish(reuse=None)
+            return
+        # The read timeout also bounds each silence inside the body. One timer per response, not
+        # one per chunk: chunks only stamp the time, and the timer re-arms itself for the rest.
+        self._last_chunk = self.client.now()
+        self._arm(self.options.read_timeout, self._body_timeout)
+
+    def _body_timeout(self) -> None:
+        self._timer = None
+        silent = self.client.now() - self._last_chunk
+        if silent < self.options.read_timeout:
+            self._arm(self.options.read_timeout - silent, self._body_timeout)
+            return
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()
+        self.upstream_lost(TimeoutError(f"no body bytes for {self.options.read_timeout:g}s"))
 
     def response_body(self, data: bytes) -> None:
+        self._last_chunk = self.client.now()
         if self.response_chunked:
             self.client.write(b"%x\r\n%b\r\n" % (len(data), data))
         else:
@@ -502,6 +523,8 @@ class Exchange:
     # -- failures ------------------------------------------------------------------------------
     def upstream_lost(self, exc: Exception | None) -> None:
         conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()
         if self.done:
             return
         self._disarm()
@@ -576,6 +599,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        self._disarm()
         self._backend_finished(self.backend if self.backend else None, failed=False)
         if reuse is not None and self.body_done:
             self.balancer.connections.give_back(reuse)

@@ -8,6 +8,7 @@ GET  /slow?s=S        → answers after S seconds
 GET  /readyz          → 200, or 503 while the file named by $READY_FLAG_FILE exists
 *    /die-once        → appends "HOST PID" to $RECEIPTS_FILE, then the worker dies without answering
 *    /die-mid-body    → the same, but dies after sending the head and 100 of 1000 body bytes
+GET  /stall-mid-body?s=S → the head and 100 of 1000 body bytes, then S seconds of silence
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ async def app(scope, receive, send):
         size += len(message.get("body", b""))
         if not message.get("more_body"):
             break
+    if path == "/stall-mid-body":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        await send({"type": "http.response.body", "body": b"x" * 100, "more_body": True})
+        await asyncio.sleep(float(params.get("s", "30")))  # alive, connected, silent
+        await send({"type": "http.response.body", "body": b"x" * 900})
+        return
     if path in ("/die-once", "/die-mid-body"):
         with open(os.environ["RECEIPTS_FILE"], "a") as receipts:
             receipts.write(f"{(scope.get('server') or ('?',))[0]} {os.getpid()}\n")  # which replica, which worker

@@ -162,3 +162,13 @@ def test_a_response_cut_mid_body_is_counted_for_the_admin_port(backends, start_l
         httpx.get(lb.url + "/die-mid-body", timeout=5)
     assert lb.status()["stats"]["responses_cut"] == 1
     assert "scalecube_lb_responses_cut_total 1.0" in httpx.get(lb.admin_url + "/metrics").text
+
+
+def test_a_backend_silent_mid_body_is_cut_after_the_read_timeout(backends, start_lb):
+    lb = start_lb(backends(1), "--read-timeout", "1")
+    started = time.monotonic()
+    with pytest.raises(httpx.HTTPError):  # the client sees the cut, not a hang
+        httpx.get(lb.url + "/stall-mid-body?s=20", timeout=15)
+    assert time.monotonic() - started < 5
+    wait_until(lambda: lb.status()["stats"]["responses_cut"] == 1, 5, what="the cut to be counted")
+    assert httpx.get(lb.url + "/echo").status_code == 200  # and the balancer goes on
