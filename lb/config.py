@@ -44,10 +44,10 @@ def _positive(section: str, obj: object, names: Iterable[str], what: str) -> Non
 class Timeouts:
     """Seconds."""
 
-    connect: float = 2.0  # to open a connection to a backend
-    read: float = 30.0  # a backend's response head, and each gap between body chunks
-    idle: float = 60.0  # a client keep-alive connection with no request in progress
-    header: float = 10.0  # a client's whole request head, and a new connection's first byte (slow-loris guard)
+    connect: float = 1.0  # to open a connection to a backend
+    read: float = 10.0  # a backend's response head, and each silence inside its body
+    idle: float = 10.0  # a client keep-alive connection with no request in progress
+    header: float = 5.0  # a client's whole request head, and a new connection's first byte (slow-loris guard)
     drain: float = 30.0  # on SIGTERM: how long requests in flight may finish
 
     def __post_init__(self) -> None:
@@ -59,7 +59,7 @@ class Limits:
     max_header_bytes: int = 16384  # request line + headers; more is 431
     max_headers: int = 100  # header count; more is 431
     max_connections: int = 10000  # open client connections; more are closed at once
-    retries: int = 2  # other backends tried after one fails before any response byte
+    retries: int = 3  # other backends tried after one fails before any response byte
 
     def __post_init__(self) -> None:
         _positive("limits", self, ("max_header_bytes", "max_headers", "max_connections"), "whole number")
@@ -106,7 +106,7 @@ class HealthSettings:
 
 @dataclass(frozen=True)
 class DiscoverySettings:
-    interval: float = 2.0  # dns: seconds between look-ups
+    interval: float = 1.0  # dns: seconds between look-ups
 
     def __post_init__(self) -> None:
         _positive("discovery", self, ("interval",), "number of seconds")
@@ -289,6 +289,11 @@ def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), rou
     if sticky is not None:
         changes["sticky"] = replace(config.sticky, enabled=sticky)
     return replace(config, **changes).validate()
+
+
+# The routes to the decomposed and split services, as haproxy.cfg has them (prefix -> upstream;
+# the longest prefix wins): /users/count stays the api's — the guides' broadcast demo.
+SERVICE_ROUTES = (("/auth/", "auth"), ("/users", "router"), ("/shards", "router"), ("/users/count", "api"))
 
 
 # -- routing (per request) -------------------------------------------------------

@@ -130,6 +130,7 @@ def up(
     stats_port: Annotated[int, typer.Option(min=1, max=65535, help="the balancer's stats page (HAProxy) / admin page (Python)")] = 8404,
     api_port: Annotated[int, typer.Option(min=0, max=65535, help="the port every replica listens on, behind a balancer; 0 = any port free on all their addresses")] = 0,
     dns_port: Annotated[int, typer.Option(min=0, max=65535, help="the loopback DNS server's (UDP), behind a balancer; 0 = any free port")] = 0,
+    services: Annotated[str, typer.Option(help="all: the api plus auth, the router and two shards, each with its Redis (one worker each); api: the api alone, lighter")] = "all",
     state_dir: StateDirOption = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="run in the background (`scalecube down`)")] = False,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
@@ -137,6 +138,7 @@ def up(
     """Run Redis and the api on this machine, no Docker, until Ctrl-C (or `-d` and `scalecube down`).
 
     One api cluster on --port; or, with --api N, N replicas on 127.0.0.2.. (one port, named `api` by a loopback DNS server, like compose's containers) behind HAProxy or the Python balancer on --port.
+    With --services all (the default) also auth, the shard router and shards a and b, each with its own Redis; behind a balancer, /auth/* goes to auth and /users* to the router.
     """
     from rich.console import Console
 
@@ -149,6 +151,8 @@ def up(
     parse_workers(workers)
     if policy not in ("rr", "os"):
         raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
+    if services not in ("all", "api"):
+        raise typer.BadParameter(f"must be all or api, got {services!r}", param_hint="--services")
     if session_backend not in ("redis", "memory"):
         raise typer.BadParameter(f"must be redis or memory, got {session_backend!r}", param_hint="--session-backend")
     errors = Console(stderr=True, soft_wrap=True)
@@ -156,7 +160,8 @@ def up(
         balancer = choose_balancer(api, lb, sticky)  # before anything starts: HAProxy missing, --sticky alone...
         options = StackOptions(state_dir=_state_dir(state_dir), port=port, workers=workers, policy=policy,
                                session_backend=session_backend, redis_port=redis_port, api=api, lb=balancer,
-                               sticky=sticky, stats_port=stats_port, api_port=api_port, dns_port=dns_port)  # fmt: skip
+                               sticky=sticky, stats_port=stats_port, api_port=api_port, dns_port=dns_port,
+                               services=services)  # fmt: skip
         reporter = ConsoleReporter()
         if detach:
             reporter.ready(start_detached(options), options.state_dir, detached=True)

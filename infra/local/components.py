@@ -66,6 +66,10 @@ class Component(Protocol):
         """What the state file records: name, kind, pid, started, url, log, stop_timeout (the longest a graceful
         stop may take; `scalecube down` waits for the sum), and control (clusters) or stats (balancers)."""
 
+    # Optional: a component with ``start_with_previous = True`` is launched without waiting for the ones
+    # launched before it to be ready (it needs none of them to start); ``LocalStack`` still waits for it
+    # before the next component without the flag, and at the end. Absent means False.
+
 
 class ChildProcess:
     """The one process a component launches, and how it is stopped.
@@ -120,6 +124,7 @@ class RedisComponent:
     def __init__(self, data_dir: Path, *, port: int = 0, host: str = "127.0.0.1", name: str = "redis",
                  port_option: str = "--redis-port") -> None:  # fmt: skip
         self.name = name
+        self.start_with_previous = True  # start() returns once it answers PING: nothing to overlap with
         self.server = RedisServer(port, host=host, data_dir=data_dir, appendonly=False, new_session=True)
         self.host = host
         self.log_path = data_dir / LOG_NAME
@@ -163,6 +168,7 @@ class DnsComponent:
     def __init__(self, state_dir: Path, records: dict[str, list[str]] | None = None, *, port: int = 0,
                  host: str = "127.0.0.1", name: str = "dns", port_option: str = "--dns-port") -> None:  # fmt: skip
         self.name = name
+        self.start_with_previous = True  # it needs nothing else running
         self.host = host
         self.port = port or free_port(host, udp=True)
         self.address = f"{host}:{self.port}"  # what a balancer is given as its nameserver
@@ -203,8 +209,10 @@ class ClusterComponent:
     """``scalecube serve APP``: a master and its workers behind one port; ready when ``/readyz`` says 200."""
 
     def __init__(self, name: str, app: str, *, port: int, workers: str, policy: str, state_dir: Path,
-                 env: dict[str, str], host: str = "127.0.0.1", port_option: str = "--port") -> None:  # fmt: skip
+                 env: dict[str, str], host: str = "127.0.0.1", port_option: str = "--port",
+                 start_with_previous: bool = False) -> None:  # fmt: skip
         self.name = name
+        self.start_with_previous = start_with_previous  # True when what it needs (its Redis) is ready already
         self.app = app
         self.host = host
         self.port = port
@@ -365,7 +373,8 @@ class PythonLbComponent(_Balancer):
 
     def __init__(self, state_dir: Path, *, listen: str, admin: str, upstream: str, sticky: bool = False,
                  env: Mapping[str, str] | None = None, name: str = "lb", backends: int = 0,
-                 port_option: str | tuple[str, str] = ("--listen", "--admin")) -> None:  # fmt: skip
+                 port_option: str | tuple[str, str] = ("--listen", "--admin"),
+                 upstreams: Mapping[str, str] | None = None, routes: Mapping[str, str] | None = None) -> None:  # fmt: skip
         super().__init__(name, http_url(listen), http_url(admin), state_dir, backends)
         self.listen = listen
         self.admin = admin
@@ -373,10 +382,14 @@ class PythonLbComponent(_Balancer):
         self.sticky = sticky
         self.env = dict(env or {})
         self.port_option = port_option
+        self.upstreams = dict(upstreams or {})  # more upstreams, NAME -> SPEC (e.g. auth -> dns:auth:8000@NS)
+        self.routes = dict(routes or {})  # and their routes, PREFIX -> NAME (e.g. /auth/ -> auth)
 
     def argv(self) -> list[str]:
+        more = [arg for name, spec in self.upstreams.items() for arg in ("--upstream", f"{name}={spec}")]
+        more += [arg for prefix, name in self.routes.items() for arg in ("--route", f"{prefix}={name}")]
         return [sys.executable, "-m", "scalecube", "lb", "--listen", self.listen, "--admin", self.admin,
-                "--upstream", f"api={self.upstream}", "--sticky" if self.sticky else "--no-sticky"]  # fmt: skip
+                "--upstream", f"api={self.upstream}", *more, "--sticky" if self.sticky else "--no-sticky"]  # fmt: skip
 
     def start(self) -> None:
         self._child.launch(self.argv(), {**os.environ, **self.env}, self.log_path)
@@ -385,7 +398,8 @@ class PythonLbComponent(_Balancer):
         self._check_ports((self.listen, self.admin))
 
     def describe(self) -> dict[str, Any]:
-        return self._describe(upstream=self.upstream, sticky=self.sticky)
+        return self._describe(upstream=self.upstream, sticky=self.sticky,
+                              **({"upstreams": self.upstreams, "routes": self.routes} if self.routes else {}))
 
 
 def http_url(bind: str) -> str:

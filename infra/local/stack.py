@@ -1,4 +1,5 @@
-"""The local stack: Redis, the api (one cluster, or N replicas behind a balancer) as processes here, no Docker.
+"""The local stack: Redis, the api (one cluster, or N replicas behind a balancer) as processes here, no Docker;
+with ``services="all"`` (the default) also auth, the shard router and two shards, each with its own Redis.
 
 ``build_components`` says what the stack is made of, in start order; ``LocalStack``
 starts them one at a time (each must be ready before the next starts), watches
@@ -28,7 +29,8 @@ from infra.local.components import (ClusterComponent, Component, DnsComponent, H
                                     RedisComponent)  # fmt: skip
 from infra.local.errors import StackError, StartAborted, StartFailed
 from infra.local.pids import log_tail
-from infra.local.ports import REPLICA_HOSTS, shared_free_port
+from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
+from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
 
 log = logging.getLogger("scalecube.stack")
@@ -40,6 +42,19 @@ POLL_INTERVAL = 0.1
 BALANCERS = ("haproxy", "python")
 NO_BALANCER = "none"
 MAX_REPLICAS = len(REPLICA_HOSTS)
+# `--services`: all = the api plus auth, the router and two shards (each with its Redis); api = the api alone.
+SERVICES = ("all", "api")
+AUTH_APP = "services.auth.app:app"
+ROUTER_APP = "services.router.app:app"
+SHARD_APP = "services.shard.app:app"
+SHARDS = ("shard-a", "shard-b")  # the names the packaged shard map uses
+# Behind a balancer, auth and the router are "containers" of their own, named in the DNS zone like compose's
+# services (the api replicas use 127.0.0.2-.9). The shards are internal: only the router calls them.
+AUTH_HOST = "127.0.0.10"
+ROUTER_HOST = "127.0.0.11"
+# One worker per service cluster (the api takes --workers): six clusters on a 2-core laptop stay responsive.
+SERVICE_WORKERS = "1"
+RERUN = "`scalecube up` again (it was free when picked)"  # the services' ports are picked free, not options
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class StackOptions:
     stats_port: int = 8404  # the balancer's stats page (HAProxy) / admin page (Python)
     api_port: int = 0  # the one port every replica listens on; 0 = one free on all their addresses
     dns_port: int = 0  # UDP; 0 = a free port
+    services: str = "all"  # all | api: see SERVICES
 
 
 class UsageError(StackError):
@@ -101,45 +117,117 @@ def session_secret() -> str:
     return os.environ.get("SESSION_SECRET") or secrets.token_urlsafe(32)
 
 
+@dataclass
+class Services:
+    """Auth, the router and the shards with their Redis servers: the components, and what the api and the
+    balancer need to know about them."""
+
+    components: list[Component]
+    auth: ClusterComponent
+    router: ClusterComponent
+
+
+def build_services(options: StackOptions, *, behind_balancer: bool) -> Services:
+    """auth (+ auth-redis), the shards (each + its Redis), the router (+ directory-redis), in start order.
+
+    Behind a balancer auth and the router get their own loopback addresses (named ``auth`` and ``router``
+    by the stack's DNS); without one, free ports on ``options.host``. The shards always take free ports
+    on ``options.host``: nothing but the router reaches them.
+    """
+    state_dir, host = options.state_dir, options.host
+    common = {"SCALECUBE_RUN_DIR": str(state_dir)}
+
+    def redis(name: str) -> RedisComponent:
+        return RedisComponent(state_dir / name, host=host, name=name, port_option=RERUN)
+
+    def cluster(name: str, app: str, cluster_host: str, env: dict[str, str]) -> ClusterComponent:
+        return ClusterComponent(name, app, port=free_port(cluster_host), workers=SERVICE_WORKERS,
+                                policy=options.policy, state_dir=state_dir, host=cluster_host,
+                                env={**common, **env}, port_option=RERUN, start_with_previous=True)  # fmt: skip
+
+    auth_redis = redis("auth-redis")
+    auth = cluster("auth", AUTH_APP, AUTH_HOST if behind_balancer else host, {
+        "AUTH_REDIS_URL": auth_redis.url,
+        # Load tests send every login from one IP: no per-IP limit; the per-username one stays.
+        "LOGIN_IP_LIMIT": "0",
+        # The balancers (on loopback) add X-Forwarded-For: trust it, so the client's own address is the one seen.
+        "FORWARDED_ALLOW_IPS": "127.0.0.0/8,::1",
+    })  # fmt: skip
+    components: list[Component] = [auth_redis, auth]
+    shard_urls = []
+    for name in SHARDS:
+        shard_redis = redis(f"{name}-redis")
+        shard = cluster(name, SHARD_APP, host, {"SHARD_NAME": name, "SHARD_REDIS_URL": shard_redis.url})
+        components += [shard_redis, shard]
+        shard_urls.append(f"{name}={shard.url}")
+    directory_redis = redis("directory-redis")
+    router = cluster("router", ROUTER_APP, ROUTER_HOST if behind_balancer else host, {
+        "ROUTER_REDIS_URL": directory_redis.url, "SHARD_URLS": ",".join(shard_urls),
+    })  # fmt: skip
+    components += [directory_redis, router]
+    return Services(components, auth, router)
+
+
 def build_components(options: StackOptions) -> list[Component]:
     """What the stack is made of, in start order (it stops in reverse)."""
     redis = RedisComponent(options.state_dir / "redis", port=options.redis_port, host=options.host)
+    behind_balancer = options.lb != NO_BALANCER
+    services = build_services(options, behind_balancer=behind_balancer) if options.services == "all" else None
     env = {
         "REDIS_URL": redis.url,
         "SESSION_BACKEND": options.session_backend,
         "SESSION_SECRET": session_secret(),  # one for every replica: any of them can read any session cookie
         "SCALECUBE_RUN_DIR": str(options.state_dir),
+        **({"AUTH_URL": services.auth.url} if services else {}),
     }
-    if options.lb == NO_BALANCER:
+    before = [redis, *(services.components if services else [])]
+    if not behind_balancer:
         api = ClusterComponent("api", API_APP, port=options.port, workers=options.workers, policy=options.policy,
-                               state_dir=options.state_dir, host=options.host, env=env)  # fmt: skip
-        return [redis, api]
+                               state_dir=options.state_dir, host=options.host, env=env,
+                               start_with_previous=True)  # fmt: skip
+        return [*before, api]
     hosts = REPLICA_HOSTS[: options.api]
     api_port = options.api_port or shared_free_port(hosts)
-    dns = DnsComponent(options.state_dir, {API_SERVICE: list(hosts)}, port=options.dns_port, host=options.host)
+    records = {API_SERVICE: list(hosts)}
+    if services:
+        records |= {"auth": [services.auth.host], "router": [services.router.host]}
+    dns = DnsComponent(options.state_dir, records, port=options.dns_port, host=options.host)
     replicas: list[Component] = [
         ClusterComponent(f"api-{number}", API_APP, port=api_port, workers=options.workers, policy=options.policy,
-                         state_dir=options.state_dir, host=host, env=env, port_option="--api-port")
+                         state_dir=options.state_dir, host=host, env=env, port_option="--api-port",
+                         start_with_previous=True)
         for number, host in enumerate(hosts, start=1)
     ]  # fmt: skip
-    return [redis, dns, *replicas, build_balancer(options, dns, api_port)]
+    return [*before, dns, *replicas, build_balancer(options, dns, api_port, services)]
 
 
-def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int) -> Component:
-    """The balancer on the stack's port, finding the replicas as ``api``:``api_port`` through ``dns``;
-    ready once it sees all of them up."""
+def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int,
+                   services: Services | None = None) -> Component:  # fmt: skip
+    """The balancer on the stack's port, finding the replicas as ``api``:``api_port`` through ``dns``
+    (and, with ``services``, auth and the router as ``auth`` and ``router``, routed at ``/auth/`` and
+    ``/users``); ready once it sees all the api replicas up."""
     listen, stats = f"{options.host}:{options.port}", f"{options.host}:{options.stats_port}"
     if options.lb == "haproxy":
+        routed = {} if services is None else {
+            "auth_service": "auth", "auth_port": services.auth.port,
+            "router_service": "router", "router_port": services.router.port,
+        }  # fmt: skip
         settings = runner.HaproxySettings(
             bind=listen, stats_bind=stats, dns=dns.address, api_service=API_SERVICE, api_port=api_port,
-            sticky=options.sticky, cookie_key=os.environ.get("LB_COOKIE_KEY") or secrets.token_urlsafe(24),
+            sticky=options.sticky, cookie_key=os.environ.get("LB_COOKIE_KEY") or secrets.token_urlsafe(24), **routed,
         )  # fmt: skip
         return HaproxyComponent(settings, options.state_dir, backends=options.api,
                                 port_option=("--port", "--stats-port"))  # fmt: skip
+    upstreams, routes = {}, {}
+    if services is not None:
+        upstreams = {"auth": f"dns:auth:{services.auth.port}@{dns.address}",
+                     "router": f"dns:router:{services.router.port}@{dns.address}"}  # fmt: skip
+        routes = dict(SERVICE_ROUTES)
     return PythonLbComponent(
         options.state_dir, listen=listen, admin=stats, upstream=f"dns:{API_SERVICE}:{api_port}@{dns.address}",
         sticky=options.sticky, backends=options.api, port_option=("--port", "--stats-port"),
         env={"LB_STICKY_SECRET": os.environ.get("LB_STICKY_SECRET") or secrets.token_urlsafe(32)},
+        upstreams=upstreams, routes=routes,
     )  # fmt: skip
 
 
@@ -160,18 +248,27 @@ class LocalStack:
 
     def start(self, on_launched: Callable[[Component], None] = lambda _: None,
               should_stop: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
-        """Start every component in order, each ready before the next; on any failure stop them all.
+        """Start every component in order, each ready before the next — except that one marked
+        ``start_with_previous`` is launched while those before it are still getting ready (each is
+        waited for before the next unmarked one, and at the end); on any failure stop them all.
 
         ``on_launched`` runs as soon as a process exists (before it is ready), so
         the caller can record its pid; ``should_stop`` aborts a start in progress.
         """
         try:
+            pending: list[Component] = []  # launched, not yet seen ready
             for component in self.components:
                 if should_stop():
                     raise StartAborted()
+                if not getattr(component, "start_with_previous", False):
+                    for earlier in pending:  # it may need any of them
+                        self._wait_ready(earlier, should_stop)
+                    pending = []
                 self._started.append(component)
                 self._launch(component)
                 on_launched(component)
+                pending.append(component)
+            for component in pending:
                 self._wait_ready(component, should_stop)
         except BaseException:
             self.stop()

@@ -135,7 +135,7 @@ def supervisor_argv(options: StackOptions) -> list[str]:
             "--policy", options.policy, "--session-backend", options.session_backend,
             "--redis-port", str(options.redis_port), "--api", str(options.api), "--lb", options.lb,
             "--sticky" if options.sticky else "--no-sticky", "--stats-port", str(options.stats_port),
-            "--api-port", str(options.api_port), "--dns-port", str(options.dns_port),
+            "--api-port", str(options.api_port), "--dns-port", str(options.dns_port), "--services", options.services,
             "--state-dir", str(options.state_dir), "--detached-child"]  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, wait_until
 from infra.local.topology import LoopbackTopology
+from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
 
 API = "services.api.app:app"
@@ -171,7 +172,6 @@ HAPROXY_CUT_RESPONSE = re.compile(r"\] public \w+/\S+ \S+ 200 \d+ \S+ \S+ SD")
 PYTHON_LIKE_HAPROXY = ("--connect-timeout", "1", "--read-timeout", "10", "--idle-timeout", "10",
                        "--header-timeout", "5", "--retries", "3", "--health-interval", "1",
                        "--discovery-interval", "1")  # fmt: skip
-PYTHON_ROUTES = {"auth": "/auth/", "router": "/users"}  # haproxy.cfg's routes, as the Python balancer's prefixes
 PYTHON_POLICIES = {None: "rr", "roundrobin": "rr", "leastconn": "leastconn"}
 
 
@@ -236,7 +236,10 @@ def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, st
 
     args = ["--upstream", f"api={dns(service)}", "--policy", PYTHON_POLICIES[balance]]
     for upstream, name in routes.items():
-        args += ["--upstream", f"{upstream}={dns(name)}", "--route", f"{PYTHON_ROUTES[upstream]}={upstream}"]
+        args += ["--upstream", f"{upstream}={dns(name)}"]
+    # haproxy.cfg's routes, for the upstreams this balancer has (/users/count stays the api's).
+    args += [arg for prefix, upstream in SERVICE_ROUTES if upstream in routes or (upstream == "api" and routes)
+             for arg in ("--route", f"{prefix}={upstream}")]  # fmt: skip
     if sticky:
         args.append("--sticky")
     return PythonBalancer(args, workdir)

@@ -53,7 +53,8 @@ class Stack:
                               cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
     def up_args(self, workers: int) -> list[str]:
-        return ["up", "--port", str(self.port), "--workers", str(workers)]
+        # The api alone: these tests are about the stack's machinery; the full stack has its own section.
+        return ["up", "--port", str(self.port), "--workers", str(workers), "--services", "api"]
 
     def up_detached(self, workers: int = 1) -> subprocess.CompletedProcess[str]:
         result = self.cli(*self.up_args(workers), "-d")
@@ -98,6 +99,10 @@ class Stack:
         state = self.state()
         assert state is not None, "no state file"
         return next(c for c in state["components"] if c["name"] == name)
+
+    def component_cluster(self, name: str) -> dict[str, Any]:
+        """A cluster component's master and workers, from its control socket."""
+        return control.request(self.component(name)["control"], "status")
 
     def remember(self) -> list[ProcessRef]:
         """Every process of the stack now: supervisor, components, the api's workers."""
@@ -365,7 +370,8 @@ def balanced_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     shared.stats_port = free_port()
     try:
         shared.started = shared.cli("up", "-d", "--api", str(REPLICAS), "--lb", kind, "--sticky",
-                                    "--session-backend", "memory", "--workers", "1", "--port", str(shared.port),
+                                    "--session-backend", "memory", "--workers", "1", "--services", "api",
+                                    "--port", str(shared.port),
                                     "--stats-port", str(shared.stats_port))  # fmt: skip
         shared.remember()
         assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
@@ -460,6 +466,119 @@ def test_down_stops_the_balancer_every_replica_and_dns(balanced_stack):
     assert still_running(processes) == []
     assert not balanced_stack.state_file.exists()
     assert processes_mentioning(balanced_stack.state_dir) == []
+
+
+# -- the whole stack: auth, the router, two shards (`up --services all`, the default) ----------------------
+
+SERVICE_NAMES = ["auth-redis", "auth", "shard-a-redis", "shard-a", "shard-b-redis", "shard-b", "directory-redis",
+                 "router"]  # fmt: skip
+FULL_REPLICAS = ["api-1", "api-2"]
+
+
+@pytest.fixture(scope="module", params=["python", "haproxy"])
+def full_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One detached full stack per balancer (2 api replicas of one worker): /auth/* and /users* routed by
+    the balancer to auth and the router, as in compose. The last test of the section stops it."""
+    kind = request.param
+    if kind == "haproxy":
+        require_haproxy()
+    base = tmp_path_factory.mktemp(f"full-{kind}")
+    shared = Stack(base / "state", base)
+    shared.kind = kind
+    shared.stats_port = free_port()
+    try:
+        shared.started = shared.cli("up", "-d", "--api", "2", "--lb", kind, "--workers", "1", "--port",
+                                    str(shared.port), "--stats-port", str(shared.stats_port))  # fmt: skip
+        shared.remember()
+        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
+        yield shared
+    finally:
+        shared.teardown()
+
+
+def test_full_stack_status_lists_auth_the_router_the_shards_and_their_redis(full_stack):
+    stack = status_json(full_stack)
+
+    names = [c["name"] for c in stack["components"]]
+    assert names == ["redis", *SERVICE_NAMES, "dns", *FULL_REPLICAS, "lb"]  # start order
+    assert all(c["alive"] for c in stack["components"])
+    byname = {c["name"]: c for c in stack["components"]}
+    for name in ("auth", "router", "shard-a", "shard-b"):
+        assert byname[name]["cluster"]["master"]["pid"] == byname[name]["pid"]
+        assert len(byname[name]["cluster"]["workers"]) == 1
+    for name in ("auth-redis", "shard-a-redis", "shard-b-redis", "directory-redis"):
+        assert byname[name]["kind"] == "redis" and redis.Redis.from_url(byname[name]["url"]).ping()
+    # Auth and the router are "containers" of their own, named by the stack's DNS like compose's services.
+    records = byname["dns"]["records"]
+    assert records["auth"] == [httpx.URL(byname["auth"]["url"]).host]
+    assert records["router"] == [httpx.URL(byname["router"]["url"]).host]
+    for name in ("auth", "router", "shard-a", "shard-b"):
+        assert byname[name]["url"] in full_stack.started.stdout  # `up` prints where each one is
+    text = full_stack.cli("status").stdout
+    assert all(name in text for name in SERVICE_NAMES)
+
+
+def test_full_stack_register_through_the_balancer_then_log_in_at_the_api(full_stack):
+    password = "correct horse battery staple"
+    with httpx.Client(base_url=full_stack.url, timeout=10) as client:
+        registered = client.post("/auth/register", json={"username": "ada", "password": password})
+        wrong = client.post("/session/login", json={"user": "ada", "password": "not the password at all"})
+        login = client.post("/session/login", json={"user": "ada", "password": password})
+        me = client.get("/session/me")
+
+    assert registered.status_code == 201, registered.text
+    auth_pids = {w["pid"] for w in full_stack.component_cluster("auth")["workers"]}
+    assert int(registered.headers["x-served-by"].rsplit("/", 1)[-1]) in auth_pids  # auth answered, not the api
+    assert wrong.status_code == 401, wrong.text
+    assert login.status_code == 200, login.text
+    assert me.status_code == 200 and me.json()["user"] == "ada"
+
+
+def test_full_stack_users_go_through_the_router_to_the_shards(full_stack):
+    with httpx.Client(base_url=full_stack.url, timeout=10) as client:
+        created = client.post("/users", json={"name": "Ada", "country": "FR"})
+        assert created.status_code == 201, created.text
+        fetched = client.get(f"/users/{created.json()['id']}")
+    shards = httpx.get(full_stack.component("router")["url"] + "/shards", timeout=10)  # not routed: ask the router
+
+    assert fetched.status_code == 200 and fetched.json()["name"] == "Ada"
+    assert created.json()["shard"] == "shard-a"  # FR is shard-a's in the packaged map
+    assert shards.status_code == 200
+    body = shards.json()["shards"]
+    assert set(body) == {"shard-a", "shard-b"} and all(s["status"] == "up" for s in body.values())
+    assert body["shard-a"]["per_country"].get("FR", 0) >= 1
+
+
+def test_full_stack_down_leaves_nothing_running(full_stack):
+    # Last of this section: it stops the shared stack.
+    processes = full_stack.remember()
+    # supervisor; 5 Redis servers, dns, lb; masters + one worker each of 2 replicas, auth, router, 2 shards
+    assert len(processes) == 1 + 7 + 2 * 6
+    assert still_running(processes) == processes
+
+    result = full_stack.cli("down")
+
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in SERVICE_NAMES)
+    assert still_running(processes) == []
+    assert not full_stack.state_file.exists()
+    assert processes_mentioning(full_stack.state_dir) == []
+
+
+def test_without_a_balancer_the_services_still_start_on_their_own_ports(stack):
+    result = stack.cli("up", "-d", "--port", str(stack.port), "--workers", "1", "--lb", "none")
+    stack.remember()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [c["name"] for c in stack.state()["components"]] == ["redis", *SERVICE_NAMES, "api"]
+    auth, router = stack.component("auth")["url"], stack.component("router")["url"]
+    assert auth in result.stdout and router in result.stdout
+    password = "correct horse battery staple"
+    assert httpx.post(auth + "/auth/register", json={"username": "bob", "password": password},
+                      timeout=10).status_code == 201  # fmt: skip
+    login = httpx.post(stack.url + "/session/login", json={"user": "bob", "password": password}, timeout=10)
+    assert login.status_code == 200, login.text  # the api asks auth (AUTH_URL)
+    assert httpx.post(router + "/users", json={"name": "Bo", "country": "US"}, timeout=10).status_code == 201
 
 
 # -- options that cannot work are refused before anything starts ------------------------------------
