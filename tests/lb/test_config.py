@@ -68,7 +68,7 @@ def test_a_full_file_is_read_with_defaults_for_the_rest(tmp_path):
     assert config.upstreams["api"].policy == "leastconn"
     assert config.upstreams["auth"].discovery == "dns:auth:8000@127.0.0.1:5353"
     assert config.timeouts.connect == 1.0 and isinstance(config.timeouts.connect, float)
-    assert config.timeouts.read == 5.5 and config.timeouts.idle == 60.0  # unset: the default
+    assert config.timeouts.read == 5.5 and config.timeouts.idle == 10.0  # unset: the default
     assert config.limits.retries == 0 and config.limits.max_headers == 100
     assert config.sticky.enabled and config.sticky.max_age == 600 and config.sticky.cookie_name == "SCALECUBE_LB"
     router = Router(config.routes)
