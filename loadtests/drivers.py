@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import collections
 import re
+import statistics
 import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -100,3 +102,15 @@ def run_load(url: str, *, seconds: float, connections: int) -> LoadSummary:
     if wrk_available():
         return run_wrk(url, seconds=seconds, connections=connections)
     return run_threads(url, seconds=seconds, connections=connections)
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def summarise(runs: list[LoadSummary]) -> dict[str, Any]:
+    """Several runs of one target as medians (interleaved rounds make drift hit every target alike)."""
+    return {"rps": median([r.rps for r in runs]), "p50_ms": median([r.p50_ms for r in runs]),
+            "p99_ms": median([r.p99_ms for r in runs]), "errors": sum(r.errors for r in runs),
+            "runs": [round(r.rps, 1) for r in runs]}  # fmt: skip

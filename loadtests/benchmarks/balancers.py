@@ -11,7 +11,6 @@ loopback DNS server), found by both balancers through DNS as in compose.
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from infra.local.processes import wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
 from lb.haproxy.runner import HaproxySettings
-from loadtests.drivers import LoadSummary, run_load
+from loadtests.drivers import LoadSummary, run_load, summarise
 
 API = "services.api.app:app"
 TARGETS = ("direct (1 backend)", "haproxy", "python")
@@ -41,17 +40,6 @@ class BalancerReport:
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)
     ratio_python_to_haproxy: float | None = None
     added_p50_ms: dict[str, float | None] = field(default_factory=dict)
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.median(present), 3) if present else None
-
-
-def _summarise(runs: list[LoadSummary]) -> dict[str, Any]:
-    return {"rps": _median([r.rps for r in runs]), "p50_ms": _median([r.p50_ms for r in runs]),
-            "p99_ms": _median([r.p99_ms for r in runs]), "errors": sum(r.errors for r in runs),
-            "runs": [round(r.rps, 1) for r in runs]}  # fmt: skip
 
 
 class Rig:
@@ -115,8 +103,8 @@ def run(*, seconds: float = 10.0, connections: int = 32, rounds: int = 3, replic
         finally:
             rig.close()
     report.driver = heavy[TARGETS[0]][0].driver
-    report.throughput = {t: _summarise(runs) for t, runs in heavy.items()}
-    report.latency = {t: _summarise(runs) for t, runs in light.items()}
+    report.throughput = {t: summarise(runs) for t, runs in heavy.items()}
+    report.latency = {t: summarise(runs) for t, runs in light.items()}
     haproxy, python = report.throughput["haproxy"]["rps"], report.throughput["python"]["rps"]
     report.ratio_python_to_haproxy = round(python / haproxy, 3) if haproxy and python else None
     direct_p50 = report.latency[TARGETS[0]]["p50_ms"]

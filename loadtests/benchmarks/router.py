@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ import psutil
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
 from infra.local.redis_server import RedisServer
-from loadtests.drivers import LoadSummary, run_load
+from loadtests.drivers import LoadSummary, median, run_load, summarise
 
 ROUTER = "services.router.app:app"
 SHARD = "services.shard.app:app"
@@ -87,17 +86,6 @@ class RouterBenchReport:
     users: int
     driver: str = ""
     placements: dict[str, PlacementResult] = field(default_factory=dict)
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(statistics.median(present), 3) if present else None
-
-
-def _summarise(runs: list[LoadSummary]) -> dict[str, Any]:
-    return {"rps": _median([r.rps for r in runs]), "p50_ms": _median([r.p50_ms for r in runs]),
-            "p99_ms": _median([r.p99_ms for r in runs]), "errors": sum(r.errors for r in runs),
-            "runs": [round(r.rps, 1) for r in runs]}  # fmt: skip
 
 
 class Rig:
@@ -173,10 +161,10 @@ def measure(rig: Rig, user_id: str, *, seconds: float, connections: int, rounds:
             cpu[target].append({side: (after[side] - before[side]) * 1000 / max(1, summary.requests) for side in after})
         for target, url in urls.items():
             light[target].append(run_load(url, seconds=max(2.0, seconds / 3), connections=1))
-    result = PlacementResult({t: _summarise(runs) for t, runs in heavy.items()},
-                             {t: _summarise(runs) for t, runs in light.items()})  # fmt: skip
+    result = PlacementResult({t: summarise(runs) for t, runs in heavy.items()},
+                             {t: summarise(runs) for t, runs in light.items()})  # fmt: skip
     sides = {TARGETS[0]: ("shard",), TARGETS[1]: ("router", "shard")}
-    result.cpu_ms_per_request = {t: {side: _median([c[side] for c in cpu[t]]) or 0.0 for side in sides[t]}
+    result.cpu_ms_per_request = {t: {side: median([c[side] for c in cpu[t]]) or 0.0 for side in sides[t]}
                                  for t in TARGETS}  # fmt: skip
     direct, routed = (result.throughput[t]["rps"] for t in TARGETS)
     if direct and routed:
