@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from cluster.channel import Channel, ChannelClosed, Message, socketpair

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import socket
 import sys
@@ -29,6 +28,7 @@ from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, wait_until
 from infra.local.topology import LoopbackTopology
+from tests.support.haproxy import require_haproxy
 from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
 
@@ -51,16 +51,6 @@ def loopback_topology(workdir: Path) -> Iterator[LoopbackTopology]:
         yield topology
     finally:
         topology.stop()
-
-
-def require_haproxy() -> str:
-    """The haproxy binary; skip (saying why) without one — but fail under CI, which installs it."""
-    try:
-        return runner.find_haproxy()
-    except runner.HaproxyNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
 
 
 # -- balancers -------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_the_window_slides_one_attempt_at_a_time(redis_url):
     limits = limiter(redis_url, limit=2, window=1.0)
 
     async def scenario():
-        first = await limits.hit("k")
+        await limits.hit("k")
         await asyncio.sleep(0.4)
         await limits.hit("k")
         refused = await limits.hit("k")

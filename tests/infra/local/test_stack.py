@@ -23,6 +23,8 @@ from infra.local.pids import ProcessRef
 from infra.local.ports import free_port
 
 from infra.local.processes import REPO  # the checkout the CLI runs from
+from tests.support.haproxy import require_haproxy
+
 CLI_TIMEOUT = 120  # `up -d` waits for the stack; `down` for the api to drain
 
 
@@ -343,18 +345,6 @@ def test_a_stale_state_file_is_cleaned_up_with_what_it_left_running(stack):
 REPLICAS = 3
 REPLICA_NAMES = [f"api-{n}" for n in range(1, REPLICAS + 1)]
 LB_COOKIE = "SCALECUBE_LB"
-
-
-def require_haproxy() -> None:
-    """Skip (saying why) without HAProxy — but fail under CI, which installs it."""
-    from lb.haproxy import runner
-
-    try:
-        runner.find_haproxy()
-    except runner.HaproxyNotFound as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module", params=["haproxy", "python"])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lb.conftest import require_haproxy
+from tests.support.haproxy import require_haproxy
 
 
 @pytest.fixture

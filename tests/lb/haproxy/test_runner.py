@@ -27,7 +27,7 @@ def test_a_missing_haproxy_says_how_to_install_it(monkeypatch, tmp_path):
 
 
 def test_without_haproxy_tests_skip_saying_why_but_fail_under_ci(monkeypatch, tmp_path):
-    from tests.lb.conftest import require_haproxy
+    from tests.support.haproxy import require_haproxy
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(runner, "EXTRA_PATH", str(tmp_path))

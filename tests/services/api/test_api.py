@@ -62,7 +62,7 @@ def test_broadcast_costs_one_source_read_per_interval_not_one_per_worker(start_a
     assert all(a["age_seconds"] < 3 * interval for a in answers)
     api.stop()
 
-    polling = start_api(redis_url, workers=4, env={**env, "USERS_COUNT_MODE": "worker"})
+    start_api(redis_url, workers=4, env={**env, "USERS_COUNT_MODE": "worker"})  # each worker polls for itself
     time.sleep(interval)
     polling_reads = reads_over(8 * interval)
     print(f"\nsource reads in 8 intervals, 4 workers: broadcast {broadcast_reads}, each worker polling {polling_reads}")
