@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("scalecube.lb")
@@ -128,9 +128,9 @@ class Pool:
                                                "healthy" if healthy else "ejected", why)  # fmt: skip
 
     # -- selection ---------------------------------------------------------------
-    def pick(self, exclude: Iterable[Backend] = ()) -> Backend | None:
-        excluded = set(map(id, exclude))
-        candidates = [b for b in self.backends.values() if b.available and id(b) not in excluded]
+    def pick(self, exclude: Collection[Backend] = ()) -> Backend | None:
+        # ``exclude`` holds the backends already tried: empty on the per-request path, so skip building a set.
+        candidates = [b for b in self.backends.values() if b.available and (not exclude or b not in exclude)]
         if not candidates:
             return None
         if self.policy == "leastconn":

@@ -610,7 +610,7 @@ class Exchange:
 
     def _arm(self, seconds: float, callback: object) -> None:
         self._disarm()
-        self._timer = asyncio.get_event_loop().call_later(seconds, callback)  # type: ignore[arg-type]
+        self._timer = self.client._loop.call_later(seconds, callback)  # type: ignore[arg-type]
 
     def _disarm(self) -> None:
         if self._timer is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -245,6 +246,14 @@ bench = typer.Typer(help="Benchmarks: side by side in one run, reported as ratio
 app.add_typer(bench, name="bench")
 
 
+def _show(report: object, as_dict: Callable[[Any], dict[str, Any]], render: Callable[[Any], None], as_json: bool) -> None:
+    """Every benchmark prints the same way: a table for people, or JSON for scripts."""
+    if as_json:
+        typer.echo(json.dumps(as_dict(report), indent=2))
+    else:
+        render(report)
+
+
 @bench.command("foundation")
 def bench_foundation(
     connections: Annotated[int, typer.Option(help="new connections for the spread test")] = 1000,
@@ -257,10 +266,7 @@ def bench_foundation(
     from loadtests.benchmarks.render import render_foundation
 
     report = foundation.run(connections=connections, seconds=seconds, concurrency=concurrency)
-    if as_json:
-        typer.echo(json.dumps(foundation.as_dict(report), indent=2))
-    else:
-        render_foundation(report)
+    _show(report, foundation.as_dict, render_foundation, as_json)
 
 
 @bench.command("balancers")
@@ -277,10 +283,7 @@ def bench_balancers(
     from loadtests.benchmarks.render import render_balancers
 
     report = balancers.run(seconds=seconds, connections=connections, rounds=rounds, replicas=replicas, workers=workers)
-    if as_json:
-        typer.echo(json.dumps(balancers.as_dict(report), indent=2))
-    else:
-        render_balancers(report)
+    _show(report, balancers.as_dict, render_balancers, as_json)
 
 
 @bench.command("router")
@@ -301,10 +304,7 @@ def bench_router(
         raise typer.BadParameter("shared, split or both", param_hint="--placement")
     report = router_bench.run(seconds=seconds, connections=connections, rounds=rounds, router_workers=router_workers,
                               shard_workers=shard_workers, placements=placements)  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(router_bench.as_dict(report), indent=2))
-    else:
-        router_bench.render(report)
+    _show(report, router_bench.as_dict, router_bench.render, as_json)
 
 
 shard = typer.Typer(help="The users store's shards (splitting by country).", no_args_is_help=True)
