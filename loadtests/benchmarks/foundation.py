@@ -79,8 +79,9 @@ def reload_under_load(bench: Bench, seconds: float, connections: int, keepalive:
         load.start()
         time.sleep(seconds / 4)
         cluster.signal(signal.SIGUSR2)
+        # Bounded on its own: a reload takes about a second whatever the load's length.
         wait_until(lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
-                   seconds, what="the rolling reload")  # fmt: skip
+                   max(30.0, seconds), what="the rolling reload")  # fmt: skip
         load.join()
         summary = result["load"]
         return {"clients": "keep-alive" if keepalive else "new connection per request", "driver": summary.driver,
