@@ -31,10 +31,13 @@ status: venv
 bench: venv
 	$(BIN)/scalecube bench foundation $(ARGS)
 
-# Regenerate the lock file (needs network to PyPI): pinned versions with hashes.
+# Regenerate the lock files (needs network to PyPI): pinned versions with hashes; the images' own locks
+# (runtime dependencies only, any Python >= 3.11) live in infra/docker/.
 lock:
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o infra/docker/service.lock
+	$(BIN)/uv pip compile pyproject.toml --extra load --universal --python-version 3.11 --generate-hashes -o infra/docker/locust.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,44 @@
+"""``docker compose`` for one project: the stack's file, its project name, its environment.
+
+Compose itself (v2, the CLI plugin) does up/down/build; the Docker SDK does the rest (``infra.docker.ops``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from infra.docker.engine import DockerError
+
+PROJECT = "scalecube"  # docker-compose.yml's `name:`
+COMPOSE_FILE = "docker-compose.yml"
+
+
+class Compose:
+    def __init__(self, project_dir: Path, *, project: str | None = None, env: Mapping[str, str] | None = None,
+                 files: Sequence[Path] = ()) -> None:  # fmt: skip
+        self.project_dir = project_dir
+        self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or PROJECT
+        self.env = {**os.environ, **(env or {})}
+        self.files = list(files) or [project_dir / COMPOSE_FILE]
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        if shutil.which("docker") is None:
+            raise DockerError("the docker CLI is not installed")
+        files = [arg for path in self.files for arg in ("-f", str(path))]
+        return ["docker", "compose", "--project-directory", str(self.project_dir), "-p", self.project, *files, *args]
+
+    def run(self, args: Sequence[str], *, capture: bool = True, timeout: float | None = None) -> str:
+        """Run ``docker compose ARGS``; a failure raises DockerError with compose's own last words."""
+        done = subprocess.run(self.argv(args), env=self.env, text=True, timeout=timeout,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None)  # fmt: skip
+        if done.returncode != 0:
+            said = "\n".join(((done.stderr or "") + (done.stdout or "")).strip().splitlines()[-15:])
+            if "is not a docker command" in said or "unknown command" in said:
+                raise DockerError("docker compose (v2) is not installed: see infra/docker/provision-engine.sh")
+            raise DockerError(f"docker compose {' '.join(args)} failed ({done.returncode})" + (f":\n{said}" if said else ""))
+        return done.stdout or ""
