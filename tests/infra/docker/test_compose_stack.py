@@ -1,0 +1,125 @@
+"""`docker compose up --scale api=3`: the project's own compose file on a real engine, end to end.
+
+One stack for the module (it takes about a minute to come up); the tests run in file order and each
+leaves it with 3 healthy api containers. Teardown checks that `down -v` left nothing behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.docker import ComposeStack, compose_stack, leftovers
+from tests.support.load import LoadGenerator
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[ComposeStack]:
+    project = f"scalecube-test-{uuid.uuid4().hex[:6]}"
+    with compose_stack(project) as running:
+        yield running
+    assert leftovers(running.client, project) == {"containers": [], "networks": [], "volumes": []}
+
+
+def served_by(stack: ComposeStack, requests: int, concurrency: int = 8) -> collections.Counter[str]:
+    with LoadGenerator(stack.url + "/", concurrency=concurrency, keepalive=True, max_requests=requests,
+                       max_seconds=60) as load:  # fmt: skip
+        while load.result.total < requests and load._threads[0].is_alive():
+            time.sleep(0.1)
+    assert load.result.failed == 0, str(load.result)
+    return load.result.served_by
+
+
+def test_every_service_is_healthy_and_redis_is_not_published(stack):
+    for service in ("redis", "auth", "auth-redis", "router", "directory-redis", "shard-a", "shard-a-redis",
+                    "shard-b", "shard-b-redis", "lb", "locust"):  # fmt: skip
+        containers = stack.containers(service)
+        assert containers, f"{service} is not running"
+        for container in containers:
+            container.reload()
+            assert container.attrs["State"]["Health"]["Status"] == "healthy", service
+            if "redis" in service:
+                assert not any(container.ports.values()), f"{service} publishes {container.ports}"
+    assert len(stack.containers("api")) == 3
+
+
+def test_requests_reach_every_container_and_several_workers_in_each(stack):
+    counts = served_by(stack, 600)
+    workers_by_container: dict[str, set[str]] = collections.defaultdict(set)
+    for served in counts:
+        host, _, pid = served.partition("/")
+        workers_by_container[host].add(pid)
+    api_hosts = {c.attrs["Config"]["Hostname"] for c in stack.containers("api")}
+    assert set(workers_by_container) == api_hosts
+    assert all(len(pids) > 1 for pids in workers_by_container.values()), dict(workers_by_container)
+
+
+def test_containers_run_the_cluster_as_pid_1_and_not_as_root(stack):
+    container = stack.containers("api")[0]
+    top = container.top(ps_args="-o pid,user,args")
+    rows = [dict(zip(top["Titles"], process, strict=False)) for process in top["Processes"]]
+    assert all(row["USER"] not in ("root", "0") for row in rows), rows
+    assert sum("cluster.worker" in row["COMMAND"] for row in rows) >= 1
+    inspect = container.attrs
+    assert inspect["Config"]["User"] == "scalecube"
+    assert inspect["Path"] == "scalecube" and inspect["Args"][:2] == ["serve", "services.api.app:app"]
+
+
+def test_a_session_made_through_one_container_is_valid_through_all(stack):
+    user, password = f"u{uuid.uuid4().hex[:8]}", "correct-horse-battery"
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
+        assert http.post("/auth/register", json={"username": user, "password": password}).status_code == 201
+        login = http.post("/session/login", json={"user": user, "password": password})
+        assert login.status_code == 200, login.text
+        hosts = set()
+        for _ in range(30):
+            me = http.get("/session/me", headers={"Connection": "close"})
+            assert me.status_code == 200, me.text
+            assert me.json()["user"] == user
+            hosts.add(me.headers["x-served-by"].split("/")[0])
+    assert len(hosts) == 3, hosts
+
+
+def test_splitting_and_decomposing_through_the_balancer(stack):
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
+        created = http.post("/users", json={"name": "Ada", "country": "GB"})
+        assert created.status_code == 201, created.text
+        user = created.json()
+        assert http.get(f"/users/{user['id']}").json()["name"] == "Ada"
+        shards = http.get("/shards").json()["shards"]
+        assert shards["shard-a"]["users"] >= 1 and "GB" in shards["shard-a"]["countries"]
+        assert http.post("/users", json={"name": "X", "country": "ZZ"}).status_code == 422
+
+
+def test_a_container_killed_under_get_load_costs_no_failed_request(stack):
+    victim = random.choice(stack.containers("api"))
+    with LoadGenerator(stack.url + "/", concurrency=8, keepalive=True, max_requests=20_000, max_seconds=40) as load:
+        time.sleep(2)
+        victim.kill()  # SIGKILL: no drain, the balancer's retries and health checks must cover it
+        time.sleep(4)
+    result = load.result
+    assert result.total > 200, str(result)
+    assert result.failed == 0, str(result)
+    stack.up("--scale", "api=3")  # compose replaces it (restart: unless-stopped would too)
+    stack.wait_served_by(3)
+
+
+def test_scaling_3_to_5_to_2_is_picked_up_by_the_balancer_without_restart(stack):
+    lb = stack.containers("lb")[0]
+    started = lb.attrs["State"]["StartedAt"]
+    stack.up("--scale", "api=5", "--no-recreate")
+    stack.wait_served_by(5)
+    stack.up("--scale", "api=2", "--no-recreate")
+    stack.wait_served_by(2)
+    lb.reload()
+    assert lb.attrs["State"]["StartedAt"] == started and lb.attrs["RestartCount"] == 0
+    stack.up("--scale", "api=3", "--no-recreate")
+    stack.wait_served_by(3)
