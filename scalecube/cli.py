@@ -350,6 +350,16 @@ def shard_move(
         typer.echo(json.dumps({"message": outcome}) if as_json else f"scalecube shard move: {outcome}")
 
 
+def _register_commands() -> None:
+    """Commands that live next to what they drive (each module keeps its heavy imports inside the command)."""
+    from loadtests.locust_cli import locust_command
+
+    app.command("locust")(locust_command)
+
+
+_register_commands()
+
+
 def main() -> None:
     app(prog_name="scalecube")
 
