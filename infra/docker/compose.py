@@ -33,12 +33,22 @@ class Compose:
 
     def run(self, args: Sequence[str], *, capture: bool = True, timeout: float | None = None) -> str:
         """Run ``docker compose ARGS``; a failure raises DockerError with compose's own last words."""
-        done = subprocess.run(self.argv(args), env=self.env, text=True, timeout=timeout,
+        return self._run(self.argv(args), f"docker compose {' '.join(args)}", capture=capture, timeout=timeout)
+
+    def run_docker(self, args: Sequence[str], *, stdin: str | None = None, timeout: float | None = None) -> str:
+        """Run another ``docker`` command (``stack deploy``, ...) in the same environment."""
+        if shutil.which("docker") is None:
+            raise DockerError("the docker CLI is not installed")
+        return self._run(["docker", *args], f"docker {' '.join(args[:2])}", stdin=stdin, timeout=timeout)
+
+    def _run(self, argv: list[str], what: str, *, capture: bool = True, stdin: str | None = None,
+             timeout: float | None = None) -> str:  # fmt: skip
+        done = subprocess.run(argv, env=self.env, text=True, timeout=timeout, input=stdin, cwd=self.project_dir,
                               stdout=subprocess.PIPE if capture else None,
                               stderr=subprocess.PIPE if capture else None)  # fmt: skip
         if done.returncode != 0:
             said = "\n".join(((done.stderr or "") + (done.stdout or "")).strip().splitlines()[-15:])
             if "is not a docker command" in said or "unknown command" in said:
                 raise DockerError("docker compose (v2) is not installed: see infra/docker/provision-engine.sh")
-            raise DockerError(f"docker compose {' '.join(args)} failed ({done.returncode})" + (f":\n{said}" if said else ""))
+            raise DockerError(f"{what} failed ({done.returncode})" + (f":\n{said}" if said else ""))
         return done.stdout or ""

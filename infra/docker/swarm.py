@@ -1,0 +1,58 @@
+"""The compose file on Docker Swarm: ``docker stack deploy`` of the same docker-compose.yml.
+
+Swarm's loader predates parts of the compose spec the file relies on, so the file goes through
+``docker compose config`` (which resolves anchors, ``.env`` and profiles) and then loses what Swarm
+refuses or ignores — nothing that changes what runs:
+
+- ``depends_on`` with conditions: Swarm starts everything at once and restarts what fails
+  (``deploy.restart_policy``); the services' health checks and retries cover the order;
+- ``build``, ``restart``, ``init``, ``name``, ``x-*``: build the images first; Swarm restarts by policy;
+- ``tmpfs``: becomes a tmpfs mount;
+- a published port's ``host_ip``: Swarm's routing mesh publishes on every interface.
+
+The services the balancer spreads over (api, auth, router) get ``endpoint_mode: dnsrr``: their name
+resolves to every task's address, as with compose, instead of one virtual IP, so HAProxy's
+``server-template`` sees each replica.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.docker.compose import Compose
+
+BALANCED = ("api", "auth", "router")
+DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy")
+
+
+def swarm_stack(config: dict[str, Any]) -> dict[str, Any]:
+    """``docker compose config``'s JSON, made acceptable to ``docker stack deploy``."""
+    services = {}
+    for name, service in config["services"].items():
+        service = {key: value for key, value in service.items()
+                   if key not in DROPPED_SERVICE_KEYS and value is not None}  # fmt: skip
+        if "ports" in service:
+            service["ports"] = [{**{key: value for key, value in port.items() if key != "host_ip"},
+                                 "published": int(port["published"])} for port in service["ports"]]  # fmt: skip
+        if "tmpfs" in service:  # Swarm only knows tmpfs as a mount
+            service["volumes"] = [*service.get("volumes", []),
+                                  *({"type": "tmpfs", "target": target} for target in service.pop("tmpfs"))]
+        if name in BALANCED:
+            service["deploy"] = {**service.get("deploy", {}), "endpoint_mode": "dnsrr"}
+        services[name] = service
+    stack = {key: value for key, value in config.items() if key in ("networks", "volumes", "secrets", "configs")}
+    # Swarm networks are overlays: the compose default's bridge driver does not span nodes.
+    stack["networks"] = {name: {"driver": "overlay", "attachable": True} for name in config.get("networks", {})}
+    return {"version": "3.8", **stack, "services": services}
+
+
+def deploy(compose: Compose, stack_name: str) -> None:
+    """Render, adapt and deploy; images must exist on the nodes (``scalecube images``)."""
+    rendered = json.loads(compose.run(["config", "--format", "json"]))
+    compose.run_docker(["stack", "deploy", "--resolve-image", "never", "-c", "-", stack_name],
+                       stdin=json.dumps(swarm_stack(rendered)))
+
+
+def remove(compose: Compose, stack_name: str) -> None:
+    compose.run_docker(["stack", "rm", stack_name])

@@ -1,0 +1,78 @@
+"""The same compose file on a single-node Docker Swarm (`docker stack deploy`) serves through its balancer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from infra.docker import swarm
+from infra.docker.airgap import REPO
+from infra.docker.compose import Compose
+from infra.local.ports import free_port
+from tests.support.docker import require_docker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def swarm_stack() -> Iterator[tuple[str, int]]:
+    client = require_docker()
+    joined_here = client.info()["Swarm"]["LocalNodeState"] != "active"
+    if joined_here:
+        client.swarm.init(advertise_addr="127.0.0.1")
+    name, lb_port = f"sctest{uuid.uuid4().hex[:6]}", free_port()
+    ports = {"LB_PORT": lb_port, "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "API_REPLICAS": 2}
+    compose = Compose(REPO, project=name, env={k: str(v) for k, v in ports.items()})
+    try:
+        swarm.deploy(compose, name)
+        yield name, lb_port
+    finally:
+        try:
+            swarm.remove(compose, name)
+            wait_for(lambda: not stack_objects(client, name), timeout=120, what=f"stack {name} removed")
+        finally:
+            if joined_here:
+                client.swarm.leave(force=True)
+
+
+def stack_objects(client, name: str) -> list[str]:
+    label = {"label": f"com.docker.stack.namespace={name}"}
+    return [c.name for c in client.containers.list(all=True, filters=label)] + \
+        [n.name for n in client.networks.list(filters=label)]  # fmt: skip
+
+
+def wait_for(check, *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_swarm_deploy_serves_every_path_through_the_balancer(swarm_stack):
+    _, lb_port = swarm_stack
+    hosts: set[str] = set()
+
+    def both_replicas_answer() -> bool:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{lb_port}", timeout=3) as http:
+                for _ in range(10):
+                    response = http.get("/", headers={"Connection": "close"})
+                    if response.status_code == 200:
+                        hosts.add(response.json()["host"])
+        except httpx.HTTPError:
+            return False
+        return len(hosts) >= 2
+
+    wait_for(both_replicas_answer, timeout=300, what="2 api replicas behind the swarm's balancer")
+    with httpx.Client(base_url=f"http://127.0.0.1:{lb_port}", timeout=10) as http:
+        created = http.post("/users", json={"name": "Grace", "country": "US"})
+        assert created.status_code == 201, created.text
+        assert created.json()["shard"] == "shard-b"
+        assert http.get(f"/users/{created.json()['id']}").status_code == 200
+        assert http.get("/auth/users/count").status_code == 200
