@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from cluster import current_worker
 from scalecube.signing import Signer
-from services.api import announcements, clone, sessions, users_count
+from services.api import announcements, chaos, clone, sessions, users_count
 from services.api.auth_client import AuthServiceAuthenticator
 from services.api.settings import ApiSettings
 from services.common.app import create_service_app
@@ -56,9 +56,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         background.append(asyncio.create_task(
             users_count.poll_forever(database, holder, settings.users_count_interval)))  # fmt: skip
     background.append(asyncio.create_task(app.state.broadcast.listen(app.state.last_heard.hear)))
+    crash_timer = chaos.arm(chaos.parse_crash_after(settings.chaos_crash_after))  # the availability demo
     try:
         yield
     finally:
+        if crash_timer is not None:
+            crash_timer.cancel()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import NonNegativeFloat, PositiveFloat, field_validator
 
+from services.api.chaos import parse_crash_after
 from services.common.settings import ServiceSettings
 
 
@@ -21,6 +22,13 @@ class ApiSettings(ServiceSettings):
     auth_url: str | None = None
     auth_timeout_seconds: PositiveFloat = 5.0  # AUTH_TIMEOUT_SECONDS: one call to auth (a login hashes: ~20 ms)
     auth_connect_timeout_seconds: PositiveFloat = 1.0  # AUTH_CONNECT_TIMEOUT_SECONDS
+    # CHAOS_CRASH_AFTER="MIN,MAX": each worker exits abruptly after a random delay (services/api/chaos.py)
+    chaos_crash_after: str | None = None
+
+    @field_validator("chaos_crash_after")
+    @classmethod
+    def _crash_window_is_valid(cls, value: str | None) -> str | None:
+        return value if parse_crash_after(value) else None
 
     @field_validator("auth_url")
     @classmethod

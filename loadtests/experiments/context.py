@@ -1,0 +1,86 @@
+"""What every demo is given: the options, where to write, and how to run one load phase with progress."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from loadtests.experiments.locust_runner import LoadResult, LoadSpec, run_load
+from loadtests.experiments.rigs import Rig
+
+SMOKE_SECONDS = 2.0
+SMOKE_USERS = 4
+# The locustfile's users wait 50-250 ms between tasks, like visitors; a demo measures capacity: flat out.
+FLAT_OUT = {"SCALECUBE_WAIT_MIN": "0", "SCALECUBE_WAIT_MAX": "0"}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    users: int | None = None  # None: the demo's own default
+    seconds: float | None = None  # per phase
+    out: Path | None = None  # None: ./demo-reports/<name>-<timestamp>/
+    target: str | None = None  # an existing stack's URL: only the phases that need no process of ours
+    smoke: bool = False  # tiny load for the test suite: performance targets reported, not judged
+    locustfile: Path | None = None
+
+
+class DemoContext:
+    def __init__(self, name: str, options: DemoOptions, *, err: Console | None = None) -> None:
+        self.name = name
+        self.options = options
+        self.err = err or Console(stderr=True)
+        self.started = datetime.now().astimezone()
+        self.out = options.out or Path("demo-reports") / f"{name}-{self.started:%Y%m%d-%H%M%S}"
+
+    @property
+    def smoke(self) -> bool:
+        return self.options.smoke
+
+    @property
+    def target(self) -> str | None:
+        return self.options.target.rstrip("/") if self.options.target else None
+
+    def users(self, default: int) -> int:
+        return self.options.users or (SMOKE_USERS if self.smoke else default)
+
+    def seconds(self, default: float, smoke: float = SMOKE_SECONDS) -> float:
+        return self.options.seconds or (smoke if self.smoke else default)
+
+    def say(self, text: str) -> None:
+        self.err.print(f"[bold cyan]›[/bold cyan] {text}", highlight=False)
+
+    @contextmanager
+    def workdir(self) -> Iterator[Path]:
+        """A short-lived folder for the rig's processes (short: it holds unix sockets)."""
+        path = Path(tempfile.mkdtemp(prefix="scdemo-"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def rig(self, workdir: Path, name: str) -> Rig:
+        """A ``Rig`` in ``workdir/name`` whose logs end up in ``<out>/logs/<name>/``."""
+        return Rig(workdir / name, keep_logs=self.out / "logs" / name)
+
+    def load(self, phase: str, spec: LoadSpec, *, during: Callable[[], None] | None = None,
+             end_after_during: float | None = None, expected: float | None = None) -> LoadResult:  # fmt: skip
+        """One Locust run, with a progress bar on stderr (elapsed / expected seconds)."""
+        total = expected or spec.seconds
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                   TextColumn(f"/ ~{total:.0f}s, {spec.users} users"))  # fmt: skip
+        spec = replace(spec, env={**FLAT_OUT, **spec.env})
+        with Progress(*columns, console=self.err, transient=False) as progress:
+            task = progress.add_task(phase, total=total)
+            result = run_load(spec, self.out / "locust", phase, during=during, end_after_during=end_after_during,
+                              locustfile=self.options.locustfile,
+                              progress=lambda elapsed: progress.update(task, completed=min(elapsed, 0.99 * total)))  # fmt: skip
+            progress.update(task, completed=total)
+        return result

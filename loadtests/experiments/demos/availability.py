@@ -1,0 +1,101 @@
+"""``scalecube demo availability``: workers crash at random under load; how many requests fail?
+
+Each worker exits abruptly (``os._exit(1)``, the guide's ``process.exit``) after a random
+delay (``CHAOS_CRASH_AFTER``, services/api/chaos.py); the master forks a replacement. The
+requests a dying worker holds are lost — unless a balancer retries them elsewhere.
+"""
+
+from __future__ import annotations
+
+from infra.local.processes import ClusterProcess
+from loadtests.experiments import claims
+from loadtests.experiments.context import DemoContext
+from loadtests.experiments.locust_runner import LoadSpec
+from loadtests.experiments.results import DemoReport, Phase
+from loadtests.experiments.rigs import HOSTS, Rig, restarts
+
+TITLE = "Availability: workers crashing at random under load"
+GUIDE = ("With a master that forks a new worker whenever one dies, a cluster whose workers crash at random "
+         "(process.exit after a random delay) keeps serving: 17 of 1,800 requests failed (the guides).")  # fmt: skip
+SUCCESS_PCT = 99.0
+CRASH_AFTER = "1,10"  # seconds: the guide's Math.random() * 10000 ms (from 1 s: younger counts as a crash loop)
+# Smoke: crashes within a short phase, yet rarely all workers at once (a replacement needs 1-2 s to
+# import the app, much more on a busy machine: a replica with no worker left queues everything).
+SMOKE_CRASH_AFTER = "2,5"
+SMOKE_SECONDS = 6.0  # long enough that some worker crashes under load (a phase without one tests nothing)
+ITERATIONS = 90_000  # ~3 ms of work per request
+REPLICAS = 2
+DIRECT_CLAIM = f"≥ {SUCCESS_PCT:g}% succeed, straight to a cluster"
+BALANCED_CLAIM = "0 failed GETs through a retrying balancer"
+# Its workers die on purpose, faster than the master's default give-up rate (10 crashes a minute).
+NEVER_GIVE_UP = ["--max-crashes", "0"]
+
+
+def run(ctx: DemoContext) -> DemoReport:
+    from cluster.cpus import available_cpus
+
+    workers = available_cpus()
+    users, seconds = ctx.users(8), ctx.seconds(20, smoke=SMOKE_SECONDS)
+    window = SMOKE_CRASH_AFTER if ctx.smoke else CRASH_AFTER
+    report = DemoReport("availability", TITLE, GUIDE, {"users": users, "seconds": seconds, "workers": workers,
+                                                      "crash_after": window, "smoke": ctx.smoke})  # fmt: skip
+
+    def spec(url: str) -> LoadSpec:
+        return LoadSpec("CloningUser", url, users, seconds, tags=("cpu",), env={"SCALECUBE_CPU_ITERATIONS": str(ITERATIONS)})
+
+    if ctx.target:
+        report.phases = [Phase("target", ctx.load("target", spec(ctx.target)), note=f"{ctx.target}, as it runs")]
+        reason = "the demo makes its own workers crash (CHAOS_CRASH_AFTER); not with --target"
+        report.claims = [claims.skipped(DIRECT_CLAIM, reason, SUCCESS_PCT, "%"), claims.skipped(BALANCED_CLAIM, reason, 0)]
+        report.notes.append("Against --target the failures are whatever that stack does; start its api with "
+                            "CHAOS_CRASH_AFTER=MIN,MAX to make its workers crash.")  # fmt: skip
+        return report
+
+    chaos = {"CHAOS_CRASH_AFTER": window}
+    direct_name = f"cluster ({workers} workers), crashing"
+    with ctx.workdir() as workdir:
+        with ctx.rig(workdir, "direct") as rig:
+            ctx.say(f"starting a cluster of {workers} workers that crash after {window} s each")
+            cluster = rig.cluster(workers, env=chaos, args=NEVER_GIVE_UP)
+            direct = _measured(ctx, rig, direct_name, spec(cluster.url), [cluster], "straight to the cluster")
+        with ctx.rig(workdir, "balanced") as rig:
+            clusters = rig.replicas("api", HOSTS[:REPLICAS], workers, env=chaos, args=NEVER_GIVE_UP)
+            balancer = rig.balancer("api", REPLICAS)
+            ctx.say(f"started {REPLICAS} crashing clusters behind {balancer.kind} (retry-on, redispatch)")
+            balanced = _measured(ctx, rig, f"{REPLICAS} clusters + {balancer.kind}", spec(balancer.url), clusters,
+                                 f"{balancer.kind} retries a request a dying worker dropped")  # fmt: skip
+    report.phases = [direct, balanced]
+
+    report.claims = [
+        _needs_crashes(direct, claims.success_at_least(DIRECT_CLAIM, _requests(direct), _failures(direct), SUCCESS_PCT)),
+        _needs_crashes(balanced, claims.no_failures(BALANCED_CLAIM, _requests(balanced), _failures(balanced), what="GETs")),
+    ]  # fmt: skip
+    report.notes.append("A crash cuts the requests the dying worker holds (and its keep-alive connections); the master "
+                        "forks a replacement, which needs about a second to import the app.")  # fmt: skip
+    return report
+
+
+def _measured(ctx: DemoContext, rig: Rig, name: str, spec: LoadSpec, clusters: list[ClusterProcess],
+              note: str) -> Phase:  # fmt: skip
+    before = restarts(clusters)
+    result = ctx.load(name, spec)
+    crashed = restarts(clusters) - before
+    phase = Phase(name, result, note=f"{note}; {crashed} worker crash(es) during the phase",
+                  replica_of=rig.watcher.replica_of(result.served_by), facts={"crashes": crashed})  # fmt: skip
+    return phase
+
+
+def _requests(phase: Phase) -> int:
+    return phase.result.requests if phase.result else 0
+
+
+def _failures(phase: Phase) -> int:
+    return phase.result.failures if phase.result else 0
+
+
+def _needs_crashes(phase: Phase, claim: claims.Claim) -> claims.Claim:
+    """A claim about surviving crashes proves nothing if none happened: then it fails, saying so."""
+    if phase.facts.get("crashes", 0) > 0 or not claim.judged:
+        return claim
+    return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
+                        f"no worker crashed during the phase, nothing was tested ({claim.text})", claim.unit)

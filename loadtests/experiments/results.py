@@ -1,0 +1,58 @@
+"""What a demo produces: its phases (one Locust run each, or skipped with a reason) and its claims."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtests.experiments.claims import Claim, exit_code
+from loadtests.experiments.locust_runner import LoadResult
+
+
+@dataclass
+class Phase:
+    name: str  # e.g. "1 process", "cluster (2 workers)", "memory + sticky (1 worker/replica)"
+    result: LoadResult | None = None  # None: not run, ``note`` says why
+    note: str = ""
+    # "host/pid" (X-Served-By) -> the replica that pid belonged to ("127.0.0.2"), when the demo knows it.
+    replica_of: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, float] = field(default_factory=dict)  # what else the demo counted: {"crashes": 7}
+
+    @property
+    def skipped(self) -> bool:
+        return self.result is None
+
+    def per_worker(self) -> list[tuple[str, int]]:
+        served = self.result.served_by if self.result else {}
+        return sorted(served.items(), key=lambda item: (-item[1], item[0]))
+
+    def per_container(self) -> list[tuple[str, int]]:
+        """Requests per replica: the demo's pid -> replica map, else the host part of ``host/pid``
+        (a container's hostname under Docker; every local process shares one)."""
+        counts: Counter[str] = Counter()
+        for served_by, count in (self.result.served_by if self.result else {}).items():
+            counts[self.replica_of.get(served_by) or served_by.rsplit("/", 1)[0]] += count
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+@dataclass
+class DemoReport:
+    name: str  # the demo's command name: "cloning"
+    title: str
+    guide_claim: str  # what the guides say, in a sentence
+    settings: dict[str, Any] = field(default_factory=dict)  # users, seconds, smoke, target, ...
+    phases: list[Phase] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how to read it, what was skipped and why
+    started: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.claims)
+
+    def phase(self, name: str) -> Phase:
+        return next(phase for phase in self.phases if phase.name == name)
+
+    def result(self, name: str) -> LoadResult | None:
+        return self.phase(name).result

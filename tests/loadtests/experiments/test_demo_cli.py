@@ -1,0 +1,162 @@
+"""``scalecube demo``: each demo's smoke run end to end (real processes, real Locust), and the CLI's refusals.
+
+The demos run as ``python -m scalecube.cli demo ...``
+in a subprocess: Locust must never be imported here, and a demo that overruns is interrupted
+(SIGINT), so that it stops what it started on its way out.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from infra.local.ports import free_port
+from infra.local.processes import REPO, ClusterProcess
+from infra.local.redis_server import RedisServer
+from loadtests.demo_cli import demo_app
+
+DEMO_TIMEOUT = 240.0
+
+
+@dataclass
+class DemoRun:
+    code: int
+    stdout: str
+    stderr: str
+    out: Path
+
+    def rows(self, name: str) -> list[dict[str, str]]:
+        with open(self.out / name, newline="") as file:
+            return list(csv.DictReader(file))
+
+    def explain(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout[-6000:]}\n--- stderr\n{self.stderr[-3000:]}"
+
+
+def run_demo(out: Path, *args: str) -> DemoRun:
+    proc = subprocess.Popen([sys.executable, "-m", "scalecube.cli", "demo", *args, "--out", str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=DEMO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)  # the demo's finally blocks stop its rig
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        pytest.fail(f"demo {args} overran {DEMO_TIMEOUT:g}s\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return DemoRun(proc.returncode, stdout, stderr, out)
+
+
+def assert_report(run: DemoRun, phases: list[str], charts_at_least: int) -> None:
+    assert [row["phase"] for row in run.rows("phases.csv")] == phases, run.explain()
+    assert run.rows("timeseries.csv") and run.rows("served_by.csv") and run.rows("claims.csv")
+    html = (run.out / "report.html").read_text()
+    assert html.count("<svg") >= charts_at_least and 'class="series"' in html and 'class="bar"' in html
+    assert "<script" not in html
+    assert "report.html" in run.stdout
+
+
+@pytest.mark.slow
+def test_cloning_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "cloning", "--smoke")
+    assert run.code == 0, run.explain()
+    assert "cluster ≥ 1.6× one process" in run.stdout and "NOT JUDGED" in run.stdout  # a performance target
+    phases = [row["phase"] for row in run.rows("phases.csv")]
+    assert phases[0] == "1 process" and phases[1].startswith("cluster (") and phases[2].startswith("3 clusters + ")
+    assert_report(run, phases, charts_at_least=1 + 3 + 6)
+    workers = {row["phase"]: int(row["workers_seen"]) for row in run.rows("phases.csv")}
+    assert workers["1 process"] == 1 and workers[phases[1]] >= 2 and workers[phases[2]] >= 3  # smoke: 1 per replica
+    served = run.rows("served_by.csv")
+    assert {row["replica"] for row in served if row["phase"] == phases[2]} == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+
+
+@pytest.mark.slow
+def test_availability_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "availability", "--smoke")
+    assert run.code == 0, run.explain()
+    claims = {row["claim"]: row for row in run.rows("claims.csv")}
+    assert claims["≥ 99% succeed, straight to a cluster"]["verdict"] == "holds"
+    assert claims["0 failed GETs through a retrying balancer"]["verdict"] == "holds"
+    phases = [row["phase"] for row in run.rows("phases.csv")]
+    assert_report(run, phases, charts_at_least=1 + 2 + 4)
+    assert all("worker crash(es)" in row["note"] and not row["note"].startswith("0 ") for row in run.rows("phases.csv"))
+
+
+@pytest.mark.slow
+def test_reload_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "reload", "--smoke")
+    assert run.code == 0, run.explain()
+    rows = run.rows("phases.csv")
+    assert rows[0]["note"] == "2 of 2 workers replaced" or rows[0]["note"].endswith("workers replaced")
+    assert rows[1]["note"].startswith("2 of 2 replicas replaced")
+    assert [row["verdict"] for row in run.rows("claims.csv")] == ["holds", "holds"]
+    # The successors served too: requests reached more replicas than the two it started with.
+    assert len({row["replica"] for row in run.rows("served_by.csv") if row["phase"] == rows[1]["phase"]}) >= 3
+    assert_report(run, [row["phase"] for row in rows], charts_at_least=1 + 2 + 4)
+
+
+@pytest.mark.slow
+def test_sessions_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "sessions", "--smoke")
+    assert run.code == 0, run.explain()
+    claims = {row["claim"]: row for row in run.rows("claims.csv")}
+    lost = claims["memory, sticky off: loses sessions"]
+    assert lost["verdict"] == "holds" and float(lost["measured"]) > 0
+    for kept in ("memory, sticky on, 1 worker/replica", "redis, sticky off", "redis, sticky on"):
+        assert claims[f"{kept}: loses none"]["verdict"] == "holds", run.explain()
+    assert claims["memory, sticky on, 2 workers/replica: loses sessions"]["verdict"] == "not judged"
+    assert "memory, sticky off" in run.stdout and "% lost" in run.stdout
+    assert_report(run, [row["phase"] for row in run.rows("phases.csv")], charts_at_least=1 + 5 + 10)
+
+
+@pytest.fixture
+def target(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
+    env = {"REDIS_URL": redis_server.url, "SESSION_SECRET": "test-secret-long-enough-123", "LOG_LEVEL": "warning",
+           "SCALECUBE_RUN_DIR": str(tmp_path)}  # fmt: skip
+    cluster = ClusterProcess("services.api.app:app", port=free_port(), workdir=tmp_path, workers=2, env=env)
+    try:
+        cluster.wait_ready()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.slow
+def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "all", "--smoke", "--target", target)
+    assert run.code == 0, run.explain()
+    index = (run.out / "index.html").read_text()
+    for name in ("cloning", "availability", "reload", "sessions"):
+        assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
+        verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}
+        assert verdicts == {"skipped"}, name  # every claim needs processes the demo starts
+    reload_phases = DemoRun(0, "", "", run.out / "reload").rows("phases.csv")
+    assert all(row["note"].startswith("skipped:") and row["requests"] == "" for row in reload_phases)
+    cloning = {row["phase"]: row for row in DemoRun(0, "", "", run.out / "cloning").rows("phases.csv")}
+    assert int(cloning["target"]["requests"]) > 0 and cloning["1 process"]["note"].startswith("skipped")
+
+
+def test_docker_is_not_available_yet() -> None:
+    result = CliRunner().invoke(demo_app, ["cloning", "--docker"])
+    assert result.exit_code == 2 and "compose stack" in result.output
+
+
+def test_target_must_be_an_http_url() -> None:
+    result = CliRunner().invoke(demo_app, ["sessions", "--target", "localhost:8080"])
+    assert result.exit_code == 2 and "http://" in result.output
+
+
+def test_users_must_be_positive() -> None:
+    assert CliRunner().invoke(demo_app, ["reload", "--users", "0"]).exit_code == 2
