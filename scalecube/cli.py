@@ -293,15 +293,15 @@ def bench_router(
     rounds: Annotated[int, typer.Option(help="interleaved rounds (medians are reported)")] = 3,
     router_workers: Annotated[int, typer.Option(help="router workers")] = 1,
     shard_workers: Annotated[int, typer.Option(help="shard workers")] = 1,
-    placement: Annotated[str, typer.Option(help="shared | split | both: the router on the shard's cores, or on its own")] = "both",
+    placement: Annotated[str, typer.Option(help="shared | split | router-alone | all: where the router, the shard and the load generator run")] = "all",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """GET /users/{id} through the router vs straight to the shard: same shard, same run, interleaved."""
     from loadtests.benchmarks import router as router_bench
 
-    placements = router_bench.PLACEMENTS if placement == "both" else (placement,)
+    placements = tuple(router_bench.PLACEMENTS) if placement == "all" else (placement,)
     if not set(placements) <= set(router_bench.PLACEMENTS):
-        raise typer.BadParameter("shared, split or both", param_hint="--placement")
+        raise typer.BadParameter("shared, split, router-alone or all", param_hint="--placement")
     report = router_bench.run(seconds=seconds, connections=connections, rounds=rounds, router_workers=router_workers,
                               shard_workers=shard_workers, placements=placements)  # fmt: skip
     _show(report, router_bench.as_dict, router_bench.render, as_json)

@@ -42,6 +42,7 @@ shard_client = ShardClient(settings.urls, timeout=settings.shard_timeout, connec
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    shard_client.open()  # this worker's pool, before its first request
     try:
         yield
     finally:

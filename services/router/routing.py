@@ -36,12 +36,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from fastapi import HTTPException
 
 from services.router.directory import Directory
 from services.router.shard_map import LiveMap
-from services.router.shards import CountryFenced, ShardClient
+from services.router.shards import CountryFenced, ShardClient, ShardResponse
 
 MAX_ID_ATTEMPTS = 3
 
@@ -98,7 +97,7 @@ class UserRouting:
                 delay = min(delay * 2, 0.05)
                 shard_map = await self.live_map.refresh()
 
-    async def get(self, user_id: str) -> tuple[httpx.Response, str] | None:
+    async def get(self, user_id: str) -> tuple[ShardResponse, str] | None:
         """The owner's answer for a user (bytes passed through), or None: no such user."""
         country = await self.directory.country_of(user_id)
         if country is None:
@@ -115,7 +114,7 @@ class UserRouting:
             return None
         return response, shard
 
-    async def list(self, country: str, *, cursor: str | None, limit: int) -> tuple[httpx.Response, str]:
+    async def list(self, country: str, *, cursor: str | None, limit: int) -> tuple[ShardResponse, str]:
         shard_map = await self.live_map.current()
         started = time.monotonic()
         while True:

@@ -1,10 +1,15 @@
-"""Talking to the shards: one pooled ``httpx.AsyncClient`` per process, timeouts, and errors
+"""Talking to the shards: one pooled ``aiohttp.ClientSession`` per worker, timeouts, and errors
 that name the shard.
 
 A shard that cannot be reached, times out, or answers 5xx (its Redis down, say) raises
 ``DependencyUnavailable("shard-b")``: a 503 naming it, for the requests that needed that
 shard only. Every request the router makes to a shard is idempotent (users are upserted by
-id), so a request that failed on a pooled connection the shard had just closed is sent once more.
+id), so a request that failed on a pooled connection the shard had just closed is sent once more
+(aiohttp does it itself for GET/PUT/DELETE; here for the rest).
+
+Why aiohttp and not httpx: on this hop httpx/httpcore cost more CPU than the shard's whole
+request (its pool checks every idle connection's socket on every request); aiohttp's
+connector keeps idle connections in a list per host and parses responses in C.
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json import loads
 from typing import Any
 
-import httpx
+import aiohttp
+from aiohttp.client import IDEMPOTENT_METHODS
 
 from scalecube.errors import DependencyUnavailable
 
 # The shard closed a kept-alive connection just as we reused it: safe to send again (idempotent).
-STALE_CONNECTION_ERRORS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+# Below the servers' keep-alive (``scalecube serve --keep-alive``, 20 s): we drop an idle
+# connection before the shard does, so reuse rarely races the shard's close.
+IDLE_KEEPALIVE_SECONDS = 10.0
 _DETAIL_LIMIT = 160
 
 
@@ -41,59 +51,92 @@ class ExportPage:
     more: bool
 
 
-class ShardClient:
-    """One pooled ``httpx.AsyncClient`` per shard, per process.
+@dataclass(frozen=True, slots=True)
+class ShardResponse:
+    """A shard's whole answer, read: the connection is back in the pool before anyone looks at it."""
 
-    A pool per shard is a bulkhead: a shard that hangs holds only its own connections until
-    they time out, and requests for the other shards never queue behind them.
+    status_code: int
+    content: bytes
+    reason_phrase: str
+
+    def json(self) -> Any:
+        return loads(self.content)
+
+
+class ShardClient:
+    """One ``aiohttp.ClientSession`` per process (and event loop), pooling keep-alive connections.
+
+    ``max_connections`` is per shard (the connector's per-host limit): a bulkhead, so a
+    shard that hangs holds only its own connections until they time out, and requests for
+    the other shards never queue behind them. ``timeout`` bounds a whole request, waiting
+    for a pooled connection included; ``connect_timeout`` bounds dialling a shard.
     """
 
     def __init__(self, urls: Mapping[str, str], *, timeout: float = 2.0, connect_timeout: float = 0.5,
                  max_connections: int = 16) -> None:  # fmt: skip
-        self.urls = dict(urls)
-        self._timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=timeout)
+        self.urls = {name: url.rstrip("/") for name, url in urls.items()}
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_connections = max_connections
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._owner: tuple[int, asyncio.AbstractEventLoop] | None = None
 
-    def client(self, shard: str) -> httpx.AsyncClient:
-        """This process's client for ``shard`` (its pool belongs to the event loop that made it)."""
+    def open(self) -> aiohttp.ClientSession:
+        """This process's session (its pool belongs to the event loop that made it).
+
+        Called from the app's lifespan so the first request does not pay for it; anything
+        else (``scalecube shard move``) gets one on first use.
+        """
         owner = (os.getpid(), asyncio.get_running_loop())
-        if self._owner != owner:
-            self._clients, self._owner = {}, owner
-        client = self._clients.get(shard)
-        if client is None:
-            limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
-            client = self._clients[shard] = httpx.AsyncClient(base_url=self.urls[shard], timeout=self._timeout,
-                                                              limits=limits, trust_env=False)  # fmt: skip
-        return client
+        if self._session is None or self._owner != owner:
+            # Plain HTTP on loopback or a private network: no cookies, no proxies from the environment.
+            connector = aiohttp.TCPConnector(limit=self._max_connections * max(1, len(self.urls)),
+                                             limit_per_host=self._max_connections,
+                                             keepalive_timeout=IDLE_KEEPALIVE_SECONDS)  # fmt: skip
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)  # fmt: skip
+            self._owner = owner
+        return self._session
 
     async def close(self) -> None:
-        clients, owner = list(self._clients.values()), self._owner
-        self._clients, self._owner = {}, None
-        if owner is not None and owner == (os.getpid(), _running_loop()):
-            for client in clients:
-                await client.aclose()
+        session, owner = self._session, self._owner
+        self._session, self._owner = None, None
+        if session is not None and owner == (os.getpid(), _running_loop()):
+            await session.close()
 
-    async def request(self, shard: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def request(self, shard: str, method: str, path: str, *, json: Any = None,
+                      params: Mapping[str, Any] | None = None) -> ShardResponse:  # fmt: skip
         """One request to ``shard``; any answer below 500 is returned, anything else raises
         ``DependencyUnavailable(shard)``."""
-        client = self.client(shard)
+        session = self.open()
+        url = self.urls[shard] + path
         try:
             try:
-                response = await client.request(method, path, **kwargs)
+                response = await self._send(session, method, url, json, params)
             except STALE_CONNECTION_ERRORS:
-                response = await client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise DependencyUnavailable(shard, f"{type(exc).__name__}: {exc}"[:_DETAIL_LIMIT]) from exc
+                if method in IDEMPOTENT_METHODS:
+                    raise  # aiohttp already sent it a second time
+                response = await self._send(session, method, url, json, params)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DependencyUnavailable(shard, self._describe(exc)[:_DETAIL_LIMIT]) from exc
         if response.status_code >= 500:
             raise DependencyUnavailable(shard, f"{method} {path} answered {response.status_code}: "
                                                f"{_error_of(response)}"[:_DETAIL_LIMIT])  # fmt: skip
         return response
 
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError) and not str(exc):  # the whole request's deadline
+            return f"no answer within {self._timeout.total:g}s"
+        return f"{type(exc).__name__}: {exc}"
+
+    @staticmethod
+    async def _send(session: aiohttp.ClientSession, method: str, url: str, body: Any,
+                    params: Mapping[str, Any] | None) -> ShardResponse:  # fmt: skip
+        async with session.request(method, url, json=body, params=params) as response:
+            return ShardResponse(response.status, await response.read(), response.reason or "")
+
     # -- the data path -----------------------------------------------------------
 
-    async def put_user(self, shard: str, user: Mapping[str, str]) -> httpx.Response:
+    async def put_user(self, shard: str, user: Mapping[str, str]) -> ShardResponse:
         fields = {"name": user["name"], "country": user["country"], "created_at": user["created_at"]}
         response = await self.request(shard, "PUT", f"/users/{user['id']}", json=fields)
         self._raise_if_fenced(shard, response)
@@ -101,10 +144,10 @@ class ShardClient:
             raise ShardRefused(shard, response.status_code, _error_of(response))
         return response
 
-    async def get_user(self, shard: str, user_id: str) -> httpx.Response:
+    async def get_user(self, shard: str, user_id: str) -> ShardResponse:
         return await self.request(shard, "GET", f"/users/{user_id}")
 
-    async def list_users(self, shard: str, country: str, *, cursor: str | None, limit: int) -> httpx.Response:
+    async def list_users(self, shard: str, country: str, *, cursor: str | None, limit: int) -> ShardResponse:
         params: dict[str, Any] = {"country": country, "limit": limit}
         if cursor is not None:
             params["cursor"] = cursor
@@ -141,14 +184,14 @@ class ShardClient:
     # -- helpers -----------------------------------------------------------------------
 
     @staticmethod
-    def _raise_if_fenced(shard: str, response: httpx.Response) -> None:
+    def _raise_if_fenced(shard: str, response: ShardResponse) -> None:
         if response.status_code == 409:
             body = _json_or_empty(response)
             if body.get("error") == "country_fenced":
                 raise CountryFenced(shard, str(body.get("country")), str(body.get("fence")))
 
     @staticmethod
-    def _ok(shard: str, response: httpx.Response) -> Any:
+    def _ok(shard: str, response: ShardResponse) -> Any:
         if response.status_code != 200:
             raise ShardRefused(shard, response.status_code, _error_of(response))
         return response.json()
@@ -164,7 +207,7 @@ class ShardRefused(Exception):
         self.error = error
 
 
-def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+def _json_or_empty(response: ShardResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -172,7 +215,7 @@ def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _error_of(response: httpx.Response) -> str:
+def _error_of(response: ShardResponse) -> str:
     body = _json_or_empty(response)
     return str(body.get("message") or body.get("error") or response.reason_phrase)
 
