@@ -8,11 +8,12 @@ refuses or ignores — nothing that changes what runs:
   (``deploy.restart_policy``); the services' health checks and retries cover the order;
 - ``build``, ``restart``, ``init``, ``name``, ``x-*``: build the images first; Swarm restarts by policy;
 - ``tmpfs``: becomes a tmpfs mount;
-- a published port's ``host_ip``: Swarm's routing mesh publishes on every interface.
+- a published port's ``host_ip``: Swarm publishes on every interface.
 
-The services the balancer spreads over (api, auth, router) get ``endpoint_mode: dnsrr``: their name
-resolves to every task's address, as with compose, instead of one virtual IP, so HAProxy's
-``server-template`` sees each replica.
+Every service gets ``endpoint_mode: dnsrr`` and every published port ``mode: host``: a name resolves
+to every task's address, as with compose (so HAProxy's ``server-template`` sees each api replica), and
+the balancer's port is bound on the node that runs it. Swarm's virtual IPs and routing mesh are not
+used: they need the kernel's IPVS, which not every host has (this project's machines do not).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 from infra.docker.compose import Compose
 
-BALANCED = ("api", "auth", "router")
 DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy")
 
 
@@ -34,12 +34,12 @@ def swarm_stack(config: dict[str, Any]) -> dict[str, Any]:
                    if key not in DROPPED_SERVICE_KEYS and value is not None}  # fmt: skip
         if "ports" in service:
             service["ports"] = [{**{key: value for key, value in port.items() if key != "host_ip"},
-                                 "published": int(port["published"])} for port in service["ports"]]  # fmt: skip
+                                 "published": int(port["published"]), "mode": "host"}
+                                for port in service["ports"]]  # fmt: skip
         if "tmpfs" in service:  # Swarm only knows tmpfs as a mount
             service["volumes"] = [*service.get("volumes", []),
                                   *({"type": "tmpfs", "target": target} for target in service.pop("tmpfs"))]
-        if name in BALANCED:
-            service["deploy"] = {**service.get("deploy", {}), "endpoint_mode": "dnsrr"}
+        service["deploy"] = {**service.get("deploy", {}), "endpoint_mode": "dnsrr"}
         services[name] = service
     stack = {key: value for key, value in config.items() if key in ("networks", "volumes", "secrets", "configs")}
     # Swarm networks are overlays: the compose default's bridge driver does not span nodes.

@@ -23,16 +23,16 @@ def test_swarm_gets_no_build_order_or_null_keys():
     assert not {"build", "depends_on", "restart", "init", "entrypoint", "tmpfs"} & set(api)
 
 
-def test_tmpfs_becomes_a_mount_and_balanced_services_resolve_to_every_task():
-    api = swarm_stack(CONFIG)["services"]["api"]
-    assert api["volumes"] == [{"type": "tmpfs", "target": "/tmp"}]
-    assert api["deploy"] == {"replicas": 3, "endpoint_mode": "dnsrr"}
-    assert "endpoint_mode" not in swarm_stack(CONFIG)["services"]["redis"].get("deploy", {})
+def test_tmpfs_becomes_a_mount_and_every_name_resolves_to_its_tasks_not_a_virtual_ip():
+    services = swarm_stack(CONFIG)["services"]
+    assert services["api"]["volumes"] == [{"type": "tmpfs", "target": "/tmp"}]
+    assert services["api"]["deploy"] == {"replicas": 3, "endpoint_mode": "dnsrr"}
+    assert all(service["deploy"]["endpoint_mode"] == "dnsrr" for service in services.values())
 
 
-def test_published_ports_are_numbers_without_a_host_ip():
+def test_published_ports_are_numbers_bound_on_the_node_without_a_host_ip():
     assert swarm_stack(CONFIG)["services"]["lb"]["ports"] == [
-        {"mode": "ingress", "target": 8080, "published": 8080, "protocol": "tcp"}]
+        {"mode": "host", "target": 8080, "published": 8080, "protocol": "tcp"}]
 
 
 def test_networks_are_overlays_and_extensions_are_dropped():
