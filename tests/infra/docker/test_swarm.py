@@ -33,7 +33,7 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
     finally:
         try:
             swarm.remove(compose, name)
-            wait_for(lambda: not stack_objects(client, name), timeout=120, what=f"stack {name} removed")
+            wait_for(lambda: not stack_objects(client, name), timeout=240, what=f"stack {name} removed")
         finally:
             if joined_here:
                 client.swarm.leave(force=True)
