@@ -352,9 +352,11 @@ def shard_move(
 
 def _register_commands() -> None:
     """Commands that live next to what they drive (each module keeps its heavy imports inside the command)."""
+    from loadtests.benchmarks.peers_cli import bench_peers
     from loadtests.demo_cli import demo_app
     from loadtests.locust_cli import locust_command
 
+    bench.command("peers")(bench_peers)
     app.command("locust")(locust_command)
     app.add_typer(demo_app, name="demo")
 
