@@ -95,6 +95,27 @@ def sessions(users: Users = None, seconds: Seconds = None, out: Out = None, targ
     _run("sessions", users, seconds, out, target, docker, smoke)
 
 
+@demo_app.command()
+def broadcast(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
+              docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
+    """Source reads per interval with 1, 2, 4 workers (claim: master broadcast ~1, each worker reading ~N)."""
+    _run("broadcast", users, seconds, out, target, docker, smoke)
+
+
+@demo_app.command()
+def splitting(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
+              docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
+    """Users created through the router land on the shard of their country; router vs direct latency."""
+    _run("splitting", users, seconds, out, target, docker, smoke)
+
+
+@demo_app.command()
+def decomposing(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
+                docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
+    """Login throughput with 1 vs 2 auth replicas; the api keeps answering while auth is saturated."""
+    _run("decomposing", users, seconds, out, target, docker, smoke)
+
+
 @demo_app.command(name="all")
 def all_demos(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
               docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip

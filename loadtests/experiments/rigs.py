@@ -45,6 +45,7 @@ class Rig:
         self.keep_logs = keep_logs  # where close() copies every log (the workdir is temporary)
         workdir.mkdir(parents=True, exist_ok=True)
         self.redis: RedisServer | None = RedisServer() if redis else None
+        self.extra_redis: list[RedisServer] = []  # a service's own Redis (a shard's, the router's, auth's)
         self.processes: list[ManagedProcess] = []
         self.balancers: list[Balancer] = []
         self._topology: LoopbackTopology | None = None
@@ -86,12 +87,22 @@ class Rig:
         self.watcher.add_static(process.pid, "127.0.0.1")
         return url
 
-    def cluster(self, workers: int, env: dict[str, str] | None = None, args: list[str] | None = None) -> ClusterProcess:
-        """``scalecube serve`` on 127.0.0.1 with ``workers`` workers, ready."""
-        cluster = ClusterProcess(API, port=free_port(), workdir=self.workdir, workers=workers, args=args,
+    def another_redis(self) -> RedisServer:
+        """One more Redis, started; stopped by ``close()`` after every process that uses it."""
+        server = RedisServer()
+        self.extra_redis.append(server)
+        server.start()
+        return server
+
+    def cluster(self, workers: int, env: dict[str, str] | None = None, args: list[str] | None = None, *,
+                app: str = API, wait: bool = True) -> ClusterProcess:  # fmt: skip
+        """``scalecube serve APP`` (the api unless told) on 127.0.0.1 with ``workers`` workers, ready
+        (unless ``wait`` is False: several start together, the caller waits for each)."""
+        cluster = ClusterProcess(app, port=free_port(), workdir=self.workdir, workers=workers, args=args,
                                  env={"SCALECUBE_RUN_DIR": str(self.workdir), **self.api_env(**(env or {}))})  # fmt: skip
         self.processes.append(cluster)
-        cluster.wait_ready(timeout=READY_TIMEOUT)
+        if wait:
+            cluster.wait_ready(timeout=READY_TIMEOUT)
         self.watcher.watch(cluster, "127.0.0.1")
         return cluster
 
@@ -106,7 +117,7 @@ class Rig:
         return self._topology
 
     def replica(self, service: str, host: str, workers: int, env: dict[str, str] | None = None,
-                args: list[str] | None = None, *, publish: bool = True) -> ClusterProcess:  # fmt: skip
+                args: list[str] | None = None, *, publish: bool = True, app: str = API) -> ClusterProcess:  # fmt: skip
         """A cluster on ``host``:topology port, named ``service`` in the loopback DNS (not waited for).
 
         ``LoopbackTopology.start`` without its fixed command line: the availability demo needs
@@ -115,7 +126,7 @@ class Rig:
         topology = self.topology
         workdir = topology.workdir / f"{service}-{host.rsplit('.', 1)[-1]}"  # short: it holds a unix socket
         workdir.mkdir(exist_ok=True)
-        cluster = ClusterProcess(API, host=host, port=topology.port, workdir=workdir, workers=workers, args=args,
+        cluster = ClusterProcess(app, host=host, port=topology.port, workdir=workdir, workers=workers, args=args,
                                  env={"SCALECUBE_RUN_DIR": str(workdir), **self.api_env(**(env or {}))})  # fmt: skip
         topology.clusters[(service, host)] = cluster
         if publish:
@@ -124,8 +135,8 @@ class Rig:
         return cluster
 
     def replicas(self, service: str, hosts: Iterable[str], workers: int, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> list[ClusterProcess]:  # fmt: skip
-        clusters = [self.replica(service, host, workers, env, args) for host in hosts]
+                 args: list[str] | None = None, *, app: str = API) -> list[ClusterProcess]:  # fmt: skip
+        clusters = [self.replica(service, host, workers, env, args, app=app) for host in hosts]
         for cluster in clusters:
             cluster.wait_ready(timeout=READY_TIMEOUT)
         return clusters
@@ -160,6 +171,8 @@ class Rig:
             self._topology.stop()
         for process in reversed(self.processes):
             process.stop()
+        for server in reversed(self.extra_redis):
+            server.stop()
         if self.redis is not None:
             self.redis.stop()
         if self.keep_logs is not None:

@@ -121,6 +121,58 @@ def test_sessions_smoke(tmp_path: Path) -> None:
     assert_report(run, [row["phase"] for row in run.rows("phases.csv")], charts_at_least=1 + 5 + 10)
 
 
+@pytest.mark.slow
+def test_broadcast_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "broadcast", "--smoke")
+    assert run.code == 0, run.explain()
+    rows = run.rows("phases.csv")
+    phases = [row["phase"] for row in rows]
+    assert phases == ["broadcast, 1 worker", "broadcast, 2 workers", "worker, 1 worker", "worker, 2 workers"]
+    claims = {row["claim"]: row for row in run.rows("claims.csv")}
+    assert claims["broadcast: ~1 source read per interval, whatever the workers"]["verdict"] == "holds", run.explain()
+    assert claims["each worker reading: ~N source reads per interval"]["verdict"] == "holds", run.explain()
+    # The answers say where the value came from: the mode each cluster was started in.
+    assert all("'master broadcast'" in row["note"] for row in rows[:2])
+    assert all("'worker poll'" in row["note"] for row in rows[2:])
+    assert all(int(row["requests"]) > 0 and int(row["failures"]) == 0 for row in rows)
+    assert_report(run, phases, charts_at_least=1 + 4 + 8)
+
+
+@pytest.mark.slow
+def test_splitting_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "splitting", "--smoke")
+    assert run.code == 0, run.explain()
+    phases = [row["phase"] for row in run.rows("phases.csv")]
+    assert phases == ["create + read via the router", "GET /users/{id} via the router",
+                      "GET /users/{id} straight to the shard"]  # fmt: skip
+    claims = {row["claim"]: row for row in run.rows("claims.csv")}
+    placed = claims["each shard holds exactly the users of its countries"]
+    assert placed["verdict"] == "holds" and float(placed["measured"]) == 0, run.explain()
+    assert claims["the directory counts every user created"]["verdict"] == "holds", run.explain()
+    cost = claims["the router costs ≤ 10% throughput"]
+    assert cost["verdict"] == "not judged" and cost["measured"] != "", run.explain()  # issue 4's target: shown
+    created = run.rows("phases.csv")[0]["note"]
+    assert "shard-a:" in created and "shard-b:" in created  # the country mix reached both shards
+    assert_report(run, phases, charts_at_least=1 + 3 + 6)
+
+
+@pytest.mark.slow
+def test_decomposing_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "decomposing", "--smoke")
+    assert run.code == 0, run.explain()
+    rows = {row["phase"]: row for row in run.rows("phases.csv")}
+    assert list(rows) == ["auth × 1 replica", "api GET / during auth × 1 replica", "auth × 2 replicas",
+                          "api GET / during auth × 2 replicas"]  # fmt: skip
+    claims = {row["claim"]: row for row in run.rows("claims.csv")}
+    assert claims["login throughput, 2 auth replicas ≥ 1.3× 1"]["verdict"] == "not judged"  # a performance target
+    assert claims["the api answers GET / with p95 ≤ 500 ms while auth is saturated"]["verdict"] == "holds", run.explain()
+    assert int(rows["auth × 2 replicas"]["workers_seen"]) == 2  # both auth replicas served logins
+    served = run.rows("served_by.csv")
+    assert {row["replica"] for row in served if row["phase"] == "auth × 2 replicas"} == {"127.0.0.2", "127.0.0.3"}
+    assert "logins/s" in rows["auth × 1 replica"]["note"]
+    assert_report(run, list(rows), charts_at_least=1 + 4 + 8)
+
+
 @pytest.fixture
 def target(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
     env = {"REDIS_URL": redis_server.url, "SESSION_SECRET": "test-secret-long-enough-123", "LOG_LEVEL": "warning",
@@ -138,7 +190,7 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
     run = run_demo(tmp_path / "out", "all", "--smoke", "--target", target)
     assert run.code == 0, run.explain()
     index = (run.out / "index.html").read_text()
-    for name in ("cloning", "availability", "reload", "sessions"):
+    for name in ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing"):
         assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
         verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}
         assert verdicts == {"skipped"}, name  # every claim needs processes the demo starts

@@ -1,0 +1,158 @@
+"""``scalecube demo broadcast``: how often the slow source is read, with 1, 2, 4 workers, two ways.
+
+The api answers ``GET /users/count`` from a value it refreshes every interval from a slow
+"database" (services/api/users_count.py) that counts its reads in Redis. ``broadcast``: the
+master reads once per interval and sends the value to every worker (the cluster's
+``on_master`` hook). ``worker``: each worker polls the source itself. The reads are counted
+at the source (the Redis counter) around a phase of ``GET /users/count`` load: requests are
+answered from memory, so the load must not change the count — the workers do.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import redis
+
+from infra.local.processes import ClusterProcess, wait_until
+from loadtests.experiments import claims
+from loadtests.experiments.context import DemoContext
+from loadtests.experiments.get_load import get_spec, load_gets
+from loadtests.experiments.results import DemoReport, Phase
+from loadtests.experiments.rigs import READY_TIMEOUT, Rig
+from services.api.users_count import READS_KEY
+
+TITLE = "Broadcast: source reads per interval, the master reading for every worker vs each worker reading"
+GUIDE = ("The master reads the slow source once per interval and broadcasts the value to its workers: one read "
+         "per interval however many workers there are; each worker reading on its own costs one read per worker.")  # fmt: skip
+WORKERS = (1, 2, 4)
+SMOKE_WORKERS = (1, 2)
+INTERVAL = 1.0  # seconds between refreshes (USERS_COUNT_INTERVAL)
+SMOKE_INTERVAL = 0.5
+SOURCE_DELAY = 0.05  # the source's cost per read (USERS_SOURCE_DELAY): a worker polls every interval + this
+# "about 1" and "about N": a phase is a few intervals, its edges cut one read more or less.
+BROADCAST_MAX, BROADCAST_MIN = 1.5, 0.5
+# Each-worker mode: at least 0.6 × N reads per interval (a worker's period is the interval plus its read, so
+# at most ~0.9 × N here, less on a busy machine).
+WORKER_SHARE = 0.6
+MODES = {"broadcast": "master broadcast", "worker": "worker poll"}  # USERS_COUNT_MODE -> the answer's "source"
+BROADCAST_CLAIM = "broadcast: ~1 source read per interval, whatever the workers"
+WORKER_CLAIM = "each worker reading: ~N source reads per interval"
+
+
+def run(ctx: DemoContext) -> DemoReport:
+    users, seconds = ctx.users(8), ctx.seconds(10)
+    counts = SMOKE_WORKERS if ctx.smoke else WORKERS
+    interval = SMOKE_INTERVAL if ctx.smoke else INTERVAL
+    report = DemoReport("broadcast", TITLE, GUIDE, {"users": users, "seconds": seconds, "workers": list(counts),
+                                                   "interval_s": interval, "smoke": ctx.smoke})  # fmt: skip
+    names = {(mode, n): f"{mode}, {n} worker{'s' if n > 1 else ''}" for mode in MODES for n in counts}
+
+    if ctx.target:
+        reason = "the reads are counted in the Redis of a cluster the demo starts; not with --target"
+        report.phases = [Phase(name, note=f"skipped: {reason}") for name in names.values()]
+        result = load_gets(ctx, "target", get_spec(ctx.target, ["/users/count"], users, seconds))
+        report.phases.append(Phase("target", result, note=f"{ctx.target}, as it runs{_answer_source(ctx.target)}"))
+        report.claims = [claims.skipped(BROADCAST_CLAIM, reason, BROADCAST_MAX, "reads/interval"),
+                         claims.skipped(WORKER_CLAIM, reason, WORKER_SHARE, "× N")]  # fmt: skip
+        return report
+
+    with ctx.workdir() as workdir, ctx.rig(workdir, "clusters") as rig:
+        assert rig.redis is not None
+        ctx.say(f"starting {len(names)} clusters together ({', '.join(names.values())}), refreshing every "
+                f"{interval:g}s, each counting its reads in its own Redis database")  # fmt: skip
+        started = {key: _start(rig, db, *key, interval) for db, key in enumerate(names, start=1)}
+        for key, name in names.items():
+            cluster, counter = started[key]
+            try:
+                report.phases.append(_measured(ctx, rig, cluster, counter, name, interval, users, seconds))
+            finally:
+                cluster.stop()  # the next phase gets the cores to itself
+                counter.close()
+
+    per_interval = {key: report.phase(name).facts["reads_per_interval"] for key, name in names.items()}
+    report.claims = [_unless_unloaded(report, "broadcast", _broadcast_claim(per_interval, counts)),
+                     _unless_unloaded(report, "worker", _worker_claim(per_interval, counts))]  # fmt: skip
+    report.notes.append(f"Reads counted at the source (Redis INCR {READS_KEY}) between just before and just after each "
+                        f"phase, divided by the {interval:g}s interval; requests are answered from the worker's "
+                        "memory, so the load itself never reads the source.")  # fmt: skip
+    report.notes.append("Each worker polls 'read, then sleep the interval' (a slow read stretches its period); "
+                        "the master reads on a fixed cadence.")  # fmt: skip
+    return report
+
+
+def _start(rig: Rig, db: int, mode: str, workers: int, interval: float) -> tuple[ClusterProcess, redis.Redis]:
+    """A cluster (not waited for) using Redis database ``db``, and a client of that database."""
+    assert rig.redis is not None
+    url = f"{rig.redis.url.rsplit('/', 1)[0]}/{db}"
+    env = {"REDIS_URL": url, "USERS_COUNT_MODE": mode, "USERS_COUNT_INTERVAL": str(interval),
+           "USERS_SOURCE_DELAY": str(SOURCE_DELAY)}  # fmt: skip
+    return rig.cluster(workers, env=env, wait=False), redis.Redis.from_url(url)
+
+
+def _measured(ctx: DemoContext, rig: Rig, cluster: ClusterProcess, counter: redis.Redis, name: str, interval: float,
+              users: int, seconds: float) -> Phase:  # fmt: skip
+    cluster.wait_ready(timeout=READY_TIMEOUT)
+    source = _wait_for_count(cluster.url)
+    before, started = int(counter.get(READS_KEY) or 0), time.monotonic()
+    result = load_gets(ctx, name, get_spec(cluster.url, ["/users/count"], users, seconds))
+    reads, elapsed = int(counter.get(READS_KEY) or 0) - before, time.monotonic() - started
+    intervals = elapsed / interval
+    per_interval = reads / intervals
+    note = (f"{reads} source reads in {elapsed:.1f}s = {per_interval:.2f} per {interval:g}s interval "
+            f"(answers say source: {source!r})")  # fmt: skip
+    return Phase(name, result, note=note, replica_of=rig.watcher.replica_of(result.served_by),
+                 facts={"workers": cluster.workers, "source_reads": reads, "intervals": round(intervals, 2),
+                        "reads_per_interval": round(per_interval, 3)})  # fmt: skip
+
+
+def _wait_for_count(url: str) -> str:
+    """Until a worker has a value to answer with (before that: 503); returns where it says it came from."""
+    seen: list[str] = []
+
+    def answered() -> bool:
+        response = httpx.get(url + "/users/count", timeout=2.0)
+        if response.status_code == 200:
+            seen.append(str(response.json().get("source")))
+        return bool(seen)
+
+    wait_until(answered, READY_TIMEOUT, interval=0.1, what="the first users count")
+    return seen[0]
+
+
+def _answer_source(url: str) -> str:
+    try:
+        source = httpx.get(url + "/users/count", timeout=2.0).json().get("source")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return ""
+    return f"; its answers say source: {source!r}" if source else ""
+
+
+def _broadcast_claim(per_interval: dict[tuple[str, int], float], counts: tuple[int, ...]) -> claims.Claim:
+    values = {n: per_interval[("broadcast", n)] for n in counts}
+    worst = max(values.values(), key=lambda value: abs(value - 1))
+    ok = all(BROADCAST_MIN <= value <= BROADCAST_MAX for value in values.values())
+    text = (", ".join(f"{n} worker(s): {value:.2f}" for n, value in values.items())
+            + f" reads per interval (needs {BROADCAST_MIN:g} to {BROADCAST_MAX:g} for every N)")  # fmt: skip
+    return claims.Claim(BROADCAST_CLAIM, round(worst, 3), BROADCAST_MAX,
+                        claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "reads/interval")  # fmt: skip
+
+
+def _worker_claim(per_interval: dict[tuple[str, int], float], counts: tuple[int, ...]) -> claims.Claim:
+    shares = {n: per_interval[("worker", n)] / n for n in counts}
+    worst = min(shares.values())
+    text = (", ".join(f"{n} worker(s): {per_interval[('worker', n)]:.2f} ({share:.2f} × N)" for n, share in shares.items())
+            + f" reads per interval (needs ≥ {WORKER_SHARE:g} × N for every N)")  # fmt: skip
+    return claims.Claim(WORKER_CLAIM, round(worst, 3), WORKER_SHARE,
+                        claims.Verdict.HOLDS if worst >= WORKER_SHARE else claims.Verdict.FAILS, text, "× N")  # fmt: skip
+
+
+def _unless_unloaded(report: DemoReport, mode: str, claim: claims.Claim) -> claims.Claim:
+    """Reads counted without the load proves nothing about serving from memory: a phase with no request fails."""
+    idle = [phase.name for phase in report.phases if phase.name.startswith(f"{mode},")
+            and (phase.result is None or phase.result.requests == 0)]  # fmt: skip
+    if not idle:
+        return claim
+    return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
+                        f"no request measured in {', '.join(idle)} ({claim.text})", claim.unit)  # fmt: skip
