@@ -352,6 +352,7 @@ def shard_move(
 
 def _register_commands() -> None:
     """Commands that live next to what they drive (each module keeps its heavy imports inside the command)."""
+    from infra.docker.cli import docker_app, images_command
     from loadtests.benchmarks.peers_cli import bench_peers
     from loadtests.demo_cli import demo_app
     from loadtests.locust_cli import locust_command
@@ -359,6 +360,8 @@ def _register_commands() -> None:
     bench.command("peers")(bench_peers)
     app.command("locust")(locust_command)
     app.add_typer(demo_app, name="demo")
+    app.add_typer(docker_app, name="docker")
+    app.command("images")(images_command)
 
 
 _register_commands()

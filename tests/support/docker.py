@@ -105,10 +105,29 @@ def compose_stack(project: str, *, env: dict[str, str] | None = None,
     stack = ComposeStack(Compose(REPO, project=project, env=full_env), client, ports["LB_PORT"],
                          ports["STATS_PORT"], ports["LOCUST_PORT"], full_env)  # fmt: skip
     try:
-        stack.up(*up_args)
+        try:
+            stack.up(*up_args)
+        except DockerError as exc:
+            # On a loaded machine a service can miss its healthchecks while starting; compose --wait then
+            # gives up on everything that depends on it, though the container recovers (its next check
+            # passes, or its restart policy starts it again). Once none is unhealthy: one more go.
+            if "is unhealthy" not in str(exc):
+                raise
+            _wait_none_unhealthy(stack, timeout=240)
+            stack.up(*up_args)
         yield stack
     finally:
         stack.down()
+
+
+def _wait_none_unhealthy(stack: ComposeStack, timeout: float) -> None:
+    label = {"label": f"com.docker.compose.project={stack.project}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [c.attrs["State"].get("Health", {}).get("Status") for c in stack.client.containers.list(filters=label)]
+        if "unhealthy" not in states:
+            return
+        time.sleep(2)
 
 
 def leftovers(client: docker.DockerClient, project: str) -> dict[str, list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -9,10 +10,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from typer.testing import CliRunner
+
 from infra.docker import swarm
 from infra.docker.airgap import REPO
 from infra.docker.compose import Compose
 from infra.local.ports import free_port
+from scalecube import cli as scalecube_cli
 from tests.support.docker import require_docker
 
 pytestmark = pytest.mark.slow
@@ -26,9 +30,11 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
         client.swarm.init(advertise_addr="127.0.0.1")
     name, lb_port = f"sctest{uuid.uuid4().hex[:6]}", free_port()
     ports = {"LB_PORT": lb_port, "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "API_REPLICAS": 2}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
     compose = Compose(REPO, project=name, env={k: str(v) for k, v in ports.items()})
     try:
-        swarm.deploy(compose, name)
+        deployed = CliRunner().invoke(scalecube_cli.app, ["docker", "swarm-deploy", name], env=env)
+        assert deployed.exit_code == 0, deployed.output
         yield name, lb_port
     finally:
         try:
@@ -70,9 +76,18 @@ def test_swarm_deploy_serves_every_path_through_the_balancer(swarm_stack):
         return len(hosts) >= 2
 
     wait_for(both_replicas_answer, timeout=300, what="2 api replicas behind the swarm's balancer")
+    # Swarm starts every service at once (no depends_on): auth and the router may come up later.
+    wait_for(lambda: answers(lb_port, "/auth/users/count"), timeout=180, what="auth behind the balancer")
+    wait_for(lambda: answers(lb_port, "/shards"), timeout=180, what="the router behind the balancer")
     with httpx.Client(base_url=f"http://127.0.0.1:{lb_port}", timeout=10) as http:
         created = http.post("/users", json={"name": "Grace", "country": "US"})
         assert created.status_code == 201, created.text
         assert created.json()["shard"] == "shard-b"
         assert http.get(f"/users/{created.json()['id']}").status_code == 200
-        assert http.get("/auth/users/count").status_code == 200
+
+
+def answers(lb_port: int, path: str) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{lb_port}{path}", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False

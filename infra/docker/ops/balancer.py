@@ -1,0 +1,85 @@
+"""What the stack's HAProxy (service ``lb``) does with each replica: its stats CSV, read over the
+published stats port (``stats show-legends`` puts each server's address in it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+
+if TYPE_CHECKING:
+    from infra.docker.ops.project import Project
+
+LB_SERVICE = "lb"
+LB_HTTP_PORT = "8080/tcp"
+LB_STATS_PORT = "8404/tcp"
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    backend: str
+    name: str
+    status: str  # UP, DOWN, MAINT, "UP 1/2" (going down), "DOWN 1/2" (coming up), no check …
+    address: str  # "ip:port", empty for a template slot without a replica
+
+    @property
+    def ip(self) -> str:
+        return self.address.rpartition(":")[0]
+
+
+def parse_stats_csv(text: str) -> list[BackendServer]:
+    """Server rows of HAProxy's ``/;csv`` (the header line starts with ``# ``); frontends/backends skipped."""
+    rows = csv.DictReader(io.StringIO(text.removeprefix("# ")))
+    return [BackendServer(row["pxname"], row["svname"], row.get("status", ""), row.get("addr") or "")
+            for row in rows if row.get("svname") not in (None, "FRONTEND", "BACKEND")]  # fmt: skip
+
+
+def published_url(project: Project, container_port: str, fallback_env: str, fallback_port: int) -> str:
+    """``http://host:port`` where the lb container publishes ``container_port``; else the env's port."""
+    for lb in project.containers(LB_SERVICE):
+        for binding in lb.ports.get(container_port) or []:
+            host = binding.get("HostIp") or "127.0.0.1"
+            host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            return f"http://{host}:{binding['HostPort']}"
+    return f"http://127.0.0.1:{os.environ.get(fallback_env, fallback_port)}"
+
+
+def balancer_url(project: Project) -> str:
+    return published_url(project, LB_HTTP_PORT, "LB_PORT", 8080)
+
+
+class Balancer:
+    """HAProxy's view of its backends, polled from the stats page."""
+
+    def __init__(self, stats_url: str) -> None:
+        self.stats_url = stats_url.rstrip("/")
+
+    @classmethod
+    def of(cls, project: Project) -> Balancer | None:
+        """The project's balancer, or None when it has no running ``lb`` container."""
+        if not project.containers(LB_SERVICE):
+            return None
+        return cls(published_url(project, LB_STATS_PORT, "STATS_PORT", 8404))
+
+    def servers(self, backend: str | None = None) -> list[BackendServer]:
+        response = httpx.get(self.stats_url + "/;csv", timeout=5)
+        response.raise_for_status()
+        return [s for s in parse_stats_csv(response.text) if backend is None or s.backend == backend]
+
+    def status_of(self, backend: str, ip: str) -> str | None:
+        """The status of the server that holds ``ip`` in ``backend``; None if no server holds it."""
+        try:
+            found = [s.status for s in self.servers(backend) if s.ip == ip]
+        except httpx.HTTPError:
+            return None
+        return found[0] if found else None
+
+    def has_backend(self, backend: str) -> bool:
+        try:
+            return any(s.backend == backend for s in self.servers())
+        except httpx.HTTPError:
+            return False

@@ -1,0 +1,36 @@
+"""`scalecube docker …` without an engine: one clear line and exit 2; bad arguments are usage errors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from infra.docker.cli import docker_app, parse_since
+from infra.local.ports import free_port
+
+
+def test_no_engine_is_one_line_and_exit_2():
+    # A port nothing listens on: the SDK's ping is refused.
+    result = CliRunner().invoke(docker_app, ["ps"], env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("scalecube docker ps: no Docker engine is reachable")
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["scale", "api", "--", "-1"], ["chaos", "--target", "disk"],
+                                  ["chaos", "--every", "20", "--duration", "10"]])  # fmt: skip
+def test_bad_arguments_are_usage_errors(args):
+    result = CliRunner().invoke(docker_app, args, env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
+
+
+def test_since_takes_durations_and_iso_times():
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    assert parse_since("10m", now) == now - timedelta(minutes=10)
+    assert parse_since("1.5h", now) == now - timedelta(minutes=90)
+    assert parse_since("2026-01-01T11:00:00", now) == datetime(2026, 1, 1, 11, 0, tzinfo=timezone.utc)
+    with pytest.raises(typer.BadParameter):
+        parse_since("yesterday", now)
