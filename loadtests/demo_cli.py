@@ -20,22 +20,23 @@ demo_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DOCKER_MESSAGE = ("--docker needs the compose stack (issue 5: `docker compose up`), which is not available yet; "
-                  "run with local processes (the default) or --target URL")  # fmt: skip
 
 Users = Annotated[int | None, typer.Option(min=1, help="Locust users per phase (default: the demo's; 4 with --smoke)")]
 Seconds = Annotated[float | None, typer.Option(min=1, help="seconds per phase (default: the demo's; 2 with --smoke)")]
 Out = Annotated[Path | None, typer.Option(help="output folder (default ./demo-reports/<name>-<timestamp>/)")]
 Target = Annotated[str | None, typer.Option(help="an existing stack's URL: run only the phases that start nothing")]
-Docker = Annotated[bool, typer.Option(help="against the running compose stack")]
+Docker = Annotated[bool, typer.Option(help="against the running compose stack (`docker compose up`): its balancer is the target; "
+                                           "reload also restarts every api container (scalecube docker rolling-restart)")]
 Smoke = Annotated[bool, typer.Option(help="tiny load, ~2 s per phase (tests); performance targets not judged")]
 
 
 def _run(name: str, users: int | None, seconds: float | None, out: Path | None, target: str | None, docker: bool,
          smoke: bool) -> None:  # fmt: skip
+    project = None
     if docker:
-        typer.echo(f"scalecube demo {name}: {DOCKER_MESSAGE}", err=True)
-        raise typer.Exit(2)
+        if target is not None:
+            raise typer.BadParameter("--docker finds the compose stack's balancer itself", param_hint="--target")
+        target, project = _compose_balancer(name)
     if target is not None:
         parts = urlsplit(target)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -48,7 +49,7 @@ def _run(name: str, users: int | None, seconds: float | None, out: Path | None, 
     from loadtests.experiments.locust_runner import LocustError, check_locust
     from loadtests.experiments.run import run_all, run_demo
 
-    options = DemoOptions(users=users, seconds=seconds, out=out, target=target, smoke=smoke)
+    options = DemoOptions(users=users, seconds=seconds, out=out, target=target, smoke=smoke, docker_project=project)
     # Not a terminal (a file, a test): wide enough that the tables do not fold every cell.
     out_console = Console() if sys.stdout.isatty() else Console(width=160)
     err_console = Console(stderr=True)
@@ -65,6 +66,27 @@ def _run(name: str, users: int | None, seconds: float | None, out: Path | None, 
         typer.echo(f"scalecube demo {name}: interrupted", err=True)
         raise typer.Exit(130) from None
     raise typer.Exit(max(report.exit_code for report in reports))
+
+
+def _compose_balancer(name: str) -> tuple[str, str]:
+    """The running compose stack's balancer URL and project name, or exit 2 saying what is missing."""
+    import os
+
+    from infra.docker.airgap import REPO
+    from infra.docker.compose import PROJECT
+    from infra.docker.engine import DockerError
+    from infra.docker.ops.balancer import balancer_url
+    from infra.docker.ops.project import Project
+
+    project = os.environ.get("COMPOSE_PROJECT_NAME") or PROJECT
+    try:
+        stack = Project.connect(REPO, project)
+        if not stack.containers("lb") or not stack.containers("api"):
+            raise DockerError(f"the compose stack '{project}' is not running (docker compose up --scale api=3)")
+        return balancer_url(stack), project
+    except DockerError as exc:
+        typer.echo(f"scalecube demo {name}: --docker: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @demo_app.command()

@@ -30,6 +30,7 @@ class DemoOptions:
     target: str | None = None  # an existing stack's URL: only the phases that need no process of ours
     smoke: bool = False  # tiny load for the test suite: performance targets reported, not judged
     locustfile: Path | None = None
+    docker_project: str | None = None  # --docker: the compose project whose balancer is ``target``
 
 
 class DemoContext:
@@ -47,6 +48,10 @@ class DemoContext:
     @property
     def target(self) -> str | None:
         return self.options.target.rstrip("/") if self.options.target else None
+
+    @property
+    def docker_project(self) -> str | None:
+        return self.options.docker_project
 
     def users(self, default: int) -> int:
         return self.options.users or (SMOKE_USERS if self.smoke else default)

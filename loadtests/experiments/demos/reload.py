@@ -28,6 +28,7 @@ REPLICAS = 2
 STEP_TIMEOUT = 60.0  # one worker or replica replaced, on a busy machine
 WORKERS_CLAIM = "0 failed requests, rolling reload of every worker"
 REPLICAS_CLAIM = "0 failed requests, rolling restart of every replica"
+CONTAINERS_CLAIM = "0 failed requests, rolling restart of every api container"
 
 
 def run(ctx: DemoContext) -> DemoReport:
@@ -39,15 +40,19 @@ def run(ctx: DemoContext) -> DemoReport:
     report = DemoReport("reload", TITLE, GUIDE, {"users": users, "seconds": seconds, "workers": workers,
                                                 "replicas": REPLICAS, "smoke": ctx.smoke})  # fmt: skip
     workers_name, replicas_name = f"reload {workers} workers (SIGUSR2)", f"restart {REPLICAS} replicas"
+    def spec(url: str) -> LoadSpec:  # the run ends `tail` seconds after the replacing: the cap is generous
+        return LoadSpec("CloningUser", url, users, lead + tail + 4 * STEP_TIMEOUT, tags=("cpu",),
+                        env={"SCALECUBE_CPU_ITERATIONS": str(ITERATIONS)})  # fmt: skip
+
     if ctx.target:
         reason = "needs processes the demo started (to signal and replace them); not with --target"
         report.phases = [Phase(workers_name, note=f"skipped: {reason}"), Phase(replicas_name, note=f"skipped: {reason}")]
         report.claims = [claims.skipped(WORKERS_CLAIM, reason, 0), claims.skipped(REPLICAS_CLAIM, reason, 0)]
+        if ctx.docker_project:
+            report.phases.append(restart_containers(ctx, ctx.docker_project, spec(ctx.target), lead, tail))
+            report.claims.append(_all_replaced(report.phases[-1], int(report.phases[-1].facts["containers"]),
+                                               CONTAINERS_CLAIM))  # fmt: skip
         return report
-
-    def spec(url: str) -> LoadSpec:  # the run ends `tail` seconds after the replacing: the cap is generous
-        return LoadSpec("CloningUser", url, users, lead + tail + 4 * STEP_TIMEOUT, tags=("cpu",),
-                        env={"SCALECUBE_CPU_ITERATIONS": str(ITERATIONS)})  # fmt: skip
 
     with ctx.workdir() as workdir:
         with ctx.rig(workdir, "workers") as rig:
@@ -127,6 +132,28 @@ def restart_replicas(rig: Rig, balancer: Balancer, workers: int) -> int:
         topology.cluster("api", host).stop()  # SIGTERM: the master drains its workers, then exits
         replaced += 1
     return replaced
+
+
+def restart_containers(ctx: DemoContext, project_name: str, spec: LoadSpec, lead: float, tail: float) -> Phase:
+    """--docker: `scalecube docker rolling-restart api` on the compose stack, under the same load."""
+    from infra.docker.airgap import REPO
+    from infra.docker.ops.project import Project
+    from infra.docker.ops.rolling import RollingRestart
+
+    project = Project.connect(REPO, project_name)
+    containers = len(project.containers("api"))
+    name = f"restart {containers} api containers (compose)"
+    replaced: list[int] = []
+
+    def restart() -> None:
+        replaced.append(len(RollingRestart(project, "api", say=ctx.say).run()))
+
+    ctx.say(f"rolling restart of {containers} api containers of '{project_name}' after {lead:.0f}s of load")
+    result = ctx.load(name, spec, expected=lead + tail + 15 * containers, during=_after(lead, restart),
+                      end_after_during=tail)  # fmt: skip
+    done = replaced[0] if replaced else 0
+    return Phase(name, result, note=f"{done} of {containers} containers replaced (scalecube docker rolling-restart)",
+                 facts={"replaced": done, "containers": containers})  # fmt: skip
 
 
 def _all_replaced(phase: Phase, expected: int, name: str) -> claims.Claim:

@@ -7,7 +7,11 @@ leaves it with 3 healthy api containers. Teardown checks that `down -v` left not
 from __future__ import annotations
 
 import collections
+import csv
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -122,4 +126,16 @@ def test_scaling_3_to_5_to_2_is_picked_up_by_the_balancer_without_restart(stack)
     lb.reload()
     assert lb.attrs["State"]["StartedAt"] == started and lb.attrs["RestartCount"] == 0
     stack.up("--scale", "api=3", "--no-recreate")
+    stack.wait_served_by(3)
+
+
+def test_the_reload_demo_restarts_every_api_container_of_the_stack_under_load(stack, tmp_path):
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": stack.project}
+    done = subprocess.run([sys.executable, "-m", "scalecube.cli", "demo", "reload", "--docker", "--smoke",
+                           "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(tmp_path / "claims.csv") as claims:
+        rows = {row["claim"]: row for row in csv.DictReader(claims)}
+    assert rows["0 failed requests, rolling restart of every api container"]["verdict"] == "holds", rows
+    assert len(stack.containers("api")) == 3
     stack.wait_served_by(3)

@@ -200,9 +200,16 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
     assert int(cloning["target"]["requests"]) > 0 and cloning["1 process"]["note"].startswith("skipped")
 
 
-def test_docker_is_not_available_yet() -> None:
-    result = CliRunner().invoke(demo_app, ["cloning", "--docker"])
-    assert result.exit_code == 2 and "compose stack" in result.output
+def test_docker_without_a_running_compose_stack_says_so() -> None:
+    # No engine here, or an engine without this project: either way exit 2 and why.
+    result = CliRunner().invoke(demo_app, ["cloning", "--docker"], env={"COMPOSE_PROJECT_NAME": "scalecube-absent"})
+    assert result.exit_code == 2 and "--docker" in result.output, result.output
+    assert "not running" in result.output or "no Docker engine" in result.output
+
+
+def test_docker_and_target_together_are_refused() -> None:
+    result = CliRunner().invoke(demo_app, ["reload", "--docker", "--target", "http://127.0.0.1:1"])
+    assert result.exit_code == 2 and "--target" in result.output
 
 
 def test_target_must_be_an_http_url() -> None:
