@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import socket
 import sys
 import time
@@ -28,7 +27,7 @@ from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, wait_until
 from infra.local.topology import LoopbackTopology
-from tests.support.haproxy import require_haproxy
+from tests.support.haproxy import HAPROXY_CUT_RESPONSE, require_haproxy
 from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
 
@@ -155,7 +154,6 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
 
 
 # An access log line (option httplog) of a response that started (200) and was cut by the server ("SD").
-HAPROXY_CUT_RESPONSE = re.compile(r"\] public \w+/\S+ \S+ 200 \d+ \S+ \S+ SD")
 
 # haproxy.cfg's timings, given to the Python balancer, so both are held to the same clock: connect 1 s,
 # server 10 s, keep-alive 10 s, whole request head 5 s, 3 retries, health checks and DNS every second.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -17,3 +18,7 @@ def require_haproxy() -> str:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but {exc}", pytrace=False)
         pytest.skip(reason=f"haproxy is not installed here: {exc}")
+
+
+# An HAProxy log line of a 200 the server cut off mid-body ("SD"): already begun, so no proxy can replay it.
+HAPROXY_CUT_RESPONSE = re.compile(r"\] public \w+/\S+ \S+ 200 \d+ \S+ \S+ SD")

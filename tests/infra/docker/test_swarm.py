@@ -47,8 +47,9 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
 
 def stack_objects(client, name: str) -> list[str]:
     label = {"label": f"com.docker.stack.namespace={name}"}
-    return [c.name for c in client.containers.list(all=True, filters=label)] + \
-        [n.name for n in client.networks.list(filters=label)]  # fmt: skip
+    # sparse: no per-container inspect, which races with Swarm removing them (404).
+    return [c.id for c in client.containers.list(all=True, filters=label, sparse=True)] + \
+        [n.id for n in client.networks.list(filters=label)]  # fmt: skip
 
 
 def wait_for(check, *, timeout: float, what: str) -> None:
