@@ -46,7 +46,7 @@ def served_by(stack: ComposeStack, requests: int, concurrency: int = 8) -> colle
 
 def test_every_service_is_healthy_and_redis_is_not_published(stack):
     for service in ("redis", "auth", "auth-redis", "router", "directory-redis", "shard-a", "shard-a-redis",
-                    "shard-b", "shard-b-redis", "lb", "locust"):  # fmt: skip
+                    "shard-b", "shard-b-redis", "lb", "locust", "locust-worker"):  # fmt: skip
         containers = stack.containers(service)
         assert containers, f"{service} is not running"
         for container in containers:
