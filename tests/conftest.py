@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from infra.local.redis_server import RedisServer
+from tests.support.fixtures import running_redis
 
 # Fixtures other folders share (clusters, ...) live in their own module.
 pytest_plugins = ["tests.support.fixtures"]
@@ -17,10 +18,7 @@ pytest_plugins = ["tests.support.fixtures"]
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One real redis-server for the whole session (per xdist worker)."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis()
 
 
 @pytest.fixture
@@ -34,7 +32,4 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A private redis-server, for tests that stop or restart it."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis()

@@ -10,6 +10,27 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
+from infra.local.redis_server import RedisServer
+
+
+def ready(cluster: ClusterProcess) -> ClusterProcess:
+    """``cluster`` once it answers ``/readyz``; stopped (by pid) if it never does."""
+    try:
+        cluster.wait_ready()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def running_redis() -> Iterator[RedisServer]:
+    """A private redis-server for a fixture's scope: ``yield from running_redis()``."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
+from tests.support.fixtures import ready
 from infra.local.redis_server import RedisServer
 from loadtests.experiments.locust_runner import LoadResult, LoadSpec, run_load
 
@@ -21,12 +22,9 @@ def api_cluster(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
     workdir = tmp_path_factory.mktemp("exp-api")
     env = {"REDIS_URL": redis_server.url, "SESSION_SECRET": "test-secret-long-enough-123", "LOG_LEVEL": "warning",
            "SCALECUBE_RUN_DIR": str(workdir)}  # fmt: skip
-    cluster = ClusterProcess(API, port=free_port(), workdir=workdir, workers=2, env=env)
-    try:
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = ready(ClusterProcess(API, port=free_port(), workdir=workdir, workers=2, env=env))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
+from tests.support.fixtures import ready
 from infra.local.redis_server import RedisServer
 
 API = "services.api.app:app"
@@ -18,14 +19,8 @@ def start_api(redis_url: str, workdir: Path, *, session_backend: str) -> Cluster
     workdir.mkdir(parents=True, exist_ok=True)
     env = {"REDIS_URL": redis_url, "SESSION_SECRET": "test-secret-long-enough-123", "SESSION_BACKEND": session_backend,
            "SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning"}  # fmt: skip
-    cluster = ClusterProcess(API, port=free_port(), workdir=workdir, workers=2, policy="rr", env=env,
-                             args=["--drain-timeout", "2"])  # fmt: skip
-    try:
-        cluster.wait_ready()
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+    return ready(ClusterProcess(API, port=free_port(), workdir=workdir, workers=2, policy="rr", env=env,
+                                args=["--drain-timeout", "2"]))  # fmt: skip
 
 
 @pytest.fixture(scope="session")

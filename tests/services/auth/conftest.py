@@ -11,6 +11,7 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
+from tests.support.fixtures import ready, running_redis
 from infra.local.redis_server import RedisServer
 
 AUTH = "services.auth.app:app"
@@ -36,13 +37,7 @@ def api_env(redis_url: str, auth_url: str, run_dir: Path, **extra: str) -> dict[
 
 def start(app: str, env: dict[str, str], workdir: Path, *, workers: int = 2, port: int = 0) -> ClusterProcess:
     workdir.mkdir(parents=True, exist_ok=True)
-    cluster = ClusterProcess(app, port=port or free_port(), workdir=workdir, workers=workers, env=env)
-    try:
-        cluster.wait_ready()
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+    return ready(ClusterProcess(app, port=port or free_port(), workdir=workdir, workers=workers, env=env))
 
 
 @pytest.fixture
@@ -61,10 +56,7 @@ def client(url: str, ip: str, *, fresh: bool = False) -> httpx.Client:
 
 @pytest.fixture(scope="module")
 def auth_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis()
 
 
 @pytest.fixture(scope="module")

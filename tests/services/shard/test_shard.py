@@ -11,6 +11,7 @@ import redis
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
+from tests.support.fixtures import ready, running_redis
 from infra.local.redis_server import RedisServer
 
 SHARD = "services.shard.app:app"
@@ -18,10 +19,7 @@ SHARD = "services.shard.app:app"
 
 @pytest.fixture(scope="module")
 def shard_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis()
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +27,9 @@ def shard_cluster(shard_redis: RedisServer, tmp_path_factory: pytest.TempPathFac
     workdir = tmp_path_factory.mktemp("shard")
     env = {"SHARD_NAME": "shard-x", "SHARD_REDIS_URL": shard_redis.url, "SCALECUBE_RUN_DIR": str(workdir),
            "LOG_LEVEL": "warning", "MAX_PAGE": "50"}  # fmt: skip
-    cluster = ClusterProcess(SHARD, port=free_port(), workdir=workdir, workers=1, env=env)
-    try:
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
+    cluster = ready(ClusterProcess(SHARD, port=free_port(), workdir=workdir, workers=1, env=env))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
