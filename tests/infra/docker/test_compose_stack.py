@@ -14,25 +14,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import httpx
 import pytest
 
 from tests.support.haproxy import HAPROXY_CUT_RESPONSE
-from tests.support.docker import ComposeStack, compose_stack, leftovers
+from tests.support.docker import ComposeStack
 from tests.support.load import LoadGenerator
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[ComposeStack]:
-    project = f"scalecube-test-{uuid.uuid4().hex[:6]}"
-    with compose_stack(project) as running:
-        yield running
-    assert leftovers(running.client, project) == {"containers": [], "networks": [], "volumes": []}
 
 
 def served_by(stack: ComposeStack, requests: int, concurrency: int = 8) -> collections.Counter[str]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -19,18 +17,10 @@ from typer.testing import CliRunner
 from infra.docker.cli import docker_app
 from infra.docker.ops.logs import LogFollower
 from infra.docker.ops.project import hostname
-from tests.support.docker import ComposeStack, compose_stack, leftovers
+from tests.support.docker import ComposeStack
 from tests.support.load import LoadGenerator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the stack comes up in the first test
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[ComposeStack]:
-    project = f"scalecube-ops-{uuid.uuid4().hex[:6]}"
-    with compose_stack(project) as running:
-        yield running
-    assert leftovers(running.client, project) == {"containers": [], "networks": [], "volumes": []}
 
 
 def docker_cli(stack: ComposeStack, *args: str, expect: int = 0) -> str:
