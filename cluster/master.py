@@ -151,8 +151,11 @@ class Cluster(EventEmitter):
     def every(self, seconds: float, fn: Callable[[], Any]) -> asyncio.Task[Any]:
         """Call ``fn`` (sync or async) now and then every ``seconds``, until the master stops.
 
-        A fixed cadence (not "sleep after the work"), so "once per interval" stays
-        true however long ``fn`` takes; a run that overruns skips the missed ticks.
+        A fixed cadence on a grid (not "sleep after the work"), so "once per interval"
+        stays true however long ``fn`` takes or however late the loop wakes: a run
+        that overruns, or a starved loop, skips the missed ticks and resumes on the
+        next grid point. It never runs twice to catch up, so any window of W seconds
+        holds at most W / seconds + 2 runs.
         """
         assert self._loop is not None
         loop = self._loop
@@ -166,10 +169,9 @@ class Cluster(EventEmitter):
                         await result
                 except Exception:
                     log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
-                due += seconds
-                if due < loop.time():
-                    due = loop.time()
-                await asyncio.sleep(due - loop.time())
+                missed = max(0.0, loop.time() - due) // seconds
+                due += (missed + 1) * seconds
+                await asyncio.sleep(max(0.0, due - loop.time()))
 
         return self.spawn_task(repeat)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ log = logging.getLogger("scalecube.api.users_count")
 
 USERS_KEY = "scalecube:users"  # every user who ever logged in
 READS_KEY = "scalecube:users:source_reads"  # how many times the "database" was asked
+READERS_KEY = "scalecube:users:source_readers"  # ... and by which process (pid -> reads): who pays for them
 
 
 class UsersDatabase:
@@ -34,7 +36,7 @@ class UsersDatabase:
     async def count(self) -> int:
         async with self.connector.operation("count users"):
             async with self.connector.client.pipeline(transaction=False) as pipe:
-                reads, count = await pipe.incr(READS_KEY).scard(USERS_KEY).execute()
+                _, _, count = await pipe.incr(READS_KEY).hincrby(READERS_KEY, str(os.getpid()), 1).scard(USERS_KEY).execute()
         await asyncio.sleep(self.delay)  # the cost of a real query, made visible
         return int(count)
 
