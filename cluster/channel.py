@@ -6,6 +6,10 @@ same ordered channel delivers control messages and accepted connections. That
 ordering is what makes draining safe: every connection handed to a worker is
 queued before the "disconnect" message that follows it.
 
+A descriptor sent here is *borrowed*: the channel passes a copy and never closes the
+sender's socket. The master keeps its own copy until the worker has started on the
+connection, so one a dead worker never read can go to another (``cluster.handoff``).
+
 Both ends are non-blocking and driven by an asyncio loop's reader/writer
 callbacks; sends are queued so a slow peer never blocks the master.
 """
@@ -49,23 +53,23 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
-        # (payload, socket whose fd rides along or None); the socket is closed once sent.
-        self._outbox: collections.deque[tuple[bytes, socket.socket | None]] = collections.deque()
+        # (payload, descriptor that rides along or None); the descriptor stays its owner's.
+        self._outbox: collections.deque[tuple[bytes, int | None]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
         self.closed = False
+        self._losing = False
         self._on_message: Callable[[Message, socket.socket | None], None] | None = None
-        self._on_close: Callable[[list[socket.socket]], None] | None = None
+        self._on_close: Callable[[], None] | None = None
 
     # -- attach / detach -------------------------------------------------
     def attach(
         self,
         loop: asyncio.AbstractEventLoop,
         on_message: Callable[[Message, socket.socket | None], None],
-        on_close: Callable[[list[socket.socket]], None],
+        on_close: Callable[[], None],
     ) -> None:
-        """``on_close(unsent)`` runs once when the peer goes away; ``unsent`` are the
-        connections still queued, which the master can hand to another worker."""
+        """``on_close()`` runs once when the peer goes away, after every message it sent was delivered."""
         self._loop = loop
         self._on_message = on_message
         self._on_close = on_close
@@ -73,49 +77,46 @@ class Channel:
         if self._outbox:
             self._start_writing()
 
-    def close(self) -> list[socket.socket]:
-        """Close the channel; returns connections that were queued but never sent."""
+    def close(self) -> None:
+        """Close the channel; whatever was still queued is dropped (descriptors stay their owners')."""
         if self.closed:
-            return []
+            return
         self.closed = True
         if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
             if self._writing:
                 self._loop.remove_writer(self.sock.fileno())
-        unsent = [conn for _, conn in self._outbox if conn is not None]
         self._outbox.clear()
         self.sock.close()
-        return unsent
+
+    def flush_incoming(self) -> None:
+        """Deliver every message already waiting (the peer may be dead: what it sent still counts)."""
+        if not self.closed and self._on_message is not None:
+            self._read_ready()  # ends with on_close() if the peer is gone
 
     # -- sending -----------------------------------------------------------
-    @property
-    def backlog(self) -> int:
-        return len(self._outbox)
-
     def send(self, message: Message) -> None:
         self.send_raw(encode(message))
 
-    def send_raw(self, payload: bytes, conn: socket.socket | None = None) -> None:
-        """Queue ``payload``; ``conn``'s descriptor travels with it (and is closed here once sent)."""
+    def send_raw(self, payload: bytes, fd: int | None = None) -> None:
+        """Queue ``payload``; a copy of descriptor ``fd`` travels with it. The caller keeps ``fd``
+        open until the peer has it (the master: until the worker reports on the connection)."""
         if self.closed:
             raise ChannelClosed("channel is closed")
-        if not self._outbox and self._try_send(payload, conn):
+        if not self._outbox and self._try_send(payload, fd):
             return
-        self._outbox.append((payload, conn))
+        self._outbox.append((payload, fd))
         self._start_writing()
 
-    def _try_send(self, payload: bytes, conn: socket.socket | None) -> bool:
+    def _try_send(self, payload: bytes, fd: int | None) -> bool:
         try:
-            if conn is None:
+            if fd is None:
                 self.sock.send(payload)
             else:
-                socket.send_fds(self.sock, [payload], [conn.fileno()])
-                conn.close()
+                socket.send_fds(self.sock, [payload], [fd])
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:  # peer gone: EPIPE / ECONNRESET
-            if conn is not None:
-                conn.close()
             self._lost(exc)
             return True
         return True
@@ -127,8 +128,8 @@ class Channel:
 
     def _write_ready(self) -> None:
         while self._outbox and not self.closed:
-            payload, conn = self._outbox[0]
-            if not self._try_send(payload, conn):
+            payload, fd = self._outbox[0]
+            if not self._try_send(payload, fd):
                 return
             if self._outbox:
                 self._outbox.popleft()
@@ -161,13 +162,13 @@ class Channel:
             self._on_message(message, conn)
 
     def _lost(self, exc: OSError | None) -> None:
-        if self.closed:
+        if self.closed or self._losing:
             return
+        self._losing = True
         if exc is not None:
             log.debug("channel lost: %s", exc)
-        unsent = self.close()
+        if self._on_message is not None:  # a failed send can come first: still deliver what the peer sent
+            self._read_ready()
+        self.close()
         if self._on_close is not None:
-            self._on_close(unsent)
-        else:
-            for conn in unsent:
-                conn.close()
+            self._on_close()

@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-POLICIES = ("rr", "os")
+from cluster.handoff import HandoffLimits
+
+POLICIES = ("rr", "least", "os")
 
 
 def default_run_dir() -> Path:
@@ -19,6 +21,7 @@ class ClusterConfig:
     app: str  # "module:attribute" of an ASGI app, imported by each worker
     workers: int = 1
     policy: str = "rr"
+    handoff: HandoffLimits = field(default_factory=HandoffLimits)  # rr/least: what a worker may hold, queueing, shedding
     host: str = "127.0.0.1"
     port: int = 8000
     backlog: int = 2048

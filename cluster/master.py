@@ -30,6 +30,7 @@ from cluster.config import ClusterConfig
 from cluster.control import ControlServer
 from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
+from cluster.handoff import DONE, TOOK
 from cluster.policies import listen, make_policy
 from cluster.reaping import become_subreaper
 from cluster.worker_handle import Worker, WorkerState
@@ -86,7 +87,7 @@ class Cluster(EventEmitter):
             sys.path.insert(0, str(self.config.app_dir))
         listener = listen(self.config.host, self.config.port, self.config.backlog)
         self.port = listener.getsockname()[1]
-        self._policy = make_policy(self.config.policy, listener)
+        self._policy = make_policy(self.config.policy, listener, self.config.handoff)
         if self._policy.passes_listener:
             os.set_inheritable(listener.fileno(), True)
         self._metrics_dir = tempfile.mkdtemp(prefix="scalecube-metrics-")
@@ -212,7 +213,7 @@ class Cluster(EventEmitter):
         channel.attach(
             self._loop,
             lambda message, conn: self._on_message(worker, message, conn),
-            lambda unsent: self._on_channel_closed(worker, unsent),
+            lambda: self._on_channel_closed(worker),
         )
         self._loop.call_later(self.config.startup_timeout, self._check_started, worker)
         self.emit("fork", worker)
@@ -288,7 +289,12 @@ class Cluster(EventEmitter):
             conn.close()
         worker.last_heartbeat = time.monotonic()
         kind = message.get("t")
-        if kind == "stats":
+        if kind == DONE:  # the hot path: two small reports per handed connection
+            worker.ledger.done(message["n"])
+            self._policy.worker_freed(worker)
+        elif kind == TOOK:
+            worker.ledger.took(message["n"])
+        elif kind == "stats":
             worker.requests = int(message.get("requests", 0))
             worker.inflight = int(message.get("inflight", 0))
         elif kind == "msg":
@@ -321,8 +327,8 @@ class Cluster(EventEmitter):
         self.emit("listening", worker)
         worker.emit("listening")
 
-    def _on_channel_closed(self, worker: Worker, unsent: list[socket.socket]) -> None:
-        self._policy.redispatch(unsent)
+    def _on_channel_closed(self, worker: Worker) -> None:
+        self._policy.worker_gone(worker)
         self.emit("disconnect", worker)
         worker.emit("disconnect")
 
@@ -344,8 +350,11 @@ class Cluster(EventEmitter):
         worker.exit_code = exitcode if exitcode >= 0 else None
         worker.exit_signal = signal.Signals(-exitcode).name if exitcode < 0 else None
         self.workers.pop(worker.id, None)
-        if not worker.channel.closed:
-            self._policy.redispatch(worker.channel.close())
+        # SIGCHLD can come before the channel's EOF: read what the worker said before it died
+        # (which connections it took), then give the others what it never started.
+        worker.channel.flush_incoming()
+        worker.channel.close()
+        self._policy.worker_gone(worker)
         self._forget_metrics(worker.pid)
         how = f"signal {worker.exit_signal}" if worker.exit_signal else f"code {worker.exit_code}"
         expected = worker.exited_after_disconnect or self.stopping
@@ -528,6 +537,7 @@ class Cluster(EventEmitter):
                 "recent_crashes": self._crashes.recent,
                 "reloading": self._reloading,
                 "stopping": self.stopping,
+                **self._policy.stats(),
             },
             "workers": [w.describe() for w in sorted(self.workers.values(), key=lambda w: (w.slot, w.id))],
         }

@@ -2,8 +2,14 @@
 
 ``rr`` (the default, like Node's SCHED_RR): the master owns the listening
 socket, accepts each connection and passes its descriptor to the next ready
-worker over that worker's channel. Workers that are starting or draining are
-skipped, so a rolling reload never hands a connection to a worker on its way out.
+worker that has room (``cluster.handoff``: a worker holds at most a few
+connections it has not answered yet; the rest wait in the master). Workers that
+are starting or draining are skipped, so a rolling reload never hands a
+connection to a worker on its way out.
+
+``least`` (join-shortest-queue): the same hand-off, but each connection goes to
+the ready worker with the fewest requests in flight, so a cheap request is not put
+behind a heavy one while another worker is free.
 
 ``os``: every worker accepts on the same inherited listening socket and the
 kernel decides. Cheaper for the master, but wakeups favour whichever workers are
@@ -16,16 +22,17 @@ import asyncio
 import collections
 import logging
 import socket
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from cluster.channel import ChannelClosed
+from cluster.handoff import HandoffLimits, HoldQueue, conn_message
 
 if TYPE_CHECKING:
     from cluster.worker_handle import Worker
 
 log = logging.getLogger("scalecube.cluster")
 
-CONN_MESSAGE = b'{"t":"conn"}'
 ACCEPT_BATCH = 64  # accepts per readiness callback, so one busy listener can't starve the loop
 
 
@@ -33,7 +40,7 @@ class SharedSocketPolicy:
     name = "os"
     passes_listener = True  # each worker gets the listening socket itself
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, limits: HandoffLimits) -> None:
         self.listener = listener
 
     def start(self, loop: asyncio.AbstractEventLoop, workers: dict[int, Worker]) -> None:
@@ -42,62 +49,100 @@ class SharedSocketPolicy:
     def worker_ready(self, worker: Worker) -> None:
         pass
 
-    def redispatch(self, conns: list[socket.socket]) -> None:
-        for conn in conns:
-            conn.close()
+    def worker_freed(self, worker: Worker) -> None:
+        pass
+
+    def worker_gone(self, worker: Worker) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        return {}
 
     def stop(self) -> None:
         self.listener.close()
 
 
-class RoundRobinPolicy:
-    name = "rr"
+class HandoffPolicy:
+    """The master accepts; each connection goes to a worker with room (``choose``), or waits."""
+
+    name = ""
     passes_listener = False
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, limits: HandoffLimits) -> None:
         self.listener = listener
         listener.setblocking(False)
+        self.limits = limits
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: dict[int, Worker] = {}
-        self._ring: collections.deque[int] = collections.deque()  # routable worker ids, in turn order
         self._accepting = False
         self._stopped = False
-        self._held: collections.deque[socket.socket] = collections.deque()
+        self._queue = HoldQueue(limits, self._count_shed)
+        self._expiry: asyncio.TimerHandle | None = None
+        self._number = 0
+        self.handed = 0
+        self.reclaimed = 0  # given to another worker after theirs died without starting them
+        self.shed = 0
 
     def start(self, loop: asyncio.AbstractEventLoop, workers: dict[int, Worker]) -> None:
         self._loop = loop
         self._workers = workers
 
+    # -- what the master tells us ------------------------------------------------
     def worker_ready(self, worker: Worker) -> None:
-        """A worker became routable: it joins the turn order, gets what we held, and we accept again."""
+        """A worker became routable: it may take what waits, and we accept (again)."""
         if self._loop is None or self._stopped:
             return
-        if worker.id not in self._ring:
-            self._ring.append(worker.id)
-        for _ in range(len(self._held)):
-            self.dispatch(self._held.popleft())
-        if not self._accepting and not self._held:
+        self.join(worker)
+        self._drain_queue()
+        if not self._accepting:
             self._accepting = True
             self._loop.add_reader(self.listener.fileno(), self._accept_ready)
 
-    def _pause(self) -> None:
-        # No routable worker: leave connections in the kernel's backlog rather than drop them.
+    def worker_freed(self, worker: Worker) -> None:
+        """A worker answered a connection: it has room for the next one that waits."""
+        if self._queue:
+            self._drain_queue()
+
+    def worker_gone(self, worker: Worker) -> None:
+        """A worker died or left: what it never started goes to the others, first in line."""
+        conns = worker.ledger.reclaim()
+        if not conns:
+            return
+        if self._stopped:
+            for conn in conns:
+                conn.close()
+            return
+        self.reclaimed += len(conns)
+        log.info("worker %d left %d connection(s) unstarted: handing them to the others", worker.id, len(conns))
+        self._queue.put_front(conns)
+        self._drain_queue()
+        self._arm_expiry()
+
+    def stats(self) -> dict[str, Any]:
+        return {"handed": self.handed, "reclaimed": self.reclaimed, "shed": self.shed, "queued": len(self._queue),
+                "handoff_limit": self.limits.limit}  # fmt: skip
+
+    def stop(self) -> None:
+        self._stopped = True
         if self._accepting and self._loop is not None:
             self._accepting = False
             self._loop.remove_reader(self.listener.fileno())
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self.listener.close()
+        self._queue.close()
 
-    def _next_worker(self) -> Worker | None:
-        # Workers never return to routable once they leave it (draining/exited),
-        # so an id that is not routable any more drops out of the ring for good.
-        ring = self._ring
-        while ring:
-            wid = ring.popleft()
-            worker = self._workers.get(wid)
-            if worker is not None and worker.routable:
-                ring.append(wid)
-                return worker
-        return None
+    # -- choosing: what rr and least differ in --------------------------------------
+    def join(self, worker: Worker) -> None:
+        pass
 
+    def choose(self) -> Worker | None:
+        raise NotImplementedError
+
+    def has_room(self, worker: Worker) -> bool:
+        return worker.routable and worker.ledger.unanswered < self.limits.limit
+
+    # -- the hand-off -------------------------------------------------------------
     def _accept_ready(self) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
@@ -108,36 +153,119 @@ class RoundRobinPolicy:
                 log.error("accept failed: %s", exc)
                 return
             self.dispatch(conn)
-            if not self._accepting:
-                return
 
     def dispatch(self, conn: socket.socket) -> None:
-        worker = self._next_worker()
+        worker = None if self._queue else self.choose()  # first come, first served: nobody jumps the queue
         if worker is None:
-            # Nobody can take it right now: hold it (and stop accepting) until a worker is ready.
-            self._held.append(conn)
-            self._pause()
-            return
+            self._queue.put(conn)
+            self._arm_expiry()
+        else:
+            self._hand(worker, conn)
+
+    def _hand(self, worker: Worker, conn: socket.socket) -> None:
+        self._number += 1
+        number = self._number
+        worker.ledger.handed(number, conn)  # before sending: a send that finds the worker dead reclaims it
         try:
-            worker.channel.send_raw(CONN_MESSAGE, conn)
+            worker.channel.send_raw(conn_message(number), conn.fileno())
         except ChannelClosed:
-            self.dispatch(conn)  # that worker just died and is no longer routable
+            self.worker_gone(worker)  # closed under us: not routable any more, the conn goes back in line
+            return
+        self.handed += 1
 
-    def redispatch(self, conns: list[socket.socket]) -> None:
-        """Connections queued for a worker that died before receiving them."""
-        for conn in conns:
-            self.dispatch(conn)
+    def _drain_queue(self) -> None:
+        while self._queue:
+            worker = self.choose()
+            if worker is None:
+                return
+            conn = self._queue.pop()
+            assert conn is not None
+            self._hand(worker, conn)
 
-    def stop(self) -> None:
-        self._stopped = True
-        self._pause()
-        self.listener.close()
-        while self._held:
-            self._held.popleft().close()
+    def _arm_expiry(self) -> None:
+        deadline = self._queue.next_deadline()
+        if deadline is None or self._expiry is not None or self._loop is None:
+            return
+        self._expiry = self._loop.call_later(max(0.0, deadline - time.monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._queue.expire(time.monotonic())
+        self._arm_expiry()
+
+    def _count_shed(self, count: int) -> None:
+        if self.shed == 0 or count > 1:
+            log.warning("overloaded: %d connection(s) answered 503 (every worker busy, the queue full or too slow)",
+                        count)  # fmt: skip
+        self.shed += count
 
 
-def make_policy(name: str, listener: socket.socket) -> RoundRobinPolicy | SharedSocketPolicy:
-    return {"rr": RoundRobinPolicy, "os": SharedSocketPolicy}[name](listener)
+class RoundRobinPolicy(HandoffPolicy):
+    name = "rr"
+
+    def __init__(self, listener: socket.socket, limits: HandoffLimits) -> None:
+        super().__init__(listener, limits)
+        self._ring: collections.deque[int] = collections.deque()  # routable worker ids, in turn order
+
+    def join(self, worker: Worker) -> None:
+        if worker.id not in self._ring:
+            self._ring.append(worker.id)
+
+    def choose(self) -> Worker | None:
+        # Workers never return to routable once they leave it (draining/exited), so an id
+        # that is not routable any more drops out of the ring for good; one without room
+        # keeps its place and is passed over this turn.
+        ring = self._ring
+        for _ in range(len(ring)):
+            wid = ring[0]
+            worker = self._workers.get(wid)
+            if worker is None or not worker.routable:
+                ring.popleft()
+                continue
+            ring.rotate(-1)
+            if worker.ledger.unanswered < self.limits.limit:
+                return worker
+        return None
+
+
+class LeastBusyPolicy(HandoffPolicy):
+    """Join-shortest-queue: the fewest requests in flight, by the master's own count of unanswered
+    connections (exact for a new connection per request) or, for keep-alive traffic, by what the
+    worker last reported (once a second), whichever is larger; ties go round."""
+
+    name = "least"
+
+    def __init__(self, listener: socket.socket, limits: HandoffLimits) -> None:
+        super().__init__(listener, limits)
+        self._turn = 0
+
+    def choose(self) -> Worker | None:
+        best: Worker | None = None
+        best_load = 0
+        candidates = list(self._workers.values())
+        self._turn += 1
+        count = len(candidates)
+        for i in range(count):
+            worker = candidates[(self._turn + i) % count]
+            if not self.has_room(worker):
+                continue
+            load = max(worker.ledger.unanswered, worker.inflight)
+            if best is None or load < best_load:
+                best, best_load = worker, load
+                if load == 0:
+                    break
+        return best
+
+
+POLICIES: dict[str, type[SharedSocketPolicy] | type[HandoffPolicy]] = {
+    "rr": RoundRobinPolicy,
+    "least": LeastBusyPolicy,
+    "os": SharedSocketPolicy,
+}
+
+
+def make_policy(name: str, listener: socket.socket, limits: HandoffLimits) -> SharedSocketPolicy | HandoffPolicy:
+    return POLICIES[name](listener, limits)
 
 
 def listen(host: str, port: int, backlog: int) -> socket.socket:

@@ -23,8 +23,44 @@ import uvicorn
 from cluster.channel import Channel, ChannelClosed, Message
 from cluster.context import WorkerContext, set_current_worker
 from cluster.draining import DrainingHttpToolsProtocol
+from cluster.handoff import DONE, TOOK, report_message
 
 log = logging.getLogger("scalecube.cluster")
+
+
+class HandedProtocol(DrainingHttpToolsProtocol):
+    """uvicorn's protocol on a connection the master handed over: it tells the master when it
+    started (first bytes read: the master drops its copy) and when it answered (first response
+    complete, or closed before: the master may hand this worker another) — see cluster.handoff."""
+
+    number = 0
+    channel: Channel
+    _took = False
+    _answered = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._took:
+            self._took = True
+            self._report(TOOK)
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._answered:
+            self._answered = True
+            self._report(DONE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self._answered:
+            self._answered = True
+            self._report(DONE)
+
+    def _report(self, kind: str) -> None:
+        try:
+            self.channel.send_raw(report_message(kind, self.number))
+        except ChannelClosed:
+            pass  # the master is gone; the worker is draining anyway
 
 
 class WorkerServer(uvicorn.Server):
@@ -79,7 +115,7 @@ class WorkerServer(uvicorn.Server):
 
     def _on_channel_message(self, message: Message, conn: socket.socket | None) -> None:
         if conn is not None:
-            self._serve_connection(conn)
+            self._serve_connection(conn, int(message.get("n", 0)))
             return
         kind = message.get("t")
         if kind == "msg":
@@ -89,20 +125,24 @@ class WorkerServer(uvicorn.Server):
         elif kind == "disconnect":
             self._begin_drain()
 
-    def _serve_connection(self, conn: socket.socket) -> None:
+    def _serve_connection(self, conn: socket.socket, number: int) -> None:
         assert self._loop is not None
         conn.setblocking(False)
-        task = self._loop.create_task(self._loop.connect_accepted_socket(self._make_protocol, sock=conn))
+        task = self._loop.create_task(
+            self._loop.connect_accepted_socket(lambda: self._make_protocol(number), sock=conn))  # fmt: skip
         self._handoffs.add(task)
         task.add_done_callback(self._handoffs.discard)
 
-    def _make_protocol(self) -> asyncio.Protocol:
-        # The same factory uvicorn builds for its own listening sockets.
-        return self.config.http_protocol_class(  # type: ignore[call-arg]
+    def _make_protocol(self, number: int) -> asyncio.Protocol:
+        # What uvicorn builds for its own listening sockets, plus the hand-off reports.
+        protocol = HandedProtocol(
             config=self.config, server_state=self.server_state, app_state=self.lifespan.state, _loop=self._loop
         )
+        protocol.number = number
+        protocol.channel = self.channel
+        return protocol
 
-    def _on_master_gone(self, unsent: list[socket.socket]) -> None:
+    def _on_master_gone(self) -> None:
         if not self._draining:
             log.warning("master is gone: worker %s shutting down", self.options.id)
         self._begin_drain()

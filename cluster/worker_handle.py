@@ -12,6 +12,7 @@ import psutil
 
 from cluster.channel import Channel, ChannelClosed
 from cluster.events import EventEmitter
+from cluster.handoff import Ledger
 
 if TYPE_CHECKING:
     from cluster.master import Cluster
@@ -41,6 +42,7 @@ class Worker(EventEmitter):
         self.last_heartbeat = time.monotonic()
         self.requests = 0
         self.inflight = 0
+        self.ledger = Ledger()  # connections handed to it and not answered yet (rr, least)
         self.exited_after_disconnect = False
         self.exit_code: int | None = None
         self.exit_signal: str | None = None
@@ -99,6 +101,7 @@ class Worker(EventEmitter):
             "uptime": round(self.uptime, 1),
             "requests": self.requests,
             "inflight": self.inflight,
+            "unanswered": self.ledger.unanswered,
             "restarts": self.cluster.restarts_of(self.slot),
             "rss_mb": round(self.rss_bytes / 2**20, 1),
             "cpu_percent": round(self.cpu_percent, 1),

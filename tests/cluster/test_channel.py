@@ -23,13 +23,14 @@ def test_messages_and_descriptors_arrive_in_order():
             if message.get("t") == "last":
                 done.set()
 
-        receiver.attach(loop, on_message, lambda unsent: None)
-        sender.attach(loop, lambda m, c: None, lambda unsent: None)
+        receiver.attach(loop, on_message, lambda: None)
+        sender.attach(loop, lambda m, c: None, lambda: None)
         left, right = socket.socketpair()
         sender.send({"t": "first", "n": 1})
-        sender.send_raw(b'{"t":"conn"}', left)
+        sender.send_raw(b'{"t":"conn"}', left.fileno())
         sender.send({"t": "last"})
         await asyncio.wait_for(done.wait(), 5)
+        left.close()  # the sender's copy was only lent: it is still open until its owner closes it
         # The descriptor works on the receiving side: it is the same socket.
         passed = got[1][1]
         passed.sendall(b"ping")
@@ -48,29 +49,34 @@ def test_oversized_messages_are_refused_before_sending():
         encode({"blob": "x" * MAX_MESSAGE_BYTES})
 
 
-def test_peer_gone_reports_queued_connections_for_redispatch():
-    async def scenario() -> tuple[int, bool]:
+def test_peer_gone_delivers_what_it_said_then_closes_once_and_lends_descriptors():
+    """A dead worker's last messages (which connections it took) still arrive, before on_close;
+    a descriptor still queued is not closed by the channel: the master owns it and hands it on."""
+
+    async def scenario() -> tuple[list, int, bool]:
         loop = asyncio.get_running_loop()
         a, b = socketpair()
-        master = Channel(a)
-        closed: list[list[socket.socket]] = []
-        master.attach(loop, lambda m, c: None, closed.append)
+        master, worker = Channel(a), b
+        heard: list = []
+        closed: list[bool] = []
+        master.attach(loop, lambda m, c: heard.append(m), lambda: closed.append(True))
         # Fill the socket buffer so later sends queue up in the outbox.
         filler = b"x" * 60000
-        while master.backlog == 0:
+        while not master._outbox:
             master.send_raw(filler)
         left, right = socket.socketpair()
-        master.send_raw(b'{"t":"conn"}', left)
-        b.close()  # the worker dies without reading
+        master.send_raw(b'{"t":"conn","n":7}', left.fileno())
+        worker.send(b'{"t":"took","n":6}')
+        worker.close()  # the worker dies without reading
+        master.flush_incoming()
         for _ in range(50):
-            await asyncio.sleep(0.02)
             if closed:
                 break
-        unsent = closed[0] if closed else []
-        ok = len(unsent) == 1 and unsent[0] is left
-        for conn in unsent:
-            conn.close()
+            await asyncio.sleep(0.02)
+        left.sendall(b"still open")
+        still_open = right.recv(16) == b"still open"
+        left.close()
         right.close()
-        return len(closed), ok
+        return heard, len(closed), still_open
 
-    assert asyncio.run(scenario()) == (1, True)
+    assert asyncio.run(scenario()) == ([{"t": "took", "n": 6}], 1, True)
