@@ -11,6 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from cluster.handoff import HandoffLimits
+
+_HANDOFF = HandoffLimits()  # the defaults, defined once in cluster.handoff
+
 app = typer.Typer(
     help="scalecube: clone, decompose and split a web application — and measure it.",
     no_args_is_help=True,
@@ -37,9 +41,12 @@ def parse_workers(value: str) -> int:
 def serve(
     target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="the ASGI app each worker imports")],
     workers: Annotated[str, typer.Option(envvar="WORKERS", help="'auto' = the CPUs this process may use")] = "auto",
-    policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: master hands out connections; os: kernel")] = "rr",
+    policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: the master hands each connection to the next worker with room; least: to the least busy; os: the kernel decides")] = "rr",
     host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+    handoff_limit: Annotated[int, typer.Option(envvar="HANDOFF_LIMIT", min=1, help="rr/least: unanswered connections one worker may hold; the rest wait in the master")] = _HANDOFF.limit,
+    max_queue: Annotated[int, typer.Option(envvar="MAX_QUEUE", min=0, help="rr/least: connections the master holds when every worker is full; more get a fast 503")] = _HANDOFF.max_queue,
+    queue_timeout: Annotated[float, typer.Option(envvar="QUEUE_TIMEOUT", help="rr/least: seconds a connection may wait in the master before a fast 503")] = _HANDOFF.queue_timeout,
     drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = 30.0,
     keep_alive: Annotated[float, typer.Option(help="seconds an idle keep-alive connection stays open (keep above any balancer's reuse window)")] = 20.0,
     max_requests: Annotated[int, typer.Option(help="recycle a worker after N requests (0 = never)")] = 0,
@@ -54,15 +61,16 @@ def serve(
     Signals to the master: SIGUSR2/SIGHUP rolling reload, SIGTERM/SIGINT graceful
     stop, SIGTTIN one worker more, SIGTTOU one fewer.
     """
-    from cluster.config import ClusterConfig
+    from cluster.config import POLICIES, ClusterConfig
     from cluster.master import configure_master_logging, run_cluster
 
-    if policy not in ("rr", "os"):
-        raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
+    if policy not in POLICIES:
+        raise typer.BadParameter(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}", param_hint="--policy")
     configure_master_logging()
     try:
         config = ClusterConfig(
             app=target, workers=parse_workers(workers), policy=policy, host=host, port=port,
+            handoff=HandoffLimits(limit=handoff_limit, max_queue=max_queue, queue_timeout=queue_timeout),
             drain_timeout=drain_timeout, keep_alive=keep_alive, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
             max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,
         )  # fmt: skip
