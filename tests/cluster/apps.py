@@ -24,7 +24,8 @@ async def _reply(send, body: dict, status: int = 200) -> None:
 
 
 async def app(scope, receive, send):
-    """GET / → pid; /sleep?s= → slow request; /crash → the worker dies; /messages → what the master sent."""
+    """GET / → pid; /sleep?s= → slow request; /block?until=PATH → the event loop blocked (like CPU work)
+    until PATH exists; /crash → the worker dies; /messages → what the master sent."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -40,6 +41,12 @@ async def app(scope, receive, send):
     worker = current_worker()
     if path == "/sleep":
         await asyncio.sleep(float(params.get("s", "1")))
+    elif path == "/block":
+        import time
+
+        deadline = time.monotonic() + float(params.get("max", "60"))
+        while not os.path.exists(params["until"]) and time.monotonic() < deadline:
+            time.sleep(0.01)  # blocking on purpose: the loop can read nothing, not even the channel
     elif path == "/crash":
         os._exit(int(params.get("code", "1")))
     elif path == "/messages":
