@@ -69,9 +69,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await connector.close()
 
 
-# Readiness checks Redis only, never auth: most of the api (/, /cpu, /users/count, ...) works without
-# auth, so an auth outage must not take every replica out of the balancers. Only the requests that
-# need auth (login, /session/me) answer 503 naming it.
+# /readyz reports Redis without failing on it (services.common.health): most of the api (/, /cpu,
+# /users/count, ...) works without Redis or auth, so neither outage may take a replica out of the
+# balancers. Only the requests that need them (login, /session/me) answer 503 naming them.
 app = create_service_app("api", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
 app.state.sessions = make_session_service()
 app.state.users_count = users_count.UsersCount("master broadcast" if follows_master_broadcast() else "worker poll")

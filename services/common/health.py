@@ -1,10 +1,16 @@
-"""Liveness (``/healthz``) and readiness (``/readyz``) endpoints.
+"""Liveness (``/healthz``) and readiness (``/readyz``) endpoints of a service.
 
 Liveness never touches a dependency: a Redis outage must not get healthy
-workers restarted. Readiness does, so balancers stop sending traffic to a
-replica that can only answer 503.
-"""
+workers restarted. Readiness reports each dependency but does not fail on one:
+every replica shares the same Redis, auth and shards, so a probe that failed on
+them would eject every replica at once and turn "sessions are down" into "the site
+is down". A replica that runs serves *something* (``/``, ``/cpu``, the last users
+count...), and the routes that need a missing dependency answer 503 naming it.
+So ``/readyz`` answers 200 with ``"status": "degraded"`` and the missing names.
 
+Probes should use the cluster master's health port (``cluster.health``), which
+answers even when every worker is busy; this endpoint is for people and dashboards.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +43,9 @@ def health_router(checks: Mapping[str, ReadinessCheck] | None = None, *,
         results = dict(zip(names, outcomes, strict=True))
         failing = [name for name, ok in results.items() if not ok]
         if failing:
-            message = "not ready: " + ", ".join(f"{name} unavailable" for name in failing)
-            return JSONResponse({"status": "unavailable", "checks": results, "message": message}, status_code=503)
+            message = ("serving; unavailable: " + ", ".join(failing)
+                       + " (the routes that need it answer 503 naming it)")  # fmt: skip
+            return JSONResponse({"status": "degraded", "checks": results, "message": message})
         return JSONResponse({"status": "ready", "checks": results})
 
     return router

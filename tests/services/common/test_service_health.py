@@ -1,4 +1,5 @@
-"""/healthz never depends on anything; /readyz runs the named checks, concurrently, with a timeout."""
+"""/healthz never depends on anything; /readyz runs the named checks, concurrently, with a timeout,
+and reports them without failing: a shared dependency down must not eject every replica."""
 
 from __future__ import annotations
 
@@ -41,11 +42,11 @@ def test_readyz_names_the_failing_dependency_then_recovers(serve, dependency: so
     url = serve(build_app(ServiceSettings.load(), readiness={"redis": tcp_check(dependency)}))
 
     down = httpx.get(url + "/readyz")
-    assert down.status_code == 503
+    assert down.status_code == 200  # still serving what does not need redis
     assert down.json() == {
-        "status": "unavailable",
+        "status": "degraded",
         "checks": {"redis": False},
-        "message": "not ready: redis unavailable",
+        "message": "serving; unavailable: redis (the routes that need it answer 503 naming it)",
     }
     assert httpx.get(url + "/healthz").json() == {"status": "ok"}  # liveness ignores dependencies
 
@@ -68,27 +69,38 @@ def test_readyz_lists_every_failing_check(serve) -> None:
     url = serve(build_app(ServiceSettings.load(), readiness={"redis": says_no, "auth": raises, "disk": fine}))
     response = httpx.get(url + "/readyz")
 
-    assert response.status_code == 503
+    assert response.status_code == 200 and response.json()["status"] == "degraded"
     assert response.json()["checks"] == {"redis": False, "auth": False, "disk": True}
-    assert response.json()["message"] == "not ready: redis unavailable, auth unavailable"
+    assert response.json()["message"].startswith("serving; unavailable: redis, auth ")
 
 
 def test_hung_checks_time_out_concurrently(serve) -> None:
+    """Side by side, not one after another: every check has begun before the first one is given up on
+    (one after another, the second would begin only once the first had timed out)."""
+    started: list[int] = []
+    begun_when_cancelled: list[int] = []
+
     async def hangs() -> bool:
-        await asyncio.sleep(30)
+        started.append(1)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            begun_when_cancelled.append(len(started))
+            raise
         return True
 
     app = FastAPI()
     app.include_router(health_router({"one": hangs, "two": hangs, "three": hangs}, timeout=0.3))
     url = serve(app)
 
-    started = time.monotonic()
+    began = time.monotonic()
     response = httpx.get(url + "/readyz", timeout=10)
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - began
 
-    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
     assert response.json()["checks"] == {"one": False, "two": False, "three": False}
-    assert 0.3 <= elapsed < 0.8  # three 0.3 s timeouts side by side, not one after another
+    assert begun_when_cancelled == [3, 3, 3]
+    assert elapsed >= 0.3  # each waited its timeout; the answer came (not the 30 s the checks would take)
 
 
 def test_no_checks_means_ready(serve) -> None:
