@@ -24,6 +24,7 @@ class ClusterConfig:
     handoff: HandoffLimits = field(default_factory=HandoffLimits)  # rr/least: what a worker may hold, queueing, shedding
     host: str = "127.0.0.1"
     port: int = 8000
+    health_port: int | None = None  # the master's /healthz and /readyz for probes (cluster.health); None = off
     backlog: int = 2048
     drain_timeout: float = 30.0  # in-flight requests of a leaving worker get this long
     startup_timeout: float = 60.0  # a worker not listening by then is killed and counted as a crash

@@ -31,6 +31,7 @@ from cluster.control import ControlServer
 from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
 from cluster.handoff import DONE, TOOK
+from cluster.health import HealthServer
 from cluster.policies import listen, make_policy
 from cluster.reaping import become_subreaper
 from cluster.worker_handle import Worker, WorkerState
@@ -77,6 +78,8 @@ class Cluster(EventEmitter):
         self._metrics_dir = ""
         self._policy: Any = None
         self._control: ControlServer | None = None
+        self._health: HealthServer | None = None
+        self.health_port: int | None = None
 
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
@@ -99,6 +102,9 @@ class Cluster(EventEmitter):
             os.getpid(), self.config.app, self.config.host, self.port, len(self._slots), self.config.policy,
         )
         try:
+            if self.config.health_port is not None:
+                self._health = HealthServer(self.health_snapshot)
+                self.health_port = await self._health.start(self.config.host, self.config.health_port)
             if not self._run_master_hook():
                 self.exit_code = STARTUP_FAILURE
                 return self.exit_code
@@ -136,6 +142,8 @@ class Cluster(EventEmitter):
             handle.cancel()
         if self._control is not None:
             await self._control.close()
+        if self._health is not None:
+            await self._health.close()
         if self._loop is not None:
             for sig in (signal.SIGCHLD, *STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGTTIN, signal.SIGTTOU):
                 self._loop.remove_signal_handler(sig)
@@ -525,6 +533,20 @@ class Cluster(EventEmitter):
                          self.config.max_rss_mb)  # fmt: skip
                 self.spawn_task(lambda w=worker: self.replace(w))
 
+    def health_snapshot(self) -> dict[str, Any]:
+        """What the probes see (cluster.health): never blocked by a worker, computed on demand."""
+        listening = [w for w in self.workers.values() if w.routable]
+        limit = self.config.handoff.limit
+        return {
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - self._started_at, 1),
+            "stopping": self.stopping,
+            "listening": len(listening),
+            "target_workers": len(self._slots),
+            "busy": sum(1 for w in listening if w.ledger.unanswered >= limit),  # at their hand-off limit
+            **{k: v for k, v in self._policy.stats().items() if k in ("queued", "shed")},
+        }
+
     def status(self) -> dict[str, Any]:
         return {
             "master": {
@@ -532,6 +554,7 @@ class Cluster(EventEmitter):
                 "app": self.config.app,
                 "policy": self.config.policy,
                 "address": f"http://{self.config.host}:{self.port}",
+                "health": f"http://{self.config.host}:{self.health_port}" if self.health_port else None,
                 "uptime": round(time.monotonic() - self._started_at, 1),
                 "target_workers": len(self._slots),
                 "recent_crashes": self._crashes.recent,

@@ -44,6 +44,7 @@ def serve(
     policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: the master hands each connection to the next worker with room; least: to the least busy; os: the kernel decides")] = "rr",
     host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+    health_port: Annotated[int | None, typer.Option(envvar="HEALTH_PORT", help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)")] = None,
     handoff_limit: Annotated[int, typer.Option(envvar="HANDOFF_LIMIT", min=1, help="rr/least: unanswered connections one worker may hold; the rest wait in the master")] = _HANDOFF.limit,
     max_queue: Annotated[int, typer.Option(envvar="MAX_QUEUE", min=0, help="rr/least: connections the master holds when every worker is full; more get a fast 503")] = _HANDOFF.max_queue,
     queue_timeout: Annotated[float, typer.Option(envvar="QUEUE_TIMEOUT", help="rr/least: seconds a connection may wait in the master before a fast 503")] = _HANDOFF.queue_timeout,
@@ -69,7 +70,7 @@ def serve(
     configure_master_logging()
     try:
         config = ClusterConfig(
-            app=target, workers=parse_workers(workers), policy=policy, host=host, port=port,
+            app=target, workers=parse_workers(workers), policy=policy, host=host, port=port, health_port=health_port,
             handoff=HandoffLimits(limit=handoff_limit, max_queue=max_queue, queue_timeout=queue_timeout),
             drain_timeout=drain_timeout, keep_alive=keep_alive, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
             max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,

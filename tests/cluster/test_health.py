@@ -1,0 +1,45 @@
+"""The master answers the probes (cluster.health): at once, even when every worker is busy."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+
+import httpx
+import pytest
+
+from infra.local.processes import wait_until
+from tests.cluster.test_handoff import Blocker
+
+
+@pytest.fixture
+def pool():
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
+        yield executor
+
+
+def test_probes_are_answered_by_the_master_while_every_worker_is_blocked(start_cluster, tmp_path, pool):
+    cluster = start_cluster(workers=2, policy="rr", args=["--health-port", "0", "--handoff-limit", "1"])
+    health = cluster.status()["master"]["health"]
+    assert httpx.get(health + "/readyz", timeout=10).json()["listening"] == 2
+
+    first = Blocker(cluster, tmp_path, pool)
+    # rr skips the busy worker, so a second /block lands on the other one.
+    second = pool.submit(httpx.get, f"{cluster.url}/block?until={first.release_file}", timeout=60)
+    try:
+        wait_until(lambda: all(w["unanswered"] >= 1 for w in cluster.status()["workers"]), 30,
+                   what="both workers blocked")  # fmt: skip
+        with pytest.raises(httpx.TimeoutException):  # a probe answered by a worker would eject this replica
+            httpx.get(cluster.url + "/readyz", timeout=1)
+        ready = httpx.get(health + "/readyz", timeout=5)
+        assert ready.status_code == 200
+        assert ready.json()["busy"] == 2 and ready.json()["listening"] == 2
+        assert httpx.get(health + "/healthz", timeout=5).json()["status"] == "alive"
+
+        cluster.signal(signal.SIGTERM)  # stopping: out of rotation at once, while the blocked ones drain
+        stopping = httpx.get(health + "/readyz", timeout=5)
+        assert stopping.status_code == 503 and stopping.json()["message"] == "stopping"
+    finally:
+        first.release()
+    assert first.future.result().status_code == 200 and second.result().status_code == 200
+    assert cluster.wait(30) == 0
