@@ -8,7 +8,7 @@ an outage. The master never serves requests: it answers at once, and it knows wh
 probe wants to know — which workers are listening (ready for connections), which
 have answered their last hand-off, and what waits.
 
-What it answers:
+What it answers (and ``/metrics``: the master's own, see ``cluster.metrics``):
 
 * ``GET /healthz`` (liveness): 200 while the master's loop runs. A master that cannot
   answer this is wedged and should be restarted; a busy or crashing worker is the
@@ -41,14 +41,16 @@ log = logging.getLogger("scalecube.cluster")
 class HealthServer:
     """``/healthz`` and ``/readyz`` for probes, from a ``snapshot()`` of the master's state."""
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, snapshot: Callable[[], dict[str, Any]], metrics: Callable[[], bytes]) -> None:
         self._snapshot = snapshot
+        self._metrics = metrics
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int) -> int:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics_page)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -62,6 +64,10 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
 
     async def _healthz(self, request: web.Request) -> web.Response:
         snapshot = self._snapshot()

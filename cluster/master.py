@@ -32,6 +32,7 @@ from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
 from cluster.handoff import DONE, TOOK
 from cluster.health import HealthServer
+from cluster.metrics import metrics_text
 from cluster.policies import listen, make_policy
 from cluster.reaping import become_subreaper
 from cluster.worker_handle import Worker, WorkerState
@@ -103,7 +104,7 @@ class Cluster(EventEmitter):
         )
         try:
             if self.config.health_port is not None:
-                self._health = HealthServer(self.health_snapshot)
+                self._health = HealthServer(self.health_snapshot, metrics_text(self.status))
                 self.health_port = await self._health.start(self.config.host, self.config.health_port)
             if not self._run_master_hook():
                 self.exit_code = STARTUP_FAILURE

@@ -43,3 +43,20 @@ def test_probes_are_answered_by_the_master_while_every_worker_is_blocked(start_c
         first.release()
     assert first.future.result().status_code == 200 and second.result().status_code == 200
     assert cluster.wait(30) == 0
+
+
+def test_the_master_exports_its_own_metrics(start_cluster, tmp_path, pool):
+    cluster = start_cluster(workers=1, policy="rr", args=["--health-port", "0", "--handoff-limit", "1",
+                                                          "--max-queue", "0"])  # fmt: skip
+    health = cluster.status()["master"]["health"]
+    blocker = Blocker(cluster, tmp_path, pool)
+    try:
+        assert httpx.get(cluster.url + "/", timeout=10).status_code == 503  # no queue: shed at once
+    finally:
+        blocker.release()
+    blocker.future.result()
+    text = httpx.get(health + "/metrics", timeout=10).text
+    assert "scalecube_cluster_shed_total 1.0" in text
+    assert "scalecube_cluster_handed_total 1.0" in text
+    assert 'scalecube_cluster_workers{state="listening"} 1.0' in text
+    assert 'scalecube_cluster_worker_unanswered{worker="0"} 0.0' in text

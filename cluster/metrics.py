@@ -1,0 +1,63 @@
+"""The master's own metrics, served on its health port (``/metrics``, Prometheus text format).
+
+The services' ``/metrics`` counts requests per worker; what only the master knows is
+here: workers by state, what each worker holds unanswered, restarts, and the
+hand-off's totals — connections handed, reclaimed from dead workers, shed with a 503
+(overload), and waiting right now. A custom collector reads the master's status when
+scraped, so nothing is counted twice and the hand-off path pays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+
+PREFIX = "scalecube_cluster_"
+HANDOFF_COUNTERS = {
+    "handed": "Connections the master handed to a worker.",
+    "reclaimed": "Connections a dead worker never started, handed to another.",
+    "shed": "Connections answered 503 by the master: every worker busy, the queue full or too slow.",
+}
+
+
+class ClusterCollector:
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        master, workers = status["master"], status["workers"]
+        for key, text in HANDOFF_COUNTERS.items():
+            if key in master:
+                yield CounterMetricFamily(PREFIX + key, text, value=master[key])
+        if "queued" in master:
+            yield GaugeMetricFamily(PREFIX + "queued", "Connections waiting in the master for a worker.",
+                                    value=master["queued"])  # fmt: skip
+        states = GaugeMetricFamily(PREFIX + "workers", "Workers by state.", labels=["state"])
+        for state in ("starting", "online", "listening", "draining"):
+            states.add_metric([state], sum(1 for w in workers if w["state"] == state))
+        yield states
+        yield GaugeMetricFamily(PREFIX + "target_workers", "Workers the master keeps.", value=master["target_workers"])
+        unanswered = GaugeMetricFamily(PREFIX + "worker_unanswered",
+                                       "Connections handed to the worker, first response not sent yet.", labels=["worker"])  # fmt: skip
+        inflight = GaugeMetricFamily(PREFIX + "worker_inflight", "Requests in flight, as the worker last reported.",
+                                     labels=["worker"])  # fmt: skip
+        restarts = CounterMetricFamily(PREFIX + "worker_restarts", "Times the slot's worker was replaced after a crash.",
+                                       labels=["worker"])  # fmt: skip
+        for w in workers:
+            slot = str(w["slot"])  # the `worker` label of the services' request metrics
+            unanswered.add_metric([slot], w.get("unanswered", 0))
+            inflight.add_metric([slot], w["inflight"])
+            restarts.add_metric([slot], w["restarts"])
+        yield from (unanswered, inflight, restarts)
+        yield CounterMetricFamily(PREFIX + "recent_crashes", "Worker crashes within the crash window.",
+                                  value=master["recent_crashes"])  # fmt: skip
+
+
+def metrics_text(status: Callable[[], dict[str, Any]]) -> Callable[[], bytes]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(status))  # type: ignore[arg-type]
+    return lambda: generate_latest(registry)
