@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ class LoadSummary:
     seconds: float
     p50_ms: float | None
     p99_ms: float | None
+    error_kinds: dict[str, int] = field(default_factory=dict)  # wrk's: connect, read, write, timeout, non-2xx
 
     @property
     def rps(self) -> float:
@@ -44,22 +45,32 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2) -> LoadSummary:
-    """Keep-alive load from wrk; errors = socket errors + non-2xx/3xx responses."""
+def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2, new_connections: bool = False,
+            timeout: float | None = None) -> LoadSummary:  # fmt: skip
+    """Load from wrk; errors = socket errors + non-2xx/3xx responses.
+
+    ``new_connections``: every request on a connection of its own (``Connection: close``, wrk
+    reconnects), the shape of the guides' ``ab -c200``; else keep-alive. ``timeout``: seconds
+    before wrk gives up on a response (its default, 2 s, counts a slow answer as an error).
+    """
     duration = max(1, round(seconds))  # wrk takes whole seconds only
-    out = subprocess.run(
-        ["wrk", "--latency", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{duration}s", url],
-        capture_output=True, text=True, timeout=duration + 30, check=True,
-    ).stdout  # fmt: skip
+    argv = ["wrk", "--latency", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{duration}s"]
+    if new_connections:
+        argv += ["-H", "Connection: close"]
+    if timeout is not None:
+        argv += ["--timeout", f"{max(1, round(timeout))}s"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 30 + (timeout or 0),
+                         check=True).stdout  # fmt: skip
     found = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
     requests, seconds = int(found.group(1)), _ms(found.group(2)) / 1000  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    kinds = {kind: int(n) for kind, n in re.findall(r"(connect|read|write|timeout) (\d+)", out) if int(n)}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors += int(non2xx.group(1)) if non2xx else 0
+    if non2xx:
+        kinds["non-2xx"] = int(non2xx.group(1))
     p50 = re.search(r"50%\s+([\d.]+\w+)", out)
     p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-    return LoadSummary("wrk", requests, errors, seconds, _ms(p50.group(1)) if p50 else None,
-                       _ms(p99.group(1)) if p99 else None)  # fmt: skip
+    return LoadSummary("wrk", requests, sum(kinds.values()), seconds, _ms(p50.group(1)) if p50 else None,
+                       _ms(p99.group(1)) if p99 else None, kinds)  # fmt: skip
 
 
 def run_threads(url: str, *, seconds: float, connections: int, keepalive: bool = True) -> LoadSummary:

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from loadtests.drivers import run_wrk, wrk_available
 from loadtests.experiments.locust_runner import LoadResult, LoadSpec, run_load
 from loadtests.experiments.rigs import Rig
 
@@ -89,3 +90,20 @@ class DemoContext:
                               progress=lambda elapsed: progress.update(task, completed=min(elapsed, 0.99 * total)))  # fmt: skip
             progress.update(task, completed=total)
         return result
+
+    def wrk(self, phase: str, url: str, *, connections: int, seconds: float, new_connections: bool = True,
+            timeout: float = 10.0) -> LoadResult:  # fmt: skip
+        """Many clients at once, the guides' way (``ab -c200``: a new connection per request): wrk,
+        whose C costs little per connection where 200 Locust users would need the cores being measured.
+        A request wrk lost to a socket error (reset, closed before the answer, timeout) is a failure,
+        as is a non-2xx answer."""
+        if not wrk_available():
+            raise RuntimeError("wrk is not installed (apt-get install wrk): it drives the 200-client phases")
+        how = "new connection per request" if new_connections else "keep-alive"
+        self.say(f"{phase}: wrk, {connections} connections, {how}, {seconds:g} s")
+        summary = run_wrk(url, seconds=seconds, connections=connections, new_connections=new_connections,
+                          timeout=timeout)  # fmt: skip
+        lost = summary.errors - summary.error_kinds.get("non-2xx", 0)  # never answered: not in wrk's count
+        return LoadResult(label=phase, requests=summary.requests + lost, failures=summary.errors,
+                          seconds=summary.seconds, p50_ms=summary.p50_ms, p99_ms=summary.p99_ms,
+                          failures_by_error=dict(summary.error_kinds))  # fmt: skip
