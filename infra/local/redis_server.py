@@ -19,6 +19,14 @@ from redis.retry import Retry
 from infra.local.ports import free_port
 
 LOG_NAME = "redis.log"
+# What a server leaves in its data dir besides the log: Redis 7's multi-part AOF dir, Redis 6's single AOF file,
+# an RDB snapshot, and the temporary files of a rewrite or save a kill interrupted.
+DATA_FILES = ("appendonlydir", "appendonly.aof", "dump.rdb", "temp-*")
+# With the AOF on: write it before replying (Redis does, unless a slow background fsync postpones the write), fsync
+# once a second. A killed redis-server loses nothing it acknowledged — the kernel holds what was written —
+# and only a crash of the machine can cost the last second. `always` would fsync on every write: each session
+# write would wait for the disk, and load tests would measure the disk instead of the scaling.
+APPENDFSYNC = "everysec"
 
 
 def find_redis_server() -> str:
@@ -40,6 +48,14 @@ def find_redis_server() -> str:
     )
 
 
+class RedisExited(RuntimeError):
+    """The server exited before it answered PING (a bad option, a taken port, an AOF it cannot read)."""
+
+    def __init__(self, returncode: int, port: int, log_tail: str) -> None:
+        self.returncode = returncode
+        super().__init__(f"redis-server exited with code {returncode} on port {port}:\n{log_tail}")
+
+
 class RedisServer:
     """One ``redis-server`` child process, configured entirely on its command line."""
 
@@ -50,6 +66,7 @@ class RedisServer:
         host: str = "127.0.0.1",
         data_dir: Path | None = None,
         appendonly: bool = False,
+        appendfsync: str = APPENDFSYNC,
         executable: str | None = None,
         new_session: bool = False,
     ) -> None:
@@ -60,6 +77,7 @@ class RedisServer:
         self._own_data_dir = data_dir is None
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._appendonly = appendonly
+        self._appendfsync = appendfsync
         self._executable = executable or find_redis_server()
         # A supervisor (``scalecube up``) keeps Ctrl-C in the terminal from reaching Redis
         # directly, so it can stop the api first and Redis last.
@@ -94,6 +112,20 @@ class RedisServer:
         """SIGTERM by pid, SIGKILL if it lingers; removes a temp data dir. Idempotent."""
         self._terminate(timeout)
         self._remove_own_data_dir()
+
+    def clear_data(self) -> None:
+        """Forget the data a previous server left in the data dir (its AOF and RDB files); the log stays.
+        Only while stopped: a running server would write them again."""
+        if self.running:
+            raise RuntimeError("clear_data() on a running redis-server")
+        if self._data_dir is None:
+            return
+        for pattern in DATA_FILES:
+            for path in self._data_dir.glob(pattern):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
 
     def restart(self, timeout: float = 10.0) -> None:
         """Stop and start again on the same port and data dir (simulates an outage)."""
@@ -152,6 +184,7 @@ class RedisServer:
             "--dir", str(self._data_dir),
             "--save", "",
             "--appendonly", "yes" if self._appendonly else "no",
+            "--appendfsync", self._appendfsync,
             "--daemonize", "no",
             "--protected-mode", "no",
             # Log to stdout, which goes to a file: that file also catches errors
@@ -182,10 +215,7 @@ class RedisServer:
             while True:
                 assert self._process is not None
                 if self._process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited with code {self._process.returncode} "
-                        f"on port {self._port}:\n{self._log_tail()}"
-                    )
+                    raise RedisExited(self._process.returncode, self._port, self._log_tail())
                 try:
                     if client.ping():
                         return

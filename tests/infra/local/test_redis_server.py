@@ -1,11 +1,13 @@
 import os
+import signal
 import socket
 from pathlib import Path
 
 import pytest
 import redis
 
-from infra.local.redis_server import RedisServer, find_redis_server
+from infra.local.processes import wait_until
+from infra.local.redis_server import RedisExited, RedisServer, find_redis_server
 
 
 def _ping(url: str) -> bool:
@@ -86,16 +88,48 @@ def test_restart_comes_back_on_the_same_port_as_a_new_process(tmp_path):
     assert tmp_path.is_dir()  # a caller's data dir is the caller's to remove
 
 
+def test_a_killed_server_comes_back_with_its_keys_and_clear_data_forgets_them(tmp_path):
+    server = RedisServer(data_dir=tmp_path, appendonly=True)
+    try:
+        server.start()
+        with redis.Redis.from_url(server.url) as client:
+            client.set("session", "ada")
+            assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+            # Written to the file before the reply (the first write: no background fsync can postpone it), so the
+            # kernel holds it: a SIGKILL of the process loses nothing.
+            assert int(client.info("persistence")["aof_buffer_length"]) == 0
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: server.returncode == -signal.SIGKILL, 10, what="the killed redis-server to exit")
+
+        server.start()
+        with redis.Redis.from_url(server.url) as client:
+            survived = client.get("session")
+        server.stop()
+        server.clear_data()
+        server.start()
+        with redis.Redis.from_url(server.url) as client:
+            forgotten = client.get("session")
+    finally:
+        server.stop()
+
+    assert survived == b"ada"
+    assert forgotten is None
+    assert (tmp_path / "redis.log").read_text().count("Ready to accept connections") == 3  # the log is kept
+
+
 def test_start_fails_clearly_when_the_port_is_taken():
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         server = RedisServer(port=squatter.getsockname()[1])
 
-        with pytest.raises(RuntimeError, match="redis-server exited") as caught:
+        with pytest.raises(RedisExited, match="redis-server exited") as caught:
             server.start(timeout=5)
 
     assert "Address already in use" in str(caught.value)  # the log's tail is included
+    assert caught.value.returncode == 1
     assert not server.running and server.pid is None
     assert server.data_dir is None  # its temp dir is not leaked
     server.stop()
