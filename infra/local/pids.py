@@ -8,6 +8,7 @@ start time tells them apart.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -66,6 +67,32 @@ class ProcessRef:
                 with contextlib.suppress(psutil.Error):
                     member.send_signal(signal.SIGKILL)
             psutil.wait_procs(family, timeout=5)
+
+    def kill_group(self, timeout: float = 5.0) -> list[int]:
+        """SIGKILL what is left of the process group this process led, once it has exited; returns their pids.
+
+        Its children (a cluster master's workers) are re-parented when it dies, so ``kill_tree``
+        no longer finds them; they keep its process group (each component starts a new session).
+        Only members started after it are taken, and only while its pid is free: a process now
+        holding that pid may lead a stranger's group of the same number.
+        """
+        if psutil.pid_exists(self.pid):
+            return []
+        members = []
+        for process in psutil.process_iter(["create_time", "status"]):
+            try:
+                if (os.getpgid(process.pid) == self.pid and process.info["status"] != psutil.STATUS_ZOMBIE
+                        and process.info["create_time"] >= self.started - SAME_START):  # fmt: skip
+                    members.append(ProcessRef(process.pid, process.info["create_time"]))
+            except (OSError, psutil.Error):
+                continue  # gone meanwhile
+        for member in members:
+            member.signal(signal.SIGKILL)
+        # Not psutil.wait_procs: whoever inherits an orphan may never reap it, and a zombie holds no port.
+        deadline = time.monotonic() + timeout
+        for member in members:
+            member.wait_gone(max(0.0, deadline - time.monotonic()))
+        return [member.pid for member in members]
 
     def wait_gone(self, timeout: float, interval: float = 0.05) -> bool:
         """Poll until the process has exited; False if it still runs after ``timeout``."""
