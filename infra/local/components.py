@@ -25,7 +25,7 @@ from infra.local.errors import PortInUse, StackError
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
 from infra.local.processes import serve_argv
-from infra.local.redis_server import LOG_NAME, RedisServer
+from infra.local.redis_server import APPENDFSYNC, LOG_NAME, RedisServer
 from lb.haproxy import runner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m scalecube` and the apps import from
@@ -88,7 +88,8 @@ class ChildProcess:
         return self.process.pid if self.process is not None else None
 
     def launch(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        with open(log_path, "wb") as log:
+        """Start the process; a relaunch (a restart) appends to the log, so it still says why the last one died."""
+        with open(log_path, "ab" if self.process is not None else "wb") as log:
             self.process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         self.ref = ProcessRef.of(self.process.pid)
@@ -119,23 +120,33 @@ class ChildProcess:
 
 
 class RedisComponent:
-    """A ``redis-server`` (AOF off: the stack's Redis is a cache and session store, not a database)."""
+    """A ``redis-server`` with its append-only file in its data dir (``state_dir/NAME``).
+
+    The AOF lets a Redis the supervisor restarts come back with its keys — sessions,
+    credentials, the shards' users — as a compose container keeps its volume. Each
+    ``up`` still starts empty (the first ``start()`` clears what a previous stack left):
+    a stack is a fresh demo, and its ``SESSION_SECRET`` is new anyway.
+    """
 
     def __init__(self, data_dir: Path, *, port: int = 0, host: str = "127.0.0.1", name: str = "redis",
                  port_option: str = "--redis-port") -> None:  # fmt: skip
         self.name = name
         self.start_with_previous = True  # start() returns once it answers PING: nothing to overlap with
-        self.server = RedisServer(port, host=host, data_dir=data_dir, appendonly=False, new_session=True)
+        self.server = RedisServer(port, host=host, data_dir=data_dir, appendonly=True, new_session=True)
         self.host = host
         self.log_path = data_dir / LOG_NAME
         self._port_option = port_option
         self._ref: ProcessRef | None = None
+        self._started_before = False
 
     @property
     def url(self) -> str:
         return self.server.url
 
     def start(self) -> None:
+        if not self._started_before:
+            self.server.clear_data()  # a previous stack's, not ours: restarts keep it from here on
+            self._started_before = True
         self.server.start(REDIS_START_TIMEOUT)  # returns once it answers PING
         assert self.server.pid is not None
         self._ref = ProcessRef.of(self.server.pid)
@@ -154,6 +165,7 @@ class RedisComponent:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "redis", "url": self.url, "log": str(self.log_path),
+                "persistence": f"aof appendfsync {APPENDFSYNC}", "data": str(self.server.data_dir),
                 "stop_timeout": REDIS_STOP_TIMEOUT, **_pid(self._ref)}  # fmt: skip
 
 

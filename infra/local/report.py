@@ -34,8 +34,23 @@ class ConsoleReporter:
         how_to_stop = f"scalecube down --state-dir {state_dir}" if detached else "Ctrl-C"
         self.console.print(f"{escape(how_to_stop)} to stop")
 
-    def component_exited(self, name: str, how: str, log_path: Path, tail: str) -> None:
-        self.console.print(f"[red bold]{escape(name)} exited unexpectedly ({escape(how)})[/]: stopping the stack")
+    def component_exited(self, name: str, how: str, log_path: Path, tail: str, restart_in: float) -> None:
+        when = f"in {restart_in:g}s" if restart_in else "now"
+        self.console.print(f"[red bold]{escape(name)} exited unexpectedly ({escape(how)})[/]: restarting it {when}")
+        self._tail(log_path, tail)
+
+    def component_restarted(self, name: str, pid: int | None, restarts: int) -> None:
+        self.console.print(f"{escape(name)} restarted (pid {pid}, restart {restarts})")
+
+    def component_back(self, name: str, restarts: int) -> None:
+        self.console.print(f"[green]{escape(name)} is ready again[/] (after {restarts} restart{'s' * (restarts != 1)})")
+
+    def component_failed(self, name: str, why: str, log_path: Path, tail: str) -> None:
+        self.console.print(f"[red bold]giving up on {escape(name)}[/]: {escape(why)}; the rest of the stack keeps "
+                           f"running (scalecube status; scalecube down to stop it)")  # fmt: skip
+        self._tail(log_path, tail)
+
+    def _tail(self, log_path: Path, tail: str) -> None:
         self.console.print(f"--- last lines of {log_path} ---", markup=False, highlight=False)
         self.console.print(tail, markup=False, highlight=False)
 
@@ -68,20 +83,44 @@ def render_stack(stack: dict[str, Any], console: Console) -> None:
               f"{stack['started_at']}  ·  {escape(stack['state_dir'])}",
         title_justify="left",
     )  # fmt: skip
-    for column in ("component", "pid", "url", "alive", "log"):
-        table.add_column(column, justify="right" if column == "pid" else "left",
+    for column in ("component", "pid", "url", "state", "restarts", "log"):
+        table.add_column(column, justify="right" if column in ("pid", "restarts") else "left",
+                         no_wrap=column in ("component", "pid", "state", "restarts"),  # whole words, for grep
                          overflow="fold")  # a cut URL or path is useless  # fmt: skip
     for c in stack["components"]:
-        alive = "[green]yes[/]" if c["alive"] else "[red]no[/]"
         url = c["url"] + (f"\nstats {c['stats']}/" if c.get("stats") else "")
-        table.add_row(escape(c["name"]), str(c["pid"]), escape(url), alive, escape(c["log"]))
+        table.add_row(escape(c["name"]), str(c["pid"]), escape(url), _state(c), str(c.get("restarts", 0)),
+                      escape(c["log"]))  # fmt: skip
     console.print(table)
+    for c in stack["components"]:  # below the table: whole lines, never folded into a narrow column
+        if c.get("last_exit"):
+            console.print(f"{escape(c['name'])} last exited: {_last_exit(c['last_exit'])}")
+        if c.get("failure"):
+            console.print(f"[red bold]{escape(c['name'])} failed[/]: {escape(c['failure'])}; see {escape(c['log'])}")
     for c in stack["components"]:
         if "backends" in c:
             console.print(f"{escape(c['name'])} ({escape(c['kind'])}) sees: {_backends(c['backends'])}")
     snapshots = [c["cluster"] for c in stack["components"] if c.get("cluster")]
     if snapshots:
         cluster_status.render(snapshots, console)
+
+
+def _state(component: dict[str, Any]) -> str:
+    """up, or the supervisor's word (starting, restarting, failed), or dead: its process is gone unnoticed
+    (the supervisor is about to notice, or is gone itself)."""
+    state = component.get("state", "running")
+    if not component["alive"] and state not in ("restarting", "failed"):
+        return "[red]dead[/]"
+    if state == "running":
+        return "[green]up[/]"
+    return f"[{'red' if state == 'failed' else 'yellow'}]{escape(state)}[/]"
+
+
+def _last_exit(last: dict[str, Any] | None) -> str:
+    if not last:
+        return ""
+    served = f"after serving {last['uptime']:g}s" if last["uptime"] else "before it was ready"
+    return f"{escape(last['how'])} at {escape(last['at'])}, {served}"
 
 
 def _backends(backends: list[dict[str, Any]] | None) -> str:

@@ -2,9 +2,12 @@
 
 It claims the state dir, starts the components in order, records them, then
 watches them. Ctrl-C / SIGTERM / SIGHUP (terminal closed, ``scalecube down``)
-stop the stack in reverse order and exit 0. A component that dies on its own
-takes the whole stack down with exit 1: a half stack that looks up is worse
-than none.
+stop the stack in reverse order and exit 0. A component that dies before the
+stack is ready fails ``up`` (exit 1, its log's tail, the rest stopped). Once the
+stack is up, a component that dies on its own is restarted, and one that
+crash-loops is given up on while the rest keeps serving (``infra.local.restarts``
+says why); each restart and each failure is recorded in the state file for
+``scalecube status``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from infra.local.components import PROJECT_ROOT
 from infra.local.errors import AlreadyRunning, StackError, StartAborted, StartFailed
 from infra.local.pids import ProcessRef, log_tail
+from infra.local.restarts import STARTING, Keeper, RestartPolicy, RestartReporter
 from infra.local.shutdown import DOWN_TIMEOUT, clean_stale
 from infra.local.stack import LocalStack, StackOptions, describe_exit
 from infra.local.state import READY, StackState, StateFile, prepare_state_dir
@@ -34,11 +38,10 @@ SUPERVISOR_LOG = "supervisor.log"
 DETACHED_GRACE = 30.0
 
 
-class Reporter(Protocol):
-    """Tells the user what the supervisor does (the CLI prints it with rich)."""
+class Reporter(RestartReporter, Protocol):
+    """Tells the user what the supervisor does (the CLI prints it with rich); restarts included."""
 
     def ready(self, state: StackState, state_dir: Path, detached: bool) -> None: ...
-    def component_exited(self, name: str, how: str, log_path: Path, tail: str) -> None: ...
     def stopping(self, reason: str) -> None: ...
     def stopped(self, names: list[str]) -> None: ...
 
@@ -68,17 +71,20 @@ def claim(state_file: StateFile, state: StackState) -> None:
 
 
 class Supervisor:
-    def __init__(self, stack: LocalStack, state_file: StateFile, reporter: Reporter, *, detached: bool = False) -> None:
+    def __init__(self, stack: LocalStack, state_file: StateFile, reporter: Reporter, *, detached: bool = False,
+                 restart_policy: RestartPolicy | None = None) -> None:  # fmt: skip
         self.stack = stack
         self.state_file = state_file
         self.reporter = reporter
         self.detached = detached  # only changes what is printed: a detached copy runs the same code
+        self.restart_policy = restart_policy or RestartPolicy()
         self._stop = threading.Event()
         self._stop_reason = ""
         self._state: StackState | None = None
+        self._keepers: dict[str, Keeper] = {}  # by component name, once the stack is ready
 
     def run(self) -> int:
-        """Run the stack until asked to stop (0) or until a component dies (1)."""
+        """Run the stack until asked to stop (0); a start that fails raises ``StackError``."""
         with self._stop_signals():
             me = ProcessRef.of(os.getpid())
             assert me is not None
@@ -94,25 +100,32 @@ class Supervisor:
         assert self._state is not None
         self.stack.check()
         self.stack.start(on_launched=lambda _: self._record(), should_stop=self._stop.is_set)
+        self._keepers = {c.name: Keeper(c, self.reporter, self.restart_policy) for c in self.stack.components}
         self._state.phase = READY
         self._record()
         self.reporter.ready(self._state, self.state_file.dir, self.detached)
         while not self._stop.wait(WATCH_INTERVAL):
-            exited = self.stack.exited()
-            if exited is not None:
-                component, code = exited
-                self.reporter.component_exited(component.name, describe_exit(code), component.log_path,
-                                               log_tail(component.log_path))  # fmt: skip
-                self.reporter.stopped([c.name for c in self.stack.stop()])
-                return 1
+            changed = False
+            for keeper in self._keepers.values():
+                if self._stop.is_set():
+                    break  # a restart (Redis's start waits for PING) may have taken a while: stop first
+                changed |= keeper.tick()
+            if changed:
+                self._record()
         self.reporter.stopping(self._stop_reason)
         self.reporter.stopped([c.name for c in self.stack.stop()])
         return 0
 
     def _record(self) -> None:
         assert self._state is not None
-        self._state.components = self.stack.describe()
+        self._state.components = [{**record, **self._supervision(record["name"])} for record in self.stack.describe()]
         self.state_file.write(self._state)
+
+    def _supervision(self, name: str) -> dict[str, Any]:
+        keeper = self._keepers.get(name)
+        if keeper is None:  # still starting the stack: nothing has been restarted
+            return {"state": STARTING, "restarts": 0, "last_exit": None, "failure": None}
+        return keeper.describe()
 
     @contextlib.contextmanager
     def _stop_signals(self) -> Iterator[None]:

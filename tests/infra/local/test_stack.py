@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,9 @@ import redis
 from cluster import control
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port
+from infra.local.restarts import RestartPolicy
 
-from infra.local.processes import REPO  # the checkout the CLI runs from
+from infra.local.processes import REPO, wait_until  # REPO: the checkout the CLI runs from
 from tests.support.haproxy import require_haproxy
 
 CLI_TIMEOUT = 120  # `up -d` waits for the stack; `down` for the api to drain
@@ -306,23 +308,6 @@ def test_foreground_up_stops_everything_on_ctrl_c(stack):
     assert not stack.state_file.exists()
 
 
-def test_a_component_that_dies_takes_the_stack_down_loudly(stack):
-    process = stack.up_foreground()
-    stack.wait_ready(process)
-    processes = stack.remember()
-    redis_pid = stack.component("redis")["pid"]
-
-    os.kill(redis_pid, signal.SIGKILL)
-
-    assert process.wait(60) == 1
-    output = stack.output()
-    assert "redis exited unexpectedly (killed by SIGKILL)" in output
-    assert "Ready to accept connections" in output  # the tail of Redis's log
-    assert "stopped: api" in output
-    assert still_running(processes) == []  # the api was stopped too: no half stack
-    assert not stack.state_file.exists()
-
-
 def test_a_stale_state_file_is_cleaned_up_with_what_it_left_running(stack):
     process = stack.up_foreground()
     stack.wait_ready(process)
@@ -569,6 +554,237 @@ def test_without_a_balancer_the_services_still_start_on_their_own_ports(stack):
     login = httpx.post(stack.url + "/session/login", json={"user": "bob", "password": password}, timeout=10)
     assert login.status_code == 200, login.text  # the api asks auth (AUTH_URL)
     assert httpx.post(router + "/users", json={"name": "Bo", "country": "US"}, timeout=10).status_code == 201
+
+
+# -- a component that dies is restarted, like compose's `restart: unless-stopped` ---------------------------
+
+SUPERVISED_REPLICAS = ["api-1", "api-2"]
+RESTART_TIMEOUT = 120  # a cluster restart imports the app again; a crash loop waits out its backoffs (0.5+1+2+4 s)
+CUT_BY_THE_KILL = (502, 503, 504)  # the balancer's word for a response the killed replica never finished
+
+
+@pytest.fixture(scope="module")
+def supervised_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One detached stack (2 api replicas of one worker behind the default balancer, sessions in Redis), shared
+    by this section's tests, which kill something different each, in order: Redis, one replica, the balancer,
+    then Redis for good (a crash loop). The last test stops it."""
+    base = tmp_path_factory.mktemp("supervised")
+    shared = Stack(base / "state", base)
+    shared.stats_port = free_port()
+    try:
+        shared.started = shared.cli("up", "-d", "--api", "2", "--workers", "1", "--services", "api", "--port",
+                                    str(shared.port), "--stats-port", str(shared.stats_port))  # fmt: skip
+        shared.remember()
+        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
+        yield shared
+    finally:
+        shared.teardown()
+
+
+def components(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in status_json(stack)["components"]}
+
+
+def back_after_restart(stack: Stack, name: str, old_pid: int) -> dict[str, Any] | None:
+    """``name``'s status once it runs again as a new process, else None."""
+    record = components(stack)[name]
+    if record["pid"] != old_pid and record["alive"] and record["state"] == "running":
+        return record
+    return None
+
+
+def balancer_sees_every_replica_up(stack: Stack) -> bool:
+    backends = components(stack)["lb"]["backends"] or []
+    return len(backends) == len(SUPERVISED_REPLICAS) and all(b["up"] for b in backends)
+
+
+def supervisor_log(stack: Stack) -> str:
+    return (stack.state_dir / "supervisor.log").read_text(errors="replace")
+
+
+def served_by_pid(response: httpx.Response) -> int:
+    return int(response.headers["x-served-by"].rsplit("/", 1)[-1])
+
+
+class Requests(threading.Thread):
+    """GET / through the balancer, one after another until stopped (or ``limit``): what a user sees meanwhile."""
+
+    def __init__(self, url: str, limit: int = 20_000) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.limit = limit
+        self.outcomes: list[tuple[int | None, str]] = []  # (status, X-Served-By) or (None, the error's type)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stopped.is_set() and len(self.outcomes) < self.limit:
+                try:
+                    response = client.get(self.url + "/")
+                    self.outcomes.append((response.status_code, response.headers.get("x-served-by", "")))
+                except httpx.TransportError as exc:
+                    self.outcomes.append((None, type(exc).__name__))
+                self.stopped.wait(0.01)  # leave the 2 cores to the restart
+
+    def answered(self) -> int:
+        return sum(status == 200 for status, _ in self.outcomes)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(30)
+
+
+def test_a_killed_redis_is_restarted_with_its_data_and_the_api_recovers_by_itself(supervised_stack):
+    stack = supervised_stack
+    before = components(stack)
+    assert all(c["state"] == "running" and c["restarts"] == 0 and c["last_exit"] is None for c in before.values())
+    killed = before["redis"]
+    assert killed["persistence"] == "aof appendfsync everysec"
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        assert client.post("/session/login", json={"user": "ada"}).status_code == 200
+        assert client.get("/session/me").status_code == 200
+        with redis.Redis.from_url(killed["url"]) as direct:  # in the AOF file, which outlives the process
+            wait_until(lambda: int(direct.info("persistence")["aof_buffer_length"]) == 0, 10, what="the AOF write")
+
+        os.kill(killed["pid"], signal.SIGKILL)
+
+        after = wait_until(lambda: back_after_restart(stack, "redis", killed["pid"]), RESTART_TIMEOUT,
+                           interval=0.5, what="redis restarted")  # fmt: skip
+        stack.remember()
+        # The api re-dials Redis by itself, and the balancer's checks see its replicas ready again: nobody restarts them.
+        wait_until(lambda: balancer_sees_every_replica_up(stack), 60, interval=0.5, what="both replicas up again")
+        me = client.get("/session/me")
+
+    assert me.status_code == 200, me.text
+    assert me.json()["user"] == "ada"  # the session written before the kill, read from the restarted Redis
+    assert after["url"] == killed["url"]  # same port
+    assert after["restarts"] == 1
+    assert after["last_exit"]["how"] == "killed by SIGKILL" and after["last_exit"]["code"] == -signal.SIGKILL
+    others = components(stack)
+    assert [(c["name"], c["pid"], c["restarts"]) for c in others.values() if c["name"] != "redis"] == [
+        (c["name"], c["pid"], 0) for c in before.values() if c["name"] != "redis"
+    ]
+    log = supervisor_log(stack)
+    assert "redis exited unexpectedly (killed by SIGKILL)" in log and f"redis restarted (pid {after['pid']}" in log
+    text = stack.cli("status").stdout
+    assert "restarts" in text and "redis last exited: killed by SIGKILL" in text
+
+
+def test_a_killed_api_replica_is_restarted_while_the_balancer_keeps_answering(supervised_stack):
+    stack = supervised_stack
+    before = components(stack)
+    killed = before["api-1"]
+    old_processes = [ProcessRef(killed["pid"], killed["started"])]
+    old_processes += [ref for w in killed["cluster"]["workers"] if (ref := ProcessRef.of(w["pid"])) is not None]
+    requests = Requests(stack.url)
+    requests.start()
+    try:
+        wait_until(lambda: requests.answered() >= 20, 60, what="requests answered before the kill")
+        at_kill = len(requests.outcomes)
+
+        os.kill(killed["pid"], signal.SIGKILL)
+
+        after = wait_until(lambda: back_after_restart(stack, "api-1", killed["pid"]), RESTART_TIMEOUT,
+                           interval=0.5, what="api-1 restarted")  # fmt: skip
+        stack.remember()
+        new_workers = wait_until(lambda: {w["pid"] for w in components(stack)["api-1"]["cluster"]["workers"]}, 30,
+                                 what="api-1's new workers")  # fmt: skip
+        # The balancer's health checks bring it back by itself: the new replica gets requests again.
+        wait_until(lambda: served_by_pid(fresh_get(stack.url + "/")) in new_workers, 60, interval=0.2,
+                   what="a response from the restarted api-1")  # fmt: skip
+        during = requests.outcomes[at_kill:]
+    finally:
+        requests.stop()
+
+    failures = [outcome for outcome in requests.outcomes if outcome[0] != 200]
+    # At most the one request in flight when the replica died, and only as a cut response; HAProxy and the
+    # Python balancer retry a refused connection on the other replica.
+    assert len(failures) <= 1, failures
+    assert all(status is None or status in CUT_BY_THE_KILL for status, _ in failures), failures
+    assert sum(status == 200 for status, _ in during) > 0  # the other replica served meanwhile
+    assert still_running(old_processes) == []  # its workers died with their master, as in a container
+    assert after["restarts"] == 1 and after["last_exit"]["how"] == "killed by SIGKILL"
+    assert after["url"] == killed["url"]  # same address and port
+    others = components(stack)
+    assert [(c["name"], c["pid"], c["restarts"]) for c in others.values() if c["name"] != "api-1"] == [
+        (c["name"], c["pid"], c["restarts"]) for c in before.values() if c["name"] != "api-1"
+    ]
+
+
+def test_a_killed_balancer_is_restarted_on_the_same_ports_with_nothing_of_it_left_behind(supervised_stack):
+    stack = supervised_stack
+    before = components(stack)
+    killed = before["lb"]
+
+    os.kill(killed["pid"], signal.SIGKILL)
+
+    after = wait_until(lambda: back_after_restart(stack, "lb", killed["pid"]), RESTART_TIMEOUT, interval=0.5,
+                       what="lb restarted")  # fmt: skip
+    stack.remember()
+    assert (after["url"], after["stats"]) == (killed["url"], killed["stats"])
+    assert after["restarts"] == 1 and after["last_exit"]["how"] == "killed by SIGKILL"
+    assert fresh_get(stack.url + "/").status_code == 200
+    assert process_group(killed["pid"]) == []  # HAProxy's worker died with its master, as in a container
+    others = components(stack)
+    assert [(c["name"], c["pid"], c["restarts"]) for c in others.values() if c["name"] != "lb"] == [
+        (c["name"], c["pid"], c["restarts"]) for c in before.values() if c["name"] != "lb"
+    ]
+
+
+def process_group(pgid: int) -> list[int]:
+    """Live (not zombie) members of a process group (only to assert nothing was left behind; never to kill)."""
+    members = []
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(process.info["pid"]) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process.info["pid"])
+        except OSError:
+            continue
+    return members
+
+
+def test_a_crash_looping_component_is_given_up_with_why_and_the_rest_keeps_running(supervised_stack):
+    # Last of this section: it breaks the stack's Redis for good, then stops the stack.
+    stack = supervised_stack
+    before = components(stack)
+    broken = before["redis"]
+    appendonly = list(Path(broken["data"]).rglob("*.aof"))
+    assert appendonly, f"no AOF file in {broken['data']}"
+    for path in appendonly:  # what a torn disk write could leave: every start from now on fails fast
+        with open(path, "ab") as aof:
+            aof.write(b"this is not a redis command\n")
+
+    os.kill(broken["pid"], signal.SIGKILL)
+
+    failed = wait_until(lambda: (c := components(stack)["redis"])["state"] == "failed" and c, RESTART_TIMEOUT,
+                        interval=1, what="the supervisor to give up on redis")  # fmt: skip
+    processes = stack.remember()
+    assert failed["alive"] is False
+    assert failed["restarts"] > before["redis"]["restarts"]
+    assert f"deaths within {RestartPolicy().window:g}s" in failed["failure"]
+    assert failed["last_exit"]["code"] == 1 and "exited with code 1" in failed["last_exit"]["how"]
+    assert "Bad file format reading the append only file" in failed["last_exit"]["log_tail"]
+    log = supervisor_log(stack)
+    assert "giving up on redis" in log and "the rest of the stack keeps running" in log
+    assert "Bad file format reading the append only file" in log  # the tail of its log, where it says why
+    # The rest keeps running: the balancer and the replicas serve what needs no Redis, and name what is missing.
+    status = status_json(stack)
+    assert status["supervisor"]["alive"] and status["phase"] == "ready"
+    assert all(c["alive"] and c["state"] == "running" for c in status["components"] if c["name"] != "redis")
+    assert fresh_get(stack.url + "/").status_code == 200
+    login = httpx.post(stack.url + "/session/login", json={"user": "bob"}, timeout=10)
+    assert login.status_code == 503 and login.json()["dependency"] == "redis"
+    for name in SUPERVISED_REPLICAS:
+        ready = httpx.get(before[name]["url"] + "/readyz", timeout=10)
+        assert ready.json()["checks"] == {"redis": False}, ready.text
+    assert "failed" in stack.cli("status").stdout
+
+    result = stack.cli("down")
+
+    assert result.returncode == 0, result.stderr
+    assert still_running(processes) == []
+    assert not stack.state_file.exists()
+    assert processes_mentioning(stack.state_dir) == []
 
 
 # -- options that cannot work are refused before anything starts ------------------------------------
