@@ -23,7 +23,7 @@ def proxy_options(config: BalancerConfig) -> ProxyOptions:
     t, limits = config.timeouts, config.limits
     return ProxyOptions(
         connect_timeout=t.connect, read_timeout=t.read, idle_timeout=t.idle, header_timeout=t.header,
-        max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
+        body_timeout=t.body, max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
         max_connections=limits.max_connections, retries=limits.retries,
     )  # fmt: skip
 
@@ -57,12 +57,13 @@ class BalancerApp:
 
     def __init__(self, config: BalancerConfig) -> None:
         self.config = config
-        pools = {name: Pool(name, policy=u.policy, rise=config.health.rise, fall=config.health.fall)
-                 for name, u in config.upstreams.items()}  # fmt: skip
+        pools = {name: Pool(name, policy=u.policy, rise=config.health.rise, fall=config.health.fall,
+                            panic_below=u.panic_below) for name, u in config.upstreams.items()}  # fmt: skip
         discoveries = {name: discovery_from_spec(u.discovery, interval=config.discovery.interval)
                        for name, u in config.upstreams.items()}  # fmt: skip
-        checks = {name: HealthChecker(pool, path=config.health.path, interval=config.health.interval,
-                                      timeout=config.health.timeout) for name, pool in pools.items()}  # fmt: skip
+        checks = {name: HealthChecker(pools[name], path=u.check_path, port=u.check_port or None,
+                                      interval=config.health.interval, timeout=config.health.timeout)
+                  for name, u in config.upstreams.items()}  # fmt: skip
         self.state = BalancerState(pools=pools, stats=BalancerStats(), discoveries=discoveries,
                                    health_checks=checks, routes=config.routes)  # fmt: skip
         background = [d.run(pools[name]) for name, d in discoveries.items()] + [c.run() for c in checks.values()]

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from lb.discovery import parse_address, parse_discovery_spec
-from lb.pool import POLICIES, Address
+from lb.health import DEFAULT_CHECK_PATH
+from lb.pool import DEFAULT_PANIC_BELOW, DEFAULT_POLICY, POLICIES, Address
 
 DEFAULT_CONFIG = Path(__file__).with_name("balancer.toml")
 UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # it names metrics labels and admin rows
@@ -48,10 +49,11 @@ class Timeouts:
     read: float = 10.0  # a backend's response head, and each silence inside its body
     idle: float = 10.0  # a client keep-alive connection with no request in progress
     header: float = 5.0  # a client's whole request head, and a new connection's first byte (slow-loris guard)
+    body: float = 30.0  # each silence inside a client's request body: a 408, the client's fault, not the backend's
     drain: float = 30.0  # on SIGTERM: how long requests in flight may finish
 
     def __post_init__(self) -> None:
-        _positive("timeouts", self, ("connect", "read", "idle", "header", "drain"), "number of seconds")
+        _positive("timeouts", self, ("connect", "read", "idle", "header", "body", "drain"), "number of seconds")
 
 
 @dataclass(frozen=True)
@@ -92,15 +94,14 @@ class StickySettings:
 
 @dataclass(frozen=True)
 class HealthSettings:
-    path: str = "/readyz"
+    """How often and how patiently every group is checked; *where* is each group's (``Upstream.check_*``)."""
+
     interval: float = 1.0
     timeout: float = 1.0
     rise: int = 2  # passes in a row that bring an ejected backend back
     fall: int = 2  # failures in a row that eject a healthy one
 
     def __post_init__(self) -> None:
-        if not self.path.startswith("/"):
-            raise ConfigError(f"health.path must start with '/', got {self.path!r}")
         _positive("health", self, ("interval", "timeout", "rise", "fall"), "number")
 
 
@@ -116,7 +117,10 @@ class DiscoverySettings:
 class Upstream:
     name: str
     discovery: str  # a spec: static:HOST:PORT,... | dns:NAME:PORT[@NS:PORT] | docker:SERVICE:PORT
-    policy: str = "rr"
+    policy: str = DEFAULT_POLICY
+    panic_below: float = DEFAULT_PANIC_BELOW  # share of healthy backends under which the group routes to all
+    check_path: str = DEFAULT_CHECK_PATH  # what the active checks ask each backend
+    check_port: int = 0  # 0: each backend's own port; else that port on the backend's host
 
     def __post_init__(self) -> None:
         where = f"upstreams.{self.name}"
@@ -124,6 +128,12 @@ class Upstream:
             raise ConfigError(f"upstream name {self.name!r}: use letters, digits, '-' and '_'")
         if self.policy not in POLICIES:
             raise ConfigError(f"{where}.policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if not 0.0 <= self.panic_below <= 1.0:
+            raise ConfigError(f"{where}.panic_below must be a share from 0 to 1, got {self.panic_below!r}")
+        if not self.check_path.startswith("/"):
+            raise ConfigError(f"{where}.check_path must start with '/', got {self.check_path!r}")
+        if not 0 <= self.check_port < 65536:
+            raise ConfigError(f"{where}.check_port must be 0 (the backend's port) or a port, got {self.check_port}")
         try:
             parse_discovery_spec(self.discovery)
         except ValueError as exc:
@@ -270,13 +280,13 @@ def _pair(text: str, option: str, example: str) -> tuple[str, str]:
 def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), routes: Iterable[str] = (),
                    listen: str | None = None, admin_listen: str | None = None,
                    sticky: bool | None = None) -> BalancerConfig:  # fmt: skip
-    """Apply ``--upstream NAME=SPEC`` (replaces that group's discovery, keeping its policy, or adds a
-    group), ``--route PREFIX=UPSTREAM`` (replaces or adds a route) and the address/sticky flags."""
+    """Apply ``--upstream NAME=SPEC`` (replaces that group's discovery, keeping its other settings, or adds
+    a group with the defaults), ``--route PREFIX=UPSTREAM`` (replaces or adds a route) and the address/sticky flags."""
     groups = dict(config.upstreams)
     for text in upstreams:
         name, spec = _pair(text, "--upstream", "NAME=SPEC, e.g. api=static:127.0.0.1:8001")
         old = groups.get(name)
-        groups[name] = Upstream(name, spec, old.policy if old else "rr")
+        groups[name] = replace(old, discovery=spec) if old else Upstream(name, spec)
     table = {route.prefix: route for route in config.routes}
     for text in routes:
         prefix, upstream = _pair(text, "--route", "PREFIX=UPSTREAM, e.g. /auth/=auth")

@@ -18,7 +18,8 @@ PREFIX = "scalecube_lb_"
 BACKEND_LABELS = ["upstream", "backend"]
 BACKEND_COUNTERS = {  # Backend attribute -> help
     "served": "Requests a backend answered.",
-    "failed": "Requests that got no response from a backend.",
+    "failed": "Requests that got no response from a backend (connection failed, closed or reset).",
+    "timeouts": "Requests a backend accepted but did not answer within the read timeout (504, not retried).",
     "retried_away": "Requests moved to another backend after failing on this one.",
     "ejections": "Times a backend was ejected passively (connection refused or reset).",
 }
@@ -41,6 +42,12 @@ class BalancerCollector(Collector):
                     for attr, help_text in BACKEND_COUNTERS.items()}  # fmt: skip
         counts = GaugeMetricFamily(PREFIX + "upstream_backends", "Backends of an upstream, by state.",
                                    labels=["upstream", "state"])  # fmt: skip
+        panic = GaugeMetricFamily(PREFIX + "upstream_panic",
+                                  "1 while too few of an upstream's backends are healthy and it routes to all of them.",
+                                  labels=["upstream"])  # fmt: skip
+        panic_requests = CounterMetricFamily(PREFIX + "upstream_panic_requests",
+                                             "Requests routed while their upstream was in panic.",
+                                             labels=["upstream"])  # fmt: skip
         for name, pool in self.state.pools.items():
             by_state = {"available": 0, "ejected": 0, "removed": 0}
             for backend in pool.backends.values():
@@ -52,7 +59,9 @@ class BalancerCollector(Collector):
                 by_state["removed" if backend.removed else "available" if backend.healthy else "ejected"] += 1
             for state, count in by_state.items():
                 counts.add_metric([name, state], count)
-        yield from (up, inflight, *counters.values(), counts)
+            panic.add_metric([name], 1 if pool.panic else 0)
+            panic_requests.add_metric([name], pool.panic_requests)
+        yield from (up, inflight, *counters.values(), counts, panic, panic_requests)
 
     def _balancer(self) -> Iterator[Metric]:
         stats = self.state.stats

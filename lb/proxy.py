@@ -6,10 +6,17 @@ Each request becomes an ``Exchange``: pick a backend (sticky cookie first), send
 the head on a pooled or new upstream connection, stream the body both ways with
 flow control, and retry on another backend when that is safe:
 
-- the connection could not be opened: nothing was sent, any request may go elsewhere;
-- the backend closed, reset or timed out before the first response byte: only
+- the connection could not be opened: nothing was sent, any request may go elsewhere
+  (and only this counts against the backend: it is ejected until checks pass again);
+- the backend closed or reset the connection before the first response byte: only
   idempotent requests without a body are replayed — a POST that reached a
   backend is never sent twice.
+
+A backend that accepted the request but answers later than the read timeout is
+not dead, only busy, or the request is heavy: the client gets a 504, the backend
+stays in, and the request is not sent to another one (that is how a retry storm
+starts: every slow request multiplied by the number of backends). A client that
+stalls while sending its body gets a 408; that is no backend's failure either.
 
 Requests on one client connection are handled one at a time (reading pauses
 while a response is outstanding), which keeps pipelining correct and simple.
@@ -44,19 +51,25 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
 LINGER_SECONDS = 1.0  # after an error reply, how long we drain the client's leftovers before closing
-FAILURE_COUNTERS = {404: "unrouted_404", 502: "upstream_failed_502", 503: "no_backend_503", 504: "upstream_timeout_504"}
+FAILURE_COUNTERS = {"no_route": "unrouted_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
+                    "backend_unreachable": "unreachable_503", "gateway_timeout": "upstream_timeout_504",
+                    "request_timeout": "client_body_timeout_408"}  # error -> BalancerStats field  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ProxyOptions:
-    connect_timeout: float = 2.0
-    read_timeout: float = 30.0  # upstream: request sent -> response head
-    idle_timeout: float = 15.0  # client keep-alive: waiting for the next request
-    header_timeout: float = 10.0  # client: first byte -> whole head, and accept -> first byte (slowloris guard)
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 100
-    max_connections: int = 10_000
-    retries: int = 2  # extra backends to try
+    """What the proxy needs of the configuration (``lb.app.proxy_options`` fills it from ``lb.config``,
+    where the defaults live)."""
+
+    connect_timeout: float
+    read_timeout: float  # upstream: whole request sent -> response head, and each silence in the response body
+    idle_timeout: float  # client keep-alive: waiting for the next request
+    header_timeout: float  # client: first byte -> whole head, and accept -> first byte (slowloris guard)
+    body_timeout: float  # client: each silence inside its request body
+    max_header_bytes: int
+    max_headers: int
+    max_connections: int
+    retries: int  # extra backends to try
     upstream_max_idle: float = 2.0  # below uvicorn's 5 s keep-alive, so we never reuse a connection it is closing
     scheme: bytes = b"http"
 
@@ -295,7 +308,6 @@ class Exchange:
         self.method = method
         self.url = url
         self.keep_alive = keep_alive
-        self.started = time.monotonic()
         self.upstream_name = self.balancer.router.match(url)
         self.pool: Pool | None = self.balancer.pools.get(self.upstream_name)
         self.tried: list[Backend] = []
@@ -308,7 +320,10 @@ class Exchange:
         self.pending_body: list[bytes] = []  # arrived while no upstream connection was ready
         self.body_done = not has_body
         self.response_started = False
-        self._last_chunk = 0.0
+        self._last_chunk = 0.0  # loop time of the last response body bytes (the read timeout's silence)
+        self._last_body_in = 0.0  # loop time of the last request body bytes (the body timeout's silence)
+        self._held = False  # the upstream cannot take more body: the client's silence is ours, not its
+        self.connect_failures = 0  # tries whose connection could not be opened
         self.response_chunked = False
         self.response_keep_alive = False
         self.done = False
@@ -369,22 +384,28 @@ class Exchange:
         self.try_next()
 
     def try_next(self) -> None:
-        assert self.pool is not None
-        if len(self.tried) > self.options.retries:
-            self.fail(502, "bad_gateway", f"no backend of {self.pool.name} answered after {len(self.tried)} tries")
+        pool = self.pool
+        assert pool is not None
+        tried = self.tried
+        if len(tried) > self.options.retries:
+            self._give_up()
             return
-        backend = self.sticky_backend if not self.tried and self.sticky_backend else self.pool.pick(self.tried)
+        if tried:
+            backend = pool.pick(tried)
+        else:
+            backend = self.sticky_backend or pool.pick()
+            if pool.panic:
+                pool.panic_requests += 1
         if backend is None:
-            if self.tried:
-                self.fail(502, "bad_gateway", f"no other backend of {self.pool.name} to try")
+            if tried:
+                self._give_up()
             else:
-                self.fail(503, "no_backend", f"no healthy backend for upstream {self.pool.name}",
-                          upstream=self.pool.name)  # fmt: skip
+                self.fail(503, "no_backend", f"upstream {pool.name} has no backend", upstream=pool.name)
             return
-        if self.tried:
+        if tried:
             self.stats.retries += 1
-            self.tried[-1].retried_away += 1
-        self.tried.append(backend)
+            tried[-1].retried_away += 1
+        tried.append(backend)
         self.backend = backend
         backend.inflight += 1
         conn = self.balancer.connections.take(backend)
@@ -397,6 +418,17 @@ class Exchange:
                 self.balancer.connections.give_back(conn)
             self.balancer.spawn(self.connect(backend))
 
+    def _give_up(self) -> None:
+        """Every try failed. Not one connection opened: the group is unreachable (503, as HAProxy says
+        then); some backend took the request and failed to answer: 502."""
+        assert self.pool is not None
+        name, count = self.pool.name, len(self.tried)
+        if self.connect_failures == count:
+            self.fail(503, "backend_unreachable", f"no backend of {name} accepted a connection ({count} tried)",
+                      upstream=name)  # fmt: skip
+        else:
+            self.fail(502, "bad_gateway", f"no backend of {name} answered ({count} tried)", upstream=name)
+
     async def connect(self, backend: Backend) -> None:
         try:
             conn = await self.balancer.connections.connect(backend, self.options.connect_timeout)
@@ -404,13 +436,17 @@ class Exchange:
             if self.done:
                 return
             log.debug("connect to %s failed: %s", backend.label, exc)
-            self._backend_finished(backend, failed=True)
+            self.connect_failures += 1
+            self._backend_finished(backend, served=False)
             assert self.pool is not None
             self.pool.connect_failed(backend)
             self.try_next()  # nothing was sent: safe for any method
             return
+        if not backend.reachable:
+            assert self.pool is not None
+            self.pool.connect_ok(backend)
         if self.done:
-            conn.close()
+            self.balancer.connections.give_back(conn)  # the client left meanwhile; the connection is fresh
             return
         self.send(conn)
 
@@ -420,10 +456,14 @@ class Exchange:
         for chunk in self.pending_body:
             self._write_body(chunk)
         self.pending_body.clear()
-        if self.body_done and self.chunked_request and not self.replayable_body:
-            conn.write(b"0\r\n\r\n")
-        self._arm(self.options.read_timeout, self._read_timeout)
         self.client.read_body(False)
+        if self.body_done:
+            if self.chunked_request:
+                conn.write(b"0\r\n\r\n")
+            self._arm(self.options.read_timeout, self._read_timeout)  # the backend's turn from here
+        else:
+            self._last_body_in = self.client.now()
+            self._arm(self.options.body_timeout, self._body_stalled)  # still the client's turn
 
     # -- request body ------------------------------------------------------------------------
     def client_body(self, data: bytes) -> None:
@@ -431,6 +471,7 @@ class Exchange:
             self.pending_body.append(data)
             self.client.read_body(True)  # hold the rest until a backend takes it
         else:
+            self._last_body_in = self.client.now()
             self._write_body(data)
 
     def _write_body(self, data: bytes) -> None:
@@ -442,10 +483,32 @@ class Exchange:
 
     def client_body_done(self) -> None:
         was_done, self.body_done = self.body_done, True
-        if not was_done and self.chunked_request and self.conn is not None:
+        if was_done or self.conn is None:
+            return  # no body, or send() finishes it once connected
+        if self.chunked_request:
             self.conn.write(b"0\r\n\r\n")
+        if not self.response_started:
+            self._arm(self.options.read_timeout, self._read_timeout)  # the whole request is out: the backend's turn
+
+    def _body_stalled(self) -> None:
+        """The client sent no body bytes for the body timeout: its fault, a 408; the backend did nothing wrong."""
+        self._timer = None
+        silent = self.client.now() - self._last_body_in
+        if self._held or silent < self.options.body_timeout:
+            # Held back by the upstream's flow control (not the client's silence), or bytes came meanwhile.
+            self._arm(self.options.body_timeout if self._held else self.options.body_timeout - silent,
+                      self._body_stalled)  # fmt: skip
+            return
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()  # the backend holds half a request: that connection is of no more use
+        self._backend_finished(self.backend, served=None)
+        self.fail(408, "request_timeout", f"the request body stalled for {self.options.body_timeout:g}s")
 
     def upstream_paused(self, paused: bool) -> None:
+        self._held = paused
+        if not paused:
+            self._last_body_in = self.client.now()  # the client's silence counts from now again
         self.client.read_body(paused)
 
     def batch_begin(self) -> None:
@@ -522,6 +585,10 @@ class Exchange:
 
     # -- failures ------------------------------------------------------------------------------
     def upstream_lost(self, exc: Exception | None) -> None:
+        """The connection closed, reset or broke (or the response stalled) once the request was on it.
+
+        Not held against the backend (no ejection): a pooled connection the backend was closing, or a
+        worker that died while others live, says nothing about the next connection. The checks decide."""
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
@@ -536,61 +603,76 @@ class Exchange:
             log.warning("backend %s died mid-response (%s): %s %s cut off for the client, request id %s",
                         backend.label if backend else "?", exc or "connection closed", self.method.decode("latin-1"),
                         self.url.decode("latin-1"), self.request_id.decode("latin-1"))  # fmt: skip
-            self._backend_finished(backend, failed=True)
+            self._backend_finished(backend, served=False)
             self.done = True
             self.client.close()
             return
-        self._backend_finished(backend, failed=True)
+        self._backend_finished(backend, served=False)
         if self.method in IDEMPOTENT and self.replayable_body:
             self.try_next()
         else:
             self.fail(502, "bad_gateway", "the backend closed the connection before answering")
 
     def _read_timeout(self) -> None:
+        """The backend took the whole request and has not answered within the read timeout: a 504.
+
+        Busy or a heavy request, not dead: it is not ejected, and the request is not sent to another
+        backend, which would only add the same heavy work there (HAProxy: no ``retry-on response-timeout``)."""
         self._timer = None
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.abort()
-        self._backend_finished(self.backend, failed=True)
-        if self.method in IDEMPOTENT and self.replayable_body:
-            self.try_next()
-        else:
-            self.fail(504, "gateway_timeout", f"the backend did not answer within {self.options.read_timeout:g}s")
+            conn.abort()  # its answer, when it comes, has nowhere to go: the connection cannot be reused
+        backend = self.backend
+        if backend is not None:
+            backend.timeouts += 1
+            log.warning("backend %s did not answer %s %s within %gs: 504, not retried, request id %s", backend.label,
+                        self.method.decode("latin-1"), self.url.decode("latin-1"), self.options.read_timeout,
+                        self.request_id.decode("latin-1"))  # fmt: skip
+        self._backend_finished(backend, served=None)
+        self.fail(504, "gateway_timeout", f"the backend did not answer within {self.options.read_timeout:g}s")
 
     def client_lost(self) -> None:
+        """The client went away mid-exchange: the same bookkeeping as a finished request (in flight
+        counts must not leak, or leastconn would shun that backend forever), counted as neither."""
         if self.done:
             return
         self.done = True
         self._disarm()
+        self.stats.client_aborts += 1
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()  # mid-exchange: the connection's state is unknown
-        if self.backend is not None and self.backend.inflight > 0:
-            self.backend.inflight -= 1
-            self.backend = None
+        self._backend_finished(self.backend, served=None)
 
     def fail(self, status: int, error: str, message: str, **extra: str) -> None:
         if self.done:
             return
         self.done = True
         self._disarm()
-        counter = FAILURE_COUNTERS.get(status)
+        counter = FAILURE_COUNTERS.get(error)
         if counter:
             setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         self.stats.responses += 1
-        keep_alive = self.keep_alive and self.body_done and not self.balancer.draining
+        if not self.body_done:
+            # The client may still be sending its body: answer and close lingering, so it reads our answer.
+            self.client.exchange = None
+            self.client.reply_and_close(error_response(status, error, message, **extra))
+            return
+        keep_alive = self.keep_alive and not self.balancer.draining
         self.client.write(error_response(status, error, message, close=not keep_alive, **extra))
         self.client.exchange_done(keep_alive)
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    def _backend_finished(self, backend: Backend | None, *, failed: bool) -> None:
+    def _backend_finished(self, backend: Backend | None, *, served: bool | None) -> None:
+        """A try on ``backend`` is over (every path comes here exactly once per try): served, failed
+        (``served=False``) or neither (timed out, or the client left)."""
         if backend is None:
             return
         backend.inflight -= 1
-        if failed:
-            backend.failed += 1
-        else:
+        if served:
             backend.served += 1
+        elif served is False:
+            backend.failed += 1
         if backend.removed and backend.inflight == 0 and self.pool is not None:
             self.pool.forget_drained()
         self.backend = None
@@ -600,7 +682,7 @@ class Exchange:
             return
         self.done = True
         self._disarm()
-        self._backend_finished(self.backend if self.backend else None, failed=False)
+        self._backend_finished(self.backend, served=True)
         if reuse is not None and self.body_done:
             self.balancer.connections.give_back(reuse)
         elif close is not None:

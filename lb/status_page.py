@@ -10,7 +10,8 @@ from html import escape
 from typing import Any
 
 REFRESH_SECONDS = 2
-BACKEND_COLUMNS = ("address", "id", "state", "inflight", "served", "failed", "retried_away", "ejections", "since")
+BACKEND_COLUMNS = ("address", "id", "state", "inflight", "served", "failed", "timeouts", "retried_away", "ejections",
+                   "since")  # fmt: skip
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -20,11 +21,18 @@ th, td { padding: .2em .7em; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .up { color: #176f2c; font-weight: 600; } .ejected { color: #b3261e; font-weight: 600; } .removed { color: #777; }
 .muted { color: #666; } .error { color: #b3261e; }
+.panic { color: #fff; background: #b3261e; padding: .1em .5em; font-weight: 600; }
 """
 
 
 def _state(backend: dict[str, Any]) -> str:
     return "removed" if backend["removed"] else "up" if backend["healthy"] else "ejected"
+
+
+def _state_text(backend: dict[str, Any]) -> str:
+    """The state, and whether an ejected backend still takes requests (its group is in panic)."""
+    state = _state(backend)
+    return f"{state} (in panic use)" if state == "ejected" and backend.get("routable") else state
 
 
 def _cell(value: object, css: str = "") -> str:
@@ -39,19 +47,24 @@ def _pool(pool: dict[str, Any]) -> str:
     where = ", ".join(f"{k}={v}" for k, v in discovery.items() if k not in ("addresses", "error") and v is not None)
     parts = [f"<h2>{escape(name)} <span class='muted'>({escape(pool['policy'])}, "
              f"{pool['available']} of {len(pool['backends'])} available)</span></h2>"]  # fmt: skip
+    if pool.get("panic"):
+        routable = sum(1 for b in pool["backends"] if b.get("routable"))
+        parts.append(f"<div class='panic'>PANIC: too few healthy backends, routing to {routable} of them anyway "
+                     f"({pool['panic_requests']} requests so far)</div>")  # fmt: skip
     if where:
         parts.append(f"<div class='muted'>discovery: {escape(where)}</div>")
     if discovery.get("error"):
         parts.append(f"<div class='error'>discovery failing, last list kept: {escape(str(discovery['error']))}</div>")
     if health:
         path = escape(str(health.get("path")))
-        parts.append(f"<div class='muted'>checks: GET {path} every {health.get('interval')}s, "
+        port = f" on port {health['port']}" if health.get("port") else ""
+        parts.append(f"<div class='muted'>checks: GET {path}{port} every {health.get('interval')}s, "
                      f"rise {health.get('rise')}, fall {health.get('fall')}</div>")  # fmt: skip
     header = "".join(f"<th>{c}</th>" for c in BACKEND_COLUMNS)
     rows = []
     for backend in pool["backends"]:
         state = _state(backend)
-        cells = [_cell(backend["address"]), _cell(backend["id"], "muted"), _cell(state, state)]
+        cells = [_cell(backend["address"]), _cell(backend["id"], "muted"), _cell(_state_text(backend), state)]
         cells += [_cell(backend[c]) for c in BACKEND_COLUMNS[3:-1]] + [_cell(f"{backend['since']}s")]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     if not rows:

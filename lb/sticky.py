@@ -2,7 +2,8 @@
 
 The cookie carries an opaque backend id (``Backend.id``), never an address,
 signed so a client cannot steer itself to a backend of its choosing. A cookie
-whose backend is gone or unhealthy is ignored: the proxy picks anew and sets a
+whose backend is gone or may not be picked (unhealthy, unless its group is in
+panic) is ignored: the proxy picks anew and sets a
 fresh cookie. This runs on every request, so the common case — a valid cookie
 seen before — is a header split and two dict look-ups, no HMAC.
 """
@@ -37,7 +38,7 @@ class StickyCookie:
         self._headers: dict[str, bytes] = {}  # backend id -> Set-Cookie value (signing is deterministic)
 
     def backend_from(self, cookie_header: bytes | None, pool: Pool) -> Backend | None:
-        """The backend our cookie in this raw ``Cookie`` header names, if it is valid and available."""
+        """The backend our cookie in this raw ``Cookie`` header names, if it is valid and the pool may pick it."""
         if not cookie_header or self.prefix not in cookie_header:
             return None
         for part in cookie_header.split(b";"):
@@ -47,7 +48,7 @@ class StickyCookie:
             backend_id = self._backend_id(part[len(self.prefix) :].strip(b'"'))
             if backend_id is not None:
                 backend = pool.by_id(backend_id)
-                return backend if backend is not None and backend.available else None
+                return backend if backend is not None and backend.routable else None
         return None
 
     def strip(self, cookie_header: bytes) -> bytes:

@@ -4,7 +4,9 @@ GET  /echo            → the request as the backend saw it (method, headers, bo
                         repeated header fields are combined into one
 POST /echo            → same, after reading the whole (possibly chunked) body
 GET  /stream?chunks=N → a chunked response of N parts
-GET  /slow?s=S        → answers after S seconds
+GET  /slow?s=S        → appends "HOST PID" to $RECEIPTS_FILE (if set), answers after S seconds
+GET  /hold            → the same, then answers once the file named by $HOLD_FILE is gone (at most 60 s):
+                        a heavy request that ends when the test says, not after a guessed time
 GET  /readyz          → 200, or 503 while the file named by $READY_FLAG_FILE exists
 *    /die-once        → appends "HOST PID" to $RECEIPTS_FILE, then the worker dies without answering
 *    /die-mid-body    → the same, but dies after sending the head and 100 of 1000 body bytes
@@ -61,8 +63,19 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": b"x" * 100, "more_body": True})
             await asyncio.sleep(0.05)  # the head and the first 100 bytes leave before the worker dies
         os._exit(1)
-    if path == "/slow":
-        await asyncio.sleep(float(params.get("s", "1")))
+    if path in ("/slow", "/hold"):
+        receipts = os.environ.get("RECEIPTS_FILE")
+        if receipts:
+            with open(receipts, "a") as file:
+                file.write(f"{(scope.get('server') or ('?',))[0]} {os.getpid()}\n")
+        if path == "/slow":
+            await asyncio.sleep(float(params.get("s", "1")))
+        else:
+            hold = os.environ["HOLD_FILE"]
+            for _ in range(600):  # bounded: 60 s
+                if not os.path.exists(hold):
+                    break
+                await asyncio.sleep(0.1)
     if path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(int(params.get("chunks", "3"))):

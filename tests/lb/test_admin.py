@@ -19,11 +19,12 @@ from lb.pool import Pool
 from lb.stats import BalancerState
 
 A, B, C = ("127.0.0.1", 8001), ("127.0.0.1", 8002), ("127.0.0.1", 8003)
+R1, R2 = ("127.0.0.1", 9101), ("127.0.0.1", 9102)
 
 
 def make_state() -> BalancerState:
-    """Two upstreams in every state a backend can be in, with some traffic counted."""
-    api, auth = Pool("api"), Pool("auth", policy="leastconn")
+    """Three upstreams in every state a backend can be in, one of them in panic, with some traffic counted."""
+    api, auth, router = Pool("api", policy="rr"), Pool("auth"), Pool("router")
     discovery = StaticDiscovery([A, B, C])
     discovery._apply(api, [A, B, C])
     auth.set_addresses([("127.0.0.1", 9001)])
@@ -33,7 +34,12 @@ def make_state() -> BalancerState:
     api.connect_failed(b)  # ejected
     c.inflight = 1
     api.set_addresses([A, B])  # c leaves, finishing its request first
-    state = BalancerState(pools={"api": api, "auth": auth}, discoveries={"api": discovery},
+    router.set_addresses([R1, R2])
+    for _ in range(2):  # both answer their checks, but not 200 (fall = 2): every one unhealthy, so panic
+        for backend in router.backends.values():
+            router.report_check(backend, False, connected=True)
+    router.panic_requests = 5
+    state = BalancerState(pools={"api": api, "auth": auth, "router": router}, discoveries={"api": discovery},
                           health_checks={"api": HealthChecker(api)},
                           routes=[Route("/auth/", "auth"), Route("/", "api")])  # fmt: skip
     state.stats.requests, state.stats.retries, state.stats.connections_open = 43, 1, 5
@@ -72,18 +78,21 @@ def test_status_json_shows_pools_backends_discovery_and_counters():
         assert status["pid"] == os.getpid() and status["uptime"] >= 0
         assert status["stats"]["requests"] == 43 and status["stats"]["connections_open"] == 5
         assert status["routes"] == [{"prefix": "/auth/", "upstream": "auth"}, {"prefix": "/", "upstream": "api"}]
-        api, auth = status["pools"]
-        assert (api["name"], api["policy"], api["available"]) == ("api", "rr", 1)
+        api, auth, router = status["pools"]
+        assert (api["name"], api["policy"], api["available"], api["panic"]) == ("api", "rr", 1, False)
         assert (auth["name"], auth["policy"], auth["discovery"], auth["health"]) == ("auth", "leastconn", None, None)
+        assert (router["available"], router["panic"], router["panic_requests"], router["panics"]) == (0, True, 5, 1)
+        assert [b["routable"] for b in router["backends"]] == [True, True]  # unhealthy, yet used: panic
         by_address = {b["address"]: b for b in api["backends"]}
         assert by_address["127.0.0.1:8001"] | {"since": 0} == {
             "id": state.pools["api"].backends[A].id, "address": "127.0.0.1:8001", "healthy": True, "removed": False,
-            "inflight": 3, "served": 40, "failed": 1, "retried_away": 1, "ejections": 0, "since": 0}  # fmt: skip
+            "reachable": True, "routable": True, "inflight": 3, "served": 40, "failed": 1, "timeouts": 0,
+            "retried_away": 1, "ejections": 0, "since": 0}  # fmt: skip
         assert not by_address["127.0.0.1:8002"]["healthy"] and by_address["127.0.0.1:8002"]["ejections"] == 1
         assert by_address["127.0.0.1:8003"]["removed"]
         assert api["discovery"]["kind"] == "static" and api["discovery"]["addresses"] == [
             "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]  # fmt: skip
-        assert api["health"]["path"] == "/readyz" and api["health"]["fall"] == 2
+        assert api["health"]["path"] == "/readyz" and api["health"]["port"] is None and api["health"]["fall"] == 2
         # Live: what changes in the pool shows on the next request.
         state.pools["api"].backends[A].served += 1
         assert (await client.get("/status.json")).json()["pools"][0]["backends"][0]["served"] == 41
@@ -101,8 +110,10 @@ def test_the_status_page_is_readable_escaped_and_refreshes():
         page = response.text
         assert '<meta http-equiv="refresh"' in page
         for text in ("127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003", "ejected", "removed", "leastconn",
-                     "1 of 3 available", "connections_open", "/auth/"):  # fmt: skip
+                     "1 of 3 available", "connections_open", "/auth/", "PANIC", "routing to 2 of them",
+                     "(5 requests so far)", "ejected (in panic use)"):  # fmt: skip
             assert text in page, text
+        assert page.count("PANIC") == 1  # the router only
         assert "<script>" not in page and "&lt;script&gt;" in page
         assert "<link" not in page and "src=" not in page  # self-contained: nothing else to fetch
 
@@ -133,6 +144,11 @@ def test_metrics_are_read_at_scrape_time():
         assert samples[("scalecube_lb_upstream_backends", (("state", "ejected"), ("upstream", "api")))] == 1
         assert samples[("scalecube_lb_upstream_backends", (("state", "removed"), ("upstream", "api")))] == 1
         assert samples[("scalecube_lb_upstream_backends", (("state", "available"), ("upstream", "auth")))] == 1
+        assert samples[("scalecube_lb_upstream_panic", (("upstream", "router"),))] == 1
+        assert samples[("scalecube_lb_upstream_panic", (("upstream", "api"),))] == 0
+        assert samples[("scalecube_lb_upstream_panic_requests_total", (("upstream", "router"),))] == 5
+        assert samples[("scalecube_lb_upstream_panic_requests_total", (("upstream", "api"),))] == 0
+        assert backend("scalecube_lb_backend_timeouts_total", "127.0.0.1:8001") == 0
         assert samples[("scalecube_lb_requests_total", ())] == 43
         assert samples[("scalecube_lb_retries_total", ())] == 1
         assert samples[("scalecube_lb_rejected_431_total", ())] == 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lb.config import DEFAULT_CONFIG, ConfigError, Route, Router, load_config, with_overrides
+from lb.config import DEFAULT_CONFIG, ConfigError, Route, Router, Upstream, load_config, with_overrides
 
 EXAMPLE = """
 listen = "127.0.0.1:9080"
@@ -18,6 +18,10 @@ policy = "leastconn"
 
 [upstreams.auth]
 discovery = "dns:auth:8000@127.0.0.1:5353"
+policy = "rr"
+panic_below = 0.5
+check_path = "/health/ready"
+check_port = 9000
 
 [[routes]]
 prefix = "/"
@@ -56,7 +60,10 @@ def test_the_shipped_file_routes_everything_to_api():
     config = load_config()
     assert config == load_config(DEFAULT_CONFIG)
     assert list(config.upstreams) == ["api"]
-    assert config.upstreams["api"].discovery == "dns:api:8000" and config.upstreams["api"].policy == "rr"
+    api = config.upstreams["api"]
+    assert api.discovery == "dns:api:8000" and api.policy == "leastconn"  # least outstanding requests
+    assert (api.panic_below, api.check_path, api.check_port) == (0.0, "/readyz", 0)  # panic only with none healthy
+    assert Upstream("x", "dns:x:80") == Upstream("x", "dns:x:80", "leastconn", 0.0, "/readyz", 0)  # the same defaults
     assert config.routes == (Route("/", "api"),)
     assert config.unrouted() == []
     assert config.listen == ("0.0.0.0", 8080)
@@ -67,8 +74,10 @@ def test_a_full_file_is_read_with_defaults_for_the_rest(tmp_path):
     assert config.listen == ("127.0.0.1", 9080) and config.admin_listen == ("127.0.0.1", 9404)
     assert config.upstreams["api"].policy == "leastconn"
     assert config.upstreams["auth"].discovery == "dns:auth:8000@127.0.0.1:5353"
+    auth = config.upstreams["auth"]
+    assert (auth.policy, auth.panic_below, auth.check_path, auth.check_port) == ("rr", 0.5, "/health/ready", 9000)
     assert config.timeouts.connect == 1.0 and isinstance(config.timeouts.connect, float)
-    assert config.timeouts.read == 5.5 and config.timeouts.idle == 10.0  # unset: the default
+    assert config.timeouts.read == 5.5 and config.timeouts.idle == 10.0 and config.timeouts.body == 30.0  # unset
     assert config.limits.retries == 0 and config.limits.max_headers == 100
     assert config.sticky.enabled and config.sticky.max_age == 600 and config.sticky.cookie_name == "SCALECUBE_LB"
     router = Router(config.routes)
@@ -94,7 +103,7 @@ def test_router_longest_prefix_wins_whatever_the_order():
     ("text", "message"),
     [
         ('lisen = "0.0.0.0:80"\n', "lisen: unknown key"),
-        ("[timeouts]\nconect = 1\n", "timeouts.conect: unknown key (known: connect, read, idle, header, drain)"),
+        ("[timeouts]\nconect = 1\n", "timeouts.conect: unknown key (known: connect, read, idle, header, body, drain)"),
         ('[upstreams.api]\ndiscovery = "dns:api:8000"\nweight = 2\n', "upstreams.api.weight: unknown key"),
         ('[[routes]]\nprefix = "/"\nupstream = "api"\nhost = "x"\n', "routes[0].host: unknown key"),
         ('[timeouts]\nconnect = "fast"\n', "timeouts.connect must be a number, got 'fast'"),
@@ -102,7 +111,11 @@ def test_router_longest_prefix_wins_whatever_the_order():
         ("[sticky]\nenabled = 1\n", "sticky.enabled must be true or false, got 1"),
         ("[timeouts]\nread = 0\n", "timeouts.read must be a positive number of seconds"),
         ("[limits]\nretries = -1\n", "limits.retries must be 0 or more"),
-        ('[health]\npath = "readyz"\n', "health.path must start with '/'"),
+        ('[health]\npath = "/readyz"\n', "health.path: unknown key"),  # where to check is each group's
+        ('[upstreams.api]\ndiscovery = "dns:api:8000"\ncheck_path = "readyz"\n', "upstreams.api.check_path must start"),
+        ('[upstreams.api]\ndiscovery = "dns:api:8000"\ncheck_port = 70000\n', "upstreams.api.check_port must be 0"),
+        ('[upstreams.api]\ndiscovery = "dns:api:8000"\npanic_below = 1.5\n', "upstreams.api.panic_below must be a share"),
+        ('[upstreams.api]\ndiscovery = "dns:api:8000"\npanic_below = "half"\n', "panic_below must be a number"),
         ('listen = "8080"\n', "listen: expected host:port"),
         ('admin_listen = "0.0.0.0:99999"\n', "port must be a number from 1 to 65535"),
         ('[upstreams.api]\npolicy = "rr"\n', "upstreams.api.discovery: missing"),
@@ -139,12 +152,14 @@ def test_unreadable_or_invalid_files_say_which_file(tmp_path):
 
 def test_command_line_overrides(tmp_path):
     config = load_config(write(tmp_path, EXAMPLE))
-    # Replacing a group's discovery keeps its policy; a new group gets rr and, without a route, no traffic.
+    # Replacing a group's discovery keeps its other settings; a new group gets the defaults and, without a
+    # route, no traffic.
     changed = with_overrides(config, upstreams=["api=static:127.0.0.1:8001,127.0.0.1:8002", "extra=dns:extra:80"],
                              listen="127.0.0.1:7000", sticky=False)  # fmt: skip
     assert changed.upstreams["api"].discovery == "static:127.0.0.1:8001,127.0.0.1:8002"
     assert changed.upstreams["api"].policy == "leastconn"
-    assert changed.upstreams["extra"].policy == "rr"
+    assert changed.upstreams["extra"] == Upstream("extra", "dns:extra:80")
+    assert with_overrides(config, upstreams=["auth=dns:a:1"]).upstreams["auth"].check_port == 9000
     assert changed.unrouted() == ["extra"]
     assert changed.listen == ("127.0.0.1", 7000) and changed.admin_listen == config.admin_listen
     assert not changed.sticky.enabled and changed.sticky.max_age == 600

@@ -65,12 +65,31 @@ def test_fall_and_rise_round_by_round(backend):
     rounds(checker, 2)
     assert bb.healthy
 
+    assert ba.reachable and bb.reachable  # both answered every check, whatever they said
     b.stop()  # killed: connection refused
     rounds(checker, 2)
     assert not bb.healthy and ba.healthy
+    assert not bb.reachable  # dead, not just unready: a panic would leave it out
     assert checker.rounds == 9
-    assert checker.describe() == {"path": "/readyz", "interval": 1.0, "timeout": 2.0, "rise": 2, "fall": 2,
-                                  "rounds": 9}  # fmt: skip
+    assert checker.describe() == {"path": "/readyz", "port": None, "interval": 1.0, "timeout": 2.0, "rise": 2,
+                                  "fall": 2, "rounds": 9}  # fmt: skip
+
+
+def test_the_check_can_go_to_another_port_of_the_backends_host(backend):
+    """``check_port``: e.g. a health port answered by a cluster's master, not the busy workers."""
+    health, flag = backend("health")
+    pool = Pool("api", rise=1, fall=1)
+    pool.set_addresses([("127.0.0.1", 9)])  # the traffic port: nothing listens there
+    only = pool.backends[("127.0.0.1", 9)]
+    checker = HealthChecker(pool, port=health.port, timeout=2.0)
+    assert checker.url(only) == f"http://127.0.0.1:{health.port}/readyz"
+    rounds(checker, 1)
+    assert only.healthy and only.checks_ok == 1  # judged by the health port alone
+    Path(flag).touch()
+    rounds(checker, 1)
+    assert not only.healthy and only.reachable  # 503 from the health port: unready, but it answered
+    with pytest.raises(ValueError, match="port"):
+        HealthChecker(pool, port=70000)
 
 
 def test_run_ejects_a_killed_backend_within_fall_intervals(backend):
@@ -112,7 +131,9 @@ def test_a_backend_that_never_answers_fails_within_the_timeout():
         started = time.monotonic()
         rounds(checker, 1)
         took = time.monotonic() - started
-    assert not next(iter(pool.backends.values())).healthy
+    silent_backend = next(iter(pool.backends.values()))
+    assert not silent_backend.healthy
+    assert silent_backend.reachable  # a timeout says nothing about being dead: it accepted, it may be busy
     assert 0.25 < took < 1.5
 
 

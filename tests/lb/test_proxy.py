@@ -10,6 +10,7 @@ import http.client
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -123,19 +124,104 @@ def test_connection_cap(backends, start_lb):
     wait_until(lambda: httpx.get(lb.url + "/echo", timeout=2).status_code == 200, 5, what="capacity back")
 
 
-def test_no_backend_is_a_503_naming_the_upstream(backends, start_lb):
-    clusters = backends(1)
+def test_every_backend_dead_is_a_503_naming_the_upstream_after_trying_them(backends, start_lb):
+    clusters = backends(2)
     lb = start_lb(clusters)
-    clusters[0].stop()
-    wait_until(lambda: httpx.get(lb.url + "/echo", timeout=5).status_code == 503, 10, what="a 503")
-    body = httpx.get(lb.url + "/echo").json()
-    assert body["error"] == "no_backend" and body["upstream"] == "api"
+    for cluster in clusters:
+        cluster.stop()
+    wait_until(lambda: lb.status()["pools"][0]["panic"], 10, what="both ejected: panic")
+    response = httpx.get(lb.url + "/echo", timeout=10)
+    # In panic it tried both anyway (they might only have failed their checks); neither accepted a connection.
+    assert response.status_code == 503, response.text
+    assert response.json() == {"error": "backend_unreachable", "upstream": "api",
+                               "message": "no backend of api accepted a connection (2 tried)"}  # fmt: skip
+    assert lb.status()["stats"]["unreachable_503"] == 1
 
 
-def test_read_timeout_is_a_504_for_non_idempotent_requests(backends, start_lb):
+def test_no_backend_at_all_is_a_503_no_backend(tmp_path):
+    # DNS that never answers: discovery finds nothing, so the group is empty (not unhealthy: empty).
+    lb = LbProcess(f"dns:api:8000@127.0.0.1:{free_port()}", tmp_path)
+    try:
+        wait_until(lambda: lb._healthy_backends() == 0, 20, what="the balancer to start")
+        wait_until(lambda: raw(lb.url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503"), 10,
+                   what="a 503")  # fmt: skip
+        body = httpx.get(lb.url + "/echo", timeout=5).json()
+        assert body == {"error": "no_backend", "upstream": "api", "message": "upstream api has no backend"}
+        assert not lb.status()["pools"][0]["panic"]  # nothing to panic about: there is nobody
+    finally:
+        lb.stop()
+
+
+def test_read_timeout_is_a_504_that_neither_ejects_nor_counts_as_a_failure(backends, start_lb):
     lb = start_lb(backends(1), "--read-timeout", "0.5")
     response = httpx.post(lb.url + "/slow?s=3", content=b"x", timeout=10)
     assert response.status_code == 504 and response.json()["error"] == "gateway_timeout"
+    [backend] = lb.status()["pools"][0]["backends"]
+    assert (backend["timeouts"], backend["failed"], backend["ejections"], backend["healthy"]) == (1, 0, 0, True)
+    assert backend["inflight"] == 0
+    assert httpx.get(lb.url + "/echo", timeout=5).status_code == 200
+
+
+def test_a_stalled_request_body_is_the_clients_408_not_a_backend_failure(backends, start_lb, tmp_path):
+    config = tmp_path / "balancer.toml"
+    config.write_text('[upstreams.api]\ndiscovery = "static:127.0.0.1:1"\n[[routes]]\nprefix = "/"\n'
+                      'upstream = "api"\n[timeouts]\nbody = 2.0\nread = 30.0\n')  # fmt: skip
+    lb = start_lb(backends(1), "--config", str(config))
+    # 10 of the 100 promised bytes, then nothing: after the body timeout (2 s), not the read timeout (30 s).
+    reply = raw(lb.url, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"y" * 10, timeout=10)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert b'"error": "request_timeout"' in reply
+    status = lb.status()
+    [backend] = status["pools"][0]["backends"]
+    assert (backend["failed"], backend["timeouts"], backend["ejections"], backend["healthy"]) == (0, 0, 0, True)
+    assert backend["inflight"] == 0 and status["stats"]["client_body_timeout_408"] == 1
+    # A slow but steady body is fine: each silence is shorter than the timeout.
+    with socket.create_connection(("127.0.0.1", lb.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")
+        for byte in (b"a", b"b", b"c"):
+            time.sleep(0.3)
+            sock.sendall(byte)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_that_leaves_mid_request_is_no_longer_in_flight(backends, start_lb, tmp_path):
+    """leastconn counts requests in flight: one whose client left must not stay counted."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    lb = start_lb(backends(1, env={"HOLD_FILE": str(hold)}))
+
+    def inflight() -> int:
+        return lb.status()["pools"][0]["backends"][0]["inflight"]
+
+    try:
+        with socket.create_connection(("127.0.0.1", lb.port), timeout=10) as sock:
+            sock.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: inflight() == 1, 10, what="the request to be in flight")
+        wait_until(lambda: inflight() == 0, 10, what="the aborted request to leave the count")
+        status = lb.status()
+        assert status["stats"]["client_aborts"] == 1
+        assert status["pools"][0]["backends"][0]["failed"] == 0  # not the backend's fault either
+    finally:
+        hold.unlink()
+
+
+def test_a_cheap_request_never_waits_for_the_connection_a_heavy_one_holds(backends, start_lb, tmp_path):
+    """Connections to a backend are not capped: while a heavy request holds the pooled one, cheap ones
+    open their own instead of queueing behind it."""
+    hold = tmp_path / "hold"
+    lb = start_lb(backends(1, env={"HOLD_FILE": str(hold)}))
+    assert httpx.get(lb.url + "/echo", timeout=5).status_code == 200  # leaves one idle pooled connection
+    hold.touch()
+    with ThreadPoolExecutor(1) as pool:
+        heavy = pool.submit(httpx.get, lb.url + "/hold", timeout=60)  # takes that connection
+        try:
+            wait_until(lambda: lb.status()["pools"][0]["backends"][0]["inflight"] == 1, 10, what="heavy in flight")
+            with httpx.Client(base_url=lb.url, timeout=10) as client:
+                assert [client.get("/echo").status_code for _ in range(5)] == [200] * 5
+            assert not heavy.done()
+        finally:
+            hold.unlink()
+        assert heavy.result().status_code == 200
 
 
 def test_pipelined_requests_get_the_first_answer_and_a_close(backends, start_lb):

@@ -114,3 +114,15 @@ def test_strip_removes_only_our_cookie_before_the_request_goes_on():
     assert sticky.strip(b"SCALECUBE_LB=abc;app=1") == b"app=1"
     assert sticky.strip(b"a=1; SCALECUBE_LB=abc; b=2") == b"a=1; b=2"
     assert sticky.strip(b"XSCALECUBE_LB=keep; a=1") == b"XSCALECUBE_LB=keep; a=1"  # a lookalike is the app's
+
+
+def test_in_panic_the_cookie_still_routes_to_its_unhealthy_backend(pool):
+    """Every backend failing its checks puts the pool in panic: clients keep their backend meanwhile."""
+    sticky = StickyCookie(SECRET)
+    backend = pool.backends[("127.0.0.2", 8000)]
+    pair = cookie_pair(sticky.set_cookie_header(backend))
+    for each in pool.backends.values():
+        for _ in range(pool.fall):
+            pool.report_check(each, False, connected=True)  # answering 503 (say, Redis down)
+    assert pool.panic and not backend.healthy
+    assert sticky.backend_from(pair, pool) is backend
