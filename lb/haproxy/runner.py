@@ -48,7 +48,7 @@ class HaproxySettings:
     stats_bind: str | None = None  # LB_STATS_BIND
     dns: str | None = None  # LB_DNS, host:port of the nameserver
     slots: int | None = None  # LB_SLOTS
-    balance: str | None = None  # LB_BALANCE: roundrobin | leastconn
+    balance: str | None = None  # LB_BALANCE: leastconn (the file's default) | roundrobin
     sticky: bool | None = None  # LB_STICKY
     cookie_key: str | None = None  # LB_COOKIE_KEY
     api_service: str | None = None  # API_SERVICE
