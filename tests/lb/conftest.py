@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
@@ -78,6 +79,12 @@ class Balancer(Protocol):
     def retries(self, backend: str = "api") -> int:
         """Requests that went to another backend (or again) after a try failed."""
 
+    def panic(self, backend: str = "api") -> bool:
+        """No server of ``backend`` passes its checks, and the balancer routes to them anyway."""
+
+    def panic_requests(self, backend: str = "api") -> int:
+        """Requests routed to ``backend`` while it was in panic."""
+
     def cut_responses(self) -> list[str]:
         """Log lines of responses a backend cut off mid-body: already begun, so nobody can replay them."""
 
@@ -128,6 +135,13 @@ class HaproxyBalancer:
     def retries(self, backend: str = "api") -> int:
         return self.backend_stat("wretr", backend) + self.backend_stat("wredis", backend)
 
+    def panic(self, backend: str = "api") -> bool:
+        # haproxy.cfg's panic: no usable server in X, so the frontend sends X's requests to X_panic.
+        return self.backend_stat("act", backend) == 0
+
+    def panic_requests(self, backend: str = "api") -> int:
+        return self.backend_stat("stot", f"{backend}_panic")
+
     def cut_responses(self) -> list[str]:
         return [line for line in self.log().splitlines() if HAPROXY_CUT_RESPONSE.search(line)]
 
@@ -160,7 +174,7 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
 PYTHON_LIKE_HAPROXY = ("--connect-timeout", "1", "--read-timeout", "10", "--idle-timeout", "10",
                        "--header-timeout", "5", "--retries", "3", "--health-interval", "1",
                        "--discovery-interval", "1")  # fmt: skip
-PYTHON_POLICIES = {None: "rr", "roundrobin": "rr", "leastconn": "leastconn"}
+PYTHON_POLICIES = {"roundrobin": "rr", "leastconn": "leastconn"}  # balance=None: each balancer's default
 
 
 class PythonBalancer:
@@ -207,6 +221,21 @@ class PythonBalancer:
         # Counted for all upstreams together (per backend too, but a backend DNS dropped is forgotten).
         return self.status()["stats"]["retries"]
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the admin port's /metrics (what Prometheus scrapes)."""
+        text = httpx.get(self.stats_url + "/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        raise AssertionError(f"no sample {name}{labels} in /metrics")
+
+    def panic(self, backend: str = "api") -> bool:
+        return self.metric("scalecube_lb_upstream_panic", upstream=backend) == 1
+
+    def panic_requests(self, backend: str = "api") -> int:
+        return int(self.metric("scalecube_lb_upstream_panic_requests_total", upstream=backend))
+
     def cut_responses(self) -> list[str]:
         return [line for line in self.log().splitlines() if "died mid-response" in line]
 
@@ -222,7 +251,9 @@ def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, st
     def dns(name: str) -> str:
         return f"dns:{name}:{topology.port}@{topology.dns_address}"
 
-    args = ["--upstream", f"api={dns(service)}", "--policy", PYTHON_POLICIES[balance]]
+    args = ["--upstream", f"api={dns(service)}"]
+    if balance is not None:
+        args += ["--policy", PYTHON_POLICIES[balance]]
     for upstream, name in routes.items():
         args += ["--upstream", f"{upstream}={dns(name)}"]
     # haproxy.cfg's routes, for the upstreams this balancer has (/users/count stays the api's).
