@@ -7,9 +7,9 @@ connections it has not answered yet; the rest wait in the master). Workers that
 are starting or draining are skipped, so a rolling reload never hands a
 connection to a worker on its way out.
 
-``least`` (join-shortest-queue): the same hand-off, but each connection goes to
-the ready worker with the fewest requests in flight, so a cheap request is not put
-behind a heavy one while another worker is free.
+``least`` (least busy): the same hand-off, but a connection goes only to an idle
+worker; when none is idle it waits in the master and the first worker to finish takes
+it, so a cheap request is never put behind a heavy one while another worker is free.
 
 ``os``: every worker accepts on the same inherited listening socket and the
 kernel decides. Cheaper for the master, but wakeups favour whichever workers are
@@ -229,9 +229,16 @@ class RoundRobinPolicy(HandoffPolicy):
 
 
 class LeastBusyPolicy(HandoffPolicy):
-    """Join-shortest-queue: the fewest requests in flight, by the master's own count of unanswered
-    connections (exact for a new connection per request) or, for keep-alive traffic, by what the
-    worker last reported (once a second), whichever is larger; ties go round."""
+    """An idle worker, else the master's queue: the first worker to finish takes the next connection.
+
+    Join-the-shortest-queue alone is not enough: with one worker busy on a heavy request and one
+    on a cheap one, both queues are one long, and a tie can put the next cheap request behind the
+    heavy one. Here a worker holds one unanswered connection at most (whatever ``limit`` says), so
+    a busy worker is never handed another while it works, and a free one pulls the next from the
+    queue at once — Node's "free worker" list. Among idle workers it picks the one with the fewest
+    requests in flight on keep-alive connections (the worker's own report, once a second), ties
+    going round. The cost is one channel round trip between two requests of a worker.
+    """
 
     name = "least"
 
@@ -239,20 +246,19 @@ class LeastBusyPolicy(HandoffPolicy):
         super().__init__(listener, limits)
         self._turn = 0
 
+    def has_room(self, worker: Worker) -> bool:
+        return worker.routable and worker.ledger.unanswered == 0
+
     def choose(self) -> Worker | None:
         best: Worker | None = None
-        best_load = 0
         candidates = list(self._workers.values())
-        self._turn += 1
         count = len(candidates)
+        self._turn += 1
         for i in range(count):
             worker = candidates[(self._turn + i) % count]
-            if not self.has_room(worker):
-                continue
-            load = max(worker.ledger.unanswered, worker.inflight)
-            if best is None or load < best_load:
-                best, best_load = worker, load
-                if load == 0:
+            if self.has_room(worker) and (best is None or worker.inflight < best.inflight):
+                best = worker
+                if worker.inflight == 0:
                     break
         return best
 
