@@ -99,8 +99,15 @@ def cloning(users: Users = None, seconds: Seconds = None, out: Out = None, targe
 @demo_app.command()
 def availability(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
                  docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Workers crash at random under load (claim: ≥ 99% succeed; through a retrying balancer, 0 failed GETs)."""
+    """Workers crash at random under load: a few users and the guides' 200 clients (≥ 99% / ≥ 99.5% succeed; 0 failed GETs through a retrying balancer)."""
     _run("availability", users, seconds, out, target, docker, smoke)
+
+
+@demo_app.command()
+def overload(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
+             docker: Docker = False, smoke: Smoke = False) -> None:
+    """Heavy /cpu beside cheap GET /: rr vs least vs uvicorn --workers, and no replica ejected behind a balancer."""
+    _run("overload", users, seconds, out, target, docker, smoke)
 
 
 @demo_app.command()

@@ -67,11 +67,14 @@ class Rig:
 
     # -- one process, one cluster ---------------------------------------------------------------
 
-    def single_process(self, env: dict[str, str] | None = None) -> str:
-        """The api as one plain uvicorn process (no master, no workers): the guides' ``node server.js``."""
+    def single_process(self, env: dict[str, str] | None = None, *, workers: int = 1) -> str:
+        """The api as one plain uvicorn process (no master, no workers): the guides' ``node server.js``;
+        with ``workers`` > 1, ``uvicorn --workers N`` (its own supervisor; the kernel hands out connections)."""
         port = free_port()
         argv = [sys.executable, "-m", "uvicorn", API, "--host", "127.0.0.1", "--port", str(port),
                 "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         process = ManagedProcess(argv, env=self.api_env(**(env or {})), log_path=self.workdir / f"uvicorn-{port}.log")
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"

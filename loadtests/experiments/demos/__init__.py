@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from loadtests.experiments.results import DemoReport
 
 # name -> module under loadtests.experiments.demos; `demo all` runs them in this order.
-DEMOS = ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing")
+DEMOS = ("cloning", "availability", "overload", "reload", "sessions", "broadcast", "splitting", "decomposing")
 
 
 def runner(name: str) -> Callable[[DemoContext], DemoReport]:
