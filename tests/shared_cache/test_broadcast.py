@@ -23,7 +23,7 @@ async def _wait_for_subscribers(broadcast: RedisBroadcast, count: int, timeout: 
             await asyncio.sleep(0.02)
 
 
-async def _wait_for(predicate, timeout: float = 5.0) -> None:
+async def _wait_for(predicate, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)

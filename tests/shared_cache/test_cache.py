@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import asyncio
 import multiprocessing
 import time
@@ -13,16 +15,36 @@ PREFIX = "test:cache:"
 
 
 class Source:
-    """A slow backing service that counts how often it is asked."""
+    """A backing service that counts how often it is asked.
 
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+    ``gated()`` makes it answer only once ``release()`` is called: a test can then hold a recomputation
+    (and the lock it takes) open for exactly as long as it needs, however slow the machine, instead of
+    hoping a delay outlasts what it does meanwhile.
+    """
+
+    def __init__(self, fail: bool = False) -> None:
         self.calls = 0
-        self.delay = delay
         self.fail = fail
+        self._gate: asyncio.Event | None = None
+
+    def gated(self) -> Source:
+        self._gate = asyncio.Event()
+        return self
+
+    def release(self) -> None:
+        assert self._gate is not None
+        self._gate.set()
+
+    async def started(self, calls: int = 1) -> None:
+        """Until ``calls`` computations have begun (the first has taken the lock by then)."""
+        async with asyncio.timeout(10):
+            while self.calls < calls:
+                await asyncio.sleep(0.005)
 
     async def __call__(self) -> dict:
         self.calls += 1
-        await asyncio.sleep(self.delay)
+        if self._gate is not None:
+            await self._gate.wait()
         if self.fail:
             raise ValueError("backend exploded")
         return {"generation": self.calls}
@@ -75,17 +97,17 @@ def test_the_stale_value_is_served_while_one_caller_recomputes(redis_url):
     async def scenario():
         await cache.get_or_compute("k", 0.1, source)
         await asyncio.sleep(0.2)  # now stale, still in Redis
-        source.delay = 1.0
+        source.gated()
         recompute = asyncio.create_task(cache.get_or_compute("k", 60, source))
-        await asyncio.sleep(0.1)  # let it take the lock
-        started = time.monotonic()
-        served = await cache.get_or_compute("k", 60, source)
-        waited = time.monotonic() - started
-        return served, waited, await recompute
+        await source.started(2)  # the recomputation holds the lock, and cannot finish until released
+        served = await asyncio.wait_for(cache.get_or_compute("k", 60, source), 10)
+        still_recomputing = not recompute.done()
+        source.release()
+        return served, still_recomputing, await recompute
 
-    served, waited, recomputed = asyncio.run(scenario())
+    served, still_recomputing, recomputed = asyncio.run(scenario())
 
-    assert served == {"generation": 1} and waited < 0.5  # did not wait for the recompute
+    assert served == {"generation": 1} and still_recomputing  # answered without waiting for the recompute
     assert recomputed == {"generation": 2}
     assert source.calls == 2
 
@@ -104,40 +126,51 @@ def test_a_failing_compute_releases_the_lock_and_raises(redis_url):
     value, took = asyncio.run(scenario())
 
     assert value == {"generation": 1}
-    assert took < 1  # did not sit out lock_ttl
+    # A lock left behind would be sat out: a wait of lock_ttl (5 s), or a CacheTimeout after wait_timeout
+    # (5 s). A free lock costs a few Redis round trips: milliseconds, so 5 s is generous on a busy machine.
+    assert took < 5
 
 
 def test_a_waiter_takes_over_when_the_computing_caller_fails(redis_url):
-    cache = _cache(redis_url, wait_timeout=5.0)
+    cache = _cache(redis_url, wait_timeout=30.0)
 
     async def scenario():
-        failing = asyncio.create_task(cache.get_or_compute("k", 60, Source(delay=0.3, fail=True)))
-        await asyncio.sleep(0.1)
-        waiter = await cache.get_or_compute("k", 60, Source())
+        doomed, own = Source(fail=True).gated(), Source()
+        failing = asyncio.create_task(cache.get_or_compute("k", 60, doomed))
+        await doomed.started()  # it holds the lock
+        waiter = asyncio.create_task(cache.get_or_compute("k", 60, own))
+        await asyncio.sleep(0.2)  # the waiter polls meanwhile (no value, the lock taken): it cannot finish
+        assert not waiter.done() and own.calls == 0
+        doomed.release()  # the computing caller fails, and lets the lock go
         with pytest.raises(ValueError):
             await failing
-        return waiter
+        return await asyncio.wait_for(waiter, 10), own.calls
 
-    assert asyncio.run(scenario()) == {"generation": 1}
+    assert asyncio.run(scenario()) == ({"generation": 1}, 1)  # the waiter computed it itself
 
 
 def test_waiting_without_a_stale_value_is_bounded(redis_url):
     cache = _cache(redis_url, wait_timeout=0.3)
 
     async def scenario():
-        slow = asyncio.create_task(cache.get_or_compute("k", 60, Source(delay=0.8)))
-        await asyncio.sleep(0.1)
+        slow = Source().gated()  # a recomputation that never ends while the other caller waits
+        computing = asyncio.create_task(cache.get_or_compute("k", 60, slow))
+        await slow.started()
         started = time.monotonic()
         with pytest.raises(CacheTimeout) as caught:
-            await cache.get_or_compute("k", 60, Source())
+            # Unbounded, the wait would last as long as the gate stays shut: wait_for's 10 s would end it.
+            await asyncio.wait_for(cache.get_or_compute("k", 60, Source()), 10)
         waited = time.monotonic() - started
-        await slow
+        slow.release()
+        await computing
         return caught.value, waited
 
     error, waited = asyncio.run(scenario())
 
     assert isinstance(error, DependencyUnavailable) and error.dependency == "cache"
-    assert 0.3 <= waited < 1.0
+    # It waited its wait_timeout, then gave up by itself (a CacheTimeout, above). The upper bound only tells
+    # 0.3 s from the 5 s of lock_ttl or of the default wait_timeout: ten times over, for a busy machine.
+    assert 0.3 <= waited < 3.0
 
 
 def test_redis_down_is_reported_as_redis_unavailable(own_redis):
@@ -172,7 +205,7 @@ def _stampede_worker(url, stale_grace, barrier, results) -> None:
             *(cache.get_or_compute("hot", 60, compute) for _ in range(TASKS_PER_PROCESS))
         )
 
-    barrier.wait(timeout=30)  # every process starts at once
+    barrier.wait(timeout=60)  # every process starts at once (8 interpreters starting on a busy machine)
     results.put(asyncio.run(hammer()))
 
 
@@ -193,7 +226,7 @@ def test_an_expired_key_is_recomputed_once_across_processes(redis_url, stale_gra
     ]
 
     with running(*workers):
-        served = [value for _ in workers for value in results.get(timeout=30)]
+        served = [value for _ in workers for value in results.get(timeout=60)]
         for worker in workers:
             worker.join(10)
 

@@ -1,32 +1,66 @@
+"""The sliding-window limiter against a real Redis.
+
+The limiter takes its clock from Redis (``TIME``), so a test cannot stop time: it brackets each attempt
+with this process's monotonic clock instead, and checks every ``retry_after`` against what really elapsed
+between attempts (one clock for both ends of each span, both on this machine). Windows are seconds long
+where a test needs an attempt to stay inside one: a loaded machine may stall a step by a good fraction of
+a second, and a test must not depend on it not doing so.
+"""
+
 import asyncio
+import math
 import time
 
 import pytest
 import redis
 
+from infra.local.processes import wait_until
 from scalecube.errors import DependencyUnavailable
 from shared_cache import RedisConnector, SlidingWindowLimiter
+from shared_cache.ratelimit import Decision
 
 PREFIX = "test:ratelimit:"
+MS = 0.002  # the script works in whole milliseconds: rounding, at each end of a span
 
 
 def limiter(url: str, *, limit: int, window: float) -> SlidingWindowLimiter:
     return SlidingWindowLimiter(RedisConnector(url), limit=limit, window=window, prefix=PREFIX)
 
 
+class Timed:
+    """An attempt and when it happened: Redis's TIME in the script lies between ``sent`` and ``answered``."""
+
+    def __init__(self, decision: Decision, sent: float, answered: float) -> None:
+        self.decision, self.sent, self.answered = decision, sent, answered
+
+
+async def timed_hit(limits: SlidingWindowLimiter, key: str) -> Timed:
+    sent = time.monotonic()
+    decision = await limits.hit(key)
+    return Timed(decision, sent, time.monotonic())
+
+
+def assert_waits_for(refused: Timed, oldest: Timed, window: float) -> None:
+    """``refused.retry_after`` is when ``oldest`` ages out, seen from ``refused``: ``window`` minus the
+    time between the two attempts, which the brackets bound from both sides."""
+    shortest = window - (refused.answered - oldest.sent)
+    longest = window - (refused.sent - oldest.answered)
+    assert shortest - MS <= refused.decision.retry_after <= longest + MS, (shortest, refused.decision, longest)
+
+
 def test_allows_up_to_the_limit_then_refuses_with_a_retry_after(redis_url):
     limits = limiter(redis_url, limit=3, window=30)
 
     async def scenario():
-        return [await limits.hit("ada") for _ in range(5)]
+        return [await timed_hit(limits, "ada") for _ in range(5)]
 
-    decisions = asyncio.run(scenario())
+    attempts = asyncio.run(scenario())
+    decisions = [a.decision for a in attempts]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
     assert decisions[0].retry_after == 0
-    refused = decisions[3]
-    assert 29 < refused.retry_after <= 30
-    assert refused.retry_after_header == "30"
+    assert_waits_for(attempts[3], attempts[0], 30)  # the first attempt's expiry, however long the attempts took
+    assert decisions[3].retry_after_header == str(math.ceil(decisions[3].retry_after))  # whole seconds, rounded up
 
 
 def test_keys_are_counted_apart_and_reset_forgets_one(redis_url):
@@ -47,35 +81,53 @@ def test_keys_are_counted_apart_and_reset_forgets_one(redis_url):
 
 
 def test_the_window_slides_one_attempt_at_a_time(redis_url):
-    """Attempts at t=0 and t=0.4 with limit 2 / 1 s: at t≈1.05 one slot is free, not two."""
-    limits = limiter(redis_url, limit=2, window=1.0)
+    """Attempts at t=0 and t≈1 with limit 2 / 2 s: just after t=2 one slot is free, not two.
+
+    The second attempt ages out about a second after the first: the room a stalled step has before the
+    scenario no longer says what it claims (asserted: the spans really were inside the window)."""
+    window = 2.0
+    limits = limiter(redis_url, limit=2, window=window)
 
     async def scenario():
-        await limits.hit("k")
-        await asyncio.sleep(0.4)
-        await limits.hit("k")
-        refused = await limits.hit("k")
-        await asyncio.sleep(max(0.0, refused.retry_after) + 0.05)  # the moment the first attempt ages out
-        return refused, await limits.hit("k"), await limits.hit("k")
+        first = await timed_hit(limits, "k")
+        await asyncio.sleep(1.0)
+        second = await timed_hit(limits, "k")
+        refused = await timed_hit(limits, "k")
+        await asyncio.sleep(refused.decision.retry_after + 0.05)  # the moment the first attempt ages out
+        return first, second, refused, await timed_hit(limits, "k"), await timed_hit(limits, "k")
 
-    refused, one_free, still_full = asyncio.run(scenario())
-    assert not refused.allowed and 0.4 < refused.retry_after <= 0.6  # the first attempt's expiry, not the window's
-    assert one_free.allowed and one_free.remaining == 0
-    assert not still_full.allowed and 0.2 < still_full.retry_after <= 0.4  # now waiting on the t=0.4 attempt
+    first, second, refused, one_free, still_full = asyncio.run(scenario())
+    assert first.decision.allowed and second.decision.allowed
+    assert not refused.decision.allowed
+    assert_waits_for(refused, first, window)  # the first attempt's expiry, not a whole window
+    assert refused.decision.retry_after <= window - 1.0 + MS
+    assert still_full.answered - second.sent < window, "stalled past the second attempt's expiry: nothing shown"
+    assert one_free.decision.allowed and one_free.decision.remaining == 0
+    assert not still_full.decision.allowed
+    assert_waits_for(still_full, second, window)  # now waiting on the second attempt
 
 
 def test_refused_attempts_do_not_extend_the_wait(redis_url):
-    limits = limiter(redis_url, limit=1, window=0.5)
+    """Hammering while blocked records nothing: every refusal still points at the one allowed attempt's
+    expiry (a recorded refusal would push it a whole window later), and that moment is when it opens."""
+    window = 2.0
+    limits = limiter(redis_url, limit=1, window=window)
 
     async def scenario():
-        await limits.hit("k")
-        for _ in range(5):  # hammering while blocked records nothing
-            assert not (await limits.hit("k")).allowed
+        allowed = await timed_hit(limits, "k")
+        refusals = []
+        for _ in range(5):
+            refusals.append(await timed_hit(limits, "k"))
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        return await limits.hit("k")
+        await asyncio.sleep(refusals[-1].decision.retry_after + 0.05)
+        return allowed, refusals, await limits.hit("k")
 
-    assert asyncio.run(scenario()).allowed
+    allowed, refusals, after = asyncio.run(scenario())
+    assert allowed.decision.allowed
+    for refused in refusals:
+        assert not refused.decision.allowed
+        assert_waits_for(refused, allowed, window)
+    assert after.allowed
 
 
 def test_concurrent_attempts_never_exceed_the_limit(redis_url):
@@ -89,7 +141,7 @@ def test_concurrent_attempts_never_exceed_the_limit(redis_url):
 
 
 def test_keys_expire_once_idle_and_hold_at_most_limit_entries(redis_url):
-    limits = limiter(redis_url, limit=3, window=0.3)
+    limits = limiter(redis_url, limit=3, window=2.0)
 
     async def scenario():
         for _ in range(10):
@@ -97,10 +149,9 @@ def test_keys_expire_once_idle_and_hold_at_most_limit_entries(redis_url):
 
     asyncio.run(scenario())
     with redis.Redis.from_url(redis_url) as client:
-        assert client.zcard(PREFIX + "k") == 3
-        assert 0 < client.pttl(PREFIX + "k") <= 300
-        time.sleep(0.4)
-        assert client.exists(PREFIX + "k") == 0
+        assert client.zcard(PREFIX + "k") == 3  # refused attempts are not recorded
+        assert 0 < client.pttl(PREFIX + "k") <= 2000  # expires a window after its last recorded attempt
+        wait_until(lambda: client.exists(PREFIX + "k") == 0, 10, what="the idle key to expire")
 
 
 def test_bad_parameters_are_refused(redis_url):
