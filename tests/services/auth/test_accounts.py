@@ -1,4 +1,9 @@
-"""auth's rules in-process, against a real Redis: hash upgrades, equal timing, hashing off the event loop."""
+"""auth's rules in-process, against a real Redis: hash upgrades, equal work, hashing off the event loop.
+
+Equal timing and a free event loop are argued from what ran (argon2 checks and their parameters, loop
+ticks), not from timings: on a shared 2-core machine two timings of the same work differ by more than
+any margin a test could allow. The timings are printed, for a look.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import asyncio
 import statistics
 import time
 
+import pytest
 import redis
+from argon2 import Parameters, extract_parameters
 
 from services.auth.accounts import Accounts, InvalidCredentials, LoginLimits, client_key
 from services.auth.passwords import Passwords
@@ -16,8 +23,21 @@ from shared_cache import RedisConnector
 PASSWORD = "correct horse battery staple"
 
 
+class RecordingPasswords(Passwords):
+    """Real argon2; each verification also records the parameters of the hash it was checked against
+    (``_check`` is the one method that runs argon2's verify, on the hashing threads)."""
+
+    def __init__(self, **options: int) -> None:
+        super().__init__(**options)
+        self.checked: list[Parameters] = []
+
+    def _check(self, stored_hash: str, password: str) -> bool:
+        self.checked.append(extract_parameters(stored_hash))
+        return super()._check(stored_hash, password)
+
+
 def accounts(url: str, *, time_cost: int = 1, memory_kib: int = 1024, threads: int = 2) -> Accounts:
-    passwords = Passwords(time_cost=time_cost, memory_kib=memory_kib, parallelism=1, threads=threads)
+    passwords = RecordingPasswords(time_cost=time_cost, memory_kib=memory_kib, parallelism=1, threads=threads)
     return Accounts(CredentialStore(RedisConnector(url), token_ttl_seconds=60), passwords, LoginLimits(None, None))
 
 
@@ -44,34 +64,44 @@ def test_a_login_upgrades_a_hash_made_with_older_parameters(redis_url):
 
 
 def test_an_unknown_user_costs_the_same_argon2_work_as_a_wrong_password(redis_url):
-    """Medians of interleaved attempts at the service's default cost (~20 ms a check)."""
+    """At the service's default cost: every failed login runs exactly one argon2 verification, and an
+    unknown user's is against a hash with the very parameters of a real user's (time, memory, lanes,
+    salt and digest lengths): the same work, so the same time, whatever the machine is doing."""
     service = accounts(redis_url, time_cost=2, memory_kib=19456)
+    recorded = service.passwords
+    assert isinstance(recorded, RecordingPasswords)
 
-    async def timed(username: str) -> float:
+    async def failed_login(username: str) -> tuple[float, list[Parameters]]:
+        before = len(recorded.checked)
         started = time.perf_counter()
-        try:
+        with pytest.raises(InvalidCredentials):
             await service.login(username, "not the password", None)
-        except InvalidCredentials:
-            return time.perf_counter() - started
-        raise AssertionError("logged in with a wrong password")
+        return time.perf_counter() - started, recorded.checked[before:]
 
     async def scenario():
         await service.register("ada", PASSWORD)
         await service.passwords.warm_up()
         wrong, unknown = [], []
-        for _ in range(9):
-            wrong.append(await timed("ada"))
-            unknown.append(await timed("nobody"))
-        return statistics.median(wrong), statistics.median(unknown)
+        for _ in range(5):  # interleaved
+            wrong.append(await failed_login("ada"))
+            unknown.append(await failed_login("nobody"))
+        return await service.store.password_hash("ada"), wrong, unknown
 
-    wrong, unknown = asyncio.run(scenario())
-    print(f"\nmedian 401: wrong password {wrong * 1000:.1f} ms, unknown user {unknown * 1000:.1f} ms")
-    assert wrong > 0.005 and unknown > 0.005  # both really ran argon2
-    assert 0.6 < unknown / wrong < 1.6
+    stored, wrong, unknown = asyncio.run(scenario())
+    print(f"\nmedian 401: wrong password {statistics.median(t for t, _ in wrong) * 1000:.1f} ms, "
+          f"unknown user {statistics.median(t for t, _ in unknown) * 1000:.1f} ms")  # fmt: skip
+    real = extract_parameters(stored)
+    assert (real.time_cost, real.memory_cost, real.parallelism) == (2, 19456, 1)
+    assert [checks for _, checks in wrong] == [[real]] * 5
+    assert [checks for _, checks in unknown] == [[real]] * 5
 
 
 def test_hashing_runs_off_the_event_loop(redis_url):
-    """While passwords are checked, the loop keeps ticking: its longest stall is far below one check."""
+    """While passwords are checked, the loop keeps ticking.
+
+    Counted, not timed: checks run on the loop would block it from the first one's start to the last
+    one's end (the four tasks' first steps run back to back), leaving at most a tick or two; on the
+    hashing threads the loop ticks all along, dozens of times."""
     passwords = Passwords(time_cost=3, memory_kib=32768, parallelism=1, threads=1)
 
     async def scenario():
@@ -101,7 +131,6 @@ def test_hashing_runs_off_the_event_loop(redis_url):
     passwords.close()
     print(f"\none check {one_check * 1000:.1f} ms; during 4 checks the loop ticked {ticks} times, "
           f"longest stall {longest_stall * 1000:.1f} ms")  # fmt: skip
-    assert longest_stall < one_check / 2
     assert ticks > 10
 
 
