@@ -22,7 +22,7 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShardedStack]:
 
 @pytest.fixture(scope="module")
 def auth_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    """auth on its own Redis, with the suite's short login limits (6 attempts per IP per 2 s)."""
+    """auth on its own Redis, with the suite's short login limits (6 attempts per IP per window of seconds)."""
     server = RedisServer()
     server.start()
     try:
@@ -48,7 +48,7 @@ def test_splitting_user_creates_and_reads_users_on_both_shards(sharded, tmp_path
 
 
 def test_auth_user_registers_logs_in_and_counts_rate_limits_apart(auth_service, tmp_path):
-    # Every Locust user comes from 127.0.0.1: the per-IP limit (6 per 2 s here) answers 429 quickly.
+    # Every Locust user comes from 127.0.0.1: the per-IP limit (6 per window here) answers 429 quickly.
     result = run_locust(tmp_path, auth_service.url, classes=("AuthUser",), run_time="3s")
     assert result.code == 0, result.explain()
     assert result.requests("/auth/register") > 0 and result.requests("/auth/login") > 0, result.explain()

@@ -13,7 +13,8 @@ import redis
 
 from infra.local.redis_server import RedisServer
 from services.api.auth_client import AuthServiceAuthenticator
-from tests.services.auth.conftest import API, AUTH, PASSWORD, api_env, auth_env, client, register, start
+from tests.services.auth.conftest import (API, AUTH, LIMIT_WINDOW_SECONDS, PASSWORD, api_env, auth_env, client,
+                                          register, start)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_the_api_relays_auth_rate_limits_with_their_retry_after(api, auth, ip):
         limited = http.post("/session/login", json={"user": "hopper", "password": PASSWORD})
         assert limited.status_code == 429
         assert limited.json()["error"] == "too_many_requests" and "ip" in limited.json()["message"]
-        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        assert 1 <= int(limited.headers["retry-after"]) <= LIMIT_WINDOW_SECONDS
     with client(api.url, "192.0.2.200") as other:
         assert other.post("/session/login", json={"user": "hopper", "password": PASSWORD}).status_code == 200
     time.sleep(int(limited.headers["retry-after"]) + 0.1)
@@ -139,6 +140,8 @@ def test_auth_down_gives_503_naming_auth_only_where_needed_then_recovers(own_red
             auth.stop()
             started = time.monotonic()
             down = http.post("/session/login", json={"user": "ada", "password": PASSWORD})
+            # A refused connection answers at once: well under AUTH_TIMEOUT_SECONDS (5 s), which a wait on a
+            # dead auth would take; 3 s leaves a busy machine room for a request that is milliseconds of work.
             assert time.monotonic() - started < 3
             assert down.status_code == 503 and down.headers["retry-after"]
             assert down.json()["dependency"] == "auth" and "auth" in down.json()["message"]

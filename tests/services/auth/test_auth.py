@@ -10,7 +10,7 @@ import redis
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess, wait_until
-from tests.services.auth.conftest import AUTH, PASSWORD, client, register
+from tests.services.auth.conftest import AUTH, LIMIT_WINDOW_SECONDS, PASSWORD, client, register
 
 
 def test_register_login_verify_logout(auth, ip):
@@ -100,7 +100,7 @@ def test_wrong_password_and_unknown_user_look_the_same(auth, ip):
 
 
 def test_failed_logins_per_username_are_limited_then_allowed_again(auth, ip):
-    """LOGIN_USER_LIMIT=3 in 2 s. From a new address each time: the per-IP limit is not what stops it."""
+    """LOGIN_USER_LIMIT=3 per window. From a new address each time: the per-IP limit is not what stops it."""
     register(auth.url, ip, "victim")
     addresses = (f"203.0.113.{n}" for n in range(1, 100))
 
@@ -111,7 +111,7 @@ def test_failed_logins_per_username_are_limited_then_allowed_again(auth, ip):
     assert [login("wrong-guess").status_code for _ in range(3)] == [401, 401, 401]
     limited = login(PASSWORD)  # even the right password waits: no guessing while locked
     assert limited.status_code == 429
-    assert 1 <= int(limited.headers["retry-after"]) <= 2
+    assert 1 <= int(limited.headers["retry-after"]) <= LIMIT_WINDOW_SECONDS
     assert limited.json()["limit"] == "username" and "retry in" in limited.json()["message"]
     # An unknown name is limited exactly the same way: the limit does not reveal who exists.
     assert [login("x", "ghost").status_code for _ in range(4)] == [401, 401, 401, 429]
@@ -123,7 +123,7 @@ def test_failed_logins_per_username_are_limited_then_allowed_again(auth, ip):
 
 
 def test_login_attempts_per_ip_are_limited_then_allowed_again(auth, ip):
-    """LOGIN_IP_LIMIT=6 in 2 s, every attempt counted, whatever the username."""
+    """LOGIN_IP_LIMIT=6 per window, every attempt counted, whatever the username."""
     register(auth.url, ip, "carol")
     with client(auth.url, ip) as http:
         statuses = [http.post("/auth/login", json={"username": f"someone{n}", "password": "guess-guess"}).status_code
@@ -131,7 +131,7 @@ def test_login_attempts_per_ip_are_limited_then_allowed_again(auth, ip):
         assert statuses == [401] * 6
         limited = http.post("/auth/login", json={"username": "carol", "password": PASSWORD})
         assert limited.status_code == 429 and limited.json()["limit"] == "ip"
-        assert 1 <= int(limited.headers["retry-after"]) <= 2
+        assert 1 <= int(limited.headers["retry-after"]) <= LIMIT_WINDOW_SECONDS
     with client(auth.url, "192.0.2.77") as other:
         assert other.post("/auth/login", json={"username": "carol", "password": PASSWORD}).status_code == 200
 
@@ -169,7 +169,7 @@ def test_passwords_and_tokens_never_reach_the_logs(auth, ip):
         token = http.post("/auth/login", json={"username": "erin", "password": secret}).json()["token"]
         http.post("/auth/login", json={"username": "erin", "password": secret + "!"})
         http.get("/auth/verify", headers={"Authorization": f"Bearer {token}"})
-    wait_until(lambda: "/auth/verify" in auth.log(), 5, what="the access log line of /auth/verify")
+    wait_until(lambda: "/auth/verify" in auth.log(), 10, what="the access log line of /auth/verify")
     log = auth.log()
     assert "erin" in log  # it is the right log, written at debug level with the access log on
     assert secret not in log and token not in log
