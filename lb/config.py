@@ -278,15 +278,23 @@ def _pair(text: str, option: str, example: str) -> tuple[str, str]:
 
 
 def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), routes: Iterable[str] = (),
-                   listen: str | None = None, admin_listen: str | None = None,
-                   sticky: bool | None = None) -> BalancerConfig:  # fmt: skip
+                   listen: str | None = None, admin_listen: str | None = None, sticky: bool | None = None,
+                   check_ports: Iterable[str] = ()) -> BalancerConfig:  # fmt: skip
     """Apply ``--upstream NAME=SPEC`` (replaces that group's discovery, keeping its other settings, or adds
-    a group with the defaults), ``--route PREFIX=UPSTREAM`` (replaces or adds a route) and the address/sticky flags."""
+    a group with the defaults), ``--check-port NAME=PORT`` (where that group's checks go: each backend's
+    cluster master), ``--route PREFIX=UPSTREAM`` (replaces or adds a route) and the address/sticky flags."""
     groups = dict(config.upstreams)
     for text in upstreams:
         name, spec = _pair(text, "--upstream", "NAME=SPEC, e.g. api=static:127.0.0.1:8001")
         old = groups.get(name)
         groups[name] = replace(old, discovery=spec) if old else Upstream(name, spec)
+    for text in check_ports:
+        name, port = _pair(text, "--check-port", "NAME=PORT, e.g. api=8001")
+        if name not in groups:
+            raise ConfigError(f"--check-port {text!r}: no upstream named {name!r}")
+        if not port.isdigit():
+            raise ConfigError(f"--check-port {text!r}: the port must be a number")
+        groups[name] = replace(groups[name], check_port=int(port))
     table = {route.prefix: route for route in config.routes}
     for text in routes:
         prefix, upstream = _pair(text, "--route", "PREFIX=UPSTREAM, e.g. /auth/=auth")

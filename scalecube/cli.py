@@ -203,6 +203,7 @@ def lb(
     admin: Annotated[str | None, typer.Option(help="HOST:PORT of the status page, JSON and /metrics")] = None,
     upstream: Annotated[list[str] | None, typer.Option(help="NAME=SPEC, repeatable; SPEC is static:H:P,H:P | dns:NAME:PORT[@NS] | docker:SERVICE:PORT, or with --discovery just the address part")] = None,
     route: Annotated[list[str] | None, typer.Option(help="PREFIX=UPSTREAM, repeatable")] = None,
+    check_port: Annotated[list[str] | None, typer.Option(help="NAME=PORT, repeatable: that upstream's health checks go to this port of each backend (its cluster master's --health-port)")] = None,
     discovery: Annotated[str | None, typer.Option(help="static|dns|docker: how to read --upstream values without a scheme")] = None,
     policy: Annotated[str | None, typer.Option(help="rr|leastconn for every upstream")] = None,
     sticky: Annotated[bool | None, typer.Option("--sticky/--no-sticky", help="pin clients with a signed cookie")] = None,
@@ -226,7 +227,7 @@ def lb(
     specs = [_with_scheme(text, discovery) for text in upstream or []]
     try:
         settings = with_overrides(load_config(config), upstreams=specs, routes=route or [], listen=listen,
-                                  admin_listen=admin, sticky=sticky)  # fmt: skip
+                                  admin_listen=admin, sticky=sticky, check_ports=check_port or [])  # fmt: skip
         settings = lb_app.with_cli_settings(
             settings, policy=policy, timeouts__connect=connect_timeout, timeouts__read=read_timeout,
             timeouts__idle=idle_timeout, timeouts__header=header_timeout, limits__max_header_bytes=max_header_bytes,

@@ -218,11 +218,12 @@ class DnsComponent:
 
 
 class ClusterComponent:
-    """``scalecube serve APP``: a master and its workers behind one port; ready when ``/readyz`` says 200."""
+    """``scalecube serve APP``: a master and its workers behind one port, the master's health on another
+    (``health_port``: what the balancers check); ready when the master says a worker listens."""
 
     def __init__(self, name: str, app: str, *, port: int, workers: str, policy: str, state_dir: Path,
                  env: dict[str, str], host: str = "127.0.0.1", port_option: str = "--port",
-                 start_with_previous: bool = False) -> None:  # fmt: skip
+                 start_with_previous: bool = False, health_port: int | None = None) -> None:  # fmt: skip
         self.name = name
         self.start_with_previous = start_with_previous  # True when what it needs (its Redis) is ready already
         self.app = app
@@ -232,19 +233,22 @@ class ClusterComponent:
         self.policy = policy
         self.env = env
         self.url = f"http://{host}:{port}"
+        self.health_port = health_port
+        self.health_url = f"http://{host}:{health_port}" if health_port else None
         self.control = state_dir / f"{name}.sock"
         self.log_path = state_dir / f"{name}.log"
         self._port_option = port_option
         self._child = ChildProcess()
 
     def start(self) -> None:
+        extra = ["--health-port", str(self.health_port)] if self.health_port else []
         argv = serve_argv(self.app, workers=self.workers, policy=self.policy, host=self.host, port=self.port,
-                          control=self.control)  # fmt: skip
+                          control=self.control, extra=extra)  # fmt: skip
         self._child.launch(argv, {**os.environ, **self.env}, self.log_path)
 
     def ready(self) -> bool:
         try:
-            return httpx.get(self.url + "/readyz", timeout=1.0).status_code == 200
+            return httpx.get((self.health_url or self.url) + "/readyz", timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -262,7 +266,7 @@ class ClusterComponent:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "cluster", "app": self.app, "url": self.url, "log": str(self.log_path),
-                "control": str(self.control), "workers": self.workers, "policy": self.policy,
+                "health": self.health_url, "control": str(self.control), "workers": self.workers, "policy": self.policy,
                 "stop_timeout": CLUSTER_STOP_TIMEOUT, **self._child.describe()}  # fmt: skip
 
 
@@ -386,7 +390,8 @@ class PythonLbComponent(_Balancer):
     def __init__(self, state_dir: Path, *, listen: str, admin: str, upstream: str, sticky: bool = False,
                  env: Mapping[str, str] | None = None, name: str = "lb", backends: int = 0,
                  port_option: str | tuple[str, str] = ("--listen", "--admin"),
-                 upstreams: Mapping[str, str] | None = None, routes: Mapping[str, str] | None = None) -> None:  # fmt: skip
+                 upstreams: Mapping[str, str] | None = None, routes: Mapping[str, str] | None = None,
+                 check_ports: Mapping[str, int] | None = None) -> None:  # fmt: skip
         super().__init__(name, http_url(listen), http_url(admin), state_dir, backends)
         self.listen = listen
         self.admin = admin
@@ -396,10 +401,12 @@ class PythonLbComponent(_Balancer):
         self.port_option = port_option
         self.upstreams = dict(upstreams or {})  # more upstreams, NAME -> SPEC (e.g. auth -> dns:auth:8000@NS)
         self.routes = dict(routes or {})  # and their routes, PREFIX -> NAME (e.g. /auth/ -> auth)
+        self.check_ports = dict(check_ports or {})  # NAME -> the backends' health port (their masters')
 
     def argv(self) -> list[str]:
         more = [arg for name, spec in self.upstreams.items() for arg in ("--upstream", f"{name}={spec}")]
         more += [arg for prefix, name in self.routes.items() for arg in ("--route", f"{prefix}={name}")]
+        more += [arg for name, port in self.check_ports.items() for arg in ("--check-port", f"{name}={port}")]
         return [sys.executable, "-m", "scalecube", "lb", "--listen", self.listen, "--admin", self.admin,
                 "--upstream", f"api={self.upstream}", *more, "--sticky" if self.sticky else "--no-sticky"]  # fmt: skip
 

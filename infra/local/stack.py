@@ -143,7 +143,8 @@ def build_services(options: StackOptions, *, behind_balancer: bool) -> Services:
     def cluster(name: str, app: str, cluster_host: str, env: dict[str, str]) -> ClusterComponent:
         return ClusterComponent(name, app, port=free_port(cluster_host), workers=SERVICE_WORKERS,
                                 policy=options.policy, state_dir=state_dir, host=cluster_host,
-                                env={**common, **env}, port_option=RERUN, start_with_previous=True)  # fmt: skip
+                                env={**common, **env}, port_option=RERUN, start_with_previous=True,
+                                health_port=free_port(cluster_host))  # fmt: skip
 
     auth_redis = redis("auth-redis")
     auth = cluster("auth", AUTH_APP, AUTH_HOST if behind_balancer else host, {
@@ -184,10 +185,11 @@ def build_components(options: StackOptions) -> list[Component]:
     if not behind_balancer:
         api = ClusterComponent("api", API_APP, port=options.port, workers=options.workers, policy=options.policy,
                                state_dir=options.state_dir, host=options.host, env=env,
-                               start_with_previous=True)  # fmt: skip
+                               start_with_previous=True, health_port=free_port(options.host))  # fmt: skip
         return [*before, api]
     hosts = REPLICA_HOSTS[: options.api]
     api_port = options.api_port or shared_free_port(hosts)
+    health_port = shared_free_port(hosts)  # every replica's master answers probes here (the balancers check it)
     records = {API_SERVICE: list(hosts)}
     if services:
         records |= {"auth": [services.auth.host], "router": [services.router.host]}
@@ -195,13 +197,13 @@ def build_components(options: StackOptions) -> list[Component]:
     replicas: list[Component] = [
         ClusterComponent(f"api-{number}", API_APP, port=api_port, workers=options.workers, policy=options.policy,
                          state_dir=options.state_dir, host=host, env=env, port_option="--api-port",
-                         start_with_previous=True)
+                         start_with_previous=True, health_port=health_port)
         for number, host in enumerate(hosts, start=1)
     ]  # fmt: skip
-    return [*before, dns, *replicas, build_balancer(options, dns, api_port, services)]
+    return [*before, dns, *replicas, build_balancer(options, dns, api_port, health_port, services)]
 
 
-def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int,
+def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int, health_port: int,
                    services: Services | None = None) -> Component:  # fmt: skip
     """The balancer on the stack's port, finding the replicas as ``api``:``api_port`` through ``dns``
     (and, with ``services``, auth and the router as ``auth`` and ``router``, routed at ``/auth/`` and
@@ -209,25 +211,28 @@ def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int,
     listen, stats = f"{options.host}:{options.port}", f"{options.host}:{options.stats_port}"
     if options.lb == "haproxy":
         routed = {} if services is None else {
-            "auth_service": "auth", "auth_port": services.auth.port,
+            "auth_service": "auth", "auth_port": services.auth.port, "auth_health_port": services.auth.health_port,
             "router_service": "router", "router_port": services.router.port,
+            "router_health_port": services.router.health_port,
         }  # fmt: skip
         settings = runner.HaproxySettings(
             bind=listen, stats_bind=stats, dns=dns.address, api_service=API_SERVICE, api_port=api_port,
+            api_health_port=health_port,
             sticky=options.sticky, cookie_key=os.environ.get("LB_COOKIE_KEY") or secrets.token_urlsafe(24), **routed,
         )  # fmt: skip
         return HaproxyComponent(settings, options.state_dir, backends=options.api,
                                 port_option=("--port", "--stats-port"))  # fmt: skip
-    upstreams, routes = {}, {}
+    upstreams, routes, check_ports = {}, {}, {"api": health_port}
     if services is not None:
         upstreams = {"auth": f"dns:auth:{services.auth.port}@{dns.address}",
                      "router": f"dns:router:{services.router.port}@{dns.address}"}  # fmt: skip
         routes = dict(SERVICE_ROUTES)
+        check_ports |= {"auth": services.auth.health_port, "router": services.router.health_port}
     return PythonLbComponent(
         options.state_dir, listen=listen, admin=stats, upstream=f"dns:{API_SERVICE}:{api_port}@{dns.address}",
         sticky=options.sticky, backends=options.api, port_option=("--port", "--stats-port"),
         env={"LB_STICKY_SECRET": os.environ.get("LB_STICKY_SECRET") or secrets.token_urlsafe(32)},
-        upstreams=upstreams, routes=routes,
+        upstreams=upstreams, routes=routes, check_ports=check_ports,
     )  # fmt: skip
 
 

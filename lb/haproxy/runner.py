@@ -53,10 +53,13 @@ class HaproxySettings:
     cookie_key: str | None = None  # LB_COOKIE_KEY
     api_service: str | None = None  # API_SERVICE
     api_port: int | None = None  # API_PORT
+    api_health_port: int | None = None  # API_HEALTH_PORT: where the checks go (each replica's master)
     auth_service: str | None = None  # AUTH_SERVICE: None, no /auth/ route
     auth_port: int | None = None  # AUTH_PORT
+    auth_health_port: int | None = None  # AUTH_HEALTH_PORT
     router_service: str | None = None  # ROUTER_SERVICE: None, no /users route
     router_port: int | None = None  # ROUTER_PORT
+    router_health_port: int | None = None  # ROUTER_HEALTH_PORT
 
     def variables(self) -> dict[str, str]:
         """Only the variables given a value here, by their names in haproxy.cfg."""
@@ -91,7 +94,8 @@ VARIABLES = {
     "bind": "LB_BIND", "stats_bind": "LB_STATS_BIND", "dns": "LB_DNS", "slots": "LB_SLOTS",
     "balance": "LB_BALANCE", "sticky": "LB_STICKY", "cookie_key": "LB_COOKIE_KEY",
     "api_service": "API_SERVICE", "api_port": "API_PORT", "auth_service": "AUTH_SERVICE", "auth_port": "AUTH_PORT",
-    "router_service": "ROUTER_SERVICE", "router_port": "ROUTER_PORT",
+    "router_service": "ROUTER_SERVICE", "router_port": "ROUTER_PORT", "api_health_port": "API_HEALTH_PORT",
+    "auth_health_port": "AUTH_HEALTH_PORT", "router_health_port": "ROUTER_HEALTH_PORT",
 }  # fmt: skip
 
 

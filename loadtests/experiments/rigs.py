@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from infra.local.components import BACKEND_READERS, HaproxyComponent, PythonLbComponent
-from infra.local.ports import free_port
+from infra.local.ports import free_port, shared_free_port
 from infra.local.processes import ClusterProcess, ManagedProcess, wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
@@ -50,6 +50,7 @@ class Rig:
         self.balancers: list[Balancer] = []
         self._topology: LoopbackTopology | None = None
         self.watcher = PidWatcher()
+        self._health_port: int | None = None
         if self.redis is not None:
             self.redis.start()
 
@@ -112,6 +113,13 @@ class Rig:
     # -- replicas behind a balancer -------------------------------------------------------------
 
     @property
+    def health_port(self) -> int:
+        """Where every replica's master answers the balancers' checks (shared, as their service port is)."""
+        if self._health_port is None:
+            self._health_port = shared_free_port(HOSTS)
+        return self._health_port
+
+    @property
     def topology(self) -> LoopbackTopology:
         if self._topology is None:
             self._topology = LoopbackTopology(self.workdir / "replicas")
@@ -129,6 +137,7 @@ class Rig:
         topology = self.topology
         workdir = topology.workdir / f"{service}-{host.rsplit('.', 1)[-1]}"  # short: it holds a unix socket
         workdir.mkdir(exist_ok=True)
+        args = [*(args or []), "--health-port", str(self.health_port)]
         cluster = ClusterProcess(app, host=host, port=topology.port, workdir=workdir, workers=workers, args=args,
                                  env={"SCALECUBE_RUN_DIR": str(workdir), **self.api_env(**(env or {}))})  # fmt: skip
         topology.clusters[(service, host)] = cluster
@@ -153,13 +162,14 @@ class Rig:
         if kind == "haproxy":
             settings = HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
                                        dns=topology.dns_address, api_service=service, api_port=topology.port,
-                                       sticky=sticky)  # fmt: skip
+                                       api_health_port=self.health_port, sticky=sticky)  # fmt: skip
             balancer = HaproxyComponent(settings, self.workdir, name=name, backends=replicas)
         else:
             balancer = PythonLbComponent(self.workdir, listen=f"127.0.0.1:{free_port()}",
                                          admin=f"127.0.0.1:{free_port()}", name=name, backends=replicas,
                                          upstream=f"dns:{service}:{topology.port}@{topology.dns_address}",
-                                         sticky=sticky, env={"LOG_LEVEL": "warning"})  # fmt: skip
+                                         sticky=sticky, env={"LOG_LEVEL": "warning"},
+                                         check_ports={"api": self.health_port})  # fmt: skip
         self.balancers.append(balancer)
         balancer.start()
         wait_until(lambda: balancer.poll() is None and balancer.ready(), READY_TIMEOUT,
