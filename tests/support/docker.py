@@ -19,7 +19,9 @@ import pytest
 from infra.docker.airgap import REPO
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError, engine_client
+from infra.docker.ops.project import health
 from infra.local.ports import free_port
+from infra.local.processes import wait_until
 
 if TYPE_CHECKING:
     import docker
@@ -67,6 +69,10 @@ class ComposeStack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.lb_port}"
 
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.stats_port}"
+
     def containers(self, service: str, *, all: bool = False) -> list:
         labels = [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
         return self.client.containers.list(all=all, filters={"label": labels})
@@ -76,6 +82,16 @@ class ComposeStack:
 
     def down(self) -> None:
         self.compose.run(["down", "-v", "--remove-orphans", "--timeout", "10"], timeout=180)
+
+    def wait_healthy(self, service: str, count: int, *, timeout: float = 120) -> None:
+        """Until ``count`` containers of ``service`` run and Docker calls every one healthy."""
+        def healthy() -> bool:
+            containers = self.containers(service)
+            for container in containers:
+                container.reload()
+            return len(containers) == count and all(health(c) == "healthy" for c in containers)
+
+        wait_until(healthy, timeout, interval=1, what=f"{count} healthy {service} containers")
 
     def wait_served_by(self, containers: int, *, timeout: float = 60) -> set[str]:
         """Hosts (container ids) answering ``GET /`` through the balancer, once ``containers`` of them do."""

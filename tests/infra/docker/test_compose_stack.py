@@ -19,6 +19,9 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
+from infra.docker.ops.balancer import Balancer
+from infra.docker.ops.project import ip_address
+from infra.local.processes import wait_until
 from tests.support.haproxy import HAPROXY_CUT_RESPONSE
 from tests.support.docker import ComposeStack
 from tests.support.load import LoadGenerator
@@ -116,15 +119,30 @@ def test_the_python_balancer_profile_serves_the_same_stack(stack):
         stack.compose.run(["--profile", "python-lb", "rm", "-sfv", "lb-python"], timeout=120)
 
 
+def out_of_rotation(balancer: Balancer, ip: str) -> bool:
+    """HAProxy no longer sends to ``ip``: no api server holds it (DNS dropped it) or the one that does is
+    not UP ("UP 1/2" is still up: one failed check of the two that take it down)."""
+    return not any(server.ip == ip and server.status.startswith("UP") for server in balancer.servers("api"))
+
+
 def test_a_container_killed_under_get_load_costs_no_failed_request(stack):
     victim = random.choice(stack.containers("api"))
+    victim_ip = ip_address(victim)
+    balancer = Balancer(stack.stats_url)
+    assert victim_ip and not out_of_rotation(balancer, victim_ip)
     started = datetime.now(timezone.utc)
-    with LoadGenerator(stack.url + "/", concurrency=8, keepalive=True, max_requests=20_000, max_seconds=40) as load:
-        time.sleep(2)
+    # Bounded by count and time, far above what the waits below need.
+    with LoadGenerator(stack.url + "/", concurrency=8, keepalive=True, max_requests=200_000, max_seconds=120) as load:
+        wait_until(lambda: load.result.ok >= 200, 30, what="load to get going")
         victim.kill()  # SIGKILL: no drain, the balancer's retries and health checks must cover it
-        time.sleep(4)
+        # Load goes on for as long as HAProxy could still pick the dead replica (until its checks or DNS take
+        # it out), then for a few hundred requests more: the whole window the claim is about, however slow.
+        wait_until(lambda: out_of_rotation(balancer, victim_ip), 60, interval=0.2,
+                   what="HAProxy to take the killed container out")  # fmt: skip
+        out_at = load.result.total
+        wait_until(lambda: load.result.total >= out_at + 200, 30, what="load after the kill")
     result = load.result
-    assert result.total > 200, str(result)
+    assert result.total >= 400, str(result)
     # The only failures a balancer cannot prevent: responses the dying replica had begun (HAProxy logs "SD").
     lb_log = stack.containers("lb")[0].logs(since=started).decode(errors="replace")
     cut = [line for line in lb_log.splitlines() if HAPROXY_CUT_RESPONSE.search(line)]

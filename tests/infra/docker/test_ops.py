@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from infra.docker.cli import docker_app
 from infra.docker.ops.logs import LogFollower
 from infra.docker.ops.project import hostname
+from infra.local.processes import wait_until
 from tests.support.docker import ComposeStack
 from tests.support.load import LoadGenerator
 
@@ -73,12 +73,15 @@ def test_rolling_restart_under_load_fails_no_request_and_replaces_every_containe
     # connection per request (every request is a new balancing decision).
     with LoadGenerator(url, concurrency=8, keepalive=True, max_requests=1_000_000, max_seconds=600) as kept, \
          LoadGenerator(url, concurrency=8, keepalive=False, max_requests=1_000_000, max_seconds=600) as fresh:  # fmt: skip
-        time.sleep(2)
+        # Both loads going before the restart, and going on after it: counted, not slept.
+        wait_until(lambda: kept.result.ok >= 100 and fresh.result.ok >= 100, 30, what="both loads to get going")
         output = docker_cli(stack, "rolling-restart", "api", "--json")
-        time.sleep(2)
+        ended = kept.result.total, fresh.result.total
+        wait_until(lambda: kept.result.total >= ended[0] + 100 and fresh.result.total >= ended[1] + 100, 30,
+                   what="both loads to go on after the restart")  # fmt: skip
     replaced = json.loads(output)["replacements"]
     for load in (kept, fresh):
-        assert load.result.total > 300, str(load.result)
+        assert load.result.total >= 200, str(load.result)
         assert load.result.failed == 0, str(load.result)
     after = stack.containers("api")
     assert len(after) == 3 and not before & {c.id for c in after}
@@ -97,11 +100,16 @@ def test_rolling_restart_under_load_fails_no_request_and_replaces_every_containe
 
 @pytest.mark.parametrize("target", ["container", "worker"])
 def test_chaos_kills_on_schedule_and_reports_what_clients_saw(stack, target):
+    stack.wait_healthy("api", 3)  # what a kill picks from: a container just replaced may still be "starting"
     output = docker_cli(stack, "chaos", "--target", target, "--every", "3", "--duration", "10", "--seed", "7",
                         "--concurrency", "8", "--json")  # fmt: skip
     report = json.loads(output)
     kills = report["kills"]
-    assert [round(k["at"]) for k in kills] == [3, 6, 9], kills
+    # One kill per slot of the schedule (3, 6, 9 s), each at its time or later, in order: a kill (docker kill,
+    # wait, start) takes a moment, more on a busy machine, and may push the next one back.
+    assert len(kills) == 3, kills
+    assert all(k["at"] >= at - 0.01 for k, at in zip(kills, (3, 6, 9), strict=True)), kills
+    assert [k["at"] for k in kills] == sorted(k["at"] for k in kills), kills
     done = [k for k in kills if k["container"] != "-"]
     if target == "worker":
         assert done == kills and all(k["pid"] and k["pid"] > 1 for k in kills), kills
@@ -137,10 +145,16 @@ def test_logs_merge_the_containers_lines_with_compose_prefixes(stack):
 def test_following_logs_stops_promptly_when_closed(stack):
     follower = LogFollower(stack.containers("api"), follow=True, tail=5)
     seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(line.source for line in follower), daemon=True)
+
+    def read() -> None:
+        for line in follower:
+            seen.append(line.source)
+
+    reader = threading.Thread(target=read, daemon=True)
     with follower:
         reader.start()
-        time.sleep(2)
-    reader.join(5)
+        wait_until(lambda: len(set(seen)) == 3, 30, what="the tail of every api container")
+    # Without the close a follow never ends; with it, the streams end in well under a second. 10 s is room.
+    reader.join(10)
     assert not reader.is_alive(), "the follower did not stop"
     assert len(set(seen)) == 3, seen
