@@ -156,11 +156,15 @@ class HaproxyBalancer:
 def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, sticky: bool, balance: str | None,
                    routes: dict[str, str]) -> HaproxyBalancer:  # fmt: skip
     require_haproxy()
+    # The checks go to each replica's service port, as the Python balancer's do by default: the topology's
+    # clusters have no master health port, and the scenarios steer readiness through the app's own /readyz.
+    port = topology.port
     settings = runner.HaproxySettings(
         bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}", dns=topology.dns_address,
-        api_service=service, api_port=topology.port, sticky=sticky, balance=balance, cookie_key="test-cookie-key",
-        auth_service=routes.get("auth"), auth_port=topology.port if "auth" in routes else None,
-        router_service=routes.get("router"), router_port=topology.port if "router" in routes else None,
+        api_service=service, api_port=port, api_health_port=port, sticky=sticky, balance=balance,
+        cookie_key="test-cookie-key", auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
+        auth_health_port=port if "auth" in routes else None, router_service=routes.get("router"),
+        router_port=port if "router" in routes else None, router_health_port=port if "router" in routes else None,
     )  # fmt: skip
     balancer = HaproxyBalancer(settings, workdir)
     balancer.start()
