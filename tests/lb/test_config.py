@@ -168,6 +168,10 @@ def test_command_line_overrides(tmp_path):
     routed = with_overrides(changed, routes=["/extra/=extra", "/=extra"])
     assert Router(routed.routes).match(b"/extra/x") == "extra" and Router(routed.routes).match(b"/") == "extra"
     assert routed.unrouted() == ["api"]  # "/auth/" still leads to auth
+    # --check-port sends a group's checks to another port of each backend (its cluster master's).
+    checked = with_overrides(config, upstreams=["extra=dns:extra:80"], check_ports=["api=8001", "extra=9001"])
+    assert (checked.upstreams["api"].check_port, checked.upstreams["extra"].check_port) == (8001, 9001)
+    assert checked.upstreams["api"].discovery == config.upstreams["api"].discovery  # the rest is kept
 
 
 @pytest.mark.parametrize(
@@ -178,6 +182,9 @@ def test_command_line_overrides(tmp_path):
         ({"routes": ["/x/=missing"]}, "unknown upstream 'missing'"),
         ({"routes": ["/x/"]}, "--route expects PREFIX=UPSTREAM"),
         ({"listen": "localhost"}, "--listen: expected host:port"),
+        ({"check_ports": ["nope=8001"]}, "--check-port 'nope=8001': no upstream named 'nope'"),
+        ({"check_ports": ["api=health"]}, "--check-port 'api=health': the port must be a number"),
+        ({"check_ports": ["api=70000"]}, "upstreams.api.check_port must be 0"),
     ],
 )
 def test_bad_overrides_are_explained(overrides, message):
