@@ -90,8 +90,26 @@ def test_availability_smoke(tmp_path: Path) -> None:
     assert claims["≥ 99% succeed, straight to a cluster"]["verdict"] == "holds"
     assert claims["0 failed GETs through a retrying balancer"]["verdict"] == "holds"
     phases = [row["phase"] for row in run.rows("phases.csv")]
+    assert claims["≥ 99.5% succeed with 200 clients, new connection each, straight to a cluster"]["verdict"] == "holds"
+    assert claims["≥ 99.5% succeed with 200 clients, new connection each, through the balancer"]["verdict"] == "holds"
+    phases = [row["phase"] for row in run.rows("phases.csv")]
+    assert len(phases) == 5 and "policy os" in phases[3]
     assert_report(run, phases, charts_at_least=1 + 2 + 4)
-    assert all("worker crash(es)" in row["note"] and not row["note"].startswith("0 ") for row in run.rows("phases.csv"))
+    assert all("worker crash(es)" in row["note"] and "; 0 worker crash" not in row["note"] for row in run.rows("phases.csv"))
+
+
+@pytest.mark.slow
+def test_overload_smoke(tmp_path: Path) -> None:
+    run = run_demo(tmp_path / "out", "overload", "--smoke")
+    assert run.code == 0, run.explain()
+    claims = {row["claim"]: row["verdict"] for row in run.rows("claims.csv")}
+    assert claims["0 failed cheap requests, straight to a cluster"] == "holds"
+    assert claims["0 failed cheap requests through the balancers, 8 heavy at once"] == "holds"
+    assert claims["no replica marked down during the burst"] == "holds"
+    assert sorted(v for name, v in claims.items() if name.startswith("least: cheap p99")) == ["not judged"] * 2
+    phases = [row["phase"] for row in run.rows("phases.csv")]
+    assert [p.split(",")[0] for p in phases[:6]] == ["rr", "rr", "least", "least", "least", "uvicorn"]
+    assert any("saturated" in p for p in phases) and sum("replicas +" in p for p in phases) >= 1
 
 
 @pytest.mark.slow
@@ -194,6 +212,8 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
         assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
         verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}
         assert verdicts == {"skipped"}, name  # every claim needs processes the demo starts
+    overload = {row["claim"]: row["verdict"] for row in DemoRun(0, "", "", run.out / "overload").rows("claims.csv")}
+    assert overload["0 failed cheap requests through the balancers, 8 heavy at once"] == "holds"  # judged on the target
     reload_phases = DemoRun(0, "", "", run.out / "reload").rows("phases.csv")
     assert all(row["note"].startswith("skipped:") and row["requests"] == "" for row in reload_phases)
     cloning = {row["phase"]: row for row in DemoRun(0, "", "", run.out / "cloning").rows("phases.csv")}
