@@ -332,6 +332,21 @@ REPLICA_NAMES = [f"api-{n}" for n in range(1, REPLICAS + 1)]
 LB_COOKIE = "SCALECUBE_LB"
 
 
+def detached_stack(base: Path, *args: str, kind: str = "") -> Iterator[Stack]:
+    """``scalecube up -d ARGS`` on ports of its own under ``base``, yielded once up; torn down (by pid) after."""
+    shared = Stack(base / "state", base)
+    shared.kind = kind
+    shared.stats_port = free_port()
+    try:
+        shared.started = shared.cli("up", "-d", *args, "--port", str(shared.port),
+                                    "--stats-port", str(shared.stats_port))  # fmt: skip
+        shared.remember()
+        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
+        yield shared
+    finally:
+        shared.teardown()
+
+
 @pytest.fixture(scope="module", params=["haproxy", "python"])
 def balanced_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One detached stack per balancer, shared by this section's tests: 3 replicas of one worker each,
@@ -339,20 +354,8 @@ def balanced_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     kind = request.param
     if kind == "haproxy":
         require_haproxy()
-    base = tmp_path_factory.mktemp(f"lb-{kind}")
-    shared = Stack(base / "state", base)
-    shared.kind = kind
-    shared.stats_port = free_port()
-    try:
-        shared.started = shared.cli("up", "-d", "--api", str(REPLICAS), "--lb", kind, "--sticky",
-                                    "--session-backend", "memory", "--workers", "1", "--services", "api",
-                                    "--port", str(shared.port),
-                                    "--stats-port", str(shared.stats_port))  # fmt: skip
-        shared.remember()
-        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
-        yield shared
-    finally:
-        shared.teardown()
+    yield from detached_stack(tmp_path_factory.mktemp(f"lb-{kind}"), "--api", str(REPLICAS), "--lb", kind, "--sticky",
+                              "--session-backend", "memory", "--workers", "1", "--services", "api", kind=kind)  # fmt: skip
 
 
 def status_json(stack: Stack) -> dict[str, Any]:
@@ -457,18 +460,8 @@ def full_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     kind = request.param
     if kind == "haproxy":
         require_haproxy()
-    base = tmp_path_factory.mktemp(f"full-{kind}")
-    shared = Stack(base / "state", base)
-    shared.kind = kind
-    shared.stats_port = free_port()
-    try:
-        shared.started = shared.cli("up", "-d", "--api", "2", "--lb", kind, "--workers", "1", "--port",
-                                    str(shared.port), "--stats-port", str(shared.stats_port))  # fmt: skip
-        shared.remember()
-        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
-        yield shared
-    finally:
-        shared.teardown()
+    yield from detached_stack(tmp_path_factory.mktemp(f"full-{kind}"), "--api", "2", "--lb", kind, "--workers", "1",
+                              kind=kind)  # fmt: skip
 
 
 def test_full_stack_status_lists_auth_the_router_the_shards_and_their_redis(full_stack):
@@ -568,17 +561,7 @@ def supervised_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     """One detached stack (2 api replicas of one worker behind the default balancer, sessions in Redis), shared
     by this section's tests, which kill something different each, in order: Redis, one replica, the balancer,
     then Redis for good (a crash loop). The last test stops it."""
-    base = tmp_path_factory.mktemp("supervised")
-    shared = Stack(base / "state", base)
-    shared.stats_port = free_port()
-    try:
-        shared.started = shared.cli("up", "-d", "--api", "2", "--workers", "1", "--services", "api", "--port",
-                                    str(shared.port), "--stats-port", str(shared.stats_port))  # fmt: skip
-        shared.remember()
-        assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
-        yield shared
-    finally:
-        shared.teardown()
+    yield from detached_stack(tmp_path_factory.mktemp("supervised"), "--api", "2", "--workers", "1", "--services", "api")
 
 
 def components(stack: Stack) -> dict[str, dict[str, Any]]:
