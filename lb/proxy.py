@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("scalecube.lb")
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+SHED_BY = b"x-shed-by"  # set by a cluster master that answered 503 without running anything
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's business, never forwarded;
 # framing headers are rewritten because bodies are re-framed on each side.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
@@ -523,6 +524,8 @@ class Exchange:
         self._disarm()
         if status < 200:
             return  # interim (100 Continue): the final head follows
+        if status == 503 and self._shed_elsewhere(headers):
+            return
         self.response_started = True
         self.response_keep_alive = keep_alive and self.method != b"HEAD"
         bodyless = self.method == b"HEAD" or status in BODYLESS_STATUSES
@@ -554,6 +557,22 @@ class Exchange:
         # one per chunk: chunks only stamp the time, and the timer re-arms itself for the rest.
         self._last_chunk = self.client.now()
         self._arm(self.options.read_timeout, self._body_timeout)
+
+    def _shed_elsewhere(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """A replica's cluster master shed the request (``x-shed-by``: every worker busy, cluster/handoff.py):
+        it ran nothing, so any method may go to another backend — as Envoy retries ``x-envoy-overloaded``.
+        Only while tries are left and the body, if any, can be sent again; else the 503 goes to the client."""
+        if len(self.tried) > self.options.retries or not self.replayable_body:
+            return False
+        if not any(name.lower() == SHED_BY for name, _ in headers):
+            return False
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abort()  # the master closes it anyway (connection: close)
+        self._backend_finished(self.backend, served=False)
+        self.stats.shed_retries += 1
+        self.try_next()
+        return True
 
     def _body_timeout(self) -> None:
         self._timer = None

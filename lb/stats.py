@@ -45,6 +45,7 @@ class BalancerStats:
     client_body_timeout_408: int = _counter("Requests answered 408: the client's request body stalled.")
     client_aborts: int = _counter("Requests whose client went away before their response was complete.")
     responses_cut: int = _counter("Responses a backend broke off mid-body (it died): begun, so not replayable.")
+    shed_retries: int = _counter("Requests a replica's cluster master shed (503, nothing run) sent to another backend.")
     unrouted_404: int = _counter("Requests that matched no route (404).")
     connections_total: int = _counter("Client connections accepted.")
     connections_rejected: int = _counter("Client connections closed at once: max connections reached.")
