@@ -134,7 +134,7 @@ def up(
     lb: Annotated[str | None, typer.Option(show_default=False, help="python | haproxy | none (default: none for one replica, else haproxy if installed, else python)")] = None,
     sticky: Annotated[bool, typer.Option("--sticky/--no-sticky", help="the balancer pins each client to a replica (cookie SCALECUBE_LB)")] = False,
     workers: Annotated[str, typer.Option(envvar="WORKERS", help="workers per api replica; 'auto' = one per CPU")] = "auto",
-    policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: master hands out connections; os: kernel")] = "rr",
+    policy: Annotated[str, typer.Option(envvar="POLICY", help="each cluster's: rr (master hands out connections), least (to an idle worker), os (kernel)")] = "rr",
     session_backend: Annotated[str, typer.Option(envvar="SESSION_BACKEND", help="redis or memory")] = "redis",
     redis_port: Annotated[int, typer.Option(min=0, max=65535, help="0 = any free port")] = 0,
     stats_port: Annotated[int, typer.Option(min=1, max=65535, help="the balancer's stats page (HAProxy) / admin page (Python)")] = 8404,
@@ -159,8 +159,10 @@ def up(
     from infra.local.supervisor import Supervisor, start_detached
 
     parse_workers(workers)
-    if policy not in ("rr", "os"):
-        raise typer.BadParameter(f"policy must be rr or os, got {policy!r}", param_hint="--policy")
+    from cluster.config import POLICIES
+
+    if policy not in POLICIES:
+        raise typer.BadParameter(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}", param_hint="--policy")
     if services not in ("all", "api"):
         raise typer.BadParameter(f"must be all or api, got {services!r}", param_hint="--services")
     if session_backend not in ("redis", "memory"):
