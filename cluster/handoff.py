@@ -145,8 +145,8 @@ class HoldQueue:
     def full(self) -> bool:
         return len(self._items) >= self.limits.max_queue
 
-    def put(self, conn: socket.socket) -> None:
-        if self.full:
+    def put(self, conn: socket.socket, *, shed_if_full: bool = True) -> None:
+        if shed_if_full and self.full:
             shed(conn)
             self._on_shed(1)
         else:

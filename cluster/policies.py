@@ -124,9 +124,7 @@ class HandoffPolicy:
 
     def stop(self) -> None:
         self._stopped = True
-        if self._accepting and self._loop is not None:
-            self._accepting = False
-            self._loop.remove_reader(self.listener.fileno())
+        self._pause()
         if self._expiry is not None:
             self._expiry.cancel()
         self.listener.close()
@@ -153,14 +151,22 @@ class HandoffPolicy:
                 log.error("accept failed: %s", exc)
                 return
             self.dispatch(conn)
+            if not self._accepting:
+                return
 
     def dispatch(self, conn: socket.socket) -> None:
         worker = None if self._queue else self.choose()  # first come, first served: nobody jumps the queue
-        if worker is None:
-            self._queue.put(conn)
-            self._arm_expiry()
-        else:
+        if worker is not None:
             self._hand(worker, conn)
+            return
+        if not self._anyone_listening():
+            # No worker at all (they all died, a replacement is starting): hold this one, and leave the next
+            # in the kernel's backlog rather than shed them — a worker will serve them in a moment.
+            self._queue.put(conn, shed_if_full=False)
+            self._pause()
+            return
+        self._queue.put(conn)
+        self._arm_expiry()
 
     def _hand(self, worker: Worker, conn: socket.socket) -> None:
         self._number += 1
@@ -190,8 +196,19 @@ class HandoffPolicy:
 
     def _expire(self) -> None:
         self._expiry = None
-        self._queue.expire(time.monotonic())
-        self._arm_expiry()
+        if self._anyone_listening():  # busy workers: a fast 503 beats a timeout; no worker: one is coming
+            self._queue.expire(time.monotonic())
+            self._arm_expiry()
+        elif self._loop is not None and self._queue:
+            self._expiry = self._loop.call_later(self.limits.queue_timeout, self._expire)
+
+    def _anyone_listening(self) -> bool:
+        return any(worker.routable for worker in self._workers.values())
+
+    def _pause(self) -> None:
+        if self._accepting and self._loop is not None:
+            self._accepting = False
+            self._loop.remove_reader(self.listener.fileno())
 
     def _count_shed(self, count: int) -> None:
         if self.shed == 0 or count > 1:

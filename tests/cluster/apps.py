@@ -24,12 +24,16 @@ async def _reply(send, body: dict, status: int = 200) -> None:
 
 
 async def app(scope, receive, send):
-    """GET / → pid; /sleep?s= → slow request; /block?until=PATH → the event loop blocked (like CPU work)
-    until PATH exists; /crash → the worker dies; /messages → what the master sent."""
+    """GET / → pid; /sleep?s= → slow request; /hold?until=PATH&mark=FILE → a slow request that says it
+    arrived (a line appended to FILE) and waits, without blocking the loop, until PATH exists;
+    /block?until=PATH → the event loop blocked (like CPU work) until PATH exists; /crash → the worker
+    dies; /orphan?s=|until=PATH → a grandchild left behind, living s seconds or until PATH exists;
+    /messages → what the master sent."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await asyncio.sleep(float(os.environ.get("TEST_STARTUP_DELAY", "0")))  # a slow app to start
                 worker = current_worker()
                 if worker:
                     worker.on_message(received.append)
@@ -41,6 +45,13 @@ async def app(scope, receive, send):
     worker = current_worker()
     if path == "/sleep":
         await asyncio.sleep(float(params.get("s", "1")))
+    elif path == "/hold":
+        with open(params["mark"], "a") as mark:  # one short append per request: whole lines, whatever the worker
+            mark.write(f"{os.getpid()}\n")
+        for _ in range(int(float(params.get("max", "60")) / 0.02)):  # bounded
+            if os.path.exists(params["until"]):
+                break
+            await asyncio.sleep(0.02)
     elif path == "/block":
         import time
 
@@ -59,7 +70,12 @@ async def app(scope, receive, send):
             if os.fork() == 0:
                 import time
 
-                time.sleep(float(params.get("s", "0.3")))
+                if "until" in params:  # until the test says so (bounded): it outlives its parent for sure
+                    deadline = time.monotonic() + float(params.get("max", "60"))
+                    while not os.path.exists(params["until"]) and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                else:
+                    time.sleep(float(params.get("s", "0.3")))
             os._exit(0)
         os.waitpid(child, 0)
     elif path == "/ask":

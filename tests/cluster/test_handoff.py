@@ -97,6 +97,20 @@ def test_overload_gets_a_fast_503_from_the_master_not_a_timeout(start_cluster, t
     assert fresh_get(cluster.url + "/").status_code == 200  # and it serves again at once
 
 
+def test_with_no_worker_left_connections_wait_for_the_replacement_not_a_503(start_cluster, tmp_path, pool):
+    """The queue timeout sheds when workers are busy; when there is none at all (it died, a replacement is
+    starting) a 503 would fail what the replacement serves in a moment, so the connection waits for it."""
+    cluster = start_cluster(workers=1, policy="rr", args=["--handoff-limit", "1", "--queue-timeout", "1"],
+                            env={"TEST_STARTUP_DELAY": "2"})  # a replacement takes longer than the queue timeout
+    blocker = Blocker(cluster, tmp_path, pool)
+    waiting = pool.submit(fresh_get, cluster.url + "/")
+    wait_until(lambda: cluster.status()["master"]["queued"] == 1, 30, what="the request queued in the master")
+    os.kill(blocker.pid, signal.SIGKILL)
+    answer = waiting.result()
+    assert answer.status_code == 200 and answer.json()["pid"] != blocker.pid
+    assert cluster.status()["master"]["shed"] == 0
+
+
 # -- the master's bookkeeping, in-process with real socketpairs -------------------------------
 
 
