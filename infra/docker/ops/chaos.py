@@ -137,7 +137,7 @@ class Chaos:
         with load:
             for at in self.schedule:
                 time.sleep(max(0.0, load.started + at - time.monotonic()))
-                kill = self._kill(time.monotonic() - load.started)
+                kill = self.kill(time.monotonic() - load.started)
                 self.say(f"t={kill.at:5.1f}s killed {kill.target} {kill.container}"
                          f"{f' pid {kill.pid}' if kill.pid else ''} {kill.note}".rstrip())  # fmt: skip
                 kills.append(kill)
@@ -157,7 +157,9 @@ class Chaos:
             return None
         return self.rng.choice(healthy) if healthy else None
 
-    def _kill(self, at: float) -> Kill:
+    def kill(self, at: float) -> Kill:
+        """Kill one victim now (``at``: seconds into the run, for the report); also what a demo calls
+        on its own schedule under its own load (``scalecube demo availability --docker``)."""
         victim = self._victim()
         if victim is None:
             return Kill(at, self.target, "-", "-", note="skipped: one healthy left")

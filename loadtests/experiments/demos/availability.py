@@ -13,6 +13,10 @@ The ``os`` policy (the kernel hands out connections) is shown beside ``rr`` for 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 from infra.local.processes import ClusterProcess
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
@@ -37,6 +41,7 @@ CLIENTS = 200  # the guides' ab -c200
 CROWD_PCT = 99.5  # Node's cluster loses 0.05-0.14 % this way (measured side by side): ≤ 0.5 % here
 CROWD_DIRECT_CLAIM = f"≥ {CROWD_PCT:g}% succeed with {CLIENTS} clients, new connection each, straight to a cluster"
 CROWD_BALANCED_CLAIM = f"≥ {CROWD_PCT:g}% succeed with {CLIENTS} clients, new connection each, through the balancer"
+DOCKER_KILL_EVERY = 3.0  # --docker: seconds between worker kills inside the api containers
 # Its workers die on purpose, faster than the master's default give-up rate (10 crashes a minute).
 NEVER_GIVE_UP = ["--max-crashes", "0"]
 
@@ -53,6 +58,8 @@ def run(ctx: DemoContext) -> DemoReport:
     def spec(url: str) -> LoadSpec:
         return LoadSpec("CloningUser", url, users, seconds, tags=("cpu",), env={"SCALECUBE_CPU_ITERATIONS": str(ITERATIONS)})
 
+    if ctx.docker_project:
+        return _against_compose(ctx, report, spec)
     if ctx.target:
         report.phases = [Phase("target", ctx.load("target", spec(ctx.target)), note=f"{ctx.target}, as it runs")]
         reason = "the demo makes its own workers crash (CHAOS_CRASH_AFTER); not with --target"
@@ -115,6 +122,59 @@ def _crowd(ctx: DemoContext, rig: Rig, name: str, url: str, clusters: list[Clust
     crashed = restarts(clusters) - before
     kinds = ", ".join(f"{n} {kind}" for kind, n in result.failures_by_error.items()) or "none"
     return Phase(name, result, note=f"{note}; {crashed} worker crash(es); failures: {kinds}", facts={"crashes": crashed})
+
+
+def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str], LoadSpec]) -> DemoReport:
+    """``--docker``: the compose stack's api containers cannot be given CHAOS_CRASH_AFTER while they run, so
+    the demo kills a random worker inside a random api container every few seconds itself (``docker exec``,
+    ``scalecube docker chaos --target worker``'s way), under both loads through the stack's balancer."""
+    from infra.docker.airgap import REPO
+    from infra.docker.ops.chaos import Chaos
+    from infra.docker.ops.project import Project
+
+    target = ctx.target
+    assert target is not None and ctx.docker_project is not None
+    project = Project.connect(REPO, ctx.docker_project)
+    seconds = ctx.seconds(20, smoke=SMOKE_SECONDS)
+    every = DOCKER_KILL_EVERY
+
+    def killing(kills: list[str]) -> Callable[[], None]:
+        chaos = Chaos(project, target, every=every, duration=seconds, target="worker", say=ctx.say)
+
+        def run() -> None:
+            started = time.monotonic()
+            for at in chaos.schedule:
+                time.sleep(max(0.0, started + at - time.monotonic()))
+                kill = chaos.kill(at)
+                if kill.pid:
+                    kills.append(f"{kill.container}/{kill.pid}")
+
+        return run
+
+    phases = []
+    for name, load in (("compose, few users", lambda during: ctx.load(name, spec(target), during=during)),
+                       (f"compose, {CLIENTS} clients", None)):  # fmt: skip
+        kills: list[str] = []
+        if load is None:
+            thread = threading.Thread(target=killing(kills), daemon=True)
+            thread.start()
+            result = ctx.wrk(name, f"{target}/cpu?iterations={ITERATIONS}", connections=CLIENTS, seconds=seconds)
+            thread.join(seconds + 60)
+        else:
+            result = load(killing(kills))
+        kinds = ", ".join(f"{n} {kind}" for kind, n in result.failures_by_error.items()) or "none"
+        phases.append(Phase(name, result, note=f"{len(kills)} worker crash(es) (SIGKILL inside api containers, every "
+                                               f"{every:g} s); failures: {kinds}", facts={"crashes": len(kills)}))  # fmt: skip
+    report.phases = phases
+    few, crowd = phases
+    report.claims = [
+        _needs_crashes(few, claims.no_failures(BALANCED_CLAIM, _requests(few), _failures(few), what="GETs")),
+        claims.skipped(DIRECT_CLAIM, "the compose stack is reached through its balancer only"),
+        claims.skipped(CROWD_DIRECT_CLAIM, "the compose stack is reached through its balancer only"),
+        _needs_crashes(crowd, claims.success_at_least(CROWD_BALANCED_CLAIM, _requests(crowd), _failures(crowd),
+                                                      CROWD_PCT)),
+    ]  # fmt: skip
+    return report
 
 
 def _requests(phase: Phase) -> int:
