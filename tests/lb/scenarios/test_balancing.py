@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import signal
-import time
 
 import psutil
 import pytest
@@ -97,14 +96,14 @@ def test_a_replica_added_to_dns_gets_traffic_and_a_withdrawn_one_none_without_re
     lb = start_balancer(kind, cloned)
     processes_before = processes_of(lb.pid)
 
-    started = time.monotonic()
     cloned.publish("api", SPARE)
-    wait_until(lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 10,
+    # Both re-resolve every second and check every second; the bound is only a generous backstop for a
+    # busy machine (no elapsed-time claim): what this test proves is that it happens without a reload.
+    wait_until(lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 30,
                what="the new replica to get traffic")  # fmt: skip
-    assert time.monotonic() - started < 6  # both re-resolve every second
 
     cloned.withdraw("api", SPARE)
-    wait_up(lb, set(HOSTS), timeout=10)
+    wait_up(lb, set(HOSTS), timeout=20)
     served = replicas_serving(cloned, get_many(lb.url + "/", 24))
     assert SPARE not in served and set(served) == set(HOSTS)
     assert spare.proc.poll() is None  # it still runs: the balancer let it go because DNS did
@@ -128,12 +127,13 @@ def test_a_replica_killed_under_load_costs_no_failed_get(kind, cloned, spare, st
     """
     cloned.publish("api", SPARE)
     lb = start_balancer(kind, cloned)
-    with LoadGenerator(lb.url + "/cpu", concurrency=8, max_seconds=20, max_requests=6000) as load:
-        wait_until(lambda: load.result.ok >= 300, 10, what="load to get going")
+    # Counted in requests around the kill; the seconds are generous backstops for a busy machine.
+    with LoadGenerator(lb.url + "/cpu", concurrency=8, max_seconds=90, max_requests=6000) as load:
+        wait_until(lambda: load.result.ok >= 300, 30, what="load to get going")
         kill(spare)
         killed_at = load.result.total
-        wait_up(lb, set(HOSTS), timeout=10)  # health checks eject it...
-        wait_until(lambda: load.result.total >= killed_at + 300, 10, what="load after the kill")  # ...load goes on
+        wait_up(lb, set(HOSTS), timeout=20)  # health checks eject it...
+        wait_until(lambda: load.result.total >= killed_at + 300, 30, what="load after the kill")  # ...load goes on
     result = load.stop()
     assert result.ok >= 600
     cut = lb.cut_responses()
@@ -158,15 +158,15 @@ def test_a_replica_that_stops_answering_its_checks_is_ejected_and_comes_back(kin
     spare_pids = {worker["pid"] for worker in spare.status()["workers"]}  # asked now: frozen, it cannot say
     signal_all(spare, signal.SIGSTOP)
     try:
-        wait_up(lb, set(HOSTS), timeout=10)
+        wait_up(lb, set(HOSTS), timeout=20)
         served = {int(r.headers["x-served-by"].rsplit("/", 1)[-1]) for r in get_many(lb.url + "/", 12)}
         assert served and not served & spare_pids
         assert not lb.panic()
     finally:
         signal_all(spare, signal.SIGCONT)
     assert spare.proc.poll() is None  # it was alive all along
-    wait_up(lb, {*HOSTS, SPARE}, timeout=20)
-    wait_until(lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 5,
+    wait_up(lb, {*HOSTS, SPARE}, timeout=30)
+    wait_until(lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 15,
                what="traffic to the recovered replica")  # fmt: skip
 
 
