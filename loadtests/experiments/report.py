@@ -5,6 +5,7 @@ Files in the demo's output folder:
   timeseries.csv   one row per phase and second: users, req/s, failures/s, p50/p95/p99
   served_by.csv    one row per phase and worker (host/pid), with its replica
   claims.csv       one row per claim: measured, threshold, verdict, how
+  <table>.csv      each table of the demo's own (``DemoReport.tables``: the outage demo's faults.csv)
   report.html      all of it, with inline SVG charts (no JavaScript, no network)
 ``index.html`` (``demo all``) links each demo's report with its verdicts.
 """
@@ -21,8 +22,9 @@ from rich.table import Table
 
 from loadtests.experiments import charts
 from loadtests.experiments.claims import Claim, Verdict
-from loadtests.experiments.locust_runner import as_row
+from loadtests.experiments.locust_runner import as_row, safe_name
 from loadtests.experiments.results import DemoReport, Phase
+from loadtests.experiments.results import Table as ExtraTable
 
 VERDICT_STYLE = {Verdict.HOLDS: "green", Verdict.FAILS: "bold red", Verdict.NOT_JUDGED: "yellow",
                  Verdict.SKIPPED: "dim"}  # fmt: skip
@@ -53,6 +55,13 @@ def render_table(report: DemoReport, console: Console) -> None:
                        f"{result.rps:,.1f}", _ms(result.p50_ms), _ms(result.p95_ms), _ms(result.p99_ms),
                        str(len(result.served_by)), phase.note)  # fmt: skip
     console.print(phases)
+    for extra in report.tables:
+        table = Table(title=extra.name, title_justify="left")
+        for column in extra.columns:
+            table.add_column(column, overflow="fold")
+        for row in extra.rows:
+            table.add_row(*row)
+        console.print(table)
     claims = Table(title="claims", title_justify="left")
     for column in ("claim", "measured", "verdict", "how"):
         claims.add_column(column, overflow="fold")
@@ -118,6 +127,12 @@ def write_csv(report: DemoReport, out: Path) -> list[Path]:
         writer.writerow(["claim", "measured", "unit", "threshold", "verdict", "how"])
         for claim in report.claims:
             writer.writerow([claim.name, claim.measured, claim.unit, claim.threshold, claim.verdict.value, claim.text])
+    for extra in report.tables:
+        paths.append(out / f"{safe_name(extra.name)}.csv")
+        with open(paths[-1], "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(extra.columns)
+            writer.writerows(extra.rows)
     return paths
 
 
@@ -152,6 +167,12 @@ def _phases_html(phases: Sequence[Phase]) -> str:
         rows.append(f"<tr><td>{escape(phase.name)}</td>" + "".join(f'<td class="n">{c}</td>' for c in cells)
                     + f'<td class="note">{escape(phase.note)}</td></tr>')  # fmt: skip
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _table_html(table: ExtraTable) -> str:
+    head = "".join(f"<th>{escape(column)}</th>" for column in table.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in table.rows)
+    return f"<h2>{escape(table.name)}</h2><table><tr>{head}</tr>{rows}</table>"
 
 
 def _claims_html(claims: Sequence[Claim]) -> str:
@@ -192,6 +213,7 @@ def render_html(report: DemoReport) -> str:
     body = (f"<h1>{escape(report.title)}</h1><p><b>The guides:</b> {escape(report.guide_claim)}</p>"
             f"<p class='note'>scalecube demo {escape(report.name)} — {escape(report.started)} — {escape(settings)}</p>"
             f"<h2>Claims</h2>{_claims_html(report.claims)}<h2>Phases</h2>{_phases_html(report.phases)}"
+            f"{''.join(_table_html(table) for table in report.tables)}"
             f"{'<ul>' + notes + '</ul>' if notes else ''}{_charts_html(report)}")  # fmt: skip
     return _page(f"scalecube demo {report.name}", body)
 

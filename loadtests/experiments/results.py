@@ -37,6 +37,15 @@ class Phase:
 
 
 @dataclass
+class Table:
+    """A table of the demo's own, shown after the phases (terminal, ``<name>.csv``, HTML): e.g. one row per fault."""
+
+    name: str  # its title, and its CSV file's name: "faults" -> faults.csv
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
 class DemoReport:
     name: str  # the demo's command name: "cloning"
     title: str
@@ -45,6 +54,7 @@ class DemoReport:
     phases: list[Phase] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how to read it, what was skipped and why
+    tables: list[Table] = field(default_factory=list)  # what the phases' columns cannot show
     started: str = ""
 
     @property
