@@ -77,8 +77,10 @@ class DemoContext:
         return Rig(workdir / name, keep_logs=self.out / "logs" / name)
 
     def load(self, phase: str, spec: LoadSpec, *, during: Callable[[], None] | None = None,
-             end_after_during: float | None = None, expected: float | None = None) -> LoadResult:  # fmt: skip
-        """One Locust run, with a progress bar on stderr (elapsed / expected seconds)."""
+             end_after_during: float | None = None, expected: float | None = None,
+             locustfile: Path | None = None) -> LoadResult:  # fmt: skip
+        """One Locust run, with a progress bar on stderr (elapsed / expected seconds); ``locustfile``: a demo's
+        own user classes (default: the options', else the packaged locustfile)."""
         total = expected or spec.seconds
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                    TextColumn(f"/ ~{total:.0f}s, {spec.users} users"))  # fmt: skip
@@ -86,7 +88,7 @@ class DemoContext:
         with Progress(*columns, console=self.err, transient=False) as progress:
             task = progress.add_task(phase, total=total)
             result = run_load(spec, self.out / "locust", phase, during=during, end_after_during=end_after_during,
-                              locustfile=self.options.locustfile,
+                              locustfile=locustfile or self.options.locustfile,
                               progress=lambda elapsed: progress.update(task, completed=min(elapsed, 0.99 * total)))  # fmt: skip
             progress.update(task, completed=total)
         return result
