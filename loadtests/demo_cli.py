@@ -145,6 +145,13 @@ def decomposing(users: Users = None, seconds: Seconds = None, out: Out = None, t
     _run("decomposing", users, seconds, out, target, docker, smoke)
 
 
+@demo_app.command()
+def outage(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
+           docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
+    """Under mixed load, the sessions Redis, auth, a shard and the directory Redis frozen (SIGSTOP, --seconds) then killed in turn: other routes ≥ 99.9%, only 503s naming the part, back ≤ 2 s."""
+    _run("outage", users, seconds, out, target, docker, smoke)
+
+
 @demo_app.command(name="all")
 def all_demos(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
               docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
