@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -191,6 +193,32 @@ def test_decomposing_smoke(tmp_path: Path) -> None:
     assert_report(run, list(rows), charts_at_least=1 + 4 + 8)
 
 
+@pytest.mark.slow
+def test_outage_smoke(tmp_path: Path) -> None:
+    # A full local stack of its own; the sessions Redis frozen 3 s, then shard-a killed; each fault judged.
+    run = run_demo(tmp_path / "out", "outage", "--smoke")
+    assert run.code == 0, run.explain()
+    claims = {row["claim"]: row["verdict"] for row in run.rows("claims.csv")}
+    assert len(claims) == 3 + 4 and set(claims.values()) == {"holds"}, run.explain()  # every claim judged, and holds
+    assert claims["sessions Redis STOP: routes that need it fail only with a 503 naming redis"] == "holds"
+    assert claims["shard-a KILL: the supervisor restarted it"] == "holds"
+    faults = run.rows("faults.csv")
+    assert [row["fault"] for row in faults] == ["sessions Redis STOP", "shard-a KILL"]
+    for row in faults:  # the timeline: each event seen, after the fault began; the success after its end
+        first_503, ended, success = (float(row[c].strip("+ s")) for c in ("first 503", "fault ended", "first success"))
+        assert first_503 >= 0 and 0 < ended <= success, row
+    assert "503 redis" in faults[0]["probe"] and "503 shard-a" in faults[1]["probe"]
+    assert faults[1]["restarts"] == "0 → 1" and faults[0]["restarts"] == "—"
+    assert_report(run, ["sessions Redis STOP", "shard-a KILL"], charts_at_least=1 + 1 + 2)
+    assert "<h2>faults</h2>" in (run.out / "report.html").read_text()
+    # The stack's logs were kept, and the stack is gone: `scalecube down`, nothing left mentioning its state dir.
+    supervisor = (run.out / "logs" / "stack" / "supervisor.log").read_text()
+    assert "shard-a restarted" in supervisor
+    state_dir = re.search(r"^\s*logs\s+(\S+)", supervisor, re.M)
+    assert state_dir is not None and not Path(state_dir.group(1)).exists()
+    assert not [p.pid for p in psutil.process_iter(["cmdline"]) if any(state_dir.group(1) in a for a in p.info["cmdline"] or [])]
+
+
 @pytest.fixture
 def target(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
     env = {"REDIS_URL": redis_server.url, "SESSION_SECRET": "test-secret-long-enough-123", "LOG_LEVEL": "warning",
@@ -218,6 +246,11 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
     assert all(row["note"].startswith("skipped:") and row["requests"] == "" for row in reload_phases)
     cloning = {row["phase"]: row for row in DemoRun(0, "", "", run.out / "cloning").rows("phases.csv")}
     assert int(cloning["target"]["requests"]) > 0 and cloning["1 process"]["note"].startswith("skipped")
+    # outage fails nothing on a target: its fault claims are skipped, the error contract is judged on the load.
+    outage = DemoRun(0, "", "", run.out / "outage").rows("claims.csv")
+    assert outage[0]["verdict"] == "holds" and outage[0]["claim"].startswith("every answer a success, or a 503")
+    assert {row["verdict"] for row in outage[1:]} == {"skipped"} and len(outage) > 1
+    assert "it routes no router, no auth" in DemoRun(0, "", "", run.out / "outage").rows("phases.csv")[0]["note"]
 
 
 def test_docker_without_a_running_compose_stack_says_so() -> None:
