@@ -398,6 +398,12 @@ def _notes(docker: bool) -> list[str]:
         "an HTML 503 when auth refuses connections, a 504 after its 10 s server timeout when auth is frozen: "
         "panic mode keeps routing to the only, frozen, server). Counted as 'from the balancer', apart from the 503s "
         "naming auth that the api gives.",
+        "'no answer (HTTPConnectionClosed)' on /auth/login when auth dies: HAProxy had reused a keep-alive connection "
+        "to auth's draining worker, and answers a reused connection closed under a request by closing the client's "
+        "(http-reuse safe: the client may retry, as after a keep-alive race); Locust does not retry a POST.",
+        "'503 overloaded' (no dependency named): the cluster master shed a connection it could not hand to a worker "
+        "within QUEUE_TIMEOUT (5 s): requests parked on a frozen part hold the worker's hand-off credits "
+        "(HANDOFF_LIMIT, 2 unanswered connections per worker), whatever route the next connection is for.",
     ]  # fmt: skip
     if docker:
         notes.append("Docker: pause/unpause freeze a whole container; a container killed through the engine is not "

@@ -89,3 +89,23 @@ def test_smoke_freezes_a_redis_and_kills_a_cluster_the_full_run_does_both_to_eac
     full = plan(smoke=False)
     assert len(full) == 2 * len(PARTS) and {how for _, how in full} == {"STOP", "KILL"}
     assert [part.name for part in PARTS] == ["redis", "auth", "shard-a", "directory-redis"]
+
+
+def test_a_fault_nobody_needed_tested_nothing_and_one_ridden_out_holds_saying_so():
+    from loadtests.experiments.demos.outage import _judge
+
+    quiet = FaultRun(SESSIONS_REDIS, "KILL", "SIGKILL", started=100.0, ended=100.5)
+    quiet.records = [RequestRecord("/", 100.1, 5, 200, True)]
+    untested = {claim.name: claim for claim in _judge(quiet, docker=True)}
+    assert untested["sessions Redis KILL: routes that need it fail only with a 503 naming redis"].verdict == "fails"
+
+    ridden = FaultRun(SESSIONS_REDIS, "KILL", "SIGKILL", started=100.0, ended=100.5)
+    ridden.records = [RequestRecord("/", 100.1, 5, 200, True), RequestRecord("/session/me", 100.2, 400, 200, True)]
+    claim = {c.name: c for c in _judge(ridden, docker=True)}["sessions Redis KILL: routes that need it fail only with a 503 naming redis"]
+    assert claim.verdict == "holds" and "rode the outage out" in claim.text
+
+    cut = FaultRun(AUTH, "KILL", "SIGKILL", started=100.0, ended=102.0)
+    cut.records = [RequestRecord("/", 100.1, 5, 200, True), RequestRecord("/auth/login", 100.2, 14, 0, False, None,
+                                                                         "HTTPConnectionClosed: connection closed.")]
+    claim = {c.name: c for c in _judge(cut, docker=True)}["auth KILL: routes that need it fail only with a 503 naming auth"]
+    assert claim.verdict == "fails" and "no answer (HTTPConnectionClosed)" in claim.text
