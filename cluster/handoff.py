@@ -11,11 +11,14 @@ dies.
 
 How, here:
 
-* **Credits.** A worker may hold at most ``limit`` *unanswered* connections: handed
-  to it, and whose first response is not yet complete. Everything else waits in the
-  master (``HoldQueue``) or, once that is full, in the kernel's backlog. A busy worker
-  therefore holds only what it is working on, and a free worker gets the next
-  connection as soon as it finishes — whichever worker that is.
+* **Credits.** A worker may hold at most ``limit`` connections it has not *taken*
+  yet (handed, first bytes not read). Everything else waits in the master
+  (``HoldQueue``). A worker whose event loop is blocked (CPU-bound work, the guides'
+  loop) cannot take anything, so it is handed at most ``limit`` more, and they are
+  the master's to give away if it dies; a worker whose requests wait on I/O (a slow
+  Redis) takes new connections at once and keeps serving the rest — counting
+  *unanswered* connections instead would hold every worker's credits during a
+  dependency stall and shed requests that do not even need that dependency.
 * **The master keeps a copy of each handed descriptor** until the worker says it
   *took* the connection (its first bytes were read). A worker that dies before that
   — the connection still in the channel, or registered but unread — loses nothing:
@@ -61,7 +64,7 @@ def report_message(kind: str, number: int) -> bytes:
 
 @dataclass(frozen=True)
 class HandoffLimits:
-    limit: int = 2  # unanswered connections a worker may hold (1 = Node-like; 2 hides the round trip)
+    limit: int = 2  # rr: connections a worker may hold before it has started on them (2 hides the round trip)
     max_queue: int = 512  # connections the master holds when every worker is at its limit; more are shed
     queue_timeout: float = 5.0  # seconds one may wait there before it is shed with a 503
 
@@ -79,7 +82,11 @@ class Ledger:
 
     def __init__(self) -> None:
         self.copies: dict[int, socket.socket] = {}  # handed, not yet taken: ours to give to another worker
-        self.unanswered = 0
+        self.unanswered = 0  # handed, first response not sent yet (taken or not): what it is working on
+
+    @property
+    def untaken(self) -> int:
+        return len(self.copies)
 
     def handed(self, number: int, conn: socket.socket) -> None:
         self.copies[number] = conn

@@ -303,6 +303,7 @@ class Cluster(EventEmitter):
             self._policy.worker_freed(worker)
         elif kind == TOOK:
             worker.ledger.took(message["n"])
+            self._policy.worker_freed(worker)
         elif kind == "stats":
             worker.requests = int(message.get("requests", 0))
             worker.inflight = int(message.get("inflight", 0))
@@ -537,14 +538,13 @@ class Cluster(EventEmitter):
     def health_snapshot(self) -> dict[str, Any]:
         """What the probes see (cluster.health): never blocked by a worker, computed on demand."""
         listening = [w for w in self.workers.values() if w.routable]
-        limit = self.config.handoff.limit
         return {
             "pid": os.getpid(),
             "uptime": round(time.monotonic() - self._started_at, 1),
             "stopping": self.stopping,
             "listening": len(listening),
             "target_workers": len(self._slots),
-            "busy": sum(1 for w in listening if w.ledger.unanswered >= limit),  # at their hand-off limit
+            "busy": sum(1 for w in listening if w.ledger.unanswered),  # working on at least one connection
             **{k: v for k, v in self._policy.stats().items() if k in ("queued", "shed")},
         }
 

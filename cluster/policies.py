@@ -3,7 +3,7 @@
 ``rr`` (the default, like Node's SCHED_RR): the master owns the listening
 socket, accepts each connection and passes its descriptor to the next ready
 worker that has room (``cluster.handoff``: a worker holds at most a few
-connections it has not answered yet; the rest wait in the master). Workers that
+connections it has not started on yet; the rest wait in the master). Workers that
 are starting or draining are skipped, so a rolling reload never hands a
 connection to a worker on its way out.
 
@@ -99,7 +99,7 @@ class HandoffPolicy:
             self._loop.add_reader(self.listener.fileno(), self._accept_ready)
 
     def worker_freed(self, worker: Worker) -> None:
-        """A worker answered a connection: it has room for the next one that waits."""
+        """A worker took or answered a connection: it may have room for the next one that waits."""
         if self._queue:
             self._drain_queue()
 
@@ -138,7 +138,7 @@ class HandoffPolicy:
         raise NotImplementedError
 
     def has_room(self, worker: Worker) -> bool:
-        return worker.routable and worker.ledger.unanswered < self.limits.limit
+        return worker.routable and worker.ledger.untaken < self.limits.limit
 
     # -- the hand-off -------------------------------------------------------------
     def _accept_ready(self) -> None:
@@ -240,7 +240,7 @@ class RoundRobinPolicy(HandoffPolicy):
                 ring.popleft()
                 continue
             ring.rotate(-1)
-            if worker.ledger.unanswered < self.limits.limit:
+            if worker.ledger.untaken < self.limits.limit:
                 return worker
         return None
 
@@ -255,6 +255,11 @@ class LeastBusyPolicy(HandoffPolicy):
     queue at once — Node's "free worker" list. Among idle workers it picks the one with the fewest
     requests in flight on keep-alive connections (the worker's own report, once a second), ties
     going round. The cost is one channel round trip between two requests of a worker.
+
+    The trade-off: a request waiting on I/O holds its worker too. Under a dependency stall every
+    worker soon holds one, and new connections wait in the queue (then a 503 after the queue
+    timeout) even for routes that do not need the dependency. For CPU-bound work, the case this
+    policy is for, that is exactly right; for I/O-heavy services ``rr`` (the default) keeps serving.
     """
 
     name = "least"

@@ -102,6 +102,7 @@ class Worker(EventEmitter):
             "requests": self.requests,
             "inflight": self.inflight,
             "unanswered": self.ledger.unanswered,
+            "untaken": self.ledger.untaken,
             "restarts": self.cluster.restarts_of(self.slot),
             "rss_mb": round(self.rss_bytes / 2**20, 1),
             "cpu_percent": round(self.cpu_percent, 1),

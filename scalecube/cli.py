@@ -45,7 +45,7 @@ def serve(
     host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
     health_port: Annotated[int | None, typer.Option(envvar="HEALTH_PORT", help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)")] = None,
-    handoff_limit: Annotated[int, typer.Option(envvar="HANDOFF_LIMIT", min=1, help="rr: unanswered connections one worker may hold (least: always 1); the rest wait in the master")] = _HANDOFF.limit,
+    handoff_limit: Annotated[int, typer.Option(envvar="HANDOFF_LIMIT", min=1, help="rr: connections one worker may hold before it has started on them (least: 1 unanswered); the rest wait in the master")] = _HANDOFF.limit,
     max_queue: Annotated[int, typer.Option(envvar="MAX_QUEUE", min=0, help="rr/least: connections the master holds when every worker is full; more get a fast 503")] = _HANDOFF.max_queue,
     queue_timeout: Annotated[float, typer.Option(envvar="QUEUE_TIMEOUT", help="rr/least: seconds a connection may wait in the master before a fast 503")] = _HANDOFF.queue_timeout,
     drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = 30.0,

@@ -54,9 +54,8 @@ def pool():
         yield executor
 
 
-@pytest.mark.parametrize("policy, args", [("rr", ["--handoff-limit", "1"]), ("least", [])])
-def test_a_busy_worker_is_handed_nothing_more_while_another_is_free(start_cluster, tmp_path, pool, policy, args):
-    cluster = start_cluster(workers=2, policy=policy, args=args)
+def test_least_hands_a_busy_worker_nothing_while_another_is_free(start_cluster, tmp_path, pool):
+    cluster = start_cluster(workers=2, policy="least")
     blocker = Blocker(cluster, tmp_path, pool)
     served = [fresh_get(cluster.url + "/").json()["pid"] for _ in range(6)]
     assert blocker.pid not in served  # the old rr gave every other one to the blocked worker: a 60-s wait
@@ -65,12 +64,25 @@ def test_a_busy_worker_is_handed_nothing_more_while_another_is_free(start_cluste
     assert blocker.future.result().json()["pid"] == blocker.pid
 
 
+def test_rr_hands_a_blocked_worker_no_more_than_its_limit(start_cluster, tmp_path, pool):
+    """A worker whose loop is blocked cannot take what it is handed: it gets ``limit`` (1 here) and no
+    more; every other connection goes to the worker that keeps taking them."""
+    cluster = start_cluster(workers=2, policy="rr", args=["--handoff-limit", "1"])
+    blocker = Blocker(cluster, tmp_path, pool)
+    cheap = [pool.submit(fresh_get, cluster.url + "/") for _ in range(6)]
+    wait_until(lambda: sum(f.done() for f in cheap) == 5, 60, what="five answered by the free worker")
+    assert worker_of(cluster, blocker.pid)["untaken"] == 1
+    blocker.release()
+    served = [f.result().json()["pid"] for f in cheap]
+    assert served.count(blocker.pid) == 1 and len(set(served)) == 2
+
+
 def test_what_a_dead_worker_never_started_is_served_by_another(start_cluster, tmp_path, pool):
     cluster = start_cluster(workers=2, policy="rr", args=["--handoff-limit", "2"])
     blocker = Blocker(cluster, tmp_path, pool)
     cheap = [pool.submit(fresh_get, cluster.url + "/") for _ in range(4)]
     # The blocked worker had room for one more: it is handed one it cannot even read.
-    wait_until(lambda: worker_of(cluster, blocker.pid)["unanswered"] == 2, 30, what="a connection stuck on the blocked worker")
+    wait_until(lambda: worker_of(cluster, blocker.pid)["untaken"] == 2, 30, what="two connections stuck on the blocked worker")
     os.kill(blocker.pid, signal.SIGKILL)
     answers = [f.result() for f in cheap]
     assert [a.status_code for a in answers] == [200] * 4
@@ -84,15 +96,19 @@ def test_overload_gets_a_fast_503_from_the_master_not_a_timeout(start_cluster, t
     cluster = start_cluster(workers=1, policy="rr",
                             args=["--handoff-limit", "1", "--max-queue", "2", "--queue-timeout", "1"])  # fmt: skip
     blocker = Blocker(cluster, tmp_path, pool)
+    futures = [pool.submit(fresh_get, cluster.url + "/") for _ in range(5)]
     try:
-        answers = [f.result() for f in [pool.submit(fresh_get, cluster.url + "/") for _ in range(5)]]
+        wait_until(lambda: sum(f.done() for f in futures) == 4, 60, what="four answered by the master")
     finally:
         blocker.release()
-    assert [a.status_code for a in answers] == [503] * 5  # 3 at once (queue full), 2 after a second in line
-    for answer in answers:
+    answers = [f.result() for f in futures]
+    shed = [a for a in answers if a.status_code == 503]
+    # One was handed to the blocked worker (its limit), two waited a second in line, two found the line full.
+    assert len(shed) == 4 and [a.status_code for a in answers if a not in shed] == [200]
+    for answer in shed:
         assert answer.headers["retry-after"] == "1"
         assert answer.json()["error"] == "overloaded"
-    assert cluster.status()["master"]["shed"] == 5
+    assert cluster.status()["master"]["shed"] == 4
     assert blocker.future.result().status_code == 200
     assert fresh_get(cluster.url + "/").status_code == 200  # and it serves again at once
 
@@ -104,11 +120,12 @@ def test_with_no_worker_left_connections_wait_for_the_replacement_not_a_503(star
                             env={"TEST_STARTUP_DELAY": "2"})  # a replacement takes longer than the queue timeout
     blocker = Blocker(cluster, tmp_path, pool)
     waiting = pool.submit(fresh_get, cluster.url + "/")
-    wait_until(lambda: cluster.status()["master"]["queued"] == 1, 30, what="the request queued in the master")
+    wait_until(lambda: worker_of(cluster, blocker.pid)["untaken"] == 1, 30, what="a request stuck on the blocked worker")
     os.kill(blocker.pid, signal.SIGKILL)
     answer = waiting.result()
     assert answer.status_code == 200 and answer.json()["pid"] != blocker.pid
-    assert cluster.status()["master"]["shed"] == 0
+    status = cluster.status()["master"]
+    assert status["shed"] == 0 and status["reclaimed"] == 1
 
 
 # -- the master's bookkeeping, in-process with real socketpairs -------------------------------

@@ -277,11 +277,14 @@ def test_a_request_a_replica_shed_goes_to_another_backend(start_cluster, start_l
     lb = start_lb([busy, free], "--policy", "rr", "--health-interval", "30")
     with ThreadPoolExecutor(max_workers=2) as pool:
         blocker = Blocker(busy, tmp_path, pool)
+        stuck = pool.submit(httpx.get, busy.url + "/", timeout=30)  # fills the blocked worker's hand-off limit
         try:
+            wait_until(lambda: busy.status()["workers"][0]["untaken"] == 1, 30, what="the busy replica full")
             answers = [httpx.request(method, lb.url + "/", timeout=10) for method in ("GET", "POST") * 3]
         finally:
             blocker.release()
         blocker.future.result()
+        stuck.result()
     assert [a.status_code for a in answers] == [200] * 6
     assert {a.json()["pid"] for a in answers} == free.listening_pids()
     assert busy.status()["master"]["shed"] >= 1
