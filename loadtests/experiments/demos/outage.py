@@ -352,8 +352,12 @@ def _needing_claim(fault: FaultRun, need: list[RequestRecord]) -> claims.Claim:
     name = f"{fault.name}: routes that need it fail only with a 503 naming {fault.part.dependency}"
     locust, probe = tally(fault.part, need, fault.probes_during())
     answered = locust + probe
-    wrong = sum(n for label, n in answered.items() if not acceptable(fault.part, label))
+    # A KILL cuts what the killed process was doing: no one can answer those (the availability demo's rule).
+    cut = sum(n for label, n in answered.items() if fault.how == KILL and label.startswith("no answer"))
+    wrong = sum(n for label, n in answered.items() if not acceptable(fault.part, label)) - cut
     text = f"Locust: {counts_text(locust)}; probe: {counts_text(probe)}"
+    if cut:
+        text += f"; {cut:,} cut in flight by the kill itself (reported, not counted)"
     if not answered:  # nothing that needs the part was asked while it was down: nothing was tested
         return claims.Claim(name, None, 0, claims.Verdict.FAILS, "no request that needs it was in flight", "wrong")
     if answered["ok"] == sum(answered.values()):  # the fault itself was seen (stopped, paused, exited)
@@ -401,9 +405,9 @@ def _notes(docker: bool) -> list[str]:
         "'no answer (HTTPConnectionClosed)' on /auth/login when auth dies: HAProxy had reused a keep-alive connection "
         "to auth's draining worker, and answers a reused connection closed under a request by closing the client's "
         "(http-reuse safe: the client may retry, as after a keep-alive race); Locust does not retry a POST.",
-        "'503 overloaded' (no dependency named): the cluster master shed a connection it could not hand to a worker "
-        "within QUEUE_TIMEOUT (5 s): requests parked on a frozen part hold the worker's hand-off credits "
-        "(HANDOFF_LIMIT, 2 unanswered connections per worker), whatever route the next connection is for.",
+        "A KILL cuts the requests the killed process held; they get no answer (counted apart, like the availability "
+        "demo's responses cut mid-body). Requests parked on a frozen part do not hold a worker's hand-off credits "
+        "(those count connections not yet taken), so routes that do not need the part keep being served.",
     ]  # fmt: skip
     if docker:
         notes.append("Docker: pause/unpause freeze a whole container; a container killed through the engine is not "
