@@ -449,6 +449,13 @@ class Exchange:
         if self.done:
             self.balancer.connections.give_back(conn)  # the client left meanwhile; the connection is fresh
             return
+        if conn.closed:
+            # Accepted and closed before we wrote a byte: a replica's master shedding at once (every worker
+            # busy, cluster/handoff.py), or a server going away. Nothing was sent, so any method may go to
+            # another backend; not a dead backend (it accepted), so no ejection.
+            self._backend_finished(backend, served=None)
+            self.try_next()
+            return
         self.send(conn)
 
     def send(self, conn: UpstreamConnection) -> None:

@@ -287,5 +287,8 @@ def test_a_request_a_replica_shed_goes_to_another_backend(start_cluster, start_l
         stuck.result()
     assert [a.status_code for a in answers] == [200] * 6
     assert {a.json()["pid"] for a in answers} == free.listening_pids()
-    assert busy.status()["master"]["shed"] >= 1
-    assert lb.status()["stats"]["shed_retries"] == busy.status()["master"]["shed"]
+    shed = busy.status()["master"]["shed"]
+    assert shed >= 1
+    # Each went elsewhere: on the master's 503 (x-shed-by), or, shed before the request was even written,
+    # on the connection closed unused.
+    assert lb.status()["stats"]["retries"] == shed and lb.status()["stats"]["shed_retries"] <= shed
