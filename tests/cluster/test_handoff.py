@@ -41,7 +41,9 @@ class Blocker:
         self.pid = wait_until(self._busy_pid, 30, what="a worker busy with /block")
 
     def _busy_pid(self) -> int | None:
-        busy = [w["pid"] for w in self.cluster.status()["workers"] if w["unanswered"] >= 1]
+        # Blocked: it took /block (read it: untaken 0) and has not answered it. Handed but not yet taken is
+        # not blocked yet: the worker could still take what comes next.
+        busy = [w["pid"] for w in self.cluster.status()["workers"] if w["unanswered"] >= 1 and w["untaken"] == 0]
         return busy[0] if len(busy) == 1 else None
 
     def release(self) -> None:

@@ -108,4 +108,9 @@ def test_a_fault_nobody_needed_tested_nothing_and_one_ridden_out_holds_saying_so
     cut.records = [RequestRecord("/", 100.1, 5, 200, True), RequestRecord("/auth/login", 100.2, 14, 0, False, None,
                                                                          "HTTPConnectionClosed: connection closed.")]
     claim = {c.name: c for c in _judge(cut, docker=True)}["auth KILL: routes that need it fail only with a 503 naming auth"]
-    assert claim.verdict == "fails" and "no answer (HTTPConnectionClosed)" in claim.text
+    # What the killed process held is cut for everyone: reported, not counted (the availability demo's rule) ...
+    assert claim.verdict == "holds" and "1 cut in flight by the kill itself" in claim.text
+    frozen = FaultRun(AUTH, "STOP", "SIGSTOP", started=100.0, ended=102.0)
+    frozen.records = cut.records
+    claim = {c.name: c for c in _judge(frozen, docker=True)}["auth STOP: routes that need it fail only with a 503 naming auth"]
+    assert claim.verdict == "fails" and "no answer (HTTPConnectionClosed)" in claim.text  # ... a freeze cuts nothing

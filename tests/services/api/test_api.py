@@ -74,7 +74,9 @@ def test_broadcast_costs_one_source_read_per_interval_not_one_per_worker(start_a
     wait_until(lambda: all(readers().get(pid, 0) >= 2 for pid in workers), 30, what="every worker reading twice")
     print(f"\nsource reads: broadcast {broadcast_reads} in {intervals:.1f} intervals (1 reader); "
           f"worker mode readers {readers()}")  # fmt: skip
-    assert set(readers()) == workers  # one reader per worker: the cost the broadcast saves
+    # One reader per worker: the cost the broadcast saves. (The stopped master may land one last read after the
+    # delete: Redis runs what a client sent before it exited, in no order with our other connection.)
+    assert set(readers()) - {master} == workers
 
 
 def test_users_count_follows_logins(start_api, redis_url):
