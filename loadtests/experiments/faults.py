@@ -6,9 +6,11 @@ The same four verbs on both, by part name (the local stack's component, compose'
   a VM stalled) — SIGSTOP and SIGCONT to the component's whole process group (a cluster's master and its
   workers, as ``docker pause`` freezes a whole container); or ``container.pause()`` / ``unpause()``.
 - ``kill``: SIGKILL to the component's process (a cluster: its master; its workers see it gone and the
-  supervisor kills what is left of its group), for the supervisor to restart; or ``container.kill()``.
-  Docker does not restart a container killed through the engine, whatever its restart policy (it counts
-  as stopped by the user: ``infra/docker/ops/chaos.py``), so the demo starts it again itself and says so.
+  supervisor kills what is left of its group), for the supervisor to restart. Under Docker, SIGKILL to the
+  container's main process by its pid on this host: to the engine that is a crash, and the service's
+  restart policy (``unless-stopped``) brings it back, counted in the container's ``RestartCount``. Not
+  ``container.kill()``: a kill through the engine counts as stopped by the user, and no policy restarts
+  it. Where the engine runs elsewhere (its pids are not ours), the demo does that and starts it itself.
 - ``ready``: the part answers again — its own check, not the supervisor's or Docker's bookkeeping (a
   healthcheck every 5 s would blur the timeline): a Redis answers PING, a cluster's master answers 200
   at ``/readyz`` on its health port (while a worker listens).
@@ -62,7 +64,7 @@ class Faults(Protocol):
         ...
     def ready(self, part: str) -> bool: ...
     def restarts(self, part: str) -> int | None:
-        """How many times its supervisor restarted it; None where no supervisor counts them (Docker)."""
+        """How many times its supervisor restarted it (Docker: the container's RestartCount); None where nothing counts them."""
         ...
     def all_running(self) -> bool:
         """Every part is up as far as its supervisor knows (none restarting, none frozen)."""
@@ -260,14 +262,16 @@ class ComposeStack:
 
     def kill(self, part: str) -> str:
         container = self.container(part)
-        container.kill()  # SIGKILL to its PID 1: no drain, like a crash
-        container.wait(timeout=30)
         container.reload()
-        if container.status in ("running", "restarting"):
-            return "container.kill(); Docker restarted it (its restart policy)"
+        pid = _host_pid(container)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)  # its main process dies: a crash, as the engine sees it
+            return f"SIGKILL pid {pid} (its main process, on this host); Docker restarts it (restart policy)"
+        container.kill()  # through the engine: counts as stopped by the user, no policy restarts it
+        container.wait(timeout=30)
         started = time.monotonic()
         container.start()
-        return (f"container.kill(); Docker left it exited (a kill counts as stopped by the user), "
+        return (f"container.kill() (the engine's pids are not this host's); Docker leaves that exited, "
                 f"so the demo started it again ({time.monotonic() - started:.1f}s)")  # fmt: skip
 
     def ready(self, part: str) -> bool:
@@ -283,7 +287,13 @@ class ComposeStack:
         return cluster_ready(f"http://{address}:{HEALTH_PORT}")
 
     def restarts(self, part: str) -> int | None:
-        return None
+        """Docker's own count of restarts by the restart policy (None where the engine is not on this host:
+        the demo restarts what it kills itself there)."""
+        container = self.container(part)
+        container.reload()
+        if _host_pid(container) is None and container.status == "running":
+            return None
+        return int(container.attrs.get("RestartCount", 0))
 
     def all_running(self) -> bool:
         return all(container.status == "running" for container in self.project.containers())
@@ -299,6 +309,19 @@ class ComposeStack:
                     container.unpause()
                 elif container.status in ("exited", "created"):
                     container.start()
+
+
+def _host_pid(container: Container) -> int | None:
+    """The container's main process as a pid of this host, if the engine runs here (its cgroup names the
+    container); None for an engine elsewhere (DOCKER_HOST, Docker Desktop's VM) or a container not running."""
+    pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+    if pid <= 0:
+        return None
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    return pid if container.id in cgroup else None
 
 
 def wait_ready(faults: Faults, part: str, timeout: float) -> float:
