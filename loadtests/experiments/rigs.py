@@ -25,6 +25,7 @@ from lb.haproxy.runner import HaproxyNotFound, HaproxySettings, find_haproxy
 API = "services.api.app:app"
 READY_TIMEOUT = 60.0  # a replica's workers on a busy 2-core machine
 DEMO_SECRET = "scalecube-demo-secret-not-for-production"
+GUIDES_CLUSTER = Path(__file__).with_name("guides_cluster.js")  # the guides' Node cluster, for comparison
 
 Balancer = HaproxyComponent | PythonLbComponent
 
@@ -89,6 +90,31 @@ class Rig:
 
         wait_until(ready, READY_TIMEOUT, what="the single api process")
         self.watcher.add_static(process.pid, "127.0.0.1")
+        return url
+
+    def guides_node_cluster(self, workers: int, crash_after: str, work_ms: float) -> str | None:
+        """The guides' own Node cluster (``guides_cluster.js``), workers crashing after ``crash_after``
+        seconds, each /cpu costing ``work_ms``; None when ``node`` is not installed."""
+        node = shutil.which("node")
+        if node is None:
+            return None
+        port = free_port()
+        env = {"PORT": str(port), "WORKERS": str(workers), "CRASH_AFTER": crash_after, "WORK_MS": f"{work_ms:.3f}"}
+        process = ManagedProcess([node, str(GUIDES_CLUSTER)], env=env, log_path=self.workdir / f"node-{port}.log")
+        self.processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            if process.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {process.proc.returncode}:\n{process.log()}")
+            import httpx
+
+            try:
+                return httpx.get(url + "/cpu", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, READY_TIMEOUT, what="the guides' Node cluster")
         return url
 
     def another_redis(self) -> RedisServer:

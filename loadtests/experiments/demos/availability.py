@@ -8,14 +8,18 @@ Two loads, each straight to a cluster and through a balancer: a few Locust users
 traffic), and the guides' own shape — 200 clients at once, a new connection per request
 (``ab -c200``; wrk here). The second is what the hand-off (``cluster.handoff``) is for: a
 worker holds only what it is working on, so a crash costs that and nothing queued behind it.
-The ``os`` policy (the kernel hands out connections) is shown beside ``rr`` for comparison.
+The ``os`` policy (the kernel hands out connections) is shown beside ``rr`` for comparison, and so is
+the guides' own Node cluster (``guides_cluster.js``, when ``node`` is installed) under the same crowd.
 """
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from infra.local.processes import ClusterProcess
 from loadtests.experiments import claims
@@ -78,10 +82,12 @@ def run(ctx: DemoContext) -> DemoReport:
             direct = _measured(ctx, rig, direct_name, spec(cluster.url), [cluster], "straight to the cluster")
             crowd = _crowd(ctx, rig, f"{direct_name}, {CLIENTS} clients", cluster.url, [cluster],
                            "rr: the master hands a worker only what it can take")  # fmt: skip
+            work_ms = _work_ms(cluster.url)
         with ctx.rig(workdir, "direct-os") as rig:
             kernel = rig.cluster(workers, env=chaos, args=[*NEVER_GIVE_UP, "--policy", "os"])
             crowd_os = _crowd(ctx, rig, f"cluster, policy os, {CLIENTS} clients", kernel.url, [kernel],
                               "os: the kernel hands out connections (shown, not judged)")  # fmt: skip
+        crowd_node = _crowd_node(ctx, workdir, workers, window, work_ms)
         with ctx.rig(workdir, "balanced") as rig:
             clusters = rig.replicas("api", HOSTS[:REPLICAS], workers, env=chaos, args=NEVER_GIVE_UP)
             balancer = rig.balancer("api", REPLICAS)
@@ -90,7 +96,10 @@ def run(ctx: DemoContext) -> DemoReport:
                                  f"{balancer.kind} retries a request a dying worker dropped")  # fmt: skip
             crowd_balanced = _crowd(ctx, rig, f"{REPLICAS} clusters + {balancer.kind}, {CLIENTS} clients",
                                     balancer.url, clusters, f"{balancer.kind} in front, a new connection per request")  # fmt: skip
-    report.phases = [direct, balanced, crowd, crowd_os, crowd_balanced]
+    report.phases = [direct, balanced, crowd, crowd_os, *crowd_node, crowd_balanced]
+    if not crowd_node:
+        report.notes.append("node is not installed: the guides' own Node cluster (loadtests/experiments/"
+                            "guides_cluster.js) was not run beside ours.")  # fmt: skip
 
     report.claims = [
         _needs_crashes(direct, claims.success_at_least(DIRECT_CLAIM, _requests(direct), _failures(direct), SUCCESS_PCT)),
@@ -112,6 +121,35 @@ def _measured(ctx: DemoContext, rig: Rig, name: str, spec: LoadSpec, clusters: l
     phase = Phase(name, result, note=f"{note}; {crashed} worker crash(es) during the phase",
                   replica_of=rig.watcher.replica_of(result.served_by), facts={"crashes": crashed})  # fmt: skip
     return phase
+
+
+def _work_ms(url: str, samples: int = 9) -> float:
+    """What one /cpu request of the demo costs a worker here (the median of the api's own ``elapsed_ms``),
+    for the Node cluster to spend the same per request. Its workers crash meanwhile: a lost answer is skipped."""
+    import httpx
+
+    costs = []
+    for _ in range(samples * 3):
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            costs.append(float(httpx.get(f"{url}/cpu?iterations={ITERATIONS}", timeout=5.0).json()["elapsed_ms"]))
+        if len(costs) == samples:
+            break
+    return statistics.median(costs) if costs else 3.0
+
+
+def _crowd_node(ctx: DemoContext, workdir: Path, workers: int, window: str, work_ms: float) -> list[Phase]:
+    """The same crowd against the guides' own Node cluster (if ``node`` is installed): shown beside, not judged."""
+    with ctx.rig(workdir, "node") as rig:
+        url = rig.guides_node_cluster(workers, window, work_ms)
+        if url is None:
+            return []
+        name = f"node cluster (the guides'), {CLIENTS} clients"
+        seconds = ctx.seconds(15, smoke=SMOKE_SECONDS)
+        result = ctx.wrk(name, f"{url}/cpu", connections=CLIENTS, seconds=seconds)
+    kinds = ", ".join(f"{n} {kind}" for kind, n in result.failures_by_error.items()) or "none"
+    note = (f"Node's cluster module, {workers} workers crashing after {window} s, {work_ms:.1f} ms of CPU per "
+            f"request as ours (shown, not judged); failures: {kinds}")  # fmt: skip
+    return [Phase(name, result, note=note)]
 
 
 def _crowd(ctx: DemoContext, rig: Rig, name: str, url: str, clusters: list[ClusterProcess], note: str) -> Phase:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,13 +92,19 @@ def test_availability_smoke(tmp_path: Path) -> None:
     claims = {row["claim"]: row for row in run.rows("claims.csv")}
     assert claims["≥ 99% succeed, straight to a cluster"]["verdict"] == "holds"
     assert claims["0 failed GETs through a retrying balancer"]["verdict"] == "holds"
-    phases = [row["phase"] for row in run.rows("phases.csv")]
     assert claims["≥ 99.5% succeed with 200 clients, new connection each, straight to a cluster"]["verdict"] == "holds"
     assert claims["≥ 99.5% succeed with 200 clients, new connection each, through the balancer"]["verdict"] == "holds"
-    phases = [row["phase"] for row in run.rows("phases.csv")]
-    assert len(phases) == 5 and "policy os" in phases[3]
+    rows = run.rows("phases.csv")
+    phases = [row["phase"] for row in rows]
+    node = [row for row in rows if row["phase"].startswith("node cluster")]
+    # The guides' Node cluster runs beside ours under the same crowd wherever node is installed (CI has it).
+    assert len(node) == (1 if shutil.which("node") else 0), phases
+    assert len(phases) == 5 + len(node) and "policy os" in phases[3]
+    if node:
+        assert int(node[0]["requests"]) > 0 and "shown, not judged" in node[0]["note"], node[0]
     assert_report(run, phases, charts_at_least=1 + 2 + 4)
-    assert all("worker crash(es)" in row["note"] and "; 0 worker crash" not in row["note"] for row in run.rows("phases.csv"))
+    ours = [row for row in rows if row not in node]
+    assert all("worker crash(es)" in row["note"] and "; 0 worker crash" not in row["note"] for row in ours)
 
 
 @pytest.mark.slow
