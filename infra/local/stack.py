@@ -179,7 +179,8 @@ def build_components(options: StackOptions) -> list[Component]:
         "SESSION_BACKEND": options.session_backend,
         "SESSION_SECRET": session_secret(),  # one for every replica: any of them can read any session cookie
         "SCALECUBE_RUN_DIR": str(options.state_dir),
-        **({"AUTH_URL": services.auth.url} if services else {}),
+        # With the services, logins are checked by auth and /users/count is the router's users count.
+        **({"AUTH_URL": services.auth.url, "ROUTER_URL": services.router.url} if services else {}),
     }
     before = [redis, *(services.components if services else [])]
     if not behind_balancer:

@@ -21,7 +21,12 @@ from shared_cache.sessions import MemorySessionStore, RedisSessionStore
 
 settings = ApiSettings.load()
 connector = RedisConnector(settings.redis_url)
-database = users_count.UsersDatabase(connector, settings.users_source_delay)
+logins = users_count.LoginsSet(connector)
+# With ROUTER_URL the users count is the router's (the users created through /users); without it, the
+# stand-in. Either way every read is counted and slowed the same way: what the broadcast demo measures.
+router_users = (users_count.RouterUsers(settings.router_url, timeout=settings.router_timeout_seconds)
+                if settings.router_url else None)  # fmt: skip
+reading = users_count.Reading(users_count.CountedSource(router_users or logins, connector, settings.users_source_delay))
 # With AUTH_URL the auth service checks credentials (decomposing); without it a name is enough.
 authenticator: sessions.Authenticator = (
     AuthServiceAuthenticator(settings.auth_url, timeout=settings.auth_timeout_seconds,
@@ -34,7 +39,7 @@ def make_session_service() -> sessions.SessionService:
     store = (RedisSessionStore(connector, ttl_seconds=settings.session_ttl_seconds)
              if settings.session_backend == "redis" else MemorySessionStore(ttl_seconds=settings.session_ttl_seconds))  # fmt: skip
     return sessions.SessionService(
-        store, Signer(settings.session_secret.get_secret_value(), salt="session"), authenticator, database,
+        store, Signer(settings.session_secret.get_secret_value(), salt="session"), authenticator, logins,
         ttl_seconds=settings.session_ttl_seconds, secure_cookie=settings.cookie_secure, backend=settings.session_backend,
     )  # fmt: skip
 
@@ -54,7 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                           and holder.update(message["users_count"]))  # fmt: skip
     else:
         background.append(asyncio.create_task(
-            users_count.poll_forever(database, holder, settings.users_count_interval)))  # fmt: skip
+            users_count.poll_forever(reading, holder, settings.users_count_interval)))  # fmt: skip
     background.append(asyncio.create_task(app.state.broadcast.listen(app.state.last_heard.hear)))
     crash_timer = chaos.arm(chaos.parse_crash_after(settings.chaos_crash_after))  # the availability demo
     try:
@@ -66,6 +71,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await authenticator.aclose()
+        if router_users is not None:
+            await router_users.aclose()
         await connector.close()
 
 
@@ -74,7 +81,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 # balancers. Only the requests that need them (login, /session/me) answer 503 naming them.
 app = create_service_app("api", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
 app.state.sessions = make_session_service()
-app.state.users_count = users_count.UsersCount("master broadcast" if follows_master_broadcast() else "worker poll")
+app.state.users_count = users_count.UsersCount("master broadcast" if follows_master_broadcast() else "worker poll",
+                                               reading.source.origin)  # fmt: skip
 app.state.broadcast = RedisBroadcast(connector, announcements.CHANNEL)
 app.state.last_heard = announcements.LastHeard()
 for module in (clone, users_count, sessions, announcements):
@@ -84,4 +92,4 @@ for module in (clone, users_count, sessions, announcements):
 def on_master(cluster: Any) -> None:
     """Runs in the cluster master (see ``cluster.master``): the one reader of the users count."""
     if settings.users_count_mode == "broadcast":
-        users_count.broadcast_from_master(cluster, database, settings.users_count_interval)
+        users_count.broadcast_from_master(cluster, reading, settings.users_count_interval)

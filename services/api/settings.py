@@ -16,7 +16,11 @@ class ApiSettings(ServiceSettings):
     # broadcast: the master reads once per interval and tells every worker (the guides' way);
     # worker: every worker reads for itself — N reads per interval, what broadcasting avoids.
     users_count_mode: Literal["broadcast", "worker"] = "broadcast"
-    users_source_delay: NonNegativeFloat = 0.2  # USERS_SOURCE_DELAY: the "database" is slow on purpose
+    users_source_delay: NonNegativeFloat = 0.2  # USERS_SOURCE_DELAY: every read of the count is slowed on purpose
+    # ROUTER_URL (e.g. http://router:8000): the users count is the router's (GET /users/count, the users
+    # created through /users); unset, a stand-in (the names that logged in here), named as such.
+    router_url: str | None = None
+    router_timeout_seconds: PositiveFloat = 2.0  # ROUTER_TIMEOUT_SECONDS: one read of the router's count
     cookie_secure: bool = False  # COOKIE_SECURE=1 behind TLS
     # AUTH_URL (e.g. http://auth:8000): logins are checked by the auth service; unset, a name is enough.
     auth_url: str | None = None
@@ -30,9 +34,9 @@ class ApiSettings(ServiceSettings):
     def _crash_window_is_valid(cls, value: str | None) -> str | None:
         return value if parse_crash_after(value) else None
 
-    @field_validator("auth_url")
+    @field_validator("auth_url", "router_url")
     @classmethod
-    def _auth_url_is_http(cls, value: str | None) -> str | None:
+    def _url_is_http(cls, value: str | None) -> str | None:
         if not value:
             return None
         if urlsplit(value).scheme not in ("http", "https"):

@@ -3,6 +3,8 @@
 - ``POST /users`` ``{name, country}`` -> 201 ``{id, name, country, created_at, shard}``
 - ``GET /users/{id}`` -> the user, from the shard that owns its country (``X-Shard`` names it)
 - ``GET /users?country=FR&cursor=…&limit=…`` -> that country's users, asking only its owner
+- ``GET /users/count`` -> ``{"count", "counted"}``: how many users the directory holds (one ``HLEN``),
+  for the api's once-per-interval read (``services.api.users_count``)
 - ``GET /shards`` -> the live map and the users per shard
 
 422 for an invalid body or country (lower case is accepted and normalised: ``fr`` -> ``FR``),
@@ -23,6 +25,7 @@ from services.shard.model import ID_RE, Country, NewUser
 router = APIRouter(tags=["users"])
 SHARD_HEADER = "x-shard"
 MAX_PAGE = 1000
+COUNTED = "directory entries: every user created through POST /users (and any creation whose shard write failed)"
 
 
 def _routing(request: Request) -> UserRouting:
@@ -38,6 +41,13 @@ async def create_user(body: NewUser, request: Request) -> JSONResponse:
     user, shard = await _routing(request).create(body.name, body.country)
     return JSONResponse({**user, "shard": shard}, status_code=201,
                         headers={"location": f"/users/{user['id']}", SHARD_HEADER: shard})  # fmt: skip
+
+
+@router.get("/users/count")
+async def count_users(request: Request) -> dict[str, Any]:
+    """Cheap by design (one ``HLEN``): the api's master asks it every interval. Registered before
+    ``/users/{user_id}``, which would otherwise take ``count`` for an id."""
+    return {"count": await _routing(request).count(), "counted": COUNTED}
 
 
 async def get_user(request: Request) -> Response:

@@ -332,9 +332,11 @@ REPLICA_NAMES = [f"api-{n}" for n in range(1, REPLICAS + 1)]
 LB_COOKIE = "SCALECUBE_LB"
 
 
-def detached_stack(base: Path, *args: str, kind: str = "") -> Iterator[Stack]:
-    """``scalecube up -d ARGS`` on ports of its own under ``base``, yielded once up; torn down (by pid) after."""
+def detached_stack(base: Path, *args: str, kind: str = "", env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """``scalecube up -d ARGS`` (``env`` added to the environment it runs in) on ports of its own under ``base``,
+    yielded once up; torn down (by pid) after."""
     shared = Stack(base / "state", base)
+    shared.env |= env or {}
     shared.kind = kind
     shared.stats_port = free_port()
     try:
@@ -460,8 +462,9 @@ def full_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     kind = request.param
     if kind == "haproxy":
         require_haproxy()
+    # USERS_COUNT_INTERVAL 1 s instead of 10: the users count test waits a few intervals, not minutes.
     yield from detached_stack(tmp_path_factory.mktemp(f"full-{kind}"), "--api", "2", "--lb", kind, "--workers", "1",
-                              kind=kind)  # fmt: skip
+                              kind=kind, env={"USERS_COUNT_INTERVAL": "1"})  # fmt: skip
 
 
 def test_full_stack_status_lists_auth_the_router_the_shards_and_their_redis(full_stack):
@@ -515,6 +518,27 @@ def test_full_stack_users_go_through_the_router_to_the_shards(full_stack):
     body = shards.json()["shards"]
     assert set(body) == {"shard-a", "shard-b"} and all(s["status"] == "up" for s in body.values())
     assert body["shard-a"]["per_country"].get("FR", 0) >= 1
+
+
+def test_full_stack_users_count_is_the_users_the_router_holds(full_stack):
+    """Issue #11: the api's /users/count (through the balancer, so either replica) counts the users created
+    through /users: each replica's master reads the router's count once per interval, and says so."""
+    router = full_stack.component("router")["url"]
+    before = httpx.get(router + "/users/count", timeout=10).json()["count"]
+    with httpx.Client(base_url=full_stack.url, timeout=10) as client:
+        for country in ("FR", "US", "JP"):
+            assert client.post("/users", json={"name": "counted", "country": country}).status_code == 201
+
+    def every_answer() -> list[dict[str, Any]]:
+        with httpx.Client(base_url=full_stack.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as c:
+            return [c.get("/users/count").json() for _ in range(6)]  # new connections: both replicas answer
+
+    wait_until(lambda: all(a["count"] == before + 3 for a in every_answer()), 60, interval=0.5,
+               what=f"every replica counting {before + 3} users")  # fmt: skip
+    assert httpx.get(router + "/users/count", timeout=10).json()["count"] == before + 3
+    for answer in every_answer():
+        assert answer["origin"] == f"router {router}/users/count"  # where the number comes from
+        assert answer["source"] == "master broadcast" and answer["stale"] is False
 
 
 def test_full_stack_down_leaves_nothing_running(full_stack):

@@ -16,7 +16,7 @@ MODES = {
     "leastconn": runner.HaproxySettings(balance="leastconn"),
     "auth-and-router": runner.HaproxySettings(auth_service="auth", router_service="router"),
     "everything": runner.HaproxySettings(bind="127.0.0.1:18080", stats_bind="127.0.0.1:18404", dns="127.0.0.1:5353",
-                                         slots=4, balance="leastconn", sticky=True, cookie_key="k", api_service="web",
+                                         slots=4, service_slots=2, balance="leastconn", sticky=True, cookie_key="k", api_service="web",
                                          api_port=9000, auth_service="auth", auth_port=9001, router_service="router",
                                          router_port=9002),  # fmt: skip
 }
@@ -47,3 +47,19 @@ def test_the_documented_variables_are_the_ones_the_file_reads():
     assert (presets["LB_BIND"], presets["LB_STATS_BIND"]) == (runner.DEFAULT_BIND, runner.DEFAULT_STATS_BIND)
     header_defaults = dict(re.findall(r"^#   ([A-Z_]+)\s+(\S+)", header, re.MULTILINE))
     assert {name: header_defaults[name] for name in presets} == presets  # the header says what presetenv does
+
+
+def test_every_backend_describes_its_slots_and_only_the_api_keeps_ten():
+    """Issue #11: the stats page explains its idle "MAINT (resolution)" slots, and auth and the router keep
+    fewer of them (LB_SERVICE_SLOTS) than the api, which is the one scaled to many replicas (LB_SLOTS)."""
+    text = runner.CONFIG.read_text()
+    blocks = {block.split(None, 1)[0]: block for block in text.split("\nbackend ")[1:]}
+    assert set(blocks) == {"api", "api_panic", "auth", "auth_panic", "router", "router_panic"}
+    for name, block in blocks.items():
+        assert re.search(r'^    description "[^"]+"$', block, re.MULTILINE), name
+        slots = re.search(r'^\s*server-template \w+ "\$\{(\w+)\}"', block, re.MULTILINE)
+        assert slots and slots.group(1) == ("LB_SLOTS" if name.startswith("api") else "LB_SERVICE_SLOTS"), name
+    presets = dict(re.findall(r'^\s*presetenv ([A-Z_]+)\s+"([^"]*)"', text, re.MULTILINE))
+    assert (presets["LB_SLOTS"], presets["LB_SERVICE_SLOTS"]) == ("10", "4")
+    stats = text.split("\nfrontend stats", 1)[1]
+    assert re.search(r'^    stats show-desc ".*MAINT \(resolution\).*/;no-maint"$', stats, re.MULTILINE)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -42,3 +44,26 @@ def test_the_access_log_names_the_request_id_the_replica_saw(echo, start_balance
     assert seen["x-request-id"] == "trace-42"
     log = lb.log()
     assert "{trace-42}" in log and "{" + made + "}" in log  # the client's id, and the one HAProxy made
+
+
+def test_stats_page_explains_its_idle_slots_and_can_hide_them(echo, start_balancer):
+    """Issue #11: the idle server-template slots ("MAINT (resolution)") read as broken. The page says what
+    they are, auth and the router keep fewer of them than the api, and `/;no-maint` leaves them out."""
+    lb = start_balancer("haproxy", echo, routes={"auth": "auth", "router": "router"})  # no auth, router: all idle
+    slots = {name: sum(s.name.startswith(name) for s in lb.servers(name)) for name in ("api", "auth", "router")}
+    assert slots == {"api": 10, "auth": 4, "router": 4}  # LB_SLOTS, LB_SERVICE_SLOTS: haproxy.cfg's defaults
+    page = httpx.get(lb.stats_url + "/", timeout=5).text
+    assert "Rows in MAINT (resolution) are idle server slots, not faults" in page  # stats show-desc
+    assert "the api replicas: 10 slots (LB_SLOTS)" in page  # each backend's description, variables expanded
+    assert "the router's replicas: 4 slots (LB_SERVICE_SLOTS)" in page
+    assert rows(page, "api") == {f"api{n}" for n in range(1, 11)}
+    hidden = httpx.get(lb.stats_url + "/;no-maint", timeout=5).text
+    up = {s.name for s in lb.servers("api") if s.up}
+    assert len(up) == len(HOSTS)
+    assert rows(hidden, "api") == up  # the idle slots left out, the replicas there kept
+    assert rows(hidden, "router") == rows(hidden, "auth") == set()
+
+
+def rows(page: str, backend: str) -> set[str]:
+    """The server rows of ``backend`` on the HTML stats page (each has an anchor ``backend/server``)."""
+    return set(re.findall(rf'<a name="{backend}/({backend}\d+)">', page))

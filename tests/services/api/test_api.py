@@ -9,8 +9,9 @@ import httpx
 import pytest
 import redis
 
-from services.api.users_count import READERS_KEY, READS_KEY
+from infra.local.ports import free_port
 from infra.local.processes import wait_until
+from services.api.users_count import READERS_KEY, READS_KEY
 
 
 def fresh(url: str) -> httpx.Client:
@@ -85,6 +86,34 @@ def test_users_count_follows_logins(start_api, redis_url):
         for user in ("ada", "grace", "ada"):
             assert client.post("/session/login", json={"user": user}).status_code == 200
         wait_until(lambda: client.get("/users/count").json()["count"] == 2, 5, what="count of 2 distinct users")
+        body = client.get("/users/count").json()
+    # No ROUTER_URL: the answer says the number is the stand-in's, not the router's users.
+    assert body["origin"].startswith("stand-in") and "no ROUTER_URL" in body["origin"]
+    assert body["stale"] is False
+
+
+def test_users_count_never_read_names_the_router_it_cannot_reach(start_api, redis_url):
+    """A router that never answered: 503 naming it (no value to fall back on); every attempt still counted."""
+    source = redis.Redis.from_url(redis_url)
+    source.delete(READS_KEY)
+    env = {"USERS_COUNT_INTERVAL": "0.2", "USERS_SOURCE_DELAY": "0", "ROUTER_URL": f"http://127.0.0.1:{free_port()}"}
+    api = start_api(redis_url, workers=2, env=env)
+    wait_until(lambda: int(source.get(READS_KEY) or 0) >= 2, 30, what="two failed reads")
+    with fresh(api.url) as client:
+        responses = [client.get("/users/count") for _ in range(4)]
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.json()["dependency"] == "router"
+        assert response.headers["retry-after"] == "1"
+
+
+def test_router_url_must_be_http():
+    from services.api.settings import ApiSettings
+    from services.common.settings import InvalidSettings
+
+    with pytest.raises(InvalidSettings, match="(?i)router_url"):
+        ApiSettings.load(router_url="redis://127.0.0.1:6379")
+    assert ApiSettings.load(router_url="").router_url is None
 
 
 def session_outcomes(url: str, logins: int = 6, reads: int = 6) -> collections.Counter[int]:
