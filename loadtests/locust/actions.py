@@ -110,8 +110,9 @@ class SessionActions(Actions):
                 self.logged_in = False
             elif response.status_code == 401 and not self.passwords:
                 response.failure(f"401 for a name without a password: {_body(response)}. The api checks passwords "
-                                 "at auth (AUTH_URL), which this host does not route: set SCALECUBE_AUTH_URL to "
-                                 "auth's URL (`scalecube locust` does it for the local stack)")  # fmt: skip
+                                 "at auth (AUTH_URL): session users need an account there. They register and send "
+                                 "one wherever they find auth (unless SCALECUBE_AUTH_PASSWORDS=0): at the host, or "
+                                 "at SCALECUBE_AUTH_URL (`scalecube locust` sets it for the local stack)")  # fmt: skip
                 self.logged_in = False
             else:
                 self.logged_in = expect(response, 200)
