@@ -68,6 +68,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = [f"{kind}: {', '.join(names)}" for kind, names in left.items()]
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_sep("=", "the suite left these on the Docker engine", red=True)
         for line in lines:
             reporter.write_line(line)
