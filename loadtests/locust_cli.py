@@ -3,6 +3,12 @@
 This process never imports Locust (it monkey-patches everything with gevent): it checks
 the target, builds Locust's command line and replaces itself with it (``exec``), so
 Ctrl-C and signals go straight to Locust and its exit code is the command's.
+
+Every class needs the api; some need auth or the shard router too (``loadtests.locust.target``).
+Behind a balancer the host routes them. The local stack without one (``scalecube up``: the api alone
+on :8080) does not: its state file says where auth and the router listen, and the users are told
+(``SCALECUBE_AUTH_URL`` / ``SCALECUBE_ROUTER_URL``). A class named with ``--class`` that the target
+cannot serve is refused here, saying why; by default such classes are simply not offered.
 """
 
 from __future__ import annotations
@@ -18,9 +24,7 @@ PROFILES = Path(__file__).resolve().parent / "locust"
 LOCUSTFILE = PROFILES / "locustfile.py"
 SHAPES = {"step": PROFILES / "shapes" / "step.py", "ramp": PROFILES / "shapes" / "ramp.py"}
 USER_CLASSES = ("CloningUser", "SessionUser", "SplittingUser", "AuthUser", "MixedUser")
-# What each class needs besides the api, and how to tell whether the host routes it.
-NEEDS = {"SplittingUser": ("router",), "AuthUser": ("auth",), "MixedUser": ("router", "auth")}
-PROBES = {"router": "/shards", "auth": "/auth/users/count"}
+PART_URL_ENV = {"auth": "SCALECUBE_AUTH_URL", "router": "SCALECUBE_ROUTER_URL"}
 EXIT_NO_TARGET = 1
 EXIT_NO_LOCUST = 2
 
@@ -44,7 +48,10 @@ def locust_command(
     csv: Annotated[Path | None, typer.Option(help="write Locust's CSV statistics with this prefix (with the full history)")] = None,
     served_by_file: Annotated[Path | None, typer.Option(help="write the X-Served-By tally here as JSON at test stop")] = None,
     cpu_iterations: Annotated[int | None, typer.Option(min=1, help="iterations of GET /cpu (default 90000, ~3 ms)")] = None,
-    auth_passwords: Annotated[bool, typer.Option("--auth-passwords", help="the api checks credentials at auth (AUTH_URL): session users register and send passwords")] = False,
+    auth_passwords: Annotated[bool | None, typer.Option("--auth-passwords/--no-auth-passwords", show_default=False, help="session users register at auth and send passwords (the api checks them at AUTH_URL), or not (default: yes wherever the target has auth)")] = None,
+    auth_url: Annotated[str | None, typer.Option(envvar="SCALECUBE_AUTH_URL", help="where auth answers, if not at --host (default: the host, or the local stack's auth)")] = None,
+    router_url: Annotated[str | None, typer.Option(envvar="SCALECUBE_ROUTER_URL", help="where the shard router answers, if not at --host (default: the host, or the local stack's router)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(envvar="SCALECUBE_STATE_DIR", show_default=False, help="the local stack to read auth's and the router's URLs from (default ~/.local/state/scalecube)")] = None,
     new_connections: Annotated[bool, typer.Option("--new-connections", help="a new connection per request (Connection: close), so requests spread over workers")] = False,
     no_check: Annotated[bool, typer.Option("--no-check", help="start even if the host does not answer /healthz")] = False,
     locust_args: Annotated[list[str] | None, typer.Argument(metavar="[-- LOCUST OPTIONS]", help="anything else for Locust, after --")] = None,
@@ -63,9 +70,10 @@ def locust_command(
     host = host.rstrip("/")
     if not host.startswith(("http://", "https://")):
         raise typer.BadParameter(f"a URL like http://127.0.0.1:8080, got {host!r}", param_hint="--host")
+    urls = {"auth": _url(auth_url, "--auth-url"), "router": _url(router_url, "--router-url")}
     _require_locust()
     if not no_check:
-        _check_target(host, classes or list(USER_CLASSES), auth_passwords=auth_passwords)
+        urls = _check_target(host, classes, urls, state_dir, tagged=bool(tags or exclude_tags))
 
     files = ",".join(str(path) for path in (LOCUSTFILE, *([SHAPES[shape]] if shape else [])))
     argv = [sys.executable, "-m", "locust", "-f", files, "--host", host]
@@ -94,8 +102,11 @@ def locust_command(
     for name, value in (("SCALECUBE_CPU_ITERATIONS", cpu_iterations), ("SCALECUBE_SERVED_BY_FILE", served_by_file)):
         if value is not None:
             env[name] = str(value)
-    if auth_passwords:
-        env["SCALECUBE_AUTH_PASSWORDS"] = "1"
+    if auth_passwords is not None:
+        env["SCALECUBE_AUTH_PASSWORDS"] = "1" if auth_passwords else "0"
+    for part, url in urls.items():
+        if url:
+            env[PART_URL_ENV[part]] = url
     if new_connections:
         env["SCALECUBE_NEW_CONNECTIONS"] = "1"
     if not headless:
@@ -123,25 +134,56 @@ def _require_locust() -> None:
         raise typer.Exit(EXIT_NO_LOCUST)
 
 
-def _check_target(host: str, classes: list[str], *, auth_passwords: bool = False) -> None:
-    """The host must answer /healthz; and say so when a chosen class needs a service the host does not route."""
+def _url(value: str | None, option: str) -> str | None:
+    if value and not value.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"a URL like http://127.0.0.1:8000, got {value!r}", param_hint=option)
+    return value.rstrip("/") if value else None
+
+
+def _check_target(host: str, classes: list[str], urls: dict[str, str | None], state_dir: Path | None, *,
+                  tagged: bool = False) -> dict[str, str | None]:  # fmt: skip
+    """The host must answer /healthz. Where auth and the router answer: as given, else at the host, else the
+    local stack's own. A class named with --class that still lacks a part is refused; the defaults say so.
+    With --tags the classes' tasks change what they need: Locust judges them (``loadtests.locust.offered``)."""
     import httpx
+
+    from loadtests.locust.target import probe
 
     try:
         with httpx.Client(base_url=host, timeout=3.0, trust_env=False) as client:
             health = client.get("/healthz")
-            if health.status_code != 200:
-                _no_target(host, f"/healthz answered {health.status_code}")
-            missing = [service for service, path in PROBES.items() if client.get(path).status_code != 200]
     except httpx.HTTPError as exc:
         _no_target(host, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    needs = {**NEEDS, "SessionUser": ("auth",)} if auth_passwords else NEEDS
-    affected = [name for name in classes if set(needs.get(name, ())) & set(missing)]
-    if affected:
-        typer.echo(f"scalecube locust: note: {host} does not route {' or '.join(missing)} "
-                   f"({', '.join(PROBES[m] for m in missing)} did not answer 200), so {', '.join(affected)} will fail; "
-                   "run `scalecube up --api 2` (a balancer routes /auth and /users) or choose --class CloningUser --class SessionUser",
-                   err=True)  # fmt: skip
+    if health.status_code != 200:
+        _no_target(host, f"/healthz answered {health.status_code}")
+    here = probe(host, urls)
+    local = _local_stack_urls(host, state_dir)
+    found = {name: local[name] for name, part in here.parts.items() if part.missing and local.get(name)}
+    if found:
+        urls = {**urls, **found}
+        here = probe(host, urls)
+        typer.echo("scalecube locust: " + ", ".join(f"{name} at {url}" for name, url in found.items())
+                   + f" (the local stack's: {host} does not route them)", err=True)  # fmt: skip
+    refused = {} if tagged else {name: why for name in classes or USER_CLASSES if (why := here.refusal(name))}
+    if classes and refused:
+        typer.echo("scalecube locust: " + "\n".join(refused.values()), err=True)
+        raise typer.Exit(EXIT_NO_TARGET)
+    if refused:
+        typer.echo(f"scalecube locust: not offered: {', '.join(refused)} ({next(iter(refused.values()))})", err=True)
+    return urls
+
+
+def _local_stack_urls(host: str, state_dir: Path | None) -> dict[str, str]:
+    """auth's and the router's URLs in the local stack whose api or balancer is ``host``; {} if none is."""
+    from infra.local.state import StateFile, default_state_dir
+
+    state = StateFile((state_dir or default_state_dir()).expanduser()).read()
+    if state is None:
+        return {}
+    by_name = {record.get("name"): str(record.get("url") or "").rstrip("/") for record in state.components}
+    if host not in (by_name.get("api"), by_name.get("lb")):
+        return {}
+    return {name: by_name[name] for name in PART_URL_ENV if by_name.get(name)}
 
 
 def _no_target(host: str, why: str) -> None:

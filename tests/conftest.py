@@ -8,8 +8,9 @@ import redis
 from infra.local.redis_server import RedisServer
 from tests.support.fixtures import running_redis
 
-# Fixtures other folders share (clusters, ...) live in their own module.
-pytest_plugins = ["tests.support.fixtures"]
+# Fixtures other folders share (clusters, ...) live in their own module; engine_leaks checks that the suite
+# leaves the Docker engine as it found it.
+pytest_plugins = ["tests.support.fixtures", "tests.support.engine_leaks"]
 
 
 # -- Redis ---------------------------------------------------------------------

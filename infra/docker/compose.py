@@ -25,15 +25,19 @@ class Compose:
         self.env = {**os.environ, **(env or {})}
         self.files = list(files) or [project_dir / COMPOSE_FILE]
 
-    def argv(self, args: Sequence[str]) -> list[str]:
+    def argv(self, args: Sequence[str], *, log_level: str | None = None) -> list[str]:
         if shutil.which("docker") is None:
             raise DockerError("the docker CLI is not installed")
         files = [arg for path in self.files for arg in ("-f", str(path))]
-        return ["docker", "compose", "--project-directory", str(self.project_dir), "-p", self.project, *files, *args]
+        docker = ["docker", "--log-level", log_level] if log_level else ["docker"]
+        return [*docker, "compose", "--project-directory", str(self.project_dir), "-p", self.project, *files, *args]
 
-    def run(self, args: Sequence[str], *, capture: bool = True, timeout: float | None = None) -> str:
-        """Run ``docker compose ARGS``; a failure raises DockerError with compose's own last words."""
-        return self._run(self.argv(args), f"docker compose {' '.join(args)}", capture=capture, timeout=timeout)
+    def run(self, args: Sequence[str], *, capture: bool = True, timeout: float | None = None,
+            log_level: str | None = None) -> str:  # fmt: skip
+        """Run ``docker compose ARGS``; a failure raises DockerError with compose's own last words.
+        ``log_level`` ("error"): compose's own warnings below it are not printed."""
+        return self._run(self.argv(args, log_level=log_level), f"docker compose {' '.join(args)}", capture=capture,
+                         timeout=timeout)  # fmt: skip
 
     def run_docker(self, args: Sequence[str], *, stdin: str | None = None, timeout: float | None = None) -> str:
         """Run another ``docker`` command (``stack deploy``, ...) in the same environment."""

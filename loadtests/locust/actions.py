@@ -4,6 +4,10 @@ Each ``*Actions`` object belongs to one Locust user (its HTTP client, its state:
 session it holds, the user ids it created) and reports every request with the names
 the statistics show. The user classes (``users``) only choose which actions, how often.
 
+A part of the stack the host does not route (a lone api: auth and the router on ports of their own)
+is asked at its own URL: ``base`` prefixes those paths ("" when the host routes them); the statistics'
+names stay the paths. Where each part is: ``loadtests.locust.target``.
+
 Expected refusals are reported under names of their own (a 429 at ``/auth/login`` is
 ``/auth/login [429 rate limited]``, counted as a success): they are the service doing
 its job, and they must stay visible without counting as failures.
@@ -61,9 +65,10 @@ def _body(response: ResponseContextManager, limit: int = 160) -> str:
 
 
 class Actions:
-    def __init__(self, client: Any, knobs: Knobs) -> None:
+    def __init__(self, client: Any, knobs: Knobs, base: str = "") -> None:
         self.client = client
         self.knobs = knobs
+        self.base = base  # where this part answers: "" for the host
 
 
 class CloningActions(Actions):
@@ -81,22 +86,33 @@ class CloningActions(Actions):
 
 class SessionActions(Actions):
     """Log in once, then ``/session/me`` many times. A 401 there after a successful login means the
-    worker that answered does not know the session: reported as ``lost session``, then log in again."""
+    worker that answered does not know the session: reported as ``lost session``, then log in again.
 
-    def __init__(self, client: Any, knobs: Knobs) -> None:
+    With ``passwords`` (the api checks credentials at auth) the account is registered at auth first
+    (``auth_base``: where auth answers) and every login sends the password."""
+
+    def __init__(self, client: Any, knobs: Knobs, *, passwords: bool, auth_base: str = "") -> None:
         super().__init__(client, knobs)
         self.username = unique_username("ls")
         self.logged_in = False
-        self.registered = not knobs.auth_passwords  # with auth, the account must exist first
+        self.passwords = passwords
+        self.auth_base = auth_base
+        self.registered = not passwords  # with auth, the account must exist first
 
     def login(self) -> bool:
         if not self.registered and not self._register():
             return False
         body: dict[str, str] = {"user": self.username}
-        if self.knobs.auth_passwords:
+        if self.passwords:
             body["password"] = PASSWORD
         with self.client.post("/session/login", json=body, name="/session/login", catch_response=True) as response:
             if rate_limited(response, "/session/login"):
+                self.logged_in = False
+            elif response.status_code == 401 and not self.passwords:
+                response.failure(f"401 for a name without a password: {_body(response)}. The api checks passwords "
+                                 "at auth (AUTH_URL): session users need an account there. They register and send "
+                                 "one wherever they find auth (unless SCALECUBE_AUTH_PASSWORDS=0): at the host, or "
+                                 "at SCALECUBE_AUTH_URL (`scalecube locust` sets it for the local stack)")  # fmt: skip
                 self.logged_in = False
             else:
                 self.logged_in = expect(response, 200)
@@ -128,7 +144,8 @@ class SessionActions(Actions):
 
     def _register(self) -> bool:
         body = {"username": self.username, "password": PASSWORD}
-        with self.client.post("/auth/register", json=body, name="/auth/register", catch_response=True) as response:
+        with self.client.post(f"{self.auth_base}/auth/register", json=body, name="/auth/register",
+                              catch_response=True) as response:  # fmt: skip
             self.registered = expect(response, 201, 409)  # 409: registered by an earlier attempt that timed out
         return self.registered
 
@@ -136,15 +153,15 @@ class SessionActions(Actions):
 class SplittingActions(Actions):
     """Splitting (Z): users created in a realistic country mix, read back from the shard that owns them."""
 
-    def __init__(self, client: Any, knobs: Knobs) -> None:
-        super().__init__(client, knobs)
+    def __init__(self, client: Any, knobs: Knobs, base: str = "") -> None:
+        super().__init__(client, knobs, base)
         self.ids: deque[str] = deque(maxlen=KEEP_IDS)
         self.created = 0
 
     def create(self) -> None:
         self.created += 1
         body = {"name": f"{NAMES[self.created % len(NAMES)]} {self.created}", "country": pick_country()}
-        with self.client.post("/users", json=body, name="/users", catch_response=True) as response:
+        with self.client.post(f"{self.base}/users", json=body, name="/users", catch_response=True) as response:
             if expect(response, 201):
                 user_id = _json(response).get("id")
                 if isinstance(user_id, str):
@@ -157,11 +174,11 @@ class SplittingActions(Actions):
             self.create()
             return
         user_id = self.ids[int(uuid.uuid4().int % len(self.ids))]
-        with self.client.get(f"/users/{user_id}", name="/users/[id]", catch_response=True) as response:
+        with self.client.get(f"{self.base}/users/{user_id}", name="/users/[id]", catch_response=True) as response:
             expect(response, 200)  # a 404 for an id this user created is data lost: a failure
 
     def list_country(self) -> None:
-        path = f"/users?country={pick_country()}&limit=20"
+        path = f"{self.base}/users?country={pick_country()}&limit=20"
         with self.client.get(path, name="/users?country=[cc]", catch_response=True) as response:
             expect(response, 200)
 
@@ -169,14 +186,15 @@ class SplittingActions(Actions):
 class AuthActions(Actions):
     """Decomposing (Y): the auth service on its own: register, log in (argon2: deliberately costly)."""
 
-    def __init__(self, client: Any, knobs: Knobs) -> None:
-        super().__init__(client, knobs)
+    def __init__(self, client: Any, knobs: Knobs, base: str = "") -> None:
+        super().__init__(client, knobs, base)
         self.username: str | None = None
 
     def register(self) -> None:
         username = unique_username("la")
         body = {"username": username, "password": PASSWORD}
-        with self.client.post("/auth/register", json=body, name="/auth/register", catch_response=True) as response:
+        with self.client.post(f"{self.base}/auth/register", json=body, name="/auth/register",
+                              catch_response=True) as response:  # fmt: skip
             if expect(response, 201):
                 self.username = username
 
@@ -185,7 +203,7 @@ class AuthActions(Actions):
             self.register()
             return
         body = {"username": self.username, "password": PASSWORD}
-        with self.client.post("/auth/login", json=body, name="/auth/login", catch_response=True) as response:
+        with self.client.post(f"{self.base}/auth/login", json=body, name="/auth/login", catch_response=True) as response:
             if not rate_limited(response, "/auth/login"):
                 expect(response, 200)
 

@@ -6,14 +6,17 @@ CloningUser, SessionUser, SplittingUser, AuthUser, MixedUser; tags and weights i
 ``-f loadtests/locust/locustfile.py,loadtests/locust/shapes/step.py`` (or ``shapes/ramp.py``).
 Thresholds for CI: ``--max-fail-ratio``, ``--max-p95-ms``, ``--max-p99-ms`` (exit code 3).
 Environment: see ``loadtests.locust.knobs`` (SCALECUBE_CPU_ITERATIONS, SCALECUBE_AUTH_PASSWORDS,
-SCALECUBE_NEW_CONNECTIONS, SCALECUBE_WAIT_MIN/MAX, SCALECUBE_SERVED_BY_FILE).
+SCALECUBE_AUTH_URL, SCALECUBE_ROUTER_URL, SCALECUBE_NEW_CONNECTIONS, SCALECUBE_WAIT_MIN/MAX,
+SCALECUBE_SERVED_BY_FILE). Classes the ``--host`` cannot serve (no router, no auth) are not offered
+(``loadtests.locust.offered``).
 
 Everything lives in the installed ``loadtests`` package, so this file works from any path
 (the compose image runs ``-f /app/loadtests/locust/locustfile.py``).
 """
 
-# Imported for their listeners: the run clock, the served-by tally, the thresholds, the tag selection.
-from loadtests.locust import run_clock, served_by, tag_selection, thresholds  # noqa: F401
+# Imported for their listeners: the run clock, the served-by tally, the thresholds, the tag selection, the
+# classes offered.
+from loadtests.locust import offered, run_clock, served_by, tag_selection, thresholds  # noqa: F401
 from loadtests.locust.users import AuthUser, CloningUser, MixedUser, SessionUser, SplittingUser
 
 __all__ = ["AuthUser", "CloningUser", "MixedUser", "SessionUser", "SplittingUser"]

@@ -19,15 +19,28 @@ from locust.runners import WorkerRunner
 log = logging.getLogger("scalecube.locust.tags")
 
 
-def keeps_a_task(user_class: type, tags: set[str] | None, exclude_tags: set[str] | None) -> bool:
+def kept_tasks(user_class: type, tags: set[str] | None, exclude_tags: set[str] | None) -> list:
+    """The tasks of ``user_class`` that Locust will run under these tags (it filters them at test start)."""
+    kept = []
     for task in user_class.tasks:
         task_tags = getattr(task, "locust_tag_set", set())
         if tags is not None and not task_tags & tags:
             continue
         if exclude_tags is not None and task_tags & exclude_tags:
             continue
-        return True
-    return False
+        kept.append(task)
+    return kept
+
+
+def keeps_a_task(user_class: type, tags: set[str] | None, exclude_tags: set[str] | None) -> bool:
+    return bool(kept_tasks(user_class, tags, exclude_tags))
+
+
+def selected_tags(options: Any) -> tuple[set[str] | None, set[str] | None]:
+    """``--tags`` and ``--exclude-tags`` as sets (None: not given)."""
+    tags = set(options.tags) if getattr(options, "tags", None) else None
+    exclude_tags = set(options.exclude_tags) if getattr(options, "exclude_tags", None) else None
+    return tags, exclude_tags
 
 
 @events.init.add_listener
@@ -35,8 +48,7 @@ def _drop_classes_without_tasks(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, WorkerRunner):
         return
-    tags = set(options.tags) if getattr(options, "tags", None) else None
-    exclude_tags = set(options.exclude_tags) if getattr(options, "exclude_tags", None) else None
+    tags, exclude_tags = selected_tags(options)
     if tags is None and exclude_tags is None:
         return
     kept = [cls for cls in environment.user_classes if keeps_a_task(cls, tags, exclude_tags)]

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -279,22 +279,37 @@ def docker_client():
     return client
 
 
-def sleeper_image(client) -> str:
-    """A tiny image made from this host's own ``sleep`` and the libraries it links: no registry needed."""
+SLEEPER = "scalecube-test-sleeper:1"
+
+
+@pytest.fixture(scope="module")
+def sleeper() -> Iterator[str]:
+    """A tiny image made from this host's own ``sleep`` and the libraries it links: no registry needed.
+    Removed at the end of the module if this module made it (the suite leaves the engine as it found it)."""
+    import docker
+
+    client = docker_client()
+    if client is None:
+        pytest.skip("no Docker engine reachable (docker.from_env().ping() failed)")
+    try:
+        client.images.get(SLEEPER)
+        made = False
+    except docker.errors.ImageNotFound:
+        import_sleeper(client, SLEEPER)
+        made = True
+    yield SLEEPER
+    if made:
+        client.images.remove(SLEEPER)
+    client.close()
+
+
+def import_sleeper(client, tag: str) -> None:
     import io
     import re
     import shutil
     import subprocess
     import tarfile
 
-    import docker
-
-    tag = "scalecube-test-sleeper:1"
-    try:
-        client.images.get(tag)
-        return tag
-    except docker.errors.ImageNotFound:
-        pass
     binary = shutil.which("sleep")
     assert binary, "no sleep binary on this host"
     libraries = re.findall(r"(/\S+) \(0x", subprocess.run(["ldd", binary], capture_output=True, text=True).stdout)
@@ -303,18 +318,16 @@ def sleeper_image(client) -> str:
         for source, target in [(binary, "bin/sleep"), *((lib, lib.lstrip("/")) for lib in libraries)]:
             tar.add(os.path.realpath(source), arcname=target)  # the file itself, under the name it is linked by
     client.api.import_image_from_data(buffer.getvalue(), repository=tag.split(":")[0], tag=tag.split(":")[1])
-    return tag
 
 
 @pytest.fixture
-def docker_project():
+def docker_project(sleeper):
     """A throwaway compose-like project on a real engine: its network and labelled containers go at teardown."""
     client = docker_client()
-    if client is None:
-        pytest.skip("no Docker engine reachable (docker.from_env().ping() failed)")
+    assert client is not None  # `sleeper` skips without an engine
     project = f"sctest{os.getpid()}{int(time.time() * 1000) % 100000}"
     network = client.networks.create(f"{project}_default", driver="bridge")
-    image = sleeper_image(client)
+    image = sleeper
     containers = []
 
     def run(service: str, project_name: str = project):

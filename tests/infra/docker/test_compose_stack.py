@@ -174,3 +174,26 @@ def test_the_reload_demo_restarts_every_api_container_of_the_stack_under_load(st
     assert rows["0 failed requests, rolling restart of every api container"]["verdict"] == "holds", rows
     assert len(stack.containers("api")) == 3
     stack.wait_served_by(3)
+
+
+# -- Locust's web UI in compose: a swarm of every class, through Locust's own HTTP API --------------------------
+# The check that would have caught the 27 % of failed logins: the locust service must run every class the stack
+# serves, in any mix, with 0 failures. Its master (web UI on LOCUST_PORT) and worker are the stack's own.
+
+LOCUST_SWARM_SECONDS = 20
+
+
+def test_locust_web_ui_swarms_every_class_with_no_failure(stack):
+    from tests.support.locust_web import ALL_CLASSES, LocustWeb
+
+    web = LocustWeb(f"http://127.0.0.1:{stack.locust_port}")
+    try:
+        web.wait_ready(workers=1)
+        swarm = web.swarm(ALL_CLASSES, users=10, seconds=LOCUST_SWARM_SECONDS)  # the form's default host: lb
+    finally:
+        web.close()
+    assert swarm.started["user_classes"] == sorted(ALL_CLASSES), swarm.explain()  # every class offered
+    assert swarm.classes == set(ALL_CLASSES), swarm.explain()  # ... and run
+    assert swarm.failures == 0, swarm.explain()
+    assert swarm.silent(ALL_CLASSES) == {}, swarm.explain()  # each class's endpoints got requests
+    assert swarm.requests("/auth/register") > 0  # the session users registered: the api checks passwords at auth

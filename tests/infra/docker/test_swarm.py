@@ -22,10 +22,17 @@ from tests.support.docker import require_docker
 pytestmark = pytest.mark.slow
 
 
+GATEWAY_BRIDGE = "docker_gwbridge"  # made by the engine when it joins a swarm; leaving keeps it
+
+
 @pytest.fixture(scope="module")
 def swarm_stack() -> Iterator[tuple[str, int]]:
+    """The compose file deployed as a stack; afterwards the engine is as it was: the stack's services,
+    networks and volumes removed, and, if this fixture made the node a swarm, the swarm left and its
+    gateway bridge removed."""
     client = require_docker()
     joined_here = client.info()["Swarm"]["LocalNodeState"] != "active"
+    had_gateway_bridge = bool(networks_named(client, GATEWAY_BRIDGE))
     if joined_here:
         client.swarm.init(advertise_addr="127.0.0.1")
     name, lb_port = f"sctest{uuid.uuid4().hex[:6]}", free_port()
@@ -40,9 +47,31 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
         try:
             swarm.remove(compose, name)
             wait_for(lambda: not stack_objects(client, name), timeout=240, what=f"stack {name} removed")
+            # `docker stack rm` keeps named volumes (Redis's data): once no container holds them, they go too.
+            for volume in client.volumes.list(filters={"label": f"com.docker.stack.namespace={name}"}):
+                volume.remove()
         finally:
             if joined_here:
                 client.swarm.leave(force=True)
+                if not had_gateway_bridge:
+                    wait_for(lambda: remove_network(client, GATEWAY_BRIDGE), timeout=60,
+                             what=f"{GATEWAY_BRIDGE} removed")  # fmt: skip
+
+
+def networks_named(client, name: str) -> list:
+    return [network for network in client.networks.list(names=[name]) if network.name == name]  # the filter matches parts
+
+
+def remove_network(client, name: str) -> bool:
+    """True once no network is named ``name``; retried while a leaving swarm's endpoints still hold it."""
+    import docker.errors
+
+    for network in networks_named(client, name):
+        try:
+            network.remove()
+        except docker.errors.APIError:
+            return False
+    return True
 
 
 def stack_objects(client, name: str) -> list[str]:
