@@ -18,6 +18,7 @@ tested); the others are skipped, saying how to start the stack to judge them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
@@ -30,6 +31,7 @@ GUIDE = ("Sessions kept in a worker's memory are lost when the next request land
          "container; a shared store (Redis) or sticky sessions fix it (the guides).")  # fmt: skip
 LOST = "lost session"  # the name the locustfile gives a /session/me that found no session (a failure)
 CHECK = "/session/me"
+AUTH_PASSWORDS_ENV = "SCALECUBE_AUTH_PASSWORDS"  # loadtests/locust/knobs.py: register, then log in with a password
 REPLICAS = 2
 WORKERS = 2
 
@@ -135,7 +137,10 @@ def _against_compose(ctx: DemoContext, report: DemoReport, variants: Variants,
     if running is None:
         raise RuntimeError(f"--docker: the compose stack's api runs SESSION_BACKEND={backend!r}: no variant of the demo")
     how = f"the compose stack runs {backend} sessions, LB_STICKY={int(sticky)}, {len(hosts)} api containers × {workers} workers"
-    result = ctx.load(f"compose: {running}", spec(ctx.target))
+    load = spec(ctx.target)
+    if stack.env("api").get("AUTH_URL"):  # the api checks passwords at auth: each user registers first
+        load = replace(load, env={**load.env, AUTH_PASSWORDS_ENV: "1"})
+    result = ctx.load(f"compose: {running}", load)
     replica_of = {served: hosts[served.rsplit("/", 1)[0]] for served in result.served_by
                   if served.rsplit("/", 1)[0] in hosts}  # fmt: skip
     phase = Phase(f"compose: {running}", result, replica_of=replica_of, note=how)
