@@ -183,6 +183,7 @@ DOCKER_CLAIMS = {
 }
 
 
+@pytest.mark.timeout(900)  # every demo's smoke run, in turn: ~4 min here
 def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
     env = {**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": stack.project}
     started = time.monotonic()
