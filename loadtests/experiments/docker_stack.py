@@ -18,7 +18,7 @@ import redis
 
 from infra.docker.airgap import REPO
 from infra.docker.engine import DockerError
-from infra.docker.ops.project import Project, hostname, ip_address
+from infra.docker.ops.project import Project, hostname, ip_address, short_name
 from infra.docker.ops.scale import ScaleOutcome, scale
 from infra.docker.ops.workers import workers_of
 
@@ -73,8 +73,6 @@ class DockerStack:
 
     def hostnames(self, service: str) -> dict[str, str]:
         """X-Served-By's host part (the container's hostname) -> compose's name for it (``api-2``)."""
-        from infra.docker.ops.project import short_name
-
         return {hostname(c): short_name(c) for c in self.containers(service)}
 
     def workers(self, service: str) -> dict[str, int]:
