@@ -2,7 +2,8 @@
 
 Registered in ``scalecube/cli.py`` as ``app.add_typer(demo_app, name="demo")``. Heavy
 imports stay inside the commands so that ``scalecube --help`` stays fast.
-Exit codes: 0 every judged claim holds, 1 a claim failed, 2 usage or a missing part.
+Exit codes: 0 every judged claim holds, 1 a claim failed, 2 usage, a missing part, a stack that cannot run
+the demo, or no claim judged at all (a demo that could not fail); ``demo all`` exits with the worst.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ Users = Annotated[int | None, typer.Option(min=1, help="Locust users per phase (
 Seconds = Annotated[float | None, typer.Option(min=1, help="seconds per phase (default: the demo's; 2 with --smoke)")]
 Out = Annotated[Path | None, typer.Option(help="output folder (default ./demo-reports/<name>-<timestamp>/)")]
 Target = Annotated[str | None, typer.Option(help="an existing stack's URL: run only the phases that start nothing")]
-Docker = Annotated[bool, typer.Option(help="against the running compose stack (`docker compose up`): its balancer is the target; "
-                                           "reload also restarts every api container (scalecube docker rolling-restart)")]
+Docker = Annotated[bool, typer.Option(help="against the running compose stack (`docker compose up`; the project in "
+                                           "COMPOSE_PROJECT_NAME, else scalecube): its balancer is the target, and the "
+                                           "demo scales, kills or pauses containers as it needs, then puts them back")]
 Smoke = Annotated[bool, typer.Option(help="tiny load, ~2 s per phase (tests); performance targets not judged")]
 
 
@@ -44,10 +46,9 @@ def _run(name: str, users: int | None, seconds: float | None, out: Path | None, 
 
     from rich.console import Console
 
-    from infra.local.errors import StackError
     from loadtests.experiments.context import DemoOptions
-    from loadtests.experiments.locust_runner import LocustError, check_locust
-    from loadtests.experiments.run import run_all, run_demo
+    from loadtests.experiments.locust_runner import check_locust
+    from loadtests.experiments.run import DEMO_ERRORS, run_all, run_demo
 
     options = DemoOptions(users=users, seconds=seconds, out=out, target=target, smoke=smoke, docker_project=project)
     # Not a terminal (a file, a test): wide enough that the tables do not fold every cell.
@@ -59,7 +60,7 @@ def _run(name: str, users: int | None, seconds: float | None, out: Path | None, 
             reports, _ = run_all(options, out=out_console, err=err_console)
         else:
             reports = [run_demo(name, options, out=out_console, err=err_console)[0]]
-    except (LocustError, StackError, TimeoutError, RuntimeError, OSError) as exc:
+    except DEMO_ERRORS as exc:
         typer.echo(f"scalecube demo {name}: {exc}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:  # everything started was stopped on the way out (each rig's finally)

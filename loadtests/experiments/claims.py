@@ -3,7 +3,8 @@
 A ``Claim`` holds, fails, is reported but not judged (a performance target under
 ``--smoke``, where the load is too small to mean anything), or is skipped (what it needs
 was not run, e.g. against ``--target``). A claim judged on no evidence — zero requests —
-fails: a demo that measured nothing must not pass.
+fails: a demo that measured nothing must not pass. Nor may a demo that judged nothing: with no
+claim held or failed, its exit code is 2 (``NOTHING_JUDGED``), as for a missing part.
 """
 
 from __future__ import annotations
@@ -96,6 +97,23 @@ def loses_no_sessions(name: str, checked: int, lost: int, *, judge: bool = True,
     return _judge(name, round(pct, 3), 0, lost == 0, text, judge=judge, why_not=why_not, unit="% lost")
 
 
+def every_one_serves(name: str, served: Iterable[object], expected: int, what: str, requests: int) -> Claim:
+    """Each of ``expected`` clones (workers, replicas, containers) served some of the ``requests``; ``served``
+    names the ones that did (e.g. pids, or containers' names)."""
+    seen = sorted({str(item) for item in served})
+    if requests <= 0:
+        return Claim(name, None, expected, Verdict.FAILS, "no requests measured", what)
+    text = f"{len(seen)} of {expected} {what} served the {requests:,} requests ({', '.join(seen) or 'none'})"
+    return Claim(name, len(seen), expected, Verdict.HOLDS if len(seen) >= expected else Verdict.FAILS, text, what)
+
+
+HOLD, FAILED, NOTHING_JUDGED = 0, 1, 2  # a demo's exit codes (2 is also the CLI's usage / missing part)
+
+
 def exit_code(claims: Iterable[Claim]) -> int:
-    """0 when every judged claim holds, 1 when one fails (skipped and not-judged ones do not count)."""
-    return 1 if any(claim.verdict is Verdict.FAILS for claim in claims) else 0
+    """0 when every judged claim holds, 1 when one fails (skipped and not-judged ones do not count), 2 when
+    none was judged at all: a demo that cannot fail proves nothing, so it does not pass."""
+    claims = list(claims)
+    if any(claim.verdict is Verdict.FAILS for claim in claims):
+        return FAILED
+    return HOLD if any(claim.judged for claim in claims) else NOTHING_JUDGED

@@ -74,6 +74,8 @@ def render_table(report: DemoReport, console: Console) -> None:
                       highlight=False, markup=False)  # fmt: skip
     for note in report.notes:
         console.print(f"• {note}", highlight=False)
+    style = "green" if report.exit_code == 0 else "bold red"
+    console.print(f"[{style}]{report.outcome}[/{style}] (exit {report.exit_code})", highlight=False)
 
 
 def failures(report: DemoReport, top: int = 3, width: int = 140) -> list[tuple[str, list[tuple[str, int]]]]:
@@ -207,7 +209,7 @@ def _charts_html(report: DemoReport) -> str:
 
 def render_html(report: DemoReport) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in report.settings.items())
-    notes = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
+    notes = "".join(f"<li>{escape(note)}</li>" for note in [*report.notes, f"outcome: {report.outcome}"])
     notes += "".join(f"<li>failures in {escape(phase)}: " + "; ".join(f"{count:,}× {escape(error)}" for error, count in errors)
                      + "</li>" for phase, errors in failures(report))  # fmt: skip
     body = (f"<h1>{escape(report.title)}</h1><p><b>The guides:</b> {escape(report.guide_claim)}</p>"
@@ -232,8 +234,9 @@ def write_index(entries: Sequence[tuple[DemoReport, Path]], out: Path) -> Path:
         link = html.relative_to(out) if html.is_relative_to(out) else html
         verdicts = "<br>".join(f"{_verdict_html(c.verdict)} {escape(c.name)}" for c in report.claims)
         rows.append(f"<tr><td><a href='{escape(str(link))}'>{escape(report.name)}</a></td>"
-                    f"<td>{escape(report.title)}</td><td>{verdicts}</td></tr>")  # fmt: skip
-    body = ("<h1>scalecube demo all</h1><table><tr><th>demo</th><th>what</th><th>claims</th></tr>"
+                    f"<td>{escape(report.title)}</td><td>{verdicts}</td>"
+                    f"<td>exit {report.exit_code}: {escape(report.outcome)}</td></tr>")  # fmt: skip
+    body = ("<h1>scalecube demo all</h1><table><tr><th>demo</th><th>what</th><th>claims</th><th>outcome</th></tr>"
             f"{''.join(rows)}</table>")  # fmt: skip
     path = out / "index.html"
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtests.experiments.claims import Claim, exit_code
+from loadtests.experiments.claims import NOTHING_JUDGED, Claim, Verdict, exit_code
 from loadtests.experiments.locust_runner import LoadResult
 
 
@@ -56,10 +56,25 @@ class DemoReport:
     notes: list[str] = field(default_factory=list)  # how to read it, what was skipped and why
     tables: list[Table] = field(default_factory=list)  # what the phases' columns cannot show
     started: str = ""
+    refused: str = ""  # why the demo could not run at all (``demo all`` goes on with the next one): exit 2
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.claims)
+        return NOTHING_JUDGED if self.refused else exit_code(self.claims)
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(claim.verdict is verdict for claim in self.claims)
+
+    @property
+    def outcome(self) -> str:
+        """In words, what the exit code says: for the summary of ``demo all`` and the end of the table."""
+        if self.refused:
+            return f"refused: {self.refused}"
+        if self.count(Verdict.FAILS):
+            return f"{self.count(Verdict.FAILS)} claim(s) failed"
+        if not any(claim.judged for claim in self.claims):
+            return "no claim judged: nothing here could fail, so nothing passed"
+        return "every judged claim holds"
 
     def phase(self, name: str) -> Phase:
         return next(phase for phase in self.phases if phase.name == name)

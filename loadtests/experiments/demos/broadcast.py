@@ -6,6 +6,13 @@ master reads once per interval and sends the value to every worker (the cluster'
 ``on_master`` hook). ``worker``: each worker polls the source itself. The reads are counted
 at the source (the Redis counter) around a phase of ``GET /users/count`` load: requests are
 answered from memory, so the load must not change the count — the workers do.
+
+``--docker``: the compose stack's api containers share one Redis, so the source counts every
+container's reads, and by which process (``READERS_KEY``: pid -> reads; each container's master is
+its PID 1). Under ``GET /users/count`` load through the balancer, for at least two of the stack's
+intervals, the mode it runs (``USERS_COUNT_MODE``, broadcast unless set) is judged per container:
+broadcast — ~1 read per interval per container, all of them by the masters (PID 1), none by a
+worker; worker — ~N reads per interval per container of N workers.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from loadtests.experiments.context import DemoContext
 from loadtests.experiments.get_load import get_spec, load_gets
 from loadtests.experiments.results import DemoReport, Phase
 from loadtests.experiments.rigs import READY_TIMEOUT, Rig
-from services.api.users_count import READS_KEY
+from services.api.settings import ApiSettings
+from services.api.users_count import READERS_KEY, READS_KEY
 
 TITLE = "Broadcast: source reads per interval, the master reading for every worker vs each worker reading"
 GUIDE = ("The master reads the slow source once per interval and broadcasts the value to its workers: one read "
@@ -49,6 +57,8 @@ def run(ctx: DemoContext) -> DemoReport:
                                                    "interval_s": interval, "smoke": ctx.smoke})  # fmt: skip
     names = {(mode, n): f"{mode}, {n} worker{'s' if n > 1 else ''}" for mode in MODES for n in counts}
 
+    if ctx.docker_project:
+        return _against_compose(ctx, report, names, users, seconds)
     if ctx.target:
         reason = "the reads are counted in the Redis of a cluster the demo starts; not with --target"
         report.phases = [Phase(name, note=f"skipped: {reason}") for name in names.values()]
@@ -156,3 +166,73 @@ def _unless_unloaded(report: DemoReport, mode: str, claim: claims.Claim) -> clai
         return claim
     return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
                         f"no request measured in {', '.join(idle)} ({claim.text})", claim.unit)  # fmt: skip
+
+
+MASTERS_CLAIM = "broadcast: only the masters read the source, no worker"
+MASTER_PID = "1"  # in a container the cluster master is PID 1 (compose's init: false)
+
+
+def _against_compose(ctx: DemoContext, report: DemoReport, names: dict[tuple[str, int], str], users: int,
+                     seconds: float) -> DemoReport:  # fmt: skip
+    """Source reads of the compose stack's api containers, counted in their shared Redis around a load phase."""
+    from loadtests.experiments.docker_stack import DockerStack
+
+    stack = DockerStack.of(ctx)
+    stack.require("api", "lb", "redis", why="the api containers count their source reads in the stack's Redis")
+    assert ctx.target is not None
+    env = stack.env("api")
+    defaults = ApiSettings.model_fields  # what the containers run with when compose sets nothing
+    mode = env.get("USERS_COUNT_MODE") or defaults["users_count_mode"].default
+    interval = float(env.get("USERS_COUNT_INTERVAL") or defaults["users_count_interval"].default)
+    workers = stack.workers("api")
+    containers, per_container = len(workers), min(workers.values() or [0])
+    # At least two intervals: each container's count in a window of k intervals is k ± 1 (its cadence's phase).
+    seconds = max(seconds, 2 * interval + 1)
+    report.settings.update(interval_s=interval, containers=containers, workers=per_container, seconds=seconds,
+                           mode=mode)  # fmt: skip
+    url = stack.redis_url("redis")
+    reason = (f"the compose stack runs USERS_COUNT_MODE={mode}: judge the other mode with the stack started "
+              f"with USERS_COUNT_MODE={'worker' if mode == 'broadcast' else 'broadcast'}")  # fmt: skip
+    name = f"compose: {mode}, {containers} containers × {per_container} workers"
+    with redis.Redis.from_url(url, decode_responses=True) as counter:
+        _wait_for_count(ctx.target)
+        before, readers_before, started = int(counter.get(READS_KEY) or 0), counter.hgetall(READERS_KEY), time.monotonic()
+        result = load_gets(ctx, name, get_spec(ctx.target, ["/users/count"], users, seconds))
+        reads, elapsed = int(counter.get(READS_KEY) or 0) - before, time.monotonic() - started
+        readers_after = counter.hgetall(READERS_KEY)
+    by_pid = {pid: int(n) - int(readers_before.get(pid, 0)) for pid, n in readers_after.items()}
+    by_pid = {pid: n for pid, n in by_pid.items() if n > 0}
+    intervals = elapsed / interval
+    per_interval = reads / intervals / max(1, containers)
+    source = _answer_source(ctx.target)
+    report.phases = [Phase(n, note=f"skipped: {reason}") for n in names.values()]
+    report.phases.append(Phase(name, result, note=f"{reads} source reads in {elapsed:.1f}s by {containers} containers = "
+                                                  f"{per_interval:.2f} per {interval:g}s interval per container{source}",
+                               facts={"source_reads": reads, "intervals": round(intervals, 2),
+                                      "reads_per_interval_per_container": round(per_interval, 3)}))  # fmt: skip
+    readers = ", ".join(f"pid {pid}: {n}" for pid, n in sorted(by_pid.items())) or "none"
+    if mode == "broadcast":
+        ok = BROADCAST_MIN <= per_interval <= BROADCAST_MAX
+        text = (f"{reads} reads in {intervals:.2f} intervals by {containers} containers: {per_interval:.2f} per interval "
+                f"per container of {per_container} workers (needs {BROADCAST_MIN:g} to {BROADCAST_MAX:g})")  # fmt: skip
+        masters = set(by_pid) == {MASTER_PID}
+        judged = [claims.Claim(BROADCAST_CLAIM, round(per_interval, 3), BROADCAST_MAX,
+                               claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "reads/interval"),
+                  claims.Claim(MASTERS_CLAIM, len(by_pid), 1, claims.Verdict.HOLDS if masters else claims.Verdict.FAILS,
+                               f"reads by process during the phase: {readers} (needs every read by PID 1, each "
+                               "container's master)", "reader pids"),
+                  claims.skipped(WORKER_CLAIM, reason, WORKER_SHARE, "× N")]  # fmt: skip
+    else:
+        share = per_interval / max(1, per_container)
+        text = (f"{reads} reads in {intervals:.2f} intervals by {containers} containers: {per_interval:.2f} per interval "
+                f"per container of {per_container} workers = {share:.2f} × N (needs ≥ {WORKER_SHARE:g} × N); {readers}")  # fmt: skip
+        judged = [claims.skipped(BROADCAST_CLAIM, reason, BROADCAST_MAX, "reads/interval"),
+                  claims.Claim(WORKER_CLAIM, round(share, 3), WORKER_SHARE,
+                               claims.Verdict.HOLDS if share >= WORKER_SHARE else claims.Verdict.FAILS, text, "× N")]  # fmt: skip
+    if result.requests == 0:  # reads counted without the load prove nothing about serving from memory
+        judged = [claims.Claim(c.name, c.measured, c.threshold, claims.Verdict.FAILS, f"no request measured ({c.text})",
+                               c.unit) if c.judged else c for c in judged]  # fmt: skip
+    report.claims = judged
+    report.notes.append(f"Reads counted at the source, the stack's Redis (INCR {READS_KEY}, HINCRBY {READERS_KEY} "
+                        "by pid), read directly at its container's address before and after the phase.")  # fmt: skip
+    return report

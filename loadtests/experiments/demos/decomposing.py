@@ -5,11 +5,19 @@ its own cluster with its own replicas behind the balancer: login throughput with
 then with 2 (1 worker and 1 hashing thread each: one core each). While 2 auth replicas are
 saturated with logins, the api — a separate process — keeps answering ``GET /`` quickly:
 what a monolith hashing passwords in its own workers could not promise.
+
+``--docker``: the compose stack's auth scaled to 1 container, then 2, behind its balancer (the
+``/auth/`` route), then back to the count the demo found. Its per-username login limit stays on
+there (``LOGIN_USER_LIMIT``), so the hashing load is registrations (each a new user, an argon2
+hash, no limit). Judged: both auth containers serve, and the api's ``GET /`` through the same
+balancer keeps its p95 meanwhile; the throughput ratio only when the containers have cores of
+their own.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
@@ -49,6 +57,8 @@ def run(ctx: DemoContext) -> DemoReport:
     def api_spec(url: str) -> LoadSpec:
         return LoadSpec("CloningUser", url, API_USERS, seconds, tags=("root",))
 
+    if ctx.docker_project:
+        return _against_compose(ctx, report, api_spec, cores, users, seconds)
     if ctx.target:
         reason = "starts the auth replicas and the api itself; not with --target"
         report.phases = [Phase(one, note=f"skipped: {reason}"), Phase(two, note=f"skipped: {reason}"),
@@ -140,3 +150,64 @@ def _api_claim(visits: list[LoadResult]) -> claims.Claim:
     text = (f"{sum(r.requests for r in visits):,} GET / ({failed:,} failed); the worst phase: p50 {worst.p50_ms:.0f} ms, "
             f"p95 {worst.p95_ms:.0f} ms (needs ≤ {P95_MS:g} ms and none failed)")  # fmt: skip
     return claims.Claim(API_CLAIM, worst.p95_ms, P95_MS, claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "ms")
+
+
+REGISTER = "/auth/register"
+REGISTER_CLAIM = f"hashing throughput (registrations), 2 auth containers ≥ {RATIO:g}× 1, given the cores"
+SERVED_CLAIM = "the balancer spreads the hashing over every auth container"
+
+
+def register_rps(result: LoadResult) -> float:
+    done = result.requests_by_name.get(REGISTER, 0) - result.failures_by_name.get(REGISTER, 0)
+    return done / result.seconds if result.seconds > 0 else 0.0
+
+
+def _against_compose(ctx: DemoContext, report: DemoReport, api_spec: Callable[[str], LoadSpec], cores: int, users: int,
+                     seconds: float) -> DemoReport:  # fmt: skip
+    """auth at 1 container, then 2, under registrations through the compose stack's balancer; the api beside."""
+    from loadtests.experiments.docker_stack import DockerStack
+
+    stack = DockerStack.of(ctx)
+    stack.require("auth", "auth-redis", "api", "lb", why="the demo scales auth behind the balancer, beside the api")
+    assert ctx.target is not None
+    target = ctx.target
+    results: dict[int, tuple[Phase, Phase]] = {}
+    with stack.restoring("auth") as found:
+        for count in (1, 2):
+            stack.scale("auth", count)
+            stack.wait_in_balancer("auth", count)
+            hosts = stack.hostnames("auth")
+            per_container = min(stack.workers("auth").values() or [0])
+            name = f"compose: auth × {count} container{'s' if count > 1 else ''}"
+            ctx.say(f"{name}, registrations through the balancer; {API_USERS} visitors ask the api for GET / meanwhile")
+            visitors = Visitors(ctx, api_spec(target), f"api GET / during {name}")
+            with visitors:
+                hashed = ctx.load(name, LoadSpec("AuthUser", target, users, seconds, tags=("auth-register",)))
+            replica_of = {served: hosts[served.rsplit("/", 1)[0]] for served in hashed.served_by
+                          if served.rsplit("/", 1)[0] in hosts}  # fmt: skip
+            results[count] = (
+                Phase(name, hashed, replica_of=replica_of, facts={"workers_per_container": per_container},
+                      note=f"{register_rps(hashed):.1f} registrations/s; {count} container(s) × {per_container} "
+                           f"workers behind the stack's balancer"),
+                Phase(visitors.name, visitors.result, note="the api containers, through the same balancer"),
+            )  # fmt: skip
+    report.phases = [phase for pair in results.values() for phase in pair]
+    (one, one_visits), (two, two_visits) = results[1], results[2]
+    assert one.result is not None and two.result is not None
+    per_container = int(one.facts["workers_per_container"])
+    judge = not ctx.smoke and cores >= 2 * per_container
+    why_not = ("--smoke: too little load to measure throughput" if ctx.smoke else
+               f"each auth container runs {per_container} workers, one per core of this machine's {cores}: a second "
+               "container on the same cores adds no CPU (across machines it adds its own)")  # fmt: skip
+    report.claims = [
+        claims.every_one_serves(SERVED_CLAIM, set(two.replica_of.values()), 2, "auth containers", two.result.requests),
+        _api_claim([phase.result for phase in (one_visits, two_visits) if phase.result is not None]),
+        claims.ratio_at_least(REGISTER_CLAIM, register_rps(two.result), register_rps(one.result), RATIO,
+                              what="2 containers: registrations", baseline_what="1 container", judge=judge,
+                              why_not=why_not),
+        claims.skipped(LOGIN_CLAIM, "the compose stack keeps its per-username login limit (LOGIN_USER_LIMIT): "
+                                    "the hashing load is registrations instead", RATIO, "×"),
+    ]  # fmt: skip
+    report.notes.append(f"auth was scaled with docker compose up --scale auth=N (scalecube docker scale), then back "
+                        f"to the {found} container(s) it ran.")  # fmt: skip
+    return report

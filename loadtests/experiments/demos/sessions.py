@@ -8,9 +8,17 @@ loses nothing" is judged with one worker per replica. With two, it depends on th
 balancer: a connection to a replica stays with one worker, so a balancer that keeps
 reusing the client's connection keeps it on that worker too; that variant is shown with
 what it measured, not judged.
+
+``--docker``: the compose stack runs one of these variants (its api's ``SESSION_BACKEND``, its
+balancer's ``LB_STICKY``; by default Redis, not sticky): that one is judged under the same load
+through its balancer, and its checks must have reached more than one container (else nothing was
+tested); the others are skipped, saying how to start the stack to judge them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
 
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
@@ -23,6 +31,7 @@ GUIDE = ("Sessions kept in a worker's memory are lost when the next request land
          "container; a shared store (Redis) or sticky sessions fix it (the guides).")  # fmt: skip
 LOST = "lost session"  # the name the locustfile gives a /session/me that found no session (a failure)
 CHECK = "/session/me"
+AUTH_PASSWORDS_ENV = "SCALECUBE_AUTH_PASSWORDS"  # loadtests/locust/knobs.py: register, then log in with a password
 REPLICAS = 2
 WORKERS = 2
 
@@ -43,6 +52,8 @@ def run(ctx: DemoContext) -> DemoReport:
     def spec(url: str) -> LoadSpec:
         return LoadSpec("SessionUser", url, users, seconds)
 
+    if ctx.docker_project:
+        return _against_compose(ctx, report, variants, spec)
     if ctx.target:
         report.phases = [Phase(name, note="skipped: --target (the demo starts each variant)") for name in variants]
         report.phases.append(Phase("target", ctx.load("target", spec(ctx.target)), note=f"{ctx.target}, as it runs"))
@@ -102,3 +113,105 @@ def checked(result: LoadResult) -> int:
 
 def lost(result: LoadResult) -> int:
     return result.failures_named(LOST)
+
+
+Variants = dict[str, tuple[str, bool, int, str, str]]
+
+
+def _against_compose(ctx: DemoContext, report: DemoReport, variants: Variants,
+                     spec: Callable[[str], LoadSpec]) -> DemoReport:  # fmt: skip
+    """The variant the compose stack runs, judged through its balancer; the others skipped with how to run them."""
+    from loadtests.experiments.docker_stack import DockerStack
+
+    stack = DockerStack.of(ctx)
+    stack.require("api", "lb", "auth", why="sessions are made by logging in through the api (auth checks the password)")
+    assert ctx.target is not None
+    from services.common.settings import ServiceSettings
+
+    backend = stack.env("api").get("SESSION_BACKEND") or ServiceSettings.model_fields["session_backend"].default
+    sticky = stack.env("lb").get("LB_STICKY") == "1"  # lb/haproxy/haproxy.cfg: 0 or 1
+    hosts = stack.hostnames("api")
+    workers = min(stack.workers("api").values() or [0])
+    running = next((name for name, (b, s, w, _, _) in variants.items() if b == backend and s == sticky
+                    and (backend == "redis" or not sticky or (w == 1) == (workers == 1))), None)  # fmt: skip
+    if running is None:
+        raise RuntimeError(f"--docker: the compose stack's api runs SESSION_BACKEND={backend!r}: no variant of the demo")
+    how = f"the compose stack runs {backend} sessions, LB_STICKY={int(sticky)}, {len(hosts)} api containers × {workers} workers"
+    load = spec(ctx.target)
+    if stack.env("api").get("AUTH_URL"):  # the api checks passwords at auth: each user registers first
+        load = replace(load, env={**load.env, AUTH_PASSWORDS_ENV: "1"})
+    result = ctx.load(f"compose: {running}", load)
+    replica_of = {served: hosts[served.rsplit("/", 1)[0]] for served in result.served_by
+                  if served.rsplit("/", 1)[0] in hosts}  # fmt: skip
+    phase = Phase(f"compose: {running}", result, replica_of=replica_of, note=how)
+    report.phases = [phase]
+    report.settings.update(replicas=len(hosts), workers_per_replica=workers)
+    for name, (_, _, _, _, kind) in variants.items():
+        claim_name = _claim_name(name, kind)
+        if name != running:
+            report.claims.append(claims.skipped(claim_name, f"{how}; to judge this one, start it as this variant "
+                                                            "(SESSION_BACKEND=memory|redis, LB_STICKY=0|1, "
+                                                            "API_WORKERS=1|N docker compose up -d)"))  # fmt: skip
+        elif kind == "loses":
+            report.claims.append(claims.loses_sessions(claim_name, checked(result), lost(result)))
+        elif kind == "keeps":
+            report.claims.append(_across(claims.loses_no_sessions(claim_name, checked(result), lost(result)),
+                                         set(replica_of.values()), sticky))  # fmt: skip
+        else:
+            report.claims.append(claims.loses_sessions(claim_name, checked(result), lost(result), judge=False,
+                                                       why_not="shown, not the guides' claim"))  # fmt: skip
+    if backend == "redis" and not sticky:
+        report.claims.append(_valid_via_all(ctx.target, hosts))
+    else:
+        report.claims.append(claims.skipped(VIA_ALL_CLAIM, f"{how}: only a shared store without a sticky cookie "
+                                                           "lets one client's requests reach every container"))  # fmt: skip
+    report.notes.append(f"Only the variant the stack runs is judged ({how}); the others need the stack started "
+                        "otherwise.")  # fmt: skip
+    return report
+
+
+VIA_ALL_CLAIM = "a session made through one container is valid through every one"
+VIA_ALL_PASSWORD = "correct-horse-battery-staple"
+
+
+def _valid_via_all(url: str, hosts: dict[str, str]) -> claims.Claim:
+    """One client logs in through the balancer once, then asks ``/session/me`` on a new connection each time
+    until every api container has answered (bounded): each must know the session."""
+    import uuid
+
+    import httpx
+
+    user = f"demo-{uuid.uuid4().hex[:10]}"
+    answered: dict[str, int] = {}  # container -> status of its answers (the last one)
+    with httpx.Client(base_url=url, timeout=10) as http:
+        registered = http.post("/auth/register", json={"username": user, "password": VIA_ALL_PASSWORD})
+        login = http.post("/session/login", json={"user": user, "password": VIA_ALL_PASSWORD})
+        if registered.status_code != 201 or login.status_code != 200:
+            return claims.Claim(VIA_ALL_CLAIM, None, len(hosts), claims.Verdict.FAILS,
+                                f"could not log in through the balancer: register {registered.status_code}, login "
+                                f"{login.status_code} {login.text[:120]}", "containers")  # fmt: skip
+        wrong: list[str] = []
+        for _ in range(20 * len(hosts)):
+            me = http.get("/session/me", headers={"Connection": "close"})
+            host = hosts.get(me.headers.get("x-served-by", "?").split("/")[0], "?")
+            answered[host] = me.status_code
+            if me.status_code != 200 or me.json().get("user") != user:
+                wrong.append(f"{host}: {me.status_code}")
+            if set(hosts.values()) <= set(answered):
+                break
+    valid = sorted(host for host, status in answered.items() if status == 200 and host != "?")
+    ok = not wrong and set(valid) == set(hosts.values())
+    text = (f"logged in once, then /session/me on new connections until {len(answered)} of {len(hosts)} containers "
+            f"answered: valid via {', '.join(valid) or 'none'}" + (f"; not: {', '.join(wrong[:5])}" if wrong else ""))  # fmt: skip
+    return claims.Claim(VIA_ALL_CLAIM, len(valid), len(hosts), claims.Verdict.HOLDS if ok else claims.Verdict.FAILS,
+                        text, "containers")
+
+
+def _across(claim: claims.Claim, containers: set[str], sticky: bool) -> claims.Claim:
+    """Without a sticky cookie, a session that is never lost was read through more than one container: if one
+    container answered everything, sharing was not tested and the claim fails, saying so."""
+    if sticky or not claim.judged or len(containers) > 1:
+        return claim
+    return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
+                        f"every request went to {', '.join(sorted(containers)) or 'no container'}: no session was "
+                        f"read through another container ({claim.text})", claim.unit)  # fmt: skip

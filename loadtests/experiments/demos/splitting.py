@@ -8,11 +8,18 @@ exactly the users whose country the shard map (services/router/shard_map.toml, p
 hash rule for unlisted countries) gives it, and the directory must count every user created.
 Then the cost of the extra hop: the same ``GET /users/{id}`` through the router and
 straight to the shard that holds them.
+
+``--docker``: the same through the compose stack's balancer (its ``/users`` route goes to the
+router); the shards' and the directory's Redis are read directly at their containers' addresses,
+before and after (the stack keeps the users of earlier runs: what this run added is judged, and
+every user the shards hold must be on the right one); "straight to the shard" is the shard
+container's own address.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -54,6 +61,8 @@ def run(ctx: DemoContext) -> DemoReport:
     def create_spec(url: str) -> LoadSpec:
         return LoadSpec("SplittingUser", url, users, seconds, tags=("users-create", "users-read"))
 
+    if ctx.docker_project:
+        return _against_compose(ctx, report, base, create_spec, users, seconds)
     if ctx.target:
         reason = "reads each shard's Redis and starts the shards itself; not with --target"
         result = ctx.load(create_name, create_spec(ctx.target))
@@ -174,12 +183,14 @@ class Census:
         return claims.Claim(PLACED_CLAIM, wrong, 0, claims.Verdict.HOLDS if wrong == 0 else claims.Verdict.FAILS,
                             text, "wrong")  # fmt: skip
 
-    def counted_claim(self, created: int, unsure: int) -> claims.Claim:
-        """Every 201 counted once; a create that failed on the client's side (a timeout) may have been written."""
-        counted = len(self.directory)
+    def counted_claim(self, created: int, unsure: int, before: int = 0) -> claims.Claim:
+        """Every 201 counted once; a create that failed on the client's side (a timeout) may have been written.
+        ``before``: the users the directory held before the run (a stack that keeps its data)."""
+        counted = len(self.directory) - before
         if created <= 0:
             return claims.Claim(COUNTED_CLAIM, None, 0, claims.Verdict.FAILS, "no user was created", "off")
-        text = f"the directory holds {counted:,} users; Locust saw {created:,} created (201)"
+        text = (f"the directory holds {counted:,} users{f' more than the {before:,} before' if before else ''}; "
+                f"Locust saw {created:,} created (201)")  # fmt: skip
         if unsure:
             text += (f" and {unsure:,} creates failed (written or not: the claim allows {created:,} to "
                      f"{created + unsure:,})")  # fmt: skip
@@ -203,3 +214,50 @@ def _cost_claim(via: LoadResult, direct: LoadResult) -> claims.Claim:
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
+
+
+def _against_compose(ctx: DemoContext, report: DemoReport, base: BaseMap, create_spec: Callable[[str], LoadSpec],
+                     users: int, seconds: float) -> DemoReport:  # fmt: skip
+    """Users created through the compose stack's balancer; its Redis read directly, before and after."""
+    from loadtests.experiments.docker_stack import DockerStack
+
+    stack = DockerStack.of(ctx)
+    redis_services = {name: f"{name}-redis" for name in base.shards}  # docker-compose.yml: shard-a -> shard-a-redis
+    stack.require("lb", "router", "directory-redis", *base.shards, *redis_services.values(),
+                  why="users are created through the router and counted in the shards' and the directory's Redis")
+    assert ctx.target is not None
+    create_name = "create + read via the balancer and router"
+    router_name, direct_name = f"GET {SHOWN} via the balancer and router", f"GET {SHOWN} straight to the shard"
+    shard_redis = {name: stack.redis_url(service) for name, service in redis_services.items()}
+    directory = stack.redis_url("directory-redis")
+    before = Census.take(base, shard_redis, directory)
+    created = ctx.load(create_name, create_spec(ctx.target))
+    unsure = created.failures_by_name.get(CREATE, 0)
+    made = created.requests_by_name.get(CREATE, 0) - unsure
+    census = Census.take(base, shard_redis, directory)
+    had = len(before.on_shards)
+    already_missing = len(set(before.directory) - before.on_shards)  # creates that failed in earlier runs
+    report.phases.append(Phase(create_name, created, note=f"{made:,} users created through {ctx.target} (the stack "
+                                                         f"held {had:,} before); " + census.describe()))  # fmt: skip
+    report.claims = [census.placed_claim(unsure + already_missing),
+                     census.counted_claim(made, unsure, before=len(before.directory))]  # fmt: skip
+    old_ids = before.on_shards
+    new_ids = {shard: [user_id for user_id in ids if user_id not in old_ids] for shard, ids in census.ids.items()}
+    shard = max(new_ids, key=lambda name: len(new_ids[name]))
+    paths = [f"/users/{user_id}" for user_id in new_ids[shard][:READ_IDS]]
+    if not paths:
+        report.claims.append(claims.skipped(COST_CLAIM, "no user was created: nothing to read", COST_PCT, "%"))
+        return report
+    shard_url = stack.service_url(shard)
+    via = load_gets(ctx, router_name, get_spec(ctx.target, paths, users, seconds, name=READ_NAME))
+    direct = load_gets(ctx, direct_name, get_spec(shard_url, paths, users, seconds, name=READ_NAME))
+    report.phases += [Phase(router_name, via, note=f"{len(paths)} users of {shard}: balancer, router (directory lookup), "
+                                                   f"then {shard}"),
+                      Phase(direct_name, direct, note=f"the same users, from the {shard} container ({shard_url})")]  # fmt: skip
+    report.claims.append(_cost_claim(via, direct))
+    report.claims.append(claims.no_failures(f"0 failed reads of {shard}'s users, through the balancer and straight",
+                                            via.requests + direct.requests, via.failures + direct.failures,
+                                            what="reads"))  # fmt: skip
+    report.notes.append(f"p50 / p95 of GET {SHOWN}: via the balancer and router {_ms(via.p50_ms)} / {_ms(via.p95_ms)} "
+                        f"ms, straight to the shard {_ms(direct.p50_ms)} / {_ms(direct.p95_ms)} ms.")  # fmt: skip
+    return report

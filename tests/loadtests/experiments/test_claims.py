@@ -55,4 +55,20 @@ def test_exit_code_counts_only_judged_failures() -> None:
     skipped = claims.skipped("c", "needs local processes")
     assert claims.exit_code([held, shown, skipped]) == 0
     assert claims.exit_code([held, claims.no_failures("d", 10, 1)]) == 1
+    assert claims.exit_code([shown, claims.no_failures("d", 10, 1)]) == 1
     assert skipped.verdict is Verdict.SKIPPED and skipped.measured is None and not skipped.judged
+
+
+def test_a_demo_that_judged_nothing_does_not_pass() -> None:
+    shown = claims.no_failures("b", 10, 3, judge=False, why_not="shown")
+    skipped = claims.skipped("c", "needs local processes")
+    assert claims.exit_code([shown, skipped]) == claims.NOTHING_JUDGED == 2
+    assert claims.exit_code([]) == 2
+
+
+def test_every_one_serves() -> None:
+    held = claims.every_one_serves("all", ["api-1", "api-2", "api-2", "api-3"], 3, "containers", 40)
+    assert held.verdict is Verdict.HOLDS and held.measured == 3 and "3 of 3 containers" in held.text
+    short = claims.every_one_serves("all", ["api-1", "api-2"], 3, "containers", 40)
+    assert short.verdict is Verdict.FAILS and "2 of 3" in short.text
+    assert claims.every_one_serves("all", [], 3, "containers", 0).verdict is Verdict.FAILS

@@ -83,6 +83,9 @@ def test_cloning_smoke(tmp_path: Path) -> None:
     assert workers["1 process"] == 1 and workers[phases[1]] >= 2 and workers[phases[2]] >= 3  # smoke: 1 per replica
     served = run.rows("served_by.csv")
     assert {row["replica"] for row in served if row["phase"] == phases[2]} == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+    verdicts = {row["claim"]: row["verdict"] for row in run.rows("claims.csv")}  # judged even under --smoke
+    assert verdicts["the cluster spreads requests over all its workers"] == "holds", verdicts
+    assert verdicts["the balancer spreads requests over every replica"] == "holds", verdicts
 
 
 @pytest.mark.slow
@@ -241,12 +244,17 @@ def target(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
 @pytest.mark.slow
 def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "all", "--smoke", "--target", target)
-    assert run.code == 0, run.explain()
+    # Those demos judge nothing on a target (a demo that cannot fail does not pass): exit 2, the worst, and why.
+    assert run.code == 2, run.explain()
     index = (run.out / "index.html").read_text()
+    summary = run.stdout[run.stdout.index("scalecube demo all"):]
     for name in ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing"):
         assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
         verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}
         assert verdicts == {"skipped"}, name  # every claim needs processes the demo starts
+        row = next(line for line in summary.splitlines() if line.strip("│ ").startswith(name))
+        assert "no claim judged" in row, summary
+    assert "exit 2: no claim judged" in index
     overload = {row["claim"]: row["verdict"] for row in DemoRun(0, "", "", run.out / "overload").rows("claims.csv")}
     assert overload["0 failed cheap requests through the balancers, 8 heavy at once"] == "holds"  # judged on the target
     reload_phases = DemoRun(0, "", "", run.out / "reload").rows("phases.csv")

@@ -77,3 +77,23 @@ def test_per_container_uses_the_replica_map_else_the_host(cpu_run) -> None:  # t
     assert sum(containers.values()) == result.requests
     if others:
         assert others[0].rsplit("/", 1)[0] in containers
+
+
+def test_demo_all_summary_shows_each_demo_s_exit_code_and_why() -> None:
+    from loadtests.experiments.run import summary
+
+    held = DemoReport("cloning", "Cloning", "", claims=[claims.no_failures("0 failed", 10, 0),
+                                                        claims.skipped("ratio", "--smoke")])  # fmt: skip
+    failed = DemoReport("reload", "Reload", "", claims=[claims.no_failures("0 failed", 10, 2)])
+    nothing = DemoReport("sessions", "Sessions", "", claims=[claims.skipped("memory loses", "--target")])
+    refused = DemoReport("splitting", "Splitting", "", refused="--docker: the stack runs no router")
+    assert [r.exit_code for r in (held, failed, nothing, refused)] == [0, 1, 2, 2]
+    console = Console(width=200, record=True)
+    summary([held, failed, nothing, refused], console)
+    text = console.export_text()
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if line.count("│") > 3]
+    rows = {row[0]: row[1:] for row in cells}  # holds, fails, not judged, skipped, exit, outcome
+    assert rows["cloning"] == ["1", "0", "0", "1", "0", "every judged claim holds"]
+    assert rows["reload"] == ["0", "1", "0", "0", "1", "1 claim(s) failed"]
+    assert rows["sessions"][4] == "2" and rows["sessions"][5].startswith("no claim judged")
+    assert rows["splitting"][4:] == ["2", "refused: --docker: the stack runs no router"]
