@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class Running:
 
     @property
     def port(self) -> int:
-        return int(self.master["port"])
+        return int(self.master.get("port") or self.master["address"].rsplit(":", 1)[1])  # older masters: no "port"
 
     @property
     def pid(self) -> int:
@@ -291,7 +291,8 @@ def restart(target: str, run_dir: Path, timeout: float = START_TIMEOUT) -> Runni
     """PM2's restart, a hard one: stop the whole cluster (gracefully), start it again as it was started.
 
     Not zero-downtime (the port is closed in between): that is ``reload``. The master
-    restarts too, so changed master code and options take effect.
+    restarts too, so changed master code takes effect; it keeps the worker count it had
+    (a ``scale`` since the start is not undone), as PM2 does.
     """
     try:
         cluster: Running | None = find(target, run_dir)
@@ -299,8 +300,23 @@ def restart(target: str, run_dir: Path, timeout: float = START_TIMEOUT) -> Runni
         cluster = None  # not running: start it, if it was started here before
     spec = remembered(cluster.name if cluster else target, run_dir)
     if cluster is not None:
+        workers = str(cluster.master["target_workers"])  # the last --workers on a command line wins
+        spec = replace(spec, options=[*_without(spec.options, "--workers"), "--workers", workers])
         stop(cluster, STOP_TIMEOUT)
     return start(spec, run_dir, timeout)
+
+
+def _without(options: list[str], flag: str) -> list[str]:
+    """``options`` less ``flag`` and its value (``--flag V`` or ``--flag=V``)."""
+    kept, skip = [], False
+    for item in options:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(flag + "="):
+            kept.append(item)
+    return kept
 
 
 def delete(target: str, run_dir: Path) -> list[str]:

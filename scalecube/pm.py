@@ -108,7 +108,7 @@ def stop_command(target: NameArgument, timeout: Timeout = None) -> None:
 
 
 def restart_command(target: NameArgument, timeout: Timeout = None) -> None:
-    """Hard restart (`pm2 restart`): stop the whole cluster, master included, and start it as it was started.
+    """Hard restart (`pm2 restart`): stop the whole cluster, master included, start it as it was started (its worker count kept).
 
     The port is closed in between; `scalecube reload` is the zero-downtime one.
     """

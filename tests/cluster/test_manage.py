@@ -231,12 +231,14 @@ def test_scale_to_n_and_by_delta(pm: Pm):
 
 
 def test_restart_is_a_hard_restart_of_the_whole_cluster(pm: Pm):
-    port = start(pm, "web", 2)
+    port = start(pm, "web", 1)
+    ok(pm("scale", "web", "2"))
     master, workers = pm.clusters()["web"]["master"]["pid"], pm.listening("web")
     result = ok(pm("restart", "web"))
     assert "restarted web" in result.stdout
     now = pm.clusters()["web"]
     assert now["master"]["pid"] != master and gone(master)
+    # Every process is new; the worker count it was scaled to is kept.
     assert len(pm.listening("web")) == 2 and not (pm.listening("web") & workers)
     assert now["master"]["port"] == port
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
