@@ -24,7 +24,7 @@ from cluster import control
 from cluster.status import collect, discover
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
-from infra.local.processes import REPO, wait_until
+from infra.local.processes import REPO, ClusterProcess, wait_until
 from tests.support.load import LoadGenerator
 
 APP = "tests.cluster.apps:app"
@@ -320,3 +320,22 @@ def test_the_shipped_example_config_is_valid():
     [api] = load_apps(REPO / "scalecube.toml", _serve_command())
     assert api.name == "api" and api.target == "services.api.app:app" and api.cwd == str(REPO)
     assert "--port" in api.options
+
+
+def test_a_foreground_cluster_is_found_by_its_name_too(pm: Pm):
+    """`scalecube serve --name` in a terminal: reload, scale and stop reach it; restart and logs say why not."""
+    cluster = ClusterProcess(APP, port=free_port(), workdir=pm.run_dir, workers=1, args=["--name", "fg"])
+    try:
+        cluster.wait_ready()
+        first = cluster.listening_pids()
+        assert REPLACED.search(ok(pm("reload", "fg")).stdout) and not (cluster.listening_pids() & first)
+        ok(pm("scale", "fg", "2"))
+        assert len(cluster.listening_pids()) == 2
+        restart = pm("restart", "fg")
+        assert restart.returncode == 1 and "not started with `scalecube start`" in restart.stderr
+        logs = pm("logs", "fg")
+        assert logs.returncode == 1 and "without --log-dir" in logs.stderr
+        assert "stopped fg" in ok(pm("stop", str(cluster.port))).stdout
+        assert cluster.wait(10) == 0  # a graceful stop, as with SIGTERM
+    finally:
+        cluster.stop()
