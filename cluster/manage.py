@@ -152,6 +152,14 @@ def save_spec(run_dir: Path, spec: AppSpec) -> None:
     os.replace(temporary, path)
 
 
+def stopped(run_dir: Path | None = None) -> list[AppSpec]:
+    """Apps started here before that do not run now (PM2's "stopped"): `scalecube start NAME` starts one."""
+    folder = run_dir or default_run_dir()
+    names = {cluster.name for cluster in running(folder)}
+    specs = (load_spec(folder, path.stem) for path in sorted((folder / "apps").glob("*.json")))
+    return [spec for spec in specs if spec is not None and spec.name not in names]
+
+
 def load_spec(run_dir: Path, name: str) -> AppSpec | None:
     try:
         return AppSpec(**json.loads(_spec_path(run_dir, name).read_text()))

@@ -115,13 +115,15 @@ def _state_dir(option: Path | None) -> Path:
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable: {stack, clusters}")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable: {stack, clusters, stopped}")] = False,
     control: Annotated[Path | None, typer.Option(help="one master's control socket")] = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Workers of every running cluster on this machine (like `pm2 ls`), and the local stack if one runs."""
+    """Workers of every running cluster on this machine (like `pm2 ls`), the apps `scalecube start` started
+    that are stopped now, and the local stack if one runs."""
     from rich.console import Console
 
+    from cluster import manage
     from cluster import status as cluster_status
     from infra.local.report import render_stack
     from infra.local.stack_status import stack_status
@@ -129,14 +131,17 @@ def status(
     paths = [control] if control else cluster_status.discover()
     snapshots = cluster_status.collect(paths)
     stack = None if control else stack_status(_state_dir(state_dir))
+    stopped = [] if control else [spec.name for spec in manage.stopped()]  # `scalecube start`ed, not running now
     if as_json:
-        typer.echo(json.dumps({"stack": stack, "clusters": snapshots}, indent=2))
+        typer.echo(json.dumps({"stack": stack, "clusters": snapshots, "stopped": stopped}, indent=2))
     else:
         console = Console()
         if stack is not None:
             render_stack(stack, console)
         if snapshots or stack is None:
             cluster_status.render(snapshots, console)
+        if stopped:
+            console.print(f"stopped: {', '.join(stopped)} (`scalecube start NAME` starts one again)")
     if control and not snapshots:
         raise typer.Exit(1)
 

@@ -101,8 +101,9 @@ def test_start_ls_logs_stop_start_again_delete(pm: Pm, tmp_path: Path):
     # In the background, and ready: every worker listens by the time `start` returns.
     assert len(pm.listening("web")) == 2
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
-    listed = json.loads(ok(pm("ls", "--json", "--state-dir", str(tmp_path))).stdout)["clusters"]
-    assert [(c["master"]["name"], c["master"]["port"]) for c in listed] == [("web", port)]
+    listed = json.loads(ok(pm("ls", "--json", "--state-dir", str(tmp_path))).stdout)
+    assert [(c["master"]["name"], c["master"]["port"]) for c in listed["clusters"]] == [("web", port)]
+    assert listed["stopped"] == []
     assert "web" in ok(pm("ls", "--state-dir", str(tmp_path))).stdout
 
     again = pm("start", APP, "--name", "web", "--port", str(free_port()))
@@ -126,6 +127,9 @@ def test_start_ls_logs_stop_start_again_delete(pm: Pm, tmp_path: Path):
     assert gone(master) and all(gone(pid) for pid in workers)
     assert pm.clusters() == {}
     assert port_is_free(port)
+    listed = json.loads(ok(pm("ls", "--json", "--state-dir", str(tmp_path))).stdout)
+    assert listed["clusters"] == [] and listed["stopped"] == ["web"]  # PM2's "stopped" row
+    assert "stopped: web" in ok(pm("ls", "--state-dir", str(tmp_path))).stdout
     unknown = pm("reload", "web")
     assert unknown.returncode == 1 and "none runs" in unknown.stderr
 
@@ -140,6 +144,7 @@ def test_start_ls_logs_stop_start_again_delete(pm: Pm, tmp_path: Path):
     assert "stopped web" in deleted and "forgot web" in deleted
     assert gone(master) and pm.clusters() == {}
     assert not (pm.run_dir / "logs" / "web").exists()
+    assert json.loads(ok(pm("ls", "--json", "--state-dir", str(tmp_path))).stdout)["stopped"] == []
     forgotten = pm("start", "web")
     assert forgotten.returncode == 1 and "not started with `scalecube start`" in forgotten.stderr
 
