@@ -119,7 +119,7 @@ def restart_command(target: NameArgument, timeout: Timeout = None) -> None:
 
 
 def reload_command(target: NameArgument, timeout: Timeout = None) -> None:
-    """Zero-downtime rolling reload (`pm2 reload`): waits until done and reports each worker replaced."""
+    """Zero-downtime rolling reload (`pm2 reload`): waits until done and reports each worker replaced. `all` reloads every one, in turn."""
 
     def report(replaced: list[dict[str, int]]) -> None:
         for r in replaced:
@@ -127,15 +127,15 @@ def reload_command(target: NameArgument, timeout: Timeout = None) -> None:
                        f"worker {r['new_id']} (pid {r['new_pid']})")  # fmt: skip
 
     with _reporting("reload"):
-        cluster = manage.find(target)
-        typer.echo(f"reloading {cluster.label()}, one worker at a time ...")
-        try:
-            replaced = manage.reload(cluster, timeout or manage.RELOAD_TIMEOUT)
-        except manage.ReloadFailed as exc:
-            report(exc.replaced)
-            raise
-        report(replaced)
-        typer.echo(f"reloaded {cluster.name}: {len(replaced)} worker(s) replaced")
+        for cluster in manage.running() if target == "all" else [manage.find(target)]:
+            typer.echo(f"reloading {cluster.label()}, one worker at a time ...")
+            try:
+                replaced = manage.reload(cluster, timeout or manage.RELOAD_TIMEOUT)
+            except manage.ReloadFailed as exc:
+                report(exc.replaced)
+                raise
+            report(replaced)
+            typer.echo(f"reloaded {cluster.name}: {len(replaced)} worker(s) replaced")
 
 
 def scale_command(

@@ -294,6 +294,8 @@ cwd = "{REPO}"
     assert len(pm.listening("one")) == 1
     answer = httpx.get(f"http://127.0.0.1:{one}/env", params={"name": "GREETING"}, timeout=10).json()
     assert answer["value"] == "hello from the config"
+    reloaded = ok(pm("reload", "all")).stdout
+    assert "reloaded one: 1 worker(s) replaced" in reloaded and "reloaded two: 2 worker(s) replaced" in reloaded
     masters = [snap["master"]["pid"] for snap in clusters.values()]
     stopped = ok(pm("stop", "all")).stdout
     assert "stopped one" in stopped and "stopped two" in stopped
