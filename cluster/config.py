@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.handoff import HandoffLimits
 
 POLICIES = ("rr", "least", "os")
+# A cluster's name (``scalecube reload NAME``): starts with a letter, so it never reads as a port.
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_GENERIC_MODULES = frozenset({"app", "apps", "main", "asgi", "server"})  # say nothing about which app it is
 
 
 def default_run_dir() -> Path:
     """Where masters put their control sockets (``scalecube status`` looks here)."""
     return Path(os.environ.get("SCALECUBE_RUN_DIR", "/tmp/scalecube"))
+
+
+def default_name(app: str) -> str:
+    """A cluster's name when none is given: the app module's telling part (``services.api.app:app`` -> api)."""
+    parts = [part.strip("_") for part in app.partition(":")[0].split(".")]
+    telling = [part for part in parts if part and part not in _GENERIC_MODULES] or [p for p in parts if p]
+    name = telling[-1] if telling else "app"
+    return name if NAME_PATTERN.fullmatch(name) else "app"
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,8 @@ class ClusterConfig:
     control_path: Path | None = None  # status/control socket; None = <run dir>/cluster-<port>.sock
     env: dict[str, str] = field(default_factory=dict)  # extra environment for workers
     app_dir: Path = field(default_factory=Path.cwd)  # put first on sys.path, as uvicorn's --app-dir
+    name: str = ""  # how `scalecube reload NAME` & co. find it; "" = default_name(app)
+    log_dir: Path | None = None  # each worker's output to <log_dir>/worker-<slot>.log; None = the master's stderr
 
     def __post_init__(self) -> None:
         if ":" not in self.app:
@@ -53,6 +67,11 @@ class ClusterConfig:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if not self.name:
+            object.__setattr__(self, "name", default_name(self.app))  # frozen: set once, here
+        if not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"name must start with a letter and hold only letters, digits, '_', '.', '-' "
+                             f"(at most 64), got {self.name!r}")  # fmt: skip
 
     def control_socket(self, port: int) -> Path:
         return self.control_path or default_run_dir() / f"cluster-{port}.sock"

@@ -1,8 +1,9 @@
 """A master's control socket: one JSON request per line, one JSON answer per line.
 
 ``scalecube status`` (and ``docker exec … scalecube status``) reads cluster
-state through it; reload and scale are here too, for environments where
-sending signals is awkward.
+state through it; reload, scale and stop are here too, for environments where
+sending signals is awkward, and for ``scalecube reload/scale/stop NAME``
+(``cluster.manage``), which find a master by asking, never by hunting pids.
 """
 
 from __future__ import annotations

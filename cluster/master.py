@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.channel import Channel, ChannelClosed, Message, socketpair
@@ -32,6 +33,7 @@ from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
 from cluster.handoff import DONE, TOOK
 from cluster.health import HealthServer
+from cluster.logfiles import worker_log
 from cluster.metrics import metrics_text
 from cluster.policies import listen, make_policy
 from cluster.reaping import become_subreaper
@@ -45,6 +47,17 @@ RELOAD_SIGNALS = (signal.SIGUSR2, signal.SIGHUP)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Workers start with default dispositions for everything the master handles.
 CHILD_DEFAULT_SIGNALS = (*RELOAD_SIGNALS, *STOP_SIGNALS, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+
+
+@dataclass
+class ReloadOutcome:
+    """What a rolling reload did: each worker replaced (old -> new), or why it stopped."""
+
+    replaced: list[dict[str, int]] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.error is None, "replaced": self.replaced, **({"error": self.error} if self.error else {})}
 
 
 class Cluster(EventEmitter):
@@ -62,7 +75,7 @@ class Cluster(EventEmitter):
         self._next_id = 1
         self._ever_listening = False
         self._replacing: set[int] = set()
-        self._reloading = False
+        self._reload: asyncio.Future[ReloadOutcome] | None = None  # the rolling reload under way
         self._reload_again = False
         self._pending_forks: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -99,9 +112,10 @@ class Cluster(EventEmitter):
         self._install_signals()
         self._control = await ControlServer.start(self.config.control_socket(self.port), self._on_control)
         log.info(
-            "master pid %d: %s on http://%s:%d, %d worker(s), policy %s",
-            os.getpid(), self.config.app, self.config.host, self.port, len(self._slots), self.config.policy,
-        )
+            "master pid %d: %s (%s) on http://%s:%d, %d worker(s), policy %s",
+            os.getpid(), self.config.name, self.config.app, self.config.host, self.port, len(self._slots),
+            self.config.policy,
+        )  # fmt: skip
         try:
             if self.config.health_port is not None:
                 self._health = HealthServer(self.health_snapshot, metrics_text(self.status))
@@ -255,7 +269,13 @@ class Cluster(EventEmitter):
             "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir,
         }
         os.set_inheritable(channel_end.fileno(), True)
-        return os.posix_spawn(sys.executable, argv, env, setsigdef=CHILD_DEFAULT_SIGNALS)
+        output = None  # stdout and stderr: the master's, or the slot's log file (cluster.logfiles)
+        if cfg.log_dir is not None:
+            cfg.log_dir.mkdir(parents=True, exist_ok=True)  # again: someone may have removed it
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            output = [(os.POSIX_SPAWN_OPEN, 1, str(worker_log(cfg.log_dir, slot)), flags, 0o644),
+                      (os.POSIX_SPAWN_DUP2, 1, 2)]  # fmt: skip
+        return os.posix_spawn(sys.executable, argv, env, file_actions=output, setsigdef=CHILD_DEFAULT_SIGNALS)
 
     def _free_slot(self) -> int:
         slot = 0
@@ -422,10 +442,10 @@ class Cluster(EventEmitter):
             log.debug("could not mark pid %d dead in the metrics dir", pid, exc_info=True)
 
     # ------------------------------------------------------- zero-downtime swaps
-    async def replace(self, worker: Worker) -> bool:
-        """Start a replacement, wait until it listens, then drain and stop ``worker``."""
+    async def replace(self, worker: Worker) -> Worker | None:
+        """Start a replacement, wait until it listens, then drain and stop ``worker``; returns the replacement."""
         if not worker.routable or worker.id in self._replacing:
-            return False
+            return None
         self._replacing.add(worker.id)
         try:
             successor = self.fork(worker.slot)
@@ -435,11 +455,11 @@ class Cluster(EventEmitter):
             if not started or successor.state is not WorkerState.LISTENING:
                 log.error("replacement for worker %d failed to start: keeping the old one", worker.id)
                 self._kill_if_alive(successor, "failed to start as a replacement")
-                return False
+                return None
             worker.disconnect()
             if worker.state is not WorkerState.EXITED:
                 await self.wait_for(worker, "exit", None)
-            return True
+            return successor
         finally:
             self._replacing.discard(worker.id)
 
@@ -462,31 +482,52 @@ class Cluster(EventEmitter):
             worker.off(event, on_event)
             worker.off("exit", on_exit)
 
-    async def reload(self) -> None:
-        """Rolling restart: every worker, one at a time, none dropped (SIGUSR2 / SIGHUP)."""
-        if self._reloading:
-            self._reload_again = True  # a newer deploy arrived mid-reload: go round once more
-            return
-        self._reloading = True
+    async def reload(self) -> ReloadOutcome:
+        """Rolling restart: every worker, one at a time, none dropped (SIGUSR2 / SIGHUP, ``scalecube reload``).
+
+        Asked again mid-reload (a newer deploy arrived), it goes round once more, and
+        both askers get the outcome of the whole run.
+        """
+        if self._reload is not None:
+            self._reload_again = True
+            return await asyncio.shield(self._reload)
+        assert self._loop is not None
+        self._reload = self._loop.create_future()
+        outcome = ReloadOutcome()
         try:
-            while True:
-                self._reload_again = False
-                current = sorted((w for w in self.workers.values() if w.routable), key=lambda w: w.slot)
-                log.info("rolling reload of %d worker(s)", len(current))
-                for worker in current:
-                    if self.stopping:
-                        return
-                    if worker.routable and not await self.replace(worker):
-                        log.error("rolling reload aborted at worker %d; the others keep serving", worker.id)
-                        return
-                log.info("rolling reload done")
-                if not self._reload_again:
-                    return
+            await self._roll(outcome)
+        except asyncio.CancelledError:
+            outcome.error = "the master stopped during the reload"
+            raise
         finally:
-            self._reloading = False
+            future, self._reload = self._reload, None
+            future.set_result(outcome)
+        return outcome
+
+    async def _roll(self, outcome: ReloadOutcome) -> None:
+        while True:
+            self._reload_again = False
+            current = sorted((w for w in self.workers.values() if w.routable), key=lambda w: w.slot)
+            log.info("rolling reload of %d worker(s)", len(current))
+            for worker in current:
+                if self.stopping:
+                    outcome.error = "the master is stopping"
+                    return
+                if not worker.routable:
+                    continue
+                successor = await self.replace(worker)
+                if successor is None:
+                    outcome.error = f"the replacement for worker {worker.id} (slot {worker.slot}) did not start"
+                    log.error("rolling reload aborted at worker %d; the others keep serving", worker.id)
+                    return
+                outcome.replaced.append({"slot": worker.slot, "old_id": worker.id, "old_pid": worker.pid,
+                                         "new_id": successor.id, "new_pid": successor.pid})  # fmt: skip
+            log.info("rolling reload done")
+            if not self._reload_again:
+                return
 
     def scale(self, delta: int) -> None:
-        """SIGTTIN adds a worker; SIGTTOU drains one away (never below one)."""
+        """SIGTTIN adds a worker; SIGTTOU drains one away (never below one). ``delta`` is +1 or -1."""
         if self.stopping:
             return
         if delta > 0:
@@ -552,14 +593,17 @@ class Cluster(EventEmitter):
         return {
             "master": {
                 "pid": os.getpid(),
+                "name": self.config.name,
                 "app": self.config.app,
                 "policy": self.config.policy,
                 "address": f"http://{self.config.host}:{self.port}",
+                "port": self.port,
+                "logs": str(self.config.log_dir) if self.config.log_dir else None,
                 "health": f"http://{self.config.host}:{self.health_port}" if self.health_port else None,
                 "uptime": round(time.monotonic() - self._started_at, 1),
                 "target_workers": len(self._slots),
                 "recent_crashes": self._crashes.recent,
-                "reloading": self._reloading,
+                "reloading": self._reload is not None,
                 "stopping": self.stopping,
                 **self._policy.stats(),
             },
@@ -567,18 +611,31 @@ class Cluster(EventEmitter):
         }
 
     async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``status``; ``reload`` (``wait``: answer when it is done, with each worker replaced);
+        ``scale`` by ``delta`` or ``to`` a count; ``stop`` (``force``: kill what still drains)."""
         command = request.get("cmd")
         if command == "status":
             return self.status()
         if command == "reload":
-            self.spawn_task(self.reload)
-            return {"ok": True, "message": "rolling reload started"}
+            task = self.spawn_task(self.reload)
+            if not request.get("wait"):
+                return {"ok": True, "message": "rolling reload started"}
+            try:
+                return (await task).as_dict()
+            except asyncio.CancelledError:
+                return {"ok": False, "replaced": [], "error": "the master stopped during the reload"}
         if command == "scale":
-            delta = int(request.get("delta", 0))
+            delta = int(request["to"]) - len(self._slots) if "to" in request else int(request.get("delta", 0))
+            if len(self._slots) + delta < 1:
+                return {"ok": False, "error": "a cluster keeps at least 1 worker (stop it instead)"}
             for _ in range(abs(delta)):
                 self.scale(1 if delta > 0 else -1)
             return {"ok": True, "workers": len(self._slots)}
-        return {"ok": False, "error": f"unknown command {command!r}; try status, reload or scale"}
+        if command == "stop":
+            if not self.stopping or request.get("force"):
+                self.stop()  # a second stop kills the stragglers
+            return {"ok": True, "pid": os.getpid(), "message": "stopping: every worker drains, then the master exits"}
+        return {"ok": False, "error": f"unknown command {command!r}; try status, reload, scale or stop"}
 
 
 def configure_master_logging(level: int = logging.INFO) -> None:

@@ -38,12 +38,14 @@ def _duration(seconds: float) -> str:
 def render(snapshots: list[dict[str, Any]], console: Console | None = None) -> None:
     console = console or Console()
     if not snapshots:
-        console.print("no running cluster found (start one with [bold]scalecube serve[/] or [bold]scalecube up[/])")
+        console.print("no running cluster found (start one with [bold]scalecube start[/], [bold]scalecube serve[/] "
+                      "or [bold]scalecube up[/])")
         return
     for snap in snapshots:
         master = snap["master"]
         table = Table(
-            title=f"{master['app']}  ·  {master['address']}  ·  master pid {master['pid']}  ·  policy {master['policy']}",
+            title=f"{master.get('name', '?')}  ·  {master['app']}  ·  {master['address']}  ·  master pid {master['pid']}"
+            f"  ·  policy {master['policy']}",
             title_justify="left",
         )
         for column in ("id", "slot", "pid", "state", "uptime", "requests", "↺", "cpu", "mem"):

@@ -37,11 +37,24 @@ def parse_workers(value: str) -> int:
     return count
 
 
+def _check_workers(value: str) -> str:
+    parse_workers(value)  # while parsing, so `scalecube start` and config files are checked before starting
+    return value
+
+
+def _check_policy(value: str) -> str:
+    from cluster.config import POLICIES
+
+    if value not in POLICIES:
+        raise typer.BadParameter(f"policy must be one of {', '.join(POLICIES)}, got {value!r}")
+    return value
+
+
 @app.command()
 def serve(
     target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="the ASGI app each worker imports")],
-    workers: Annotated[str, typer.Option(envvar="WORKERS", help="'auto' = the CPUs this process may use")] = "auto",
-    policy: Annotated[str, typer.Option(envvar="POLICY", help="rr: the master hands each connection to the next worker with room; least: to an idle worker, else it waits in the master for the first to finish; os: the kernel decides")] = "rr",
+    workers: Annotated[str, typer.Option(envvar="WORKERS", callback=_check_workers, help="'auto' = the CPUs this process may use")] = "auto",
+    policy: Annotated[str, typer.Option(envvar="POLICY", callback=_check_policy, help="rr: the master hands each connection to the next worker with room; least: to an idle worker, else it waits in the master for the first to finish; os: the kernel decides")] = "rr",
     host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
     health_port: Annotated[int | None, typer.Option(envvar="HEALTH_PORT", help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)")] = None,
@@ -56,17 +69,17 @@ def serve(
     max_crashes: Annotated[int, typer.Option(help="crashes within --crash-window before the master exits 1 (0 = never)")] = 10,
     crash_window: Annotated[float, typer.Option()] = 60.0,
     control: Annotated[Path | None, typer.Option(help="control socket (default $SCALECUBE_RUN_DIR/cluster-PORT.sock)")] = None,
+    name: Annotated[str | None, typer.Option(help="what `scalecube reload/scale/stop/logs NAME` call it (default: the app module's name, e.g. api)")] = None,
+    log_dir: Annotated[Path | None, typer.Option(help="each worker's output to DIR/worker-SLOT.log (`scalecube logs`); default: this terminal")] = None,
 ) -> None:
     """Run MODULE:APP as a cluster: one master, one worker per core behind one port.
 
     Signals to the master: SIGUSR2/SIGHUP rolling reload, SIGTERM/SIGINT graceful
-    stop, SIGTTIN one worker more, SIGTTOU one fewer.
+    stop, SIGTTIN one worker more, SIGTTOU one fewer. In the background: `scalecube start`.
     """
-    from cluster.config import POLICIES, ClusterConfig
+    from cluster.config import ClusterConfig
     from cluster.master import configure_master_logging, run_cluster
 
-    if policy not in POLICIES:
-        raise typer.BadParameter(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}", param_hint="--policy")
     configure_master_logging()
     try:
         config = ClusterConfig(
@@ -74,6 +87,7 @@ def serve(
             handoff=HandoffLimits(limit=handoff_limit, max_queue=max_queue, queue_timeout=queue_timeout),
             drain_timeout=drain_timeout, keep_alive=keep_alive, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
             max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,
+            name=name or "", log_dir=log_dir.resolve() if log_dir else None,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -101,13 +115,15 @@ def _state_dir(option: Path | None) -> Path:
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable: {stack, clusters}")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable: {stack, clusters, stopped}")] = False,
     control: Annotated[Path | None, typer.Option(help="one master's control socket")] = None,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Workers of every running cluster on this machine (like `pm2 ls`), and the local stack if one runs."""
+    """Workers of every running cluster on this machine (like `pm2 ls`), the apps `scalecube start` started
+    that are stopped now, and the local stack if one runs."""
     from rich.console import Console
 
+    from cluster import manage
     from cluster import status as cluster_status
     from infra.local.report import render_stack
     from infra.local.stack_status import stack_status
@@ -115,14 +131,17 @@ def status(
     paths = [control] if control else cluster_status.discover()
     snapshots = cluster_status.collect(paths)
     stack = None if control else stack_status(_state_dir(state_dir))
+    stopped = [] if control else [spec.name for spec in manage.stopped()]  # `scalecube start`ed, not running now
     if as_json:
-        typer.echo(json.dumps({"stack": stack, "clusters": snapshots}, indent=2))
+        typer.echo(json.dumps({"stack": stack, "clusters": snapshots, "stopped": stopped}, indent=2))
     else:
         console = Console()
         if stack is not None:
             render_stack(stack, console)
         if snapshots or stack is None:
             cluster_status.render(snapshots, console)
+        if stopped:
+            console.print(f"stopped: {', '.join(stopped)} (`scalecube start NAME` starts one again)")
     if control and not snapshots:
         raise typer.Exit(1)
 
@@ -368,7 +387,10 @@ def _register_commands() -> None:
     from loadtests.benchmarks.peers_cli import bench_peers
     from loadtests.demo_cli import demo_app
     from loadtests.locust_cli import locust_command
+    from scalecube import pm
 
+    app.command("ls", help="The same as `scalecube status` (`pm2 ls`).")(status)
+    pm.register(app)
     bench.command("peers")(bench_peers)
     app.command("locust")(locust_command)
     app.add_typer(demo_app, name="demo")

@@ -28,7 +28,8 @@ async def app(scope, receive, send):
     arrived (a line appended to FILE) and waits, without blocking the loop, until PATH exists;
     /block?until=PATH → the event loop blocked (like CPU work) until PATH exists; /crash → the worker
     dies; /orphan?s=|until=PATH → a grandchild left behind, living s seconds or until PATH exists;
-    /messages → what the master sent."""
+    /messages → what the master sent; /say?text= → the worker prints a line to its stdout; /env?name= → that
+    environment variable of the worker."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
@@ -80,6 +81,11 @@ async def app(scope, receive, send):
         os.waitpid(child, 0)
     elif path == "/ask":
         worker.send({"from": os.getpid()})
+    elif path == "/say":
+        print(f"said {params['text']} (pid {os.getpid()})", flush=True)
+    elif path == "/env":
+        await _reply(send, {"pid": os.getpid(), "value": os.environ.get(params["name"])})
+        return
     await _reply(send, {"pid": os.getpid(), "worker": worker.id if worker else 0, "slot": worker.slot if worker else 0})
 
 
