@@ -99,6 +99,21 @@ def test_splitting_and_decomposing_through_the_balancer(stack):
         assert http.post("/users", json={"name": "X", "country": "ZZ"}).status_code == 422
 
 
+def test_users_count_is_the_users_the_router_holds(stack):
+    """The api's GET /users/count (the master's broadcast, once per interval) counts the router's users, not
+    a stand-in: after a user is created through /users, every container's answer reaches the router's count."""
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
+        assert http.post("/users", json={"name": "Count", "country": "US"}).status_code == 201
+        held = int(http.get(f"http://{ip_address(stack.containers('router')[0])}:8000/users/count").json()["count"])
+        assert held >= 2  # this user and the splitting test's
+
+        def every_container_counts_them() -> bool:
+            answers = [http.get(f"http://{ip_address(c)}:8000/users/count").json() for c in stack.containers("api")]
+            return all(a["count"] >= held and a["origin"].startswith("router http://router:8000") for a in answers)
+
+        wait_until(every_container_counts_them, 60, interval=1.0, what="every api container to count the router's users")
+
+
 def test_the_python_balancer_profile_serves_the_same_stack(stack):
     python_lb = f"http://127.0.0.1:{stack.env['PYTHON_LB_PORT']}"
     stack.compose.run(["--profile", "python-lb", "up", "-d", "--wait", "--wait-timeout", "180", "lb-python"],
