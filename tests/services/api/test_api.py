@@ -65,7 +65,11 @@ def test_broadcast_costs_one_source_read_per_interval_not_one_per_worker(start_a
         answers = [client.get("/users/count").json() for _ in range(8)]
     assert {a["source"] for a in answers} == {"master broadcast"}
     assert all(a["age_seconds"] < 10 * interval for a in answers)  # fresh: refreshed every interval
-    assert set(readers()) == {master}  # no worker ever read the source itself
+    # No worker of this cluster ever read the source itself. (Only this cluster's pids count: an earlier test's
+    # stopped master may land one last read after this test's flush — Redis runs what a client sent before it
+    # exited in no order with our connection.)
+    ours = api.listening_pids()
+    assert len(ours) == 4 and master in readers() and not set(readers()) & ours, (readers(), master, ours)
     assert 1 <= broadcast_reads <= intervals + 2  # the master's grid cadence: never two runs in one tick
     api.stop()
     source.delete(READERS_KEY)
