@@ -79,9 +79,11 @@ def test_broadcast_costs_one_source_read_per_interval_not_one_per_worker(start_a
     wait_until(lambda: all(readers().get(pid, 0) >= 2 for pid in workers), 30, what="every worker reading twice")
     print(f"\nsource reads: broadcast {broadcast_reads} in {intervals:.1f} intervals (1 reader); "
           f"worker mode readers {readers()}")  # fmt: skip
-    # One reader per worker: the cost the broadcast saves. (The stopped master may land one last read after the
-    # delete: Redis runs what a client sent before it exited, in no order with our other connection.)
-    assert set(readers()) - {master} == workers
+    # One reader per worker, and not its master: the cost the broadcast saves. Judged on this cluster's pids only:
+    # a stopped master (this test's first cluster, or an earlier test's) may land one last read after the delete —
+    # Redis runs what a client sent before it exited, in no order with our other connection. Seen twice in CI.
+    ours = polling.listening_pids() | {polling.status()["master"]["pid"]}
+    assert set(readers()) & ours == workers, (readers(), ours)
 
 
 def test_users_count_follows_logins(start_api, redis_url):
