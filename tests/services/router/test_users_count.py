@@ -74,8 +74,10 @@ def test_api_users_count_is_the_routers_users(stack, start_cluster, redis_url, t
     # The slow-source instrumentation still counts every read, and only the master reads.
     with redis.Redis.from_url(redis_url) as source:
         readers = {int(pid): int(n) for pid, n in source.hgetall(READERS_KEY).items()}
-    assert set(readers) == {api.status()["master"]["pid"]}, readers
-    assert readers[api.status()["master"]["pid"]] >= 2
+    # Judged on this cluster's pids: an earlier test's stopped master may land one last read after the flush.
+    master = api.status()["master"]["pid"]
+    assert set(readers) & (api.listening_pids() | {master}) == {master}, readers
+    assert readers[master] >= 2
 
 
 def test_router_down_keeps_the_last_count_marked_stale(own_stack, start_cluster, redis_url, tmp_path):
