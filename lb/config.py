@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -22,6 +21,7 @@ from typing import Any, get_type_hints
 from lb.discovery import parse_address, parse_discovery_spec
 from lb.health import DEFAULT_CHECK_PATH
 from lb.pool import DEFAULT_PANIC_BELOW, DEFAULT_POLICY, POLICIES, Address
+from services.common import secrets as secret_values
 
 DEFAULT_CONFIG = Path(__file__).with_name("balancer.toml")
 UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # it names metrics labels and admin rows
@@ -85,11 +85,15 @@ class StickySettings:
     def secret(self, environ: Mapping[str, str] = os.environ) -> tuple[str, bool]:
         """The signing secret and whether it came from the environment.
 
-        Unset, a random one is made: cookies then hold only for this process, which is
+        Read from the variable or, unset, from the file ``<variable>_FILE`` names (compose's secrets
+        volume). Unset, a random one is made: cookies then hold only for this process, which is
         fine for one balancer; replicas or restarts that must honour each other's
-        cookies share the variable."""
-        value = environ.get(self.secret_env)
-        return (value, True) if value else (secrets.token_urlsafe(32), False)
+        cookies share the variable. A known placeholder or a short value is a ``ConfigError``."""
+        try:
+            value = secret_values.from_environment(self.secret_env, environ)
+        except secret_values.SecretError as exc:
+            raise ConfigError(str(exc)) from None
+        return (value, True) if value else (secret_values.generate(), False)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def serve(
     """
     from cluster.config import ClusterConfig
     from cluster.master import configure_master_logging, run_cluster
+    from cluster.master import log as master_log
 
     configure_master_logging()
     try:
@@ -91,6 +92,12 @@ def serve(
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    from services.common import secrets
+
+    if secrets.provide("SESSION_SECRET"):  # before any worker starts: each one inherits it
+        master_log.info(
+            "SESSION_SECRET is not set: made a random one, shared by this cluster's workers only (one cluster, "
+            "one secret); set SESSION_SECRET or SESSION_SECRET_FILE for sessions valid across clusters")  # fmt: skip
     try:
         code = run_cluster(config)
     except OSError as exc:  # e.g. the port is taken
@@ -255,6 +262,7 @@ def lb(
             limits__max_headers=max_headers, limits__max_connections=max_connections, limits__retries=retries,
             health__interval=health_interval, discovery__interval=discovery_interval,
         )  # fmt: skip
+        settings.sticky.secret()  # a known or short LB_STICKY_SECRET(_FILE) refuses to start, sticky or not
     except (ConfigError, ValueError) as exc:
         typer.echo(f"scalecube lb: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -359,16 +367,18 @@ def shard_move(
     import asyncio
 
     from scalecube.errors import DependencyUnavailable
+    from services.common import secrets
     from services.router.move import MoveError, MoveReport, run_move
     from services.router.shard_map import DEFAULT_MAP_FILE, ShardMapError
 
     try:
         outcome = asyncio.run(run_move(
             country, target, router_redis_url=router_redis, shard_map=str(shard_map or DEFAULT_MAP_FILE),
+            redis_password=secrets.from_environment("REDIS_PASSWORD"),  # REDIS_PASSWORD or REDIS_PASSWORD_FILE
             shard_urls=shard_urls, abort=abort, batch=batch, throttle=throttle, grace=grace,
             say=None if as_json else (lambda line: typer.echo(f"scalecube shard move: {line}")),
         ))  # fmt: skip
-    except (MoveError, ShardMapError) as exc:
+    except (MoveError, ShardMapError, secrets.SecretError) as exc:
         typer.echo(f"scalecube shard move: {exc}", err=True)
         raise typer.Exit(2) from None
     except DependencyUnavailable as exc:

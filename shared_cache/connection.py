@@ -26,6 +26,8 @@ _DETAIL_LIMIT = 160
 class RedisConnector:
     """Builds and owns the asyncio Redis client of the current process and event loop.
 
+    ``password`` is sent to a Redis that requires one (``requirepass``): the services pass their
+    ``REDIS_PASSWORD`` setting, so no URL has to carry it (a password in the URL still wins).
     ``op_timeout`` bounds one whole operation (retries included) so a request gets
     its 503 in about that long instead of hanging on a dead or frozen Redis.
     Recovery after an outage is redis-py's job: broken pooled connections are
@@ -36,12 +38,14 @@ class RedisConnector:
         self,
         url: str,
         *,
+        password: str | None = None,
         connect_timeout: float = 1.0,
         op_timeout: float = 2.0,
         retries: int = 2,
         health_check_interval: int = 15,
     ) -> None:
         self._url = url
+        self._password = password
         self._connect_timeout = connect_timeout
         self._op_timeout = op_timeout
         self._retries = retries
@@ -107,6 +111,7 @@ class RedisConnector:
     def _build_client(self) -> aioredis.Redis:
         return aioredis.Redis.from_url(
             self._url,
+            password=self._password,  # redis-py: a password in the URL overrides this one
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._op_timeout,
             retry=Retry(

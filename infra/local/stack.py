@@ -16,8 +16,6 @@ containers through Docker's, and listens on the stack's port.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from infra.local.pids import log_tail
 from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
 from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
+from services.common import secrets as secret_values
 
 log = logging.getLogger("scalecube.stack")
 
@@ -112,9 +111,23 @@ def haproxy_installed() -> bool:
     return True
 
 
-def session_secret() -> str:
-    """SESSION_SECRET from the environment, else a fresh one per stack (sessions end with the stack anyway)."""
-    return os.environ.get("SESSION_SECRET") or secrets.token_urlsafe(32)
+# The secrets the local stack's components share: made once into the state dir, read by every component.
+STACK_SECRETS = ("SESSION_SECRET", "LB_COOKIE_KEY", "LB_STICKY_SECRET")
+SECRETS_DIR = "secrets"  # in the state dir: one file per secret, mode 0600, the folder 0700
+
+
+def stack_secrets(state_dir: Path) -> dict[str, str]:
+    """The stack's secrets: each from the environment (NAME or NAME_FILE: it wins, checked), else the one
+    kept in ``state_dir/secrets/NAME`` by an earlier ``scalecube up``, else a new random one kept there.
+    Every api replica gets the same SESSION_SECRET, every balancer the same cookie key."""
+    directory = state_dir / SECRETS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    try:
+        paths = secret_values.write_missing(directory, STACK_SECRETS)
+    except secret_values.SecretError as exc:
+        raise UsageError(str(exc)) from None
+    return {name: secret_values.read_file(name, path) for name, path in paths.items()}
 
 
 @dataclass
@@ -172,12 +185,13 @@ def build_services(options: StackOptions, *, behind_balancer: bool) -> Services:
 def build_components(options: StackOptions) -> list[Component]:
     """What the stack is made of, in start order (it stops in reverse)."""
     redis = RedisComponent(options.state_dir / "redis", port=options.redis_port, host=options.host)
+    shared = stack_secrets(options.state_dir)
     behind_balancer = options.lb != NO_BALANCER
     services = build_services(options, behind_balancer=behind_balancer) if options.services == "all" else None
     env = {
         "REDIS_URL": redis.url,
         "SESSION_BACKEND": options.session_backend,
-        "SESSION_SECRET": session_secret(),  # one for every replica: any of them can read any session cookie
+        "SESSION_SECRET": shared["SESSION_SECRET"],  # one for every replica: any of them can read any session cookie
         "SCALECUBE_RUN_DIR": str(options.state_dir),
         # With the services, logins are checked by auth and /users/count is the router's users count.
         **({"AUTH_URL": services.auth.url, "ROUTER_URL": services.router.url} if services else {}),
@@ -201,15 +215,16 @@ def build_components(options: StackOptions) -> list[Component]:
                          start_with_previous=True, health_port=health_port)
         for number, host in enumerate(hosts, start=1)
     ]  # fmt: skip
-    return [*before, dns, *replicas, build_balancer(options, dns, api_port, health_port, services)]
+    return [*before, dns, *replicas, build_balancer(options, dns, api_port, health_port, services, shared)]
 
 
 def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int, health_port: int,
-                   services: Services | None = None) -> Component:  # fmt: skip
+                   services: Services | None = None, shared: dict[str, str] | None = None) -> Component:  # fmt: skip
     """The balancer on the stack's port, finding the replicas as ``api``:``api_port`` through ``dns``
     (and, with ``services``, auth and the router as ``auth`` and ``router``, routed at ``/auth/`` and
     ``/users``); ready once it sees all the api replicas up."""
     listen, stats = f"{options.host}:{options.port}", f"{options.host}:{options.stats_port}"
+    shared = shared if shared is not None else stack_secrets(options.state_dir)
     if options.lb == "haproxy":
         routed = {} if services is None else {
             "auth_service": "auth", "auth_port": services.auth.port, "auth_health_port": services.auth.health_port,
@@ -219,7 +234,7 @@ def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int, heal
         settings = runner.HaproxySettings(
             bind=listen, stats_bind=stats, dns=dns.address, api_service=API_SERVICE, api_port=api_port,
             api_health_port=health_port,
-            sticky=options.sticky, cookie_key=os.environ.get("LB_COOKIE_KEY") or secrets.token_urlsafe(24), **routed,
+            sticky=options.sticky, cookie_key=shared["LB_COOKIE_KEY"], **routed,
         )  # fmt: skip
         return HaproxyComponent(settings, options.state_dir, backends=options.api,
                                 port_option=("--port", "--stats-port"))  # fmt: skip
@@ -232,7 +247,7 @@ def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int, heal
     return PythonLbComponent(
         options.state_dir, listen=listen, admin=stats, upstream=f"dns:{API_SERVICE}:{api_port}@{dns.address}",
         sticky=options.sticky, backends=options.api, port_option=("--port", "--stats-port"),
-        env={"LB_STICKY_SECRET": os.environ.get("LB_STICKY_SECRET") or secrets.token_urlsafe(32)},
+        env={"LB_STICKY_SECRET": shared["LB_STICKY_SECRET"]},
         upstreams=upstreams, routes=routes, check_ports=check_ports,
     )  # fmt: skip
 

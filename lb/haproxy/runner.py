@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from services.common import secrets as secret_values
+
 CONFIG = Path(__file__).with_name("haproxy.cfg")
 INSTALL_HINT = "install Debian's haproxy (apt-get install haproxy)"
 # Debian installs it in /usr/sbin, which a non-root PATH often lacks.
@@ -61,6 +63,10 @@ class HaproxySettings:
     router_service: str | None = None  # ROUTER_SERVICE: None, no /users route
     router_port: int | None = None  # ROUTER_PORT
     router_health_port: int | None = None  # ROUTER_HEALTH_PORT
+
+    def __post_init__(self) -> None:
+        if self.cookie_key is not None:  # a known or short key is refused here: haproxy.cfg sees only whole strings
+            secret_values.check("LB_COOKIE_KEY", self.cookie_key)
 
     def variables(self) -> dict[str, str]:
         """Only the variables given a value here, by their names in haproxy.cfg."""

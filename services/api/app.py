@@ -20,7 +20,7 @@ from shared_cache.connection import RedisConnector
 from shared_cache.sessions import MemorySessionStore, RedisSessionStore
 
 settings = ApiSettings.load()
-connector = RedisConnector(settings.redis_url)
+connector = RedisConnector(settings.redis_url, password=settings.redis_password_value)
 logins = users_count.LoginsSet(connector)
 # With ROUTER_URL the users count is the router's (the users created through /users); without it, the
 # stand-in. Either way every read is counted and slowed the same way: what the broadcast demo measures.
@@ -39,7 +39,7 @@ def make_session_service() -> sessions.SessionService:
     store = (RedisSessionStore(connector, ttl_seconds=settings.session_ttl_seconds)
              if settings.session_backend == "redis" else MemorySessionStore(ttl_seconds=settings.session_ttl_seconds))  # fmt: skip
     return sessions.SessionService(
-        store, Signer(settings.session_secret.get_secret_value(), salt="session"), authenticator, logins,
+        store, Signer(settings.session_secret_value, salt="session"), authenticator, logins,
         ttl_seconds=settings.session_ttl_seconds, secure_cookie=settings.cookie_secure, backend=settings.session_backend,
     )  # fmt: skip
 

@@ -12,6 +12,7 @@ from services.common.settings import ServiceSettings
 
 
 class ApiSettings(ServiceSettings):
+    requires_session_secret = True  # it signs the session cookies: no secret, no start
     users_count_interval: PositiveFloat = 10.0  # USERS_COUNT_INTERVAL: how often the count is refreshed
     # broadcast: the master reads once per interval and tells every worker (the guides' way);
     # worker: every worker reads for itself — N reads per interval, what broadcasting avoids.

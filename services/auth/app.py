@@ -17,7 +17,7 @@ from shared_cache.connection import RedisConnector
 from shared_cache.ratelimit import SlidingWindowLimiter
 
 settings = AuthSettings.load()
-connector = RedisConnector(settings.auth_redis_url)
+connector = RedisConnector(settings.auth_redis_url, password=settings.redis_password_value)
 
 
 def limiter(limit: int, window: float) -> SlidingWindowLimiter | None:

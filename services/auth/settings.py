@@ -8,7 +8,6 @@ whatever Redis happens to answer on localhost.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
@@ -38,11 +37,6 @@ class AuthSettings(ServiceSettings):
     argon2_parallelism: PositiveInt = 1  # ARGON2_PARALLELISM
     # Threads per worker that hash off the event loop; peak memory is about threads × ARGON2_MEMORY_KIB.
     hash_threads: PositiveInt = 2  # HASH_THREADS
-
-    def model_post_init(self, context: Any, /) -> None:
-        # Auth signs nothing with SESSION_SECRET (its tokens are random and looked up in its
-        # Redis), so the kit's warning about an unset SESSION_SECRET does not apply here.
-        pass
 
     @field_validator("auth_redis_url")
     @classmethod

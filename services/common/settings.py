@@ -4,23 +4,31 @@
         page_size: int = 20          # PAGE_SIZE
 
     settings = ApiSettings.load()    # InvalidSettings names the bad variables
+
+Every secret field (``SecretStr``: SESSION_SECRET, REDIS_PASSWORD, ...) is read from ``NAME`` or, when that
+is unset, from the file ``NAME_FILE`` names (a mounted secret); a known placeholder or a short value is
+refused by name (``services.common.secrets``). There is no in-code secret: a service that signs with
+SESSION_SECRET (``requires_session_secret``) refuses to start without one; ``scalecube serve`` makes one
+for its workers when none is set.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import Any, Literal, Self
+import os
+import typing
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PositiveInt, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from services.common import secrets
 
 log = logging.getLogger("scalecube.settings")
 
-# Only for laptops and tests: anyone reading this file can forge sessions signed with it.
-INSECURE_DEV_SESSION_SECRET = "scalecube-insecure-development-session-secret"
-MIN_SECRET_LENGTH = 16
+MIN_SECRET_LENGTH = secrets.MIN_SECRET_LENGTH
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -30,14 +38,43 @@ class InvalidSettings(ValueError):
     """The environment holds values a service cannot start with."""
 
 
+def is_secret(annotation: Any) -> bool:
+    """``SecretStr`` or ``SecretStr | None``: a field read from NAME or NAME_FILE and never echoed."""
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """``NAME_FILE`` for every secret field: below the environment (a ``NAME`` set there wins), above
+    the defaults. A file that cannot be read is a ``SecretError`` naming ``NAME_FILE``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every file at once
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = self.settings_cls.model_config.get("env_prefix", "")
+        environ = {key.upper(): value for key, value in os.environ.items()}  # variables are read in any case
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            variable = (prefix + name).upper()
+            if is_secret(field.annotation) and not environ.get(variable):
+                path = environ.get(variable + secrets.FILE_SUFFIX)
+                if path:
+                    values[name] = secrets.read_file(variable, path)
+        return values
+
+
 class ServiceSettings(BaseSettings):
-    """Field ``x_y`` is read from environment variable ``X_Y`` (any case)."""
+    """Field ``x_y`` is read from environment variable ``X_Y`` (any case); a secret field also from ``X_Y_FILE``."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # True for a service that signs with SESSION_SECRET: it refuses to start without one.
+    requires_session_secret: ClassVar[bool] = False
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # REDIS_PASSWORD / REDIS_PASSWORD_FILE: sent by this service to each of its Redis servers (AUTH).
+    redis_password: SecretStr | None = None
     session_backend: Literal["redis", "memory"] = "redis"
-    session_secret: SecretStr = SecretStr(INSECURE_DEV_SESSION_SECRET)
+    session_secret: SecretStr | None = Field(default=None, validate_default=True)
     session_ttl_seconds: PositiveInt = 1800
     max_body_bytes: PositiveInt = 65536
     log_level: LogLevel = "info"
@@ -51,14 +88,27 @@ class ServiceSettings(BaseSettings):
             return cls(**overrides)
         except ValidationError as exc:
             raise InvalidSettings(cls._describe(exc)) from None
+        except secrets.SecretError as exc:  # a NAME_FILE that cannot be read
+            raise InvalidSettings(f"invalid {cls.__name__} configuration:\n  {exc}") from None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+        return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings, file_secret_settings
 
     @property
-    def uses_insecure_dev_secret(self) -> bool:
-        return self.session_secret.get_secret_value() == INSECURE_DEV_SESSION_SECRET
+    def session_secret_value(self) -> str:
+        """The signing secret; only a service that ``requires_session_secret`` is sure to have one."""
+        if self.session_secret is None:
+            raise InvalidSettings(f"invalid {type(self).__name__} configuration:\n  SESSION_SECRET: required")
+        return self.session_secret.get_secret_value()
 
-    def model_post_init(self, context: Any, /) -> None:
-        if self.uses_insecure_dev_secret:
-            _warn_insecure_dev_secret()
+    @property
+    def redis_password_value(self) -> str | None:
+        """What the Redis clients send (None: no AUTH)."""
+        return self.redis_password.get_secret_value() if self.redis_password else None
 
     @field_validator("redis_url")
     @classmethod
@@ -68,11 +118,17 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"must be a redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)}...)")
         return value
 
-    @field_validator("session_secret")
+    @field_validator("session_secret", "redis_password")
     @classmethod
-    def _secret_is_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    def _secret_is_usable(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            if info.field_name == "session_secret" and cls.requires_session_secret:
+                raise ValueError("required: it signs the session cookies; set SESSION_SECRET or SESSION_SECRET_FILE "
+                                 "(`scalecube serve` makes one for its own workers when neither is set)")  # fmt: skip
+            return value
+        reason = secrets.problem(value.get_secret_value())
+        if reason:
+            raise ValueError(reason)
         return value
 
     @field_validator("log_level", mode="before")
@@ -88,15 +144,8 @@ class ServiceSettings(BaseSettings):
             field = str(error["loc"][0]) if error["loc"] else "?"
             variable = (prefix + field).upper()
             annotation = cls.model_fields[field].annotation if field in cls.model_fields else None
-            shown = "" if annotation is SecretStr else f"={error.get('input')!r}"  # never echo a secret
+            shown = "" if is_secret(annotation) else f"={error.get('input')!r}"  # never echo a secret
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"  {variable}{shown}: {message}")
         return "\n".join(lines)
 
-
-@functools.cache
-def _warn_insecure_dev_secret() -> None:
-    log.warning(
-        "SESSION_SECRET is not set: using the insecure development secret; "
-        "anyone can forge sessions. Set SESSION_SECRET in any shared or public deployment."
-    )

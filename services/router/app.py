@@ -35,7 +35,7 @@ try:
 except ShardMapError as exc:
     raise InvalidSettings(str(exc)) from None
 
-connector = RedisConnector(settings.directory_url)
+connector = RedisConnector(settings.directory_url, password=settings.redis_password_value)
 shard_client = ShardClient(settings.urls, timeout=settings.shard_timeout, connect_timeout=settings.shard_connect_timeout,
                            max_connections=settings.shard_max_connections)  # fmt: skip
 

@@ -274,7 +274,7 @@ def _me() -> str:
 
 
 async def run_move(country: str, target: str | None, *, router_redis_url: str, shard_map: str, shard_urls: str,
-                   abort: bool = False, batch: int = 500, throttle: float = 0.0, grace: float = 1.5,
+                   redis_password: str | None = None, abort: bool = False, batch: int = 500, throttle: float = 0.0, grace: float = 1.5,
                    say: Callable[[str], None] | None = None) -> MoveReport | str:  # fmt: skip
     """What ``scalecube shard move`` runs: build the pieces from the router's settings, move (or abort)."""
     from services.router.shard_map import check_urls, load_base_map, parse_shard_urls
@@ -288,7 +288,7 @@ async def run_move(country: str, target: str | None, *, router_redis_url: str, s
     base = load_base_map(shard_map)
     urls = parse_shard_urls(shard_urls)
     check_urls(base, urls)
-    connector = RedisConnector(router_redis_url, op_timeout=5.0)
+    connector = RedisConnector(router_redis_url, password=redis_password, op_timeout=5.0)
     shards = ShardClient(urls, timeout=30.0, connect_timeout=2.0)
     mover = ShardMover(MapStore(connector, base), shards, batch=batch, throttle=throttle, grace=grace, say=say)
     try:

@@ -20,9 +20,6 @@ class RouterSettings(ServiceSettings):
     map_cache_seconds: NonNegativeFloat = 1.0  # MAP_CACHE_SECONDS: how stale a worker's map may be
     move_wait_seconds: PositiveFloat = 5.0  # MOVE_WAIT_SECONDS: how long a write waits out a move's flip
 
-    def model_post_init(self, context: object, /) -> None:
-        pass  # no sessions here: the development-secret warning does not apply
-
     @field_validator("router_redis_url")
     @classmethod
     def _router_redis_url_is_redis(cls, value: str) -> str:

@@ -18,7 +18,7 @@ from services.shard.store import UserStore
 from shared_cache.connection import RedisConnector
 
 settings = ShardSettings.load()
-connector = RedisConnector(settings.store_url)
+connector = RedisConnector(settings.store_url, password=settings.redis_password_value)
 
 
 @contextlib.asynccontextmanager

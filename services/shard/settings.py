@@ -18,9 +18,6 @@ class ShardSettings(ServiceSettings):
     def _shard_redis_url_is_redis(cls, value: str) -> str:
         return cls._redis_url_has_a_redis_scheme(value) if value else value
 
-    def model_post_init(self, context: object, /) -> None:
-        pass  # no sessions here: the development-secret warning does not apply
-
     @property
     def store_url(self) -> str:
         return self.shard_redis_url or self.redis_url

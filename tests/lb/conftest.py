@@ -162,7 +162,7 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
     settings = runner.HaproxySettings(
         bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}", dns=topology.dns_address,
         api_service=service, api_port=port, api_health_port=port, sticky=sticky, balance=balance,
-        cookie_key="test-cookie-key", auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
+        cookie_key="test-cookie-key-0123456", auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
         auth_health_port=port if "auth" in routes else None, router_service=routes.get("router"),
         router_port=port if "router" in routes else None, router_health_port=port if "router" in routes else None,
     )  # fmt: skip

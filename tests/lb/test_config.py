@@ -194,6 +194,17 @@ def test_bad_overrides_are_explained(overrides, message):
 
 def test_sticky_secret_comes_from_the_named_variable():
     sticky = load_config().sticky
-    assert sticky.secret({"LB_STICKY_SECRET": "shared"}) == ("shared", True)
+    assert sticky.secret({"LB_STICKY_SECRET": "shared-by-every-balancer"}) == ("shared-by-every-balancer", True)
     first, from_env = sticky.secret({})
     assert not from_env and len(first) >= 32 and sticky.secret({})[0] != first  # random when unset
+
+
+def test_sticky_secret_from_a_file_and_never_a_known_or_short_one(tmp_path):
+    sticky = load_config().sticky
+    secret_file = tmp_path / "LB_STICKY_SECRET"
+    secret_file.write_text("a-sticky-secret-from-the-volume\n")
+    assert sticky.secret({"LB_STICKY_SECRET_FILE": str(secret_file)}) == ("a-sticky-secret-from-the-volume", True)
+    for value, reason in (("compose-dev-cookie-key", "known placeholder"), ("shared", "at least 16 characters")):
+        with pytest.raises(ConfigError, match=f"LB_STICKY_SECRET: .*{reason}") as refused:
+            sticky.secret({"LB_STICKY_SECRET": value})
+        assert value not in str(refused.value)

@@ -12,11 +12,11 @@ pytestmark = pytest.mark.usefixtures("haproxy_binary")
 
 MODES = {
     "defaults": runner.HaproxySettings(),
-    "sticky": runner.HaproxySettings(sticky=True, cookie_key="k"),
+    "sticky": runner.HaproxySettings(sticky=True, cookie_key="a-test-cookie-key-0123"),
     "leastconn": runner.HaproxySettings(balance="leastconn"),
     "auth-and-router": runner.HaproxySettings(auth_service="auth", router_service="router"),
     "everything": runner.HaproxySettings(bind="127.0.0.1:18080", stats_bind="127.0.0.1:18404", dns="127.0.0.1:5353",
-                                         slots=4, service_slots=2, balance="leastconn", sticky=True, cookie_key="k", api_service="web",
+                                         slots=4, service_slots=2, balance="leastconn", sticky=True, cookie_key="a-test-cookie-key-0123", api_service="web",
                                          api_port=9000, auth_service="auth", auth_port=9001, router_service="router",
                                          router_port=9002),  # fmt: skip
 }
@@ -41,8 +41,9 @@ def test_the_documented_variables_are_the_ones_the_file_reads():
     used = set(re.findall(r"\$\{([A-Z_]+)\}", text.split("\nglobal", 1)[1]))
     defaulted = set(re.findall(r"^\s*presetenv ([A-Z_]+) ", text, re.MULTILINE))
     assert used == documented == set(runner.VARIABLES.values())
-    # Every variable has a default, except the two whose absence *is* the default (no route).
-    assert documented - defaulted == {"AUTH_SERVICE", "ROUTER_SERVICE"}
+    # Every variable has a default, except the two whose absence *is* the default (no route), and the
+    # sticky cookie's key: no key is published, so none can be a default.
+    assert documented - defaulted == {"AUTH_SERVICE", "ROUTER_SERVICE", "LB_COOKIE_KEY"}
     presets = dict(re.findall(r'^\s*presetenv ([A-Z_]+)\s+"([^"]*)"', text, re.MULTILINE))
     assert (presets["LB_BIND"], presets["LB_STATS_BIND"]) == (runner.DEFAULT_BIND, runner.DEFAULT_STATS_BIND)
     header_defaults = dict(re.findall(r"^#   ([A-Z_]+)\s+(\S+)", header, re.MULTILINE))
