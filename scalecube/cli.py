@@ -391,6 +391,52 @@ def shard_move(
         typer.echo(json.dumps({"message": outcome}) if as_json else f"scalecube shard move: {outcome}")
 
 
+secrets_app = typer.Typer(help="Random secrets where none is set: never a known placeholder.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("write")
+def secrets_write(
+    directory: Annotated[Path, typer.Argument(help="one file per secret: DIRECTORY/NAME")],
+    mode: Annotated[str, typer.Option(help="the files' mode, octal (0444: containers running as other users read them)")] = "0600",
+) -> None:
+    """One file per secret (SESSION_SECRET, LB_COOKIE_KEY, LB_STICKY_SECRET, REDIS_PASSWORD, LB_ADMIN_PASSWORD):
+    the environment's value where set (it wins), else the file's own, else a new random one. Compose's
+    `secrets` service runs it once into a volume every replica reads (NAME_FILE)."""
+    from services.common import secrets
+
+    try:
+        paths = secrets.write_missing(directory, environ=None, mode=int(mode, 8))
+    except (secrets.SecretError, ValueError) as exc:
+        typer.echo(f"scalecube secrets write: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"scalecube secrets write: {', '.join(paths)} in {directory} (values not shown)")
+
+
+@secrets_app.command("k8s")
+def secrets_k8s(
+    path: Annotated[Path | None, typer.Argument(show_default=False, help="default: infra/k8s/secrets.env (gitignored)")] = None,
+) -> None:
+    """Write infra/k8s/secrets.env (kustomize's secretGenerator input, mode 0600): random values, keeping
+    valid ones already there; the environment's values where set. `kubectl apply -k infra/k8s` needs it."""
+    from infra.k8s.copies import K8S_DIR
+    from services.common import secrets
+
+    target = path or K8S_DIR / "secrets.env"
+    try:
+        values = secrets.write_env_file(target, header=K8S_SECRETS_HEADER)
+    except secrets.SecretError as exc:
+        typer.echo(f"scalecube secrets k8s: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"scalecube secrets k8s: {', '.join(values)} in {target} (values not shown)")
+
+
+K8S_SECRETS_HEADER = """\
+# Written by `scalecube secrets k8s` (random values; never commit this file: it is gitignored).
+# kustomize turns it into the Secret `scalecube-secrets` (a new name on every change, so the pods that read it roll).
+"""
+
+
 def _register_commands() -> None:
     """Commands that live next to what they drive (each module keeps its heavy imports inside the command)."""
     from infra.docker.cli import docker_app, images_command
