@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test up down status bench lock clean
+.PHONY: venv test up down status bench lock clean k8s-secrets
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o infra/docker/service.lock
 	$(BIN)/uv pip compile pyproject.toml --extra load --universal --python-version 3.11 --generate-hashes -o infra/docker/locust.lock
+
+# infra/k8s/secrets.env (gitignored): random secrets for `kubectl apply -k infra/k8s`; keeps the ones already there.
+k8s-secrets: venv
+	$(BIN)/scalecube secrets k8s
 
 clean:
 	rm -rf $(VENV) .pytest_cache

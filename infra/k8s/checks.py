@@ -304,9 +304,45 @@ def settings_problems(manifests: list[Manifest]) -> list[str]:
     return problems
 
 
+def secret_problems(manifests: list[Manifest]) -> list[str]:
+    """No Secret holds a known placeholder or a short value (the services and HAProxy would refuse it; the
+    message names the key, never the value)."""
+    from services.common import secrets
+
+    problems = []
+    for secret in _of_kind(manifests, "Secret"):
+        for key, encoded in sorted(secret.get("data", {}).items()):
+            reason = secrets.problem(base64.b64decode(encoded).decode(errors="replace"))
+            if reason:
+                problems.append(f"Secret/{_name(secret)} key {key}: {reason}")
+    return problems
+
+
+def redis_auth_problems(manifests: list[Manifest]) -> list[str]:
+    """Every Redis requires REDIS_PASSWORD (``--requirepass $(REDIS_PASSWORD)``, from a Secret, with
+    REDISCLI_AUTH for its probes), and every service with a Redis URL sends it (REDIS_PASSWORD from a Secret)."""
+    problems = []
+    for c in _containers(manifests):
+        from_secret = {name for name, item in c.env.items() if "secretKeyRef" in item.get("valueFrom", {})}
+        if str(c.spec.get("image", "")).startswith("redis:"):
+            argv = c.argv
+            index = argv.index("--requirepass") if "--requirepass" in argv[:-1] else None
+            if index is None or argv[index + 1] != "$(REDIS_PASSWORD)":
+                problems.append(f"{c.where}: Redis without --requirepass $(REDIS_PASSWORD): anyone in the cluster "
+                                "may read and write it")  # fmt: skip
+            for name in ("REDIS_PASSWORD", "REDISCLI_AUTH"):
+                if name not in from_secret:
+                    problems.append(f"{c.where}: env {name} does not come from a Secret")
+        elif c.serves() is not None and any(n.endswith("REDIS_URL") for n in c.literal_env()):
+            if "REDIS_PASSWORD" not in from_secret:
+                problems.append(f"{c.where}: talks to Redis without REDIS_PASSWORD from a Secret")
+    return problems
+
+
 CHECKS: tuple[Check, ...] = (
     schema_problems, probe_problems, service_problems, autoscaler_problems, security_problems, image_problems,
     resource_problems, reference_problems, config_copy_problems, grace_problems, settings_problems,
+    secret_problems, redis_auth_problems,
 )  # fmt: skip
 
 

@@ -60,8 +60,15 @@ def kubectl_path() -> Path:
     return Path(found)
 
 
+SECRETS_ENV = "secrets.env"  # generated, never committed: `scalecube secrets k8s`
+
+
 def render_with_kubectl(directory: Path = K8S_DIR, kubectl: Path | None = None) -> list[Manifest]:
     kubectl = kubectl or kubectl_path()
+    generators = load_kustomization(directory).get("secretGenerator", [])
+    if any(SECRETS_ENV in g.get("envs", []) for g in generators) and not (directory / SECRETS_ENV).is_file():
+        raise ManifestError(f"{directory / SECRETS_ENV} is missing: `scalecube secrets k8s` writes it "
+                            "(random values, gitignored); no secret ships with the manifests")  # fmt: skip
     try:
         result = subprocess.run([str(kubectl), "kustomize", str(directory)], capture_output=True, text=True,
                                 timeout=KUBECTL_TIMEOUT, check=False)  # fmt: skip

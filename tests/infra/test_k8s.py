@@ -16,9 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from infra.k8s import checks, copies, manifests
 from infra.k8s.manifests import Manifest, ManifestError
+from scalecube import cli as scalecube_cli
+from services.common import secrets as secret_values
 
 K8S_DIR = manifests.K8S_DIR
 STACK = {  # Deployment -> its image
@@ -30,9 +33,21 @@ STACK = {  # Deployment -> its image
 }  # fmt: skip
 
 
+def k8s_copy(destination: Path) -> Path:
+    """infra/k8s copied, with its secrets.env written as a user would (`scalecube secrets k8s`): the
+    repository ships none, and the tests never write into the checkout."""
+    directory = destination / "k8s"
+    shutil.copytree(K8S_DIR, directory, ignore=shutil.ignore_patterns(manifests.SECRETS_ENV))
+    result = CliRunner().invoke(scalecube_cli.app, ["secrets", "k8s", str(directory / manifests.SECRETS_ENV)],
+                                env={name: "" for name in secret_values.SECRETS})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return directory
+
+
 @pytest.fixture(scope="module")
-def kubectl_render() -> list[Manifest]:
-    return manifests.render_with_kubectl()  # ManifestError (a test error, not a skip) without kubectl
+def kubectl_render(tmp_path_factory: pytest.TempPathFactory) -> list[Manifest]:
+    # ManifestError (a test error, not a skip) without kubectl
+    return manifests.render_with_kubectl(k8s_copy(tmp_path_factory.mktemp("render")))
 
 
 @pytest.fixture
@@ -66,7 +81,8 @@ def assert_reported(problems: list[str], *expected: tuple[str, ...]) -> None:
 
 def test_the_kustomization_names_existing_files_and_every_manifest_is_listed() -> None:
     referenced = manifests.referenced_files()
-    assert [path for path in referenced if not path.is_file()] == []
+    generated = K8S_DIR / manifests.SECRETS_ENV  # `scalecube secrets k8s` writes it; never in the repository
+    assert [path for path in referenced if not path.is_file() and path != generated] == []
     listed = {path.name for path in referenced}
     unlisted = [p.name for p in K8S_DIR.glob("*.yaml") if p.name != manifests.KUSTOMIZATION and p.name not in listed]
     assert unlisted == [], "a manifest kustomize would never apply"
@@ -89,6 +105,40 @@ def test_a_drifted_copy_is_reported_then_refreshed(tmp_path: Path) -> None:
     assert {c.copy for c in copies.drifted(project, k8s)} == {"files/haproxy.cfg", "files/shard_map.toml"}
     assert len(copies.refresh(project, k8s)) == 2
     assert copies.drifted(project, k8s) == []
+
+
+def test_no_secret_ships_and_without_one_the_render_says_how_to_make_it(tmp_path: Path) -> None:
+    tracked = subprocess.run(["git", "ls-files", "--", str(K8S_DIR)], capture_output=True, text=True,
+                             cwd=K8S_DIR, check=True).stdout.split()  # fmt: skip
+    assert tracked and not [name for name in tracked if name.endswith(manifests.SECRETS_ENV)]
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(K8S_DIR / manifests.SECRETS_ENV)], cwd=K8S_DIR)
+    assert ignored.returncode == 0, "infra/k8s/secrets.env must be gitignored"
+    bare = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, bare, ignore=shutil.ignore_patterns(manifests.SECRETS_ENV))
+    with pytest.raises(ManifestError, match=r"secrets.env is missing: `scalecube secrets k8s` writes it"):
+        manifests.render_with_kubectl(bare)
+
+
+def test_the_generated_secrets_are_random_kept_and_yours_win(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.env"
+    unset = {name: "" for name in secret_values.SECRETS}
+
+    def generate(**env: str) -> dict[str, str]:
+        result = CliRunner().invoke(scalecube_cli.app, ["secrets", "k8s", str(path)], env={**unset, **env})
+        assert result.exit_code == 0, result.output
+        return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+    first = generate()
+    assert set(first) == set(secret_values.SECRETS) and (path.stat().st_mode & 0o777) == 0o600
+    assert all(secret_values.problem(value) is None for value in first.values())
+    assert len(set(first.values())) == len(first)  # one random value each
+    assert generate() == first  # run again: kept
+    mine = generate(SESSION_SECRET="my-own-session-secret-0123")
+    assert mine == {**first, "SESSION_SECRET": "my-own-session-secret-0123"}
+    refused = CliRunner().invoke(scalecube_cli.app, ["secrets", "k8s", str(path)],
+                                 env={**unset, "LB_COOKIE_KEY": "CHANGE-ME-placeholder-cookie-key"})  # fmt: skip
+    assert refused.exit_code == 2 and "LB_COOKIE_KEY: is a known placeholder" in refused.output
+    assert "CHANGE-ME-placeholder-cookie-key" not in refused.output
 
 
 def test_kubectl_is_installed() -> None:
@@ -235,6 +285,31 @@ def test_a_service_environment_its_settings_refuse_is_reported(rendered: list[Ma
         ("Deployment/shard-b", "SHARD_NAME='Shard B'"),
     )
     assert not [p for p in problems if "short" in p]  # a secret is never echoed
+
+
+def test_a_known_or_short_secret_is_reported_by_key_never_by_value(rendered: list[Manifest]) -> None:
+    data = find(rendered, "Secret", "scalecube-secrets")["data"]
+    data["LB_COOKIE_KEY"] = base64.b64encode(b"compose-dev-cookie-key").decode()
+    data["REDIS_PASSWORD"] = base64.b64encode(b"CHANGE-ME-redis").decode()
+    data["LB_ADMIN_PASSWORD"] = base64.b64encode(b"admin").decode()
+    problems = checks.secret_problems(rendered)
+    assert_reported(problems, ("key LB_COOKIE_KEY", "known placeholder"), ("key REDIS_PASSWORD", "known placeholder"),
+                    ("key LB_ADMIN_PASSWORD", "at least 16 characters"))  # fmt: skip
+    assert not [p for p in problems if "compose-dev" in p or "CHANGE-ME" in p]
+    # The services refuse it too, at their start: every Redis client of the stack names it.
+    assert len([p for p in checks.settings_problems(rendered) if "REDIS_PASSWORD: is a known placeholder" in p]) == 5
+
+
+def test_a_redis_without_a_password_or_a_client_without_one_is_reported(rendered: list[Manifest]) -> None:
+    args = container(rendered, "shard-b-redis")["args"]
+    args[args.index("--requirepass"):args.index("--requirepass") + 2] = ["--protected-mode", "no"]
+    container(rendered, "redis")["env"] = [e for e in container(rendered, "redis")["env"] if e["name"] != "REDISCLI_AUTH"]
+    container(rendered, "router")["env"] = [e for e in container(rendered, "router")["env"]
+                                            if e["name"] != "REDIS_PASSWORD"]  # fmt: skip
+    assert_reported(checks.redis_auth_problems(rendered),
+                    ("Deployment/shard-b-redis", "without --requirepass"),
+                    ("Deployment/redis", "REDISCLI_AUTH does not come from a Secret"),
+                    ("Deployment/router", "talks to Redis without REDIS_PASSWORD"))  # fmt: skip
 
 
 # -- the balancer's pod, with real programs ------------------------------------------------------
