@@ -19,6 +19,7 @@ import redis
 from infra.docker.airgap import REPO
 from infra.docker.engine import DockerError
 from infra.docker.ops.project import Project, hostname, ip_address, short_name
+from infra.docker.ops.project import redis_url as compose_redis_url
 from infra.docker.ops.scale import ScaleOutcome, scale
 from infra.docker.ops.workers import workers_of
 
@@ -80,13 +81,15 @@ class DockerStack:
         return {hostname(c): len(workers_of(c) or []) for c in self.containers(service)}
 
     def redis_url(self, service: str, db: int = 0) -> str:
-        """``redis://<container address>:6379/db`` for a Redis service, checked with a PING (the compose
-        network's addresses are routed from the engine's own host; not from a remote engine's clients)."""
+        """``redis://:<password>@<container address>:6379/db`` for a Redis service, checked with a PING (the
+        compose network's addresses are routed from the engine's own host; not from a remote engine's clients).
+        The password is the stack's REDIS_PASSWORD, read inside the container: every Redis requires it. The URL
+        holds it, so it is for clients only, never for a report."""
         containers = self.containers(service)
         address = ip_address(containers[0]) if containers else None
         if address is None:
             raise StackUnsupported(f"--docker: the compose stack '{self.name}' runs no {service} with an address")
-        url = f"redis://{address}:{REDIS_PORT}/{db}"
+        url = compose_redis_url(containers[0], address, REDIS_PORT, db)
         try:
             with redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3) as client:
                 client.ping()

@@ -283,7 +283,9 @@ class ComposeStack:
         if container.status != "running" or address is None:
             return False
         if part.endswith("redis"):
-            return redis_answers(f"redis://{address}:{REDIS_PORT}/0")
+            from infra.docker.ops.project import redis_url
+
+            return redis_answers(redis_url(container, address, REDIS_PORT))
         return cluster_ready(f"http://{address}:{HEALTH_PORT}")
 
     def restarts(self, part: str) -> int | None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError, engine_client
@@ -45,6 +46,17 @@ def hostname(container: Container) -> str:
 def ip_address(container: Container) -> str | None:
     networks = container.attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
     return next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), None)
+
+
+SECRETS_DIR = "/run/secrets/scalecube"  # docker-compose.yml: the `secrets` volume, read-only in the services
+
+
+def redis_url(container: Container, address: str, port: int = 6379, db: int = 0) -> str:
+    """The URL a client on the engine's host reaches a compose Redis at: with the stack's REDIS_PASSWORD (every
+    Redis requires it), read inside the container. It holds the password: for clients, never for a report."""
+    code, output = container.exec_run(["cat", f"{SECRETS_DIR}/REDIS_PASSWORD"])
+    password = output.decode().strip() if code == 0 else ""
+    return f"redis://{':' + quote(password, safe='') + '@' if password else ''}{address}:{port}/{db}"
 
 
 @dataclass

@@ -18,10 +18,13 @@ from datetime import datetime, timezone
 
 import httpx
 import pytest
+import redis
 
 from infra.docker.ops.balancer import Balancer
-from infra.docker.ops.project import ip_address
+from infra.docker.ops.project import SECRETS_DIR, ip_address
 from infra.local.processes import wait_until
+from scalecube.signing import Signer
+from services.common import secrets as secret_values
 from tests.support.haproxy import HAPROXY_CUT_RESPONSE
 from tests.support.docker import ComposeStack
 from tests.support.load import LoadGenerator
@@ -86,6 +89,69 @@ def test_a_session_made_through_one_container_is_valid_through_all(stack):
             assert me.json()["user"] == user
             hosts.add(me.headers["x-served-by"].split("/")[0])
     assert len(hosts) == 3, hosts
+
+
+REDIS_SERVICES = ("redis", "auth-redis", "directory-redis", "shard-a-redis", "shard-b-redis")
+
+
+def read_secret(container, name: str) -> str:
+    code, output = container.exec_run(["cat", f"{SECRETS_DIR}/{name}"])
+    assert code == 0, output
+    return output.decode().strip()
+
+
+def test_the_generated_secrets_are_random_and_every_replica_reads_the_same(stack):
+    """No SESSION_SECRET etc. in the environment: the `secrets` service made them, once, for everyone."""
+    (done,) = stack.containers("secrets", all=True)
+    assert done.attrs["State"]["Status"] == "exited" and done.attrs["State"]["ExitCode"] == 0
+    apis = stack.containers("api")
+    values = {name: read_secret(apis[0], name) for name in secret_values.SECRETS}
+    assert all(secret_values.problem(value) is None for value in values.values()), "a known or short secret"
+    assert len(set(values.values())) == len(values)
+    assert {read_secret(api, "SESSION_SECRET") for api in apis} == {values["SESSION_SECRET"]}
+    assert read_secret(stack.containers("lb")[0], "LB_COOKIE_KEY") == values["LB_COOKIE_KEY"]
+    assert read_secret(stack.containers("redis")[0], "REDIS_PASSWORD") == values["REDIS_PASSWORD"]
+    for service in ("api", "lb"):  # files, not values, in what `docker inspect` shows
+        env = "\n".join(stack.containers(service)[0].attrs["Config"]["Env"])
+        assert not [v for v in values.values() if v in env], service
+    # What the api signs with is that file's value: its session cookie verifies with it.
+    user, password = f"s{uuid.uuid4().hex[:8]}", "correct-horse-battery"
+    with httpx.Client(base_url=stack.url, timeout=10) as http:
+        assert http.post("/auth/register", json={"username": user, "password": password}).status_code == 201
+        login = http.post("/session/login", json={"user": user, "password": password})
+    assert login.status_code == 200, login.text
+    assert Signer(values["SESSION_SECRET"], salt="session").unsign(login.cookies["scalecube_session"])
+
+
+def test_every_redis_refuses_commands_without_the_password(stack):
+    password = read_secret(stack.containers("redis")[0], "REDIS_PASSWORD")
+    for service in REDIS_SERVICES:
+        (container,) = stack.containers(service)
+        code, output = container.exec_run(["redis-cli", "set", "k", "v"])  # no REDISCLI_AUTH here
+        assert b"NOAUTH" in output, (service, output)
+        address = ip_address(container)
+        with redis.Redis(host=address, port=6379, socket_timeout=5) as client:
+            with pytest.raises(redis.AuthenticationError):
+                client.get("anything")
+        with redis.Redis(host=address, port=6379, password=password, socket_timeout=5) as client:
+            assert client.ping()
+
+
+def test_every_container_drops_every_capability_and_gains_no_privilege(stack):
+    project = stack.client.containers.list(all=True, filters={"label": f"com.docker.compose.project={stack.project}"})
+    services = {c.labels["com.docker.compose.service"] for c in project}
+    assert {"secrets", "api", "lb", "locust", "locust-worker", *REDIS_SERVICES} <= services
+    for container in project:
+        host = container.attrs["HostConfig"]
+        name = container.name
+        assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd"), (name, host["CapDrop"], host.get("CapAdd"))
+        assert "no-new-privileges:true" in (host.get("SecurityOpt") or []), name
+        if container.status == "running":  # and the process itself has none: effective and bounding sets empty
+            code, output = container.exec_run(["cat", "/proc/1/status"])
+            status = dict(line.split(":\t", 1) for line in output.decode().splitlines() if ":\t" in line)
+            assert (status["CapEff"].strip(), status["CapBnd"].strip(), status["NoNewPrivs"].strip()) == \
+                ("0000000000000000", "0000000000000000", "1"), name
+            assert status["Uid"].split()[1] != "0", f"{name} runs as root"
 
 
 def test_splitting_and_decomposing_through_the_balancer(stack):
