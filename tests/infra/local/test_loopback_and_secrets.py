@@ -1,0 +1,82 @@
+"""`scalecube up` binds loopback only, and shares one set of secrets, kept in its state dir (0600).
+
+Built, not started: what each component would be launched with is what is checked, for every shape of the stack.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from infra.local import stack as local_stack
+from infra.local.components import ClusterComponent, DnsComponent, HaproxyComponent, PythonLbComponent, RedisComponent
+from infra.local.stack import StackOptions, UsageError, build_components
+from services.common import secrets
+
+SHAPES = {
+    "one-api": dict(api=1, lb="none", services="api"),
+    "python-lb-all": dict(api=3, lb="python", services="all"),
+    "haproxy-all": dict(api=2, lb="haproxy", services="all", sticky=True),
+}
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in secrets.SECRETS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name + secrets.FILE_SUFFIX, raising=False)
+
+
+def loopback(host: str) -> bool:
+    return ipaddress.ip_address(host).is_loopback
+
+
+def binds(component: object) -> list[str]:
+    """Every host a component listens on."""
+    if isinstance(component, (RedisComponent, DnsComponent, ClusterComponent)):
+        return [component.host]
+    if isinstance(component, HaproxyComponent):
+        return [bind.rpartition(":")[0] for bind in component.settings.binds()]
+    if isinstance(component, PythonLbComponent):
+        return [component.listen.rpartition(":")[0], component.admin.rpartition(":")[0]]
+    raise AssertionError(f"a component this test does not know: {component!r}")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_component_listens_on_loopback_only(shape: str, tmp_path: Path) -> None:
+    components = build_components(StackOptions(state_dir=tmp_path, **SHAPES[shape]))
+    hosts = {component.name: binds(component) for component in components}
+    assert hosts and all(loopback(host) for listed in hosts.values() for host in listed), hosts
+
+
+@pytest.mark.parametrize("shape", ["python-lb-all", "haproxy-all"])
+def test_one_set_of_secrets_kept_in_the_state_dir_and_shared(shape: str, tmp_path: Path) -> None:
+    components = build_components(StackOptions(state_dir=tmp_path, **SHAPES[shape]))
+    directory = tmp_path / local_stack.SECRETS_DIR
+    assert directory.stat().st_mode & 0o777 == 0o700
+    kept = {path.name: path.read_text().strip() for path in directory.iterdir()}
+    assert set(kept) == set(local_stack.STACK_SECRETS)
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in directory.iterdir())
+    assert all(secrets.problem(value) is None for value in kept.values())
+    apis = [c for c in components if isinstance(c, ClusterComponent) and c.app == local_stack.API_APP]
+    assert len(apis) > 1 and {c.env["SESSION_SECRET"] for c in apis} == {kept["SESSION_SECRET"]}
+    balancer = components[-1]
+    if isinstance(balancer, HaproxyComponent):
+        assert balancer.settings.cookie_key == kept["LB_COOKIE_KEY"]
+    else:
+        assert balancer.env["LB_STICKY_SECRET"] == kept["LB_STICKY_SECRET"]
+    again = build_components(StackOptions(state_dir=tmp_path, **SHAPES[shape]))  # the next `up`: the same ones
+    again_apis = [c for c in again if isinstance(c, ClusterComponent) and c.app == local_stack.API_APP]
+    assert {c.env["SESSION_SECRET"] for c in again_apis} == {kept["SESSION_SECRET"]}
+
+def test_a_secret_set_in_the_environment_wins_and_a_placeholder_is_refused(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("SESSION_SECRET", "my-own-session-secret-0123")
+    components = build_components(StackOptions(state_dir=tmp_path, **SHAPES["one-api"]))
+    assert components[-1].env["SESSION_SECRET"] == "my-own-session-secret-0123"
+    monkeypatch.setenv("LB_COOKIE_KEY", "scalecube-dev-cookie-key")
+    with pytest.raises(UsageError, match="LB_COOKIE_KEY: is a known placeholder") as refused:
+        build_components(StackOptions(state_dir=tmp_path, **SHAPES["haproxy-all"]))
+    assert "scalecube-dev-cookie-key" not in str(refused.value)
