@@ -180,7 +180,7 @@ def up(
 
     from infra.local.errors import StackError
     from infra.local.report import ConsoleReporter
-    from infra.local.stack import LocalStack, StackOptions, choose_balancer
+    from infra.local.stack import LocalStack, StackOptions, choose_balancer, stack_secrets
     from infra.local.state import StateFile
     from infra.local.supervisor import Supervisor, start_detached
 
@@ -200,6 +200,7 @@ def up(
                                session_backend=session_backend, redis_port=redis_port, api=api, lb=balancer,
                                sticky=sticky, stats_port=stats_port, api_port=api_port, dns_port=dns_port,
                                services=services)  # fmt: skip
+        stack_secrets(options.state_dir)  # made or checked before anything starts (a placeholder is refused here)
         reporter = ConsoleReporter()
         if detach:
             reporter.ready(start_detached(options), options.state_dir, detached=True)

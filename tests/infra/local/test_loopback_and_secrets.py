@@ -80,3 +80,15 @@ def test_a_secret_set_in_the_environment_wins_and_a_placeholder_is_refused(tmp_p
     with pytest.raises(UsageError, match="LB_COOKIE_KEY: is a known placeholder") as refused:
         build_components(StackOptions(state_dir=tmp_path, **SHAPES["haproxy-all"]))
     assert "scalecube-dev-cookie-key" not in str(refused.value)
+
+
+def test_up_refuses_a_placeholder_before_starting_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from scalecube import cli as scalecube_cli
+
+    result = CliRunner().invoke(scalecube_cli.app, ["up", "--state-dir", str(tmp_path), "--services", "api"],
+                                env={"SESSION_SECRET": "CHANGE-ME-placeholder-session-secret"})  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "SESSION_SECRET: is a known placeholder" in result.output and "CHANGE-ME-placeholder" not in result.output
+    assert not (tmp_path / "stack.json").exists()
