@@ -21,6 +21,7 @@ from infra.local.processes import ClusterProcess, ManagedProcess, wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
 from lb.haproxy.runner import HaproxyNotFound, HaproxySettings, find_haproxy
+from services.common import secrets as secret_values
 
 API = "services.api.app:app"
 READY_TIMEOUT = 60.0  # a replica's workers on a busy 2-core machine
@@ -188,7 +189,8 @@ class Rig:
         if kind == "haproxy":
             settings = HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
                                        dns=topology.dns_address, api_service=service, api_port=topology.port,
-                                       api_health_port=self.health_port, sticky=sticky)  # fmt: skip
+                                       api_health_port=self.health_port, sticky=sticky,
+                                       cookie_key=secret_values.generate())  # fmt: skip
             balancer = HaproxyComponent(settings, self.workdir, name=name, backends=replicas)
         else:
             balancer = PythonLbComponent(self.workdir, listen=f"127.0.0.1:{free_port()}",

@@ -193,7 +193,7 @@ class PythonBalancer:
         argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}",
                 "--admin", f"127.0.0.1:{admin_port}", *PYTHON_LIKE_HAPROXY, *args]  # fmt: skip
         # The secret set, like HAProxy's cookie key: no warning, and nothing leaks in from the caller's shell.
-        self.process = ManagedProcess(argv, env={"LB_STICKY_SECRET": "test-cookie-key"},
+        self.process = ManagedProcess(argv, env={"LB_STICKY_SECRET": "test-cookie-key-0123456"},
                                       log_path=workdir / f"python-lb-{port}.log")  # fmt: skip
 
     def ready(self) -> bool:
