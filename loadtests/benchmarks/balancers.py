@@ -23,6 +23,7 @@ from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
 from lb.haproxy.runner import HaproxySettings
 from loadtests.drivers import LoadSummary, run_load, summarise
+from services.common import secrets as secret_values
 
 API = "services.api.app:app"
 TARGETS = ("direct (1 backend)", "haproxy", "python")
@@ -52,7 +53,7 @@ class Rig:
         try:
             self.redis.start()
             self.topology.start_dns()
-            env = {"REDIS_URL": self.redis.url, "SESSION_SECRET": "bench-secret-not-for-production",
+            env = {"REDIS_URL": self.redis.url, "SESSION_SECRET": secret_values.generate(),
                    "LOG_LEVEL": "warning"}  # fmt: skip
             for host in HOSTS[:replicas]:
                 self.topology.start("api", host, API, workers=workers, env=env)

@@ -27,6 +27,7 @@ from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess, wait_until
 from infra.local.redis_server import RedisServer
 from loadtests.drivers import LoadSummary, run_load, run_threads
+from services.common import secrets as secret_values
 
 API = "services.api.app:app"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
@@ -43,7 +44,7 @@ class FoundationReport:
 class Bench:
     def __init__(self, workdir: Path, redis_url: str) -> None:
         self.workdir = workdir
-        self.env = {"REDIS_URL": redis_url, "SESSION_SECRET": "bench-secret-not-for-production",
+        self.env = {"REDIS_URL": redis_url, "SESSION_SECRET": secret_values.generate(),
                     "SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning"}  # fmt: skip
 
     def cluster(self, workers: int, policy: str = "rr") -> ClusterProcess:

@@ -39,6 +39,7 @@ from infra.local.redis_server import RedisServer
 from loadtests.benchmarks.served_by import UNKNOWN, TalliedRun, run_wrk, spread, wrk_available, write_script
 from loadtests.drivers import median
 from services.api.clone import DEFAULT_ITERATIONS
+from services.common import secrets as secret_values
 
 API = "services.api.app:app"
 HOST = "127.0.0.1"
@@ -298,7 +299,7 @@ def run(*, seconds: float = 8.0, rounds: int = 3, workers: int | None = None, co
     with tempfile.TemporaryDirectory(prefix="scalecube-bench-") as tmp, RedisServer() as redis:
         workdir = Path(tmp)
         script = write_script(workdir)
-        env = {"REDIS_URL": redis.url, "SESSION_SECRET": "bench-secret-not-for-production", "LOG_LEVEL": "warning",
+        env = {"REDIS_URL": redis.url, "SESSION_SECRET": secret_values.generate(), "LOG_LEVEL": "warning",
                "SCALECUBE_RUN_DIR": str(workdir)}  # fmt: skip
         servers: list[Server] = []
         try:

@@ -25,7 +25,7 @@ from services.common import secrets as secret_values
 
 API = "services.api.app:app"
 READY_TIMEOUT = 60.0  # a replica's workers on a busy 2-core machine
-DEMO_SECRET = "scalecube-demo-secret-not-for-production"
+DEMO_SECRET = secret_values.generate()  # one per process: every replica a rig starts shares it
 GUIDES_CLUSTER = Path(__file__).with_name("guides_cluster.js")  # the guides' Node cluster, for comparison
 
 Balancer = HaproxyComponent | PythonLbComponent
