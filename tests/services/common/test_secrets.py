@@ -185,7 +185,7 @@ def test_the_connector_sends_redis_password(own_redis) -> None:
 
     async def scenario() -> None:
         without = RedisConnector(own_redis.url)
-        with pytest.raises(redis.AuthenticationError, match="NOAUTH|Authentication required"):
+        with pytest.raises(redis.AuthenticationError, match="(?i)auth"):  # NOAUTH, or HELLO refused unauthenticated
             await without.client.set("k", "v")  # nothing without the password
         await without.close()
         connector = RedisConnector(own_redis.url, password=GOOD)
