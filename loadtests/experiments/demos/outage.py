@@ -64,7 +64,7 @@ USERS = 10
 # an outage is about what users see, not about capacity, which flat-out load on 2 cores would be.
 VISITORS = {"SCALECUBE_WAIT_MIN": "", "SCALECUBE_WAIT_MAX": ""}
 STOP, KILL = "STOP", "KILL"
-PASSWORD = "outage-demo-visitor"  # the demo's own account at auth (8 to 128 characters)
+PASSWORD = "outage-demo-visitor"  # the demo's own account at auth (its policy: 10 to 128 characters, not common)
 CONTRACT_CLAIM = "every answer a success, or a 503 naming its dependency (no 500, none past the client timeout)"
 
 
