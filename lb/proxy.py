@@ -52,7 +52,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
 LINGER_SECONDS = 1.0  # after an error reply, how long we drain the client's leftovers before closing
-FAILURE_COUNTERS = {"no_route": "unrouted_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
+FAILURE_COUNTERS = {"no_route": "unrouted_404", "not_found": "internal_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
                     "backend_unreachable": "unreachable_503", "gateway_timeout": "upstream_timeout_504",
                     "request_timeout": "client_body_timeout_408"}  # error -> BalancerStats field  # fmt: skip
 
@@ -376,6 +376,12 @@ class Exchange:
 
     # -- choosing and reaching a backend ---------------------------------------------------
     def begin(self) -> None:
+        internal = self.balancer.internal
+        if internal is not None and internal.refuses(self.method, self.url):
+            # Served by a backend, but only inside the network (lb.config.DEFAULT_INTERNAL): the same 404 as
+            # a path nobody serves, so the public port does not even say it exists.
+            self.fail(404, "not_found", "no such resource")
+            return
         if self.pool is None:
             self.fail(404, "no_route", f"no route of this balancer matches {self.url.decode('latin-1')!r}")
             return

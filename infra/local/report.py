@@ -27,7 +27,9 @@ class ConsoleReporter:
             grid.add_row(f"  [bold]{escape(component['name'])}[/]", escape(component["url"]),
                          f"pid {component['pid']}")  # fmt: skip
             if component.get("stats"):
-                grid.add_row(f"  {escape(component['name'])} stats", escape(component["stats"] + "/"), "")
+                login = (f"user {component['admin_user']}, password in {component['admin_password_file']}"
+                         if component.get("admin_password_file") else "")  # fmt: skip
+                grid.add_row(f"  {escape(component['name'])} stats", escape(component["stats"] + "/"), escape(login))
         grid.add_row("  logs", escape(str(state_dir)), "")
         self.console.print(f"[green]scalecube stack is up[/] (supervisor pid {state.supervisor.pid})")
         self.console.print(grid)
