@@ -27,12 +27,14 @@ class ConsoleReporter:
             grid.add_row(f"  [bold]{escape(component['name'])}[/]", escape(component["url"]),
                          f"pid {component['pid']}")  # fmt: skip
             if component.get("stats"):
-                login = (f"user {component['admin_user']}, password in {component['admin_password_file']}"
-                         if component.get("admin_password_file") else "")  # fmt: skip
-                grid.add_row(f"  {escape(component['name'])} stats", escape(component["stats"] + "/"), escape(login))
+                grid.add_row(f"  {escape(component['name'])} stats", escape(component["stats"] + "/"), "")
         grid.add_row("  logs", escape(str(state_dir)), "")
         self.console.print(f"[green]scalecube stack is up[/] (supervisor pid {state.supervisor.pid})")
         self.console.print(grid)
+        for component in state.components:  # one line each, unwrapped: a path to copy
+            if component.get("admin_password_file"):
+                self.console.print(f"  {escape(component['name'])} stats: user {escape(component['admin_user'])}, "
+                                   f"password in {escape(component['admin_password_file'])}", highlight=False)  # fmt: skip
         how_to_stop = f"scalecube down --state-dir {state_dir}" if detached else "Ctrl-C"
         self.console.print(f"{escape(how_to_stop)} to stop")
 
