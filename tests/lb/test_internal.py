@@ -119,7 +119,7 @@ def test_haproxy_cfg_refuses_exactly_the_python_balancers_internal_list():
     assert haproxy == python
     for name in methods:  # every path is a whole segment: `/x` exactly, and `/x/...`
         assert acls[(name, "beg")] == {path + "/" for path in acls[(name, "str")]}
-    assert load_config().internal == tuple(python)  # the shipped balancer.toml keeps the default
+    assert load_config().internal == tuple(InternalPath.parse(entry) for entry in DEFAULT_INTERNAL)  # the shipped file: the default
 
 
 def test_the_matcher_reads_the_path_as_a_backend_routes_it():
