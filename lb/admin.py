@@ -22,6 +22,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -61,6 +62,15 @@ def status(state: BalancerState) -> dict[str, Any]:
 
 
 REALM = "scalecube lb admin"
+
+
+def write_password_file(path: Path, password: str) -> None:
+    """``password`` into ``path``, readable by this user only (0600, also when the file was there, looser)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(password + "\n")
 
 
 class AdminLogin:

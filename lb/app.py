@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from lb.admin import admin_server, create_admin_app
+from lb.admin import admin_server, create_admin_app, write_password_file
 from lb.config import BalancerConfig, ConfigError, InternalPaths, Router
 from lb.discovery import discovery_from_spec
 from lb.health import HealthChecker
@@ -55,11 +55,7 @@ def admin_password(config: BalancerConfig, generated_file: Path | None,
                           "password to was given (--admin-password-file)")  # fmt: skip
     password = secrets.token_urlsafe(24)
     try:
-        generated_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(generated_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            os.fchmod(out.fileno(), 0o600)  # an older file of looser mode stays no looser
-            out.write(password + "\n")
+        write_password_file(generated_file, password)
     except OSError as exc:
         raise ConfigError(f"{config.admin.password_env} is not set and the generated admin password cannot be "
                           f"written to {generated_file}: {exc.strerror or exc}") from None  # fmt: skip

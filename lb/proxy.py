@@ -52,9 +52,10 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
 LINGER_SECONDS = 1.0  # after an error reply, how long we drain the client's leftovers before closing
-FAILURE_COUNTERS = {"no_route": "unrouted_404", "not_found": "internal_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
+FAILURE_COUNTERS = {"no_route": "unrouted_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
                     "backend_unreachable": "unreachable_503", "gateway_timeout": "upstream_timeout_504",
-                    "request_timeout": "client_body_timeout_408"}  # error -> BalancerStats field  # fmt: skip
+                    "request_timeout": "client_body_timeout_408", "not_found": "internal_404",
+                    }  # error -> BalancerStats field  # fmt: skip
 
 
 @dataclass(frozen=True)

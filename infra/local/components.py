@@ -27,6 +27,7 @@ from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
 from infra.local.processes import serve_argv
 from infra.local.redis_server import APPENDFSYNC, LOG_NAME, RedisServer
+from lb.admin import write_password_file
 from lb.haproxy import runner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m scalecube` and the apps import from
@@ -345,11 +346,7 @@ class _Balancer:
 
     def _write_password(self) -> None:
         """Into the state dir, readable by this user only (written before the process starts, every start)."""
-        self.password_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(self.admin_password + "\n")
+        write_password_file(self.password_path, self.admin_password)
 
     @property
     def pid(self) -> int | None:
