@@ -569,6 +569,10 @@ def test_full_stack_internal_paths_are_refused_by_the_balancer_and_served_by_eac
             assert own.status_code == status, (method, path, name, own.status_code)
         assert public.get("/announcements/last").status_code == 200  # the public read stays
         assert public.get("/users/count").status_code == 200
+        # The balancers pass paths on unchanged (no prefix is stripped): under the routed prefixes these
+        # names reach auth and the router as their own paths, which serve nothing there.
+        for path in ("/auth/metrics", "/auth/docs", "/auth/openapi.json", "/users/metrics", "/users/openapi.json"):
+            assert public.get(path).status_code == 404, path
 
 
 def test_full_stack_down_leaves_nothing_running(full_stack):
