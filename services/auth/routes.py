@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from services.auth.accounts import Accounts, InvalidCredentials, RateLimited, UsernameTaken
+from services.common.errors import error_responses
 
 COOKIE_NAME = "scalecube_auth"
 USERNAME_RULE = "3 to 32 characters: lowercase letters, digits, and _ . -"
@@ -65,7 +66,7 @@ def _accounts(request: Request) -> Accounts:
     return request.app.state.accounts
 
 
-@router.post("/register", status_code=201)
+@router.post("/register", status_code=201, responses=error_responses(409, 503, why={409: "the username is taken"}))
 async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
     try:
         await _accounts(request).register(body.username, body.password)
@@ -74,7 +75,7 @@ async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
     return {"username": body.username}
 
 
-@router.post("/login")
+@router.post("/login", responses=error_responses(401, 429, 503, why={401: "wrong username or password"}))
 async def login(body: LoginRequest, request: Request, response: Response) -> dict[str, str]:
     client_ip = request.client.host if request.client else None  # X-Forwarded-For from a trusted proxy: see README
     try:
@@ -95,7 +96,7 @@ async def login(body: LoginRequest, request: Request, response: Response) -> dic
     return {"username": body.username, "token": token}
 
 
-@router.get("/verify")
+@router.get("/verify", responses=error_responses(401, 503, why={401: "no token, or an unknown, expired or revoked one"}))
 async def verify(request: Request) -> dict[str, str]:
     """Session introspection for other services: whose token is this?"""
     token = presented_token(request)
@@ -110,7 +111,7 @@ async def verify(request: Request) -> dict[str, str]:
     return {"username": username}
 
 
-@router.post("/logout")
+@router.post("/logout", responses=error_responses(503))
 async def logout(request: Request, response: Response) -> dict[str, bool]:
     token = presented_token(request)
     revoked = bool(token) and await _accounts(request).logout(token)
@@ -119,7 +120,7 @@ async def logout(request: Request, response: Response) -> dict[str, bool]:
     return {"logged_out": revoked}
 
 
-@router.get("/users/count")
+@router.get("/users/count", responses=error_responses(503))
 async def users_count(request: Request) -> dict[str, int]:
     return {"count": await _accounts(request).count()}
 

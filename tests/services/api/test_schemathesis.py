@@ -1,0 +1,44 @@
+"""Schemathesis, every check, against the api's real cluster and its real Redis
+(``tests.services.schemathesis_support``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from schemathesis.schemas import BaseSchema
+
+from infra.local.ports import free_port
+from infra.local.processes import ClusterProcess
+from infra.local.redis_server import RedisServer
+from tests.services.api.conftest import API
+from tests.services.schemathesis_support import load_schema
+from tests.support.fixtures import ready, running_redis
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.fixture(scope="module")
+def api_redis() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+@pytest.fixture(scope="module")
+def api_cluster(api_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
+    workdir = tmp_path_factory.mktemp("api")
+    env = {"REDIS_URL": api_redis.url, "SESSION_SECRET": "test-secret-long-enough-123",
+           "SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning"}  # fmt: skip
+    cluster = ready(ClusterProcess(API, port=free_port(), workdir=workdir, workers=1, env=env))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def api_schema(api_cluster: ClusterProcess) -> BaseSchema:
+    return load_schema(api_cluster.url)
+
+
+@schema.parametrize()
+def test_every_operation_answers_as_its_schema_says(case: schemathesis.Case) -> None:
+    case.call_and_validate()
