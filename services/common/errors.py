@@ -242,14 +242,16 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return internal_error_response()
 
 
-def allowed_methods(app: ASGIApp, scope: Scope) -> list[str]:
-    """Every method some route of ``app`` answers at this request's path (HEAD with GET)."""
-    methods: set[str] = set()
-    for route in getattr(app, "routes", ()):
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches(scope)[0] is not Match.NONE:
-            methods |= route_methods
-    return sorted(methods)
+# What a 405's Allow can name: every method a route may serve (OPTIONS is served by none).
+PROBED_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: Any, scope: Scope) -> list[str]:
+    """Every method some route of ``app`` serves at this request's path, asked of the routes
+    themselves (included routers too): the same matching that routes a request."""
+    routes = app.router.routes
+    return [method for method in PROBED_METHODS
+            if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)]  # fmt: skip
 
 
 def _http_message(request: Request, status: int, detail: Any) -> str:

@@ -13,14 +13,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from starlette.routing import request_response
 
 from services.common.errors import error_response, error_responses
 from services.router.routing import UserRouting
@@ -49,12 +48,11 @@ class UsersPage(BaseModel):
 
 class BareRoute(APIRoute):
     """Documented like any FastAPI route (``responses=``, ``openapi_extra`` for its parameters), served
-    like a plain Starlette route: ``endpoint(request)``, nothing solved or validated per request, so
-    the endpoint checks what it needs itself."""
+    without FastAPI's per-request work: the handler is the endpoint itself, ``endpoint(request)``,
+    nothing solved or validated, so the endpoint checks what it needs itself."""
 
-    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        self.app = request_response(endpoint)
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return self.endpoint
 
 
 def _routing(request: Request) -> UserRouting:
