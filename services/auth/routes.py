@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from services.auth.accounts import Accounts, InvalidCredentials, RateLimited, UsernameTaken
 from services.auth.policy import PASSWORD_MAX, PASSWORD_MIN, common_passwords, is_common
+from services.common.errors import error_responses
 
 COOKIE_NAME = "scalecube_auth"
 USERNAME_RULE = "3 to 32 characters: lowercase letters, digits, and _ . -"
@@ -90,7 +91,8 @@ def _too_many(limited: RateLimited, what: str) -> HTTPException:
     }, headers={"Retry-After": wait})  # fmt: skip
 
 
-@router.post("/register", status_code=201)
+@router.post("/register", status_code=201,
+             responses=error_responses(409, 429, 503, why={409: "the username is taken"}))  # fmt: skip
 async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
     """409 tells that a name is taken, as it must for someone choosing one: rate-limited per address (README)."""
     try:
@@ -102,7 +104,7 @@ async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
     return {"username": body.username}
 
 
-@router.post("/login")
+@router.post("/login", responses=error_responses(401, 429, 503, why={401: "wrong username or password"}))
 async def login(body: LoginRequest, request: Request, response: Response) -> dict[str, str]:
     try:
         token = await _accounts(request).login(body.username, body.password, _client_ip(request))
@@ -119,7 +121,7 @@ async def login(body: LoginRequest, request: Request, response: Response) -> dic
     return {"username": body.username, "token": token}
 
 
-@router.get("/verify")
+@router.get("/verify", responses=error_responses(401, 503, why={401: "no token, or an unknown, expired or revoked one"}))
 async def verify(request: Request) -> dict[str, str]:
     """Session introspection for other services: whose token is this?"""
     token = presented_token(request)
@@ -134,7 +136,7 @@ async def verify(request: Request) -> dict[str, str]:
     return {"username": username}
 
 
-@router.post("/logout")
+@router.post("/logout", responses=error_responses(503))
 async def logout(request: Request, response: Response) -> dict[str, bool]:
     token = presented_token(request)
     revoked = bool(token) and await _accounts(request).logout(token)
@@ -143,7 +145,7 @@ async def logout(request: Request, response: Response) -> dict[str, bool]:
     return {"logged_out": revoked}
 
 
-@router.get("/users/count")
+@router.get("/users/count", responses=error_responses(503))
 async def users_count(request: Request) -> dict[str, int]:
     return {"count": await _accounts(request).count()}
 
