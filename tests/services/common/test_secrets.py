@@ -100,10 +100,10 @@ def test_haproxy_refuses_every_published_cookie_key_and_the_runner_a_short_one()
     require_haproxy()
     for value in sorted(secrets.KNOWN_VALUES):  # haproxy.cfg's own list is kept in step with the kit's
         with pytest.raises(runner.HaproxyConfigError, match="LB_COOKIE_KEY is a known placeholder"):
-            runner.check_config({**runner.HaproxySettings(sticky=True).environment(), "LB_COOKIE_KEY": value})
+            runner.check_config({**runner.HaproxySettings(sticky=True, admin_password=GOOD).environment(), "LB_COOKIE_KEY": value})
     with pytest.raises(runner.HaproxyConfigError, match="LB_STICKY=1 needs LB_COOKIE_KEY"):
-        runner.check_config(runner.HaproxySettings(sticky=True).environment())
-    runner.check_config(runner.HaproxySettings(sticky=True, cookie_key=GOOD).environment())
+        runner.check_config(runner.HaproxySettings(sticky=True, admin_password=GOOD).environment())
+    runner.check_config(runner.HaproxySettings(sticky=True, cookie_key=GOOD, admin_password=GOOD).environment())
     for value, reason in (("compose-dev-cookie-key", "known placeholder"), ("short-key", "at least 16")):
         with pytest.raises(secrets.SecretError, match=f"LB_COOKIE_KEY: .*{reason}"):
             runner.HaproxySettings(cookie_key=value)
