@@ -33,7 +33,9 @@ def _lowercase(value: Any) -> Any:
 
 
 class RegisterRequest(BaseModel):
-    username: str = Field(description=USERNAME_RULE)
+    # The schema shows the format (case-insensitive: "Ada" is "ada"); the validator below enforces it, naming the rule.
+    username: str = Field(description=USERNAME_RULE,
+                          json_schema_extra={"pattern": "^[A-Za-z0-9_.-]{3,32}$", "minLength": 3, "maxLength": 32})  # fmt: skip
     # The static rules as constraints: the OpenAPI schema shows them (minLength, maxLength).
     password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, description=PASSWORD_RULE)
 
