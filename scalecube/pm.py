@@ -7,6 +7,8 @@ Each finds a cluster by name or port through the masters' control sockets (``clu
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -167,8 +169,12 @@ def logs_command(
     for line in logfiles.merged_tail(folder, lines, slot):
         typer.echo(line)
     if follow:
-        with contextlib.suppress(KeyboardInterrupt):
-            logfiles.follow(folder, typer.echo, slot)
+        # Ctrl-C (or SIGTERM) only sets a flag the loop checks between reads: a KeyboardInterrupt raised at
+        # an arbitrary point could land in the middle of a write, and once in CI a follower outlived its SIGINT.
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        logfiles.follow(folder, typer.echo, slot, should_stop=stop.is_set)
 
 
 def delete_command(target: NameArgument) -> None:
