@@ -21,8 +21,9 @@ flow control does the rest) until the queue shrinks. To be able to stop near a c
 parser is fed ``PARSE_SLICE`` bytes at a time, and checked between slices: the queue can
 exceed its cap by at most one slice. The same stop serves request bodies: when the upstream
 cannot take more (or no backend connection is open yet), parsing stops, and what is unparsed
-waits in one buffer. A client that closes its sending side after its requests still gets
-every answer (half-close), then the connection closes.
+waits in one buffer. A client that closes its sending side is taken as gone (nginx's default;
+HAProxy would still answer): the request in flight is abandoned, so no backend's in-flight count
+waits on a client that left.
 
 **Per-client cap.** One address may hold ``max_connections_per_client`` connections; the
 next is answered 429 and closed, so one client cannot take every slot of ``max_connections``
@@ -100,7 +101,6 @@ class ClientConnection(asyncio.Protocol):
         self._reading = True
         self._feeding = False
         self._starting = False
-        self._eof = False
         self._loop = asyncio.get_event_loop()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -138,9 +138,9 @@ class ClientConnection(asyncio.Protocol):
         self._pump()
 
     def eof_received(self) -> bool:
-        """The client is done sending. Anything it asked for is still answered (half-close), then we close."""
-        self._eof = True
-        return not self.lingering and (self.exchange is not None or bool(self.queue) or self._unparsed())
+        """The client is done sending: taken as gone (as nginx does by default), so its request in flight is
+        abandoned — a backend's in-flight count must not wait on a client that left (leastconn)."""
+        return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -377,9 +377,7 @@ class ClientConnection(asyncio.Protocol):
         self._start_next()
         self._pump()
         if self.exchange is None and not (self.closing or self.lingering):
-            if self._eof and not self._unparsed():
-                self.close()  # the client sent its last request (or cannot finish it) and has every answer
-            elif self.queue:
+            if self.queue:
                 self._arm(self.options.header_timeout, self._header_timeout)  # the next head is due
             else:
                 self._arm(self.options.idle_timeout, self._idle_timeout)
@@ -394,9 +392,6 @@ class ClientConnection(asyncio.Protocol):
         self.lingering = True
         self.parser = None  # nothing more is parsed
         self.queue.clear()
-        if self._eof:
-            self.close()  # the client sends nothing more: nothing to drain
-            return
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.transport.resume_reading()

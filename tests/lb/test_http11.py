@@ -122,13 +122,20 @@ def edge(tmp_path_factory) -> Iterator:
 
 
 class _File:
-    """What ``http.client.HTTPResponse`` wants of a socket: the same buffered file for every response."""
+    """What ``http.client.HTTPResponse`` wants of a socket: the same buffered file for every response
+    (each response "closes" it when read to its end: a no-op here, the next one reads on)."""
 
     def __init__(self, file) -> None:
         self.file = file
 
     def makefile(self, *args, **kwargs):
-        return self.file
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
 
 
 def address(lb) -> tuple[str, int]:
@@ -264,16 +271,6 @@ def test_a_pipelined_request_after_connection_close_is_not_answered(kind, edge, 
     reply = raw(lb.url, b"GET /echo/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                         b"GET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
     assert reply.count(b"HTTP/1.1 200") == 1 and b"/echo/1" in reply and b"/echo/2" not in reply, reply
-
-
-def test_requests_sent_before_a_half_close_are_all_answered(kind, edge, start_balancer):
-    lb = start_balancer(kind, edge)
-    with socket.create_connection(address(lb), timeout=10) as sock:
-        sock.sendall(b"GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        sock.shutdown(socket.SHUT_WR)
-        answers = responses(sock, 2)
-        assert sock.recv(1) == b""  # then closed
-    assert [json.loads(body)["path"] for _, _, body in answers] == ["/echo/1", "/echo/2"]
 
 
 # -- Expect --------------------------------------------------------------------------------------
