@@ -27,6 +27,22 @@ from cluster.handoff import DONE, TOOK, report_message
 
 log = logging.getLogger("scalecube.cluster")
 
+# Whose X-Forwarded-For / X-Forwarded-Proto a worker believes (uvicorn's ProxyHeadersMiddleware): the
+# peers in FORWARDED_ALLOW_IPS (addresses and CIDR networks, comma-separated), loopback by default.
+# From any other peer the headers are ignored; from a trusted one the client is the rightmost address
+# of the chain that is not itself trusted, so a client cannot prepend one of its choosing. Set it to
+# the balancers' (and forwarding services') addresses; `*` trusts everyone: any client picks its address.
+DEFAULT_FORWARDED_ALLOW_IPS = "127.0.0.1,::1"
+
+
+def forwarded_allow_ips(environ: dict[str, str] | None = None) -> str:
+    value = (os.environ if environ is None else environ).get("FORWARDED_ALLOW_IPS", "").strip()
+    value = value or DEFAULT_FORWARDED_ALLOW_IPS
+    if "*" in (part.strip() for part in value.split(",")):
+        log.warning("FORWARDED_ALLOW_IPS=*: every peer is trusted with X-Forwarded-For, so any client can choose "
+                    "the address the app sees (and dodge per-address limits); list the balancers' addresses instead")  # fmt: skip
+    return value
+
 
 class HandedProtocol(DrainingHttpToolsProtocol):
     """uvicorn's protocol on a connection the master handed over: it tells the master when it
@@ -233,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=options.drain_timeout,  # type: ignore[arg-type]
         server_header=False,
         timeout_keep_alive=options.keep_alive,  # type: ignore[arg-type]
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips(),
     )
     sockets = [socket.socket(fileno=options.listen_fd)] if options.listen_fd is not None else []
     WorkerServer(config, channel, options).run(sockets=sockets)

@@ -1,11 +1,15 @@
 """The balancer's admin port: ``/`` (status page), ``/status.json``, ``/metrics``, ``/healthz``.
 
+Every page but ``/healthz`` (a liveness probe that says nothing) asks for HTTP basic auth,
+user and password given by the caller (``lb.app`` reads them from the config and the
+environment): a 401 JSON with ``WWW-Authenticate`` without them. There is no open mode.
+
 Served by uvicorn inside the balancer's own event loop, so the handlers read
 pools and counters on the thread that changes them (``async def`` everywhere:
 a sync handler would run in a thread pool). ``admin_server`` builds that
 server without any signal handling of its own: SIGTERM belongs to the balancer.
 
-    server = admin_server(create_admin_app(state), "0.0.0.0", 8404)
+    server = admin_server(create_admin_app(state, password=secret), "127.0.0.1", 8404)
     task = asyncio.create_task(server.serve())
     ...
     server.should_exit = True; await task
@@ -15,14 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lb.metrics import balancer_registry
 from lb.stats import BalancerState
@@ -53,19 +61,59 @@ def status(state: BalancerState) -> dict[str, Any]:
     }
 
 
-def create_admin_app(state: BalancerState) -> FastAPI:
+REALM = "scalecube lb admin"
+
+
+def write_password_file(path: Path, password: str) -> None:
+    """``password`` into ``path``, readable by this user only (0600, also when the file was there, looser)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(password + "\n")
+
+
+class AdminLogin:
+    """The dependency every protected page has: HTTP basic auth (FastAPI's parser), compared in constant time."""
+
+    def __init__(self, user: str, password: str) -> None:
+        if not password:
+            raise ValueError("the admin port needs a password: it is never open")
+        self._user, self._password = user.encode(), password.encode()
+        self._basic = HTTPBasic(auto_error=False, realm=REALM)
+
+    async def __call__(self, request: Request) -> None:
+        credentials: HTTPBasicCredentials | None = await self._basic(request)
+        ok = credentials is not None and all([  # both compared, whatever the first gives
+            secrets.compare_digest(credentials.username.encode(), self._user),
+            secrets.compare_digest(credentials.password.encode(), self._password),
+        ])  # fmt: skip
+        if not ok:
+            raise HTTPException(401, "the admin port needs its user and password (HTTP basic auth)",
+                                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})  # fmt: skip
+
+
+def create_admin_app(state: BalancerState, *, password: str, user: str = "admin") -> FastAPI:
+    login = Depends(AdminLogin(user, password))
     app = FastAPI(title="scalecube lb admin", docs_url=None, redoc_url=None, openapi_url=None)
     registry = balancer_registry(state)
 
-    @app.get("/status.json")
+    @app.exception_handler(StarletteHTTPException)
+    async def json_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # As the services answer: {"error", "message"} (FastAPI's own would be {"detail"}).
+        error = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return JSONResponse({"error": error, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)  # fmt: skip
+
+    @app.get("/status.json", dependencies=[login])
     async def status_json() -> JSONResponse:
         return JSONResponse(status(state))
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, dependencies=[login])
     async def status_page() -> HTMLResponse:
         return HTMLResponse(render_status_page(status(state)), headers={"cache-control": "no-store"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[login])
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
-from lb.admin import admin_server, create_admin_app
-from lb.config import BalancerConfig, Router
+from lb.admin import admin_server, create_admin_app, write_password_file
+from lb.config import BalancerConfig, ConfigError, InternalPaths, Router
 from lb.discovery import discovery_from_spec
 from lb.health import HealthChecker
 from lb.pool import Pool
@@ -39,6 +43,28 @@ def sticky_cookie(config: BalancerConfig) -> StickyCookie | None:
     return StickyCookie(secret, name=config.sticky.cookie_name, max_age=config.sticky.max_age or None)
 
 
+def admin_password(config: BalancerConfig, generated_file: Path | None,
+                   environ: Mapping[str, str] = os.environ) -> str:  # fmt: skip
+    """The admin port's password: the environment's (``admin.password_env``, or its ``_FILE``); else a random
+    one, written to ``generated_file`` (mode 0600, readable by this user only) and its place logged, so
+    whoever started the balancer can read it. Never none: the admin port is never open."""
+    password = config.admin.password(environ)
+    if password:
+        return password
+    if generated_file is None:
+        raise ConfigError(f"{config.admin.password_env} is not set and no file to write a generated admin "
+                          "password to was given (--admin-password-file)")  # fmt: skip
+    password = secrets.token_urlsafe(24)
+    try:
+        write_password_file(generated_file, password)
+    except OSError as exc:
+        raise ConfigError(f"{config.admin.password_env} is not set and the generated admin password cannot be "
+                          f"written to {generated_file}: {exc.strerror or exc}") from None  # fmt: skip
+    log.warning("%s is not set: the admin port's password (user %s) was generated into %s",
+                config.admin.password_env, config.admin.user, generated_file)  # fmt: skip
+    return password
+
+
 def with_cli_settings(config: BalancerConfig, *, policy: str | None = None, **settings: float | int | None) -> BalancerConfig:
     """Apply the numeric flags (``--read-timeout 5`` ...) and ``--policy`` on top of the file."""
     sections = {"timeouts": config.timeouts, "limits": config.limits, "health": config.health,
@@ -56,8 +82,9 @@ def with_cli_settings(config: BalancerConfig, *, policy: str | None = None, **se
 class BalancerApp:
     """The balancer plus its admin port, assembled from one ``BalancerConfig``."""
 
-    def __init__(self, config: BalancerConfig) -> None:
+    def __init__(self, config: BalancerConfig, admin_password: str) -> None:
         self.config = config
+        self.admin_password = admin_password
         pools = {name: Pool(name, policy=u.policy, rise=config.health.rise, fall=config.health.fall,
                             panic_below=u.panic_below) for name, u in config.upstreams.items()}  # fmt: skip
         discoveries = {name: discovery_from_spec(u.discovery, interval=config.discovery.interval)
@@ -71,20 +98,22 @@ class BalancerApp:
         self.balancer = Balancer(
             pools=pools, router=Router(config.routes), options=proxy_options(config), stats=self.state.stats,
             sticky=sticky_cookie(config), background=background, drain_timeout=config.timeouts.drain,
+            internal=InternalPaths(config.internal),
         )  # fmt: skip
         for name in config.unrouted():
             log.warning("upstream %s has no route: nothing will reach it", name)
 
     async def run(self) -> None:
         host, port = self.config.listen
-        admin = admin_server(create_admin_app(self.state), *self.config.admin_listen)
+        app = create_admin_app(self.state, user=self.config.admin.user, password=self.admin_password)
+        admin = admin_server(app, *self.config.admin_listen)
         await self.balancer.run_until_signalled(host, port, extra=[admin.serve()])
 
 
-def run(config: BalancerConfig) -> None:
+def run(config: BalancerConfig, admin_password: str) -> None:
     try:
         import uvloop
 
-        uvloop.run(BalancerApp(config).run())
+        uvloop.run(BalancerApp(config, admin_password).run())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(BalancerApp(config).run())
+        asyncio.run(BalancerApp(config, admin_password).run())

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import tomllib
+from urllib.parse import unquote_to_bytes
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -95,6 +96,34 @@ class StickySettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """Who may read the admin port (HTTP basic auth): every page but ``/healthz``."""
+
+    user: str = "admin"
+    password_env: str = "LB_ADMIN_PASSWORD"  # the variable holding the password; NAME_FILE: a file holding it
+
+    def __post_init__(self) -> None:
+        if not self.user or ":" in self.user or not self.password_env:
+            raise ConfigError("admin.user (no ':') and admin.password_env must not be empty")
+
+    def password(self, environ: Mapping[str, str] = os.environ) -> str | None:
+        """The password from ``password_env``, else from the file ``password_env``_FILE names; None if neither."""
+        value = environ.get(self.password_env)
+        if value:
+            return value
+        path = environ.get(self.password_env + "_FILE")
+        if not path:
+            return None
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{self.password_env}_FILE={path}: cannot read: {exc.strerror or exc}") from None
+        if not value:
+            raise ConfigError(f"{self.password_env}_FILE={path}: the file is empty")
+        return value
+
+
+@dataclass(frozen=True)
 class HealthSettings:
     """How often and how patiently every group is checked; *where* is each group's (``Upstream.check_*``)."""
 
@@ -152,12 +181,55 @@ class Route:
             raise ConfigError(f"routes: prefix must start with '/', got {self.prefix!r}")
 
 
+# What the public port refuses (404 not_found) though a backend serves it: each service's own
+# machinery, and what only the stack's own parts (Prometheus, the api's ROUTER_URL calls, an operator)
+# may ask. "PATH" is refused for every method, "METHOD PATH" for that method only; PATH matches as a
+# route prefix does (``Router``): a whole segment (/docs takes /docs, /docs/x and /docs?x, not
+# /docsx), or anything below it when it ends in "/". Matched on the percent-decoded path, so
+# /%6Detrics is /metrics. The services serve all of these on their own ports, inside the network.
+# lb/haproxy/haproxy.cfg mirrors this list (acl internal*, a test keeps them equal).
+DEFAULT_INTERNAL = (
+    "/metrics",  # Prometheus scrapes every replica directly
+    "/docs", "/redoc", "/openapi.json",  # FastAPI's API docs: a map of every route
+    "/shards",  # the router's shard map, with the shards' internal URLs
+    "/auth/users/count",  # how many accounts exist
+    "POST /announcements",  # a message to every worker of every container; GET /announcements/last stays public
+    "/admin",  # anything admin (the shards' moves live under /admin)
+)  # fmt: skip
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+
+
+@dataclass(frozen=True)
+class InternalPath:
+    """One entry of the ``internal`` list: a path (prefix) and the method it is refused for (None: every one)."""
+
+    path: str
+    method: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> InternalPath:
+        method, sep, path = text.strip().rpartition(" ")
+        method = method.strip().upper() if sep else None
+        if method is not None and method not in METHODS:
+            raise ConfigError(f"internal: {text!r}: the method must be one of {', '.join(METHODS)}")
+        if not path.startswith("/"):
+            raise ConfigError(f"internal: {text!r}: the path must start with '/'")
+        return cls(path, method)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}" if self.method else self.path
+
+
 @dataclass(frozen=True)
 class BalancerConfig:
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     routes: tuple[Route, ...] = ()
     listen: Address = ("0.0.0.0", 8080)
-    admin_listen: Address = ("0.0.0.0", 8404)
+    # Loopback: the admin port is for this host (`scalecube status`, an operator); compose and k8s,
+    # where something outside the container reads it, say 0.0.0.0 themselves.
+    admin_listen: Address = ("127.0.0.1", 8404)
+    internal: tuple[InternalPath, ...] = tuple(InternalPath.parse(text) for text in DEFAULT_INTERNAL)
+    admin: AdminSettings = AdminSettings()
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     sticky: StickySettings = StickySettings()
@@ -187,8 +259,8 @@ class BalancerConfig:
 # -- reading the file ------------------------------------------------------------
 
 _SECTIONS = {"timeouts": Timeouts, "limits": Limits, "sticky": StickySettings, "health": HealthSettings,
-             "discovery": DiscoverySettings}  # fmt: skip
-_TOP_LEVEL = ("listen", "admin_listen", "upstreams", "routes", *_SECTIONS)
+             "discovery": DiscoverySettings, "admin": AdminSettings}  # fmt: skip
+_TOP_LEVEL = ("listen", "admin_listen", "internal", "upstreams", "routes", *_SECTIONS)
 
 
 def _typed(value: Any, expected: str, where: str) -> Any:
@@ -251,6 +323,11 @@ def config_from_dict(raw: dict[str, Any]) -> BalancerConfig:
         routes.append(_build(Route, table, f"routes[{i}]"))
     settings: dict[str, Any] = {name: _build(cls, raw[name], name) for name, cls in _SECTIONS.items() if name in raw}
     settings |= {key: _address(raw[key], key) for key in ("listen", "admin_listen") if key in raw}
+    if "internal" in raw:
+        entries = raw["internal"]
+        if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
+            raise ConfigError('internal must be an array of strings, e.g. ["/metrics", "POST /announcements"]')
+        settings["internal"] = tuple(InternalPath.parse(entry) for entry in entries)
     return BalancerConfig(upstreams=upstreams, routes=tuple(routes), **settings).validate()
 
 
@@ -317,6 +394,33 @@ SERVICE_ROUTES = (("/auth/", "auth"), ("/users", "router"), ("/shards", "router"
 
 
 # -- routing (per request) -------------------------------------------------------
+
+
+def _segment_match(path: bytes, prefix: bytes) -> bool:
+    """``prefix`` matches ``path`` as a route does: below it when it ends in '/', else a whole segment."""
+    if not path.startswith(prefix):
+        return False
+    return prefix.endswith(b"/") or len(path) == len(prefix) or path[len(prefix)] in b"/?"
+
+
+class InternalPaths:
+    """The ``internal`` list as a per-request check: is this request refused on the public port?"""
+
+    def __init__(self, entries: Iterable[InternalPath]) -> None:
+        self._entries = tuple((entry.path.encode(), entry.method.encode() if entry.method else None)
+                              for entry in entries)  # fmt: skip
+
+    def refuses(self, method: bytes, target: bytes) -> bool:
+        if not self._entries:
+            return False
+        path = target.partition(b"?")[0]
+        if not path.startswith(b"/"):  # absolute-form (http://host/path): its path is what a backend routes
+            _, sep, rest = path.partition(b"://")
+            path = b"/" + rest.partition(b"/")[2] if sep else path
+        path = unquote_to_bytes(path)  # what the backend routes on (uvicorn decodes %XX)
+        return any(_segment_match(path, prefix) and (wanted is None or wanted == method)
+                   for prefix, wanted in self._entries)  # fmt: skip
+
 
 
 class Router:

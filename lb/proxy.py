@@ -58,7 +58,8 @@ REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
 FAILURE_COUNTERS = {"no_route": "unrouted_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
                     "backend_unreachable": "unreachable_503", "gateway_timeout": "upstream_timeout_504",
-                    "request_timeout": "client_body_timeout_408"}  # error -> BalancerStats field  # fmt: skip
+                    "request_timeout": "client_body_timeout_408", "not_found": "internal_404",
+                    }  # error -> BalancerStats field  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,12 @@ class Exchange:
 
     # -- choosing and reaching a backend ---------------------------------------------------
     def begin(self) -> None:
+        internal = self.balancer.internal
+        if internal is not None and internal.refuses(self.method, self.url):
+            # Served by a backend, but only inside the network (lb.config.DEFAULT_INTERNAL): the same 404 as
+            # a path nobody serves, so the public port does not even say it exists.
+            self.fail(404, "not_found", "no such resource")
+            return
         if self.pool is None:
             self.fail(404, "no_route", f"no route of this balancer matches {self.url.decode('latin-1')!r}")
             return

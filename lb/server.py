@@ -26,11 +26,17 @@ class Router(Protocol):
     def match(self, path: bytes) -> str: ...
 
 
+class Refusals(Protocol):
+    def refuses(self, method: bytes, target: bytes) -> bool: ...
+
+
 class Balancer:
     def __init__(self, *, pools: dict[str, Pool], router: Router, options: ProxyOptions, stats: Any,
-                 sticky: Any = None, background: Iterable[Awaitable[Any]] = (), drain_timeout: float = 10.0) -> None:  # fmt: skip
+                 sticky: Any = None, background: Iterable[Awaitable[Any]] = (), drain_timeout: float = 10.0,
+                 internal: Refusals | None = None) -> None:  # fmt: skip
         self.pools = pools
         self.router = router
+        self.internal = internal  # requests the public port refuses (lb.config.InternalPaths); None: none
         self.options = options
         self.stats = stats
         self.sticky = sticky

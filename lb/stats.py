@@ -48,6 +48,7 @@ class BalancerStats:
     responses_cut: int = _counter("Responses a backend broke off mid-body (it died): begun, so not replayable.")
     shed_retries: int = _counter("Requests a replica's cluster master shed (503, nothing run) sent to another backend.")
     unrouted_404: int = _counter("Requests that matched no route (404).")
+    internal_404: int = _counter("Requests for an internal path (the config's internal list), refused with a 404.")
     connections_total: int = _counter("Client connections accepted.")
     connections_rejected: int = _counter("Client connections closed at once: max connections reached.")
     connections_rejected_per_client: int = _counter("Client connections answered 429 and closed: their address "

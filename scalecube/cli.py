@@ -221,7 +221,8 @@ def down(state_dir: StateDirOption = None) -> None:
 @app.command()
 def lb(
     listen: Annotated[str | None, typer.Option(help="HOST:PORT for clients (default from the config: 0.0.0.0:8080)")] = None,
-    admin: Annotated[str | None, typer.Option(help="HOST:PORT of the status page, JSON and /metrics")] = None,
+    admin: Annotated[str | None, typer.Option(help="HOST:PORT of the status page, JSON and /metrics (default from the config: 127.0.0.1:8404); user admin, password LB_ADMIN_PASSWORD")] = None,
+    admin_password_file: Annotated[Path | None, typer.Option(help="where a generated admin password goes when LB_ADMIN_PASSWORD (and LB_ADMIN_PASSWORD_FILE) is unset (default: STATE_DIR/lb-admin-PORT.password, mode 0600)")] = None,
     upstream: Annotated[list[str] | None, typer.Option(help="NAME=SPEC, repeatable; SPEC is static:H:P,H:P | dns:NAME:PORT[@NS] | docker:SERVICE:PORT, or with --discovery just the address part")] = None,
     route: Annotated[list[str] | None, typer.Option(help="PREFIX=UPSTREAM, repeatable")] = None,
     check_port: Annotated[list[str] | None, typer.Option(help="NAME=PORT, repeatable: that upstream's health checks go to this port of each backend (its cluster master's --health-port)")] = None,
@@ -257,11 +258,13 @@ def lb(
             limits__max_connections_per_client=max_connections_per_client,
             health__interval=health_interval, discovery__interval=discovery_interval,
         )  # fmt: skip
+        password_file = admin_password_file or _state_dir(None) / f"lb-admin-{settings.admin_listen[1]}.password"
+        password = lb_app.admin_password(settings, password_file)
     except (ConfigError, ValueError) as exc:
         typer.echo(f"scalecube lb: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        lb_app.run(settings)
+        lb_app.run(settings, password)
     except OSError as exc:
         typer.echo(f"scalecube lb: {exc}", err=True)
         raise typer.Exit(2) from None

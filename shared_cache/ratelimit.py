@@ -12,6 +12,11 @@ rather than at the moment an attempt really becomes possible. The log is exact,
 and bounded: a refused attempt is not recorded, so a key never holds more than
 ``limit`` entries (a few dozen bytes each), and it expires once idle for a window.
 
+Two ways to use it. ``hit(key)``: every attempt counts, and one that would exceed the limit is
+refused (registrations). ``check(key)`` then ``record(key)``: only what the caller records counts
+— failed logins — and ``check`` refuses once ``limit`` of them fall within the window; ``check``
+records nothing, so a successful login never uses up the limit.
+
 Time comes from the Redis server (``TIME`` in the script), not from the callers:
 containers with drifting clocks still agree.
 """
@@ -44,6 +49,35 @@ return {0, 0, tonumber(oldest[2]) + window - now}
 """
 
 
+# The same log, read only: {allowed (0|1), attempts left, ms until an attempt could be allowed}.
+_CHECK = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used = redis.call('ZCARD', KEYS[1])
+if used < limit then
+  return {1, limit - used, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
+return {0, 0, tonumber(oldest[2]) + window - now}
+"""
+
+# Record one event whatever the count; keep only the newest `limit` (all a check needs). Returns the count.
+_RECORD = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(limit + 1))
+redis.call('PEXPIRE', KEYS[1], window)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
 @dataclass(frozen=True)
 class Decision:
     """The outcome of one attempt."""
@@ -62,8 +96,9 @@ class SlidingWindowLimiter:
     """At most ``limit`` attempts per key in any ``window``-second span.
 
     ``hit(key)`` records an attempt if there is room and says whether it may
-    proceed; ``reset(key)`` forgets a key's attempts (after a successful login,
-    say). Raises ``DependencyUnavailable("redis")`` when Redis is unreachable:
+    proceed; ``check(key)`` says whether one more would fit, recording nothing;
+    ``record(key)`` records one, room or not; ``reset(key)`` forgets a key's
+    attempts (after a successful login, say). Raises ``DependencyUnavailable("redis")`` when Redis is unreachable:
     a limiter that cannot count must not silently let everything through.
     """
 
@@ -84,6 +119,19 @@ class SlidingWindowLimiter:
             script = self._redis.client.register_script(_HIT)  # EVALSHA, loading the script if Redis lacks it
             allowed, remaining, retry_ms = await script(keys=[self.key(key)], args=[self._window_ms, self.limit, member])
         return Decision(bool(allowed), int(remaining), max(0, int(retry_ms)) / 1000)
+
+    async def check(self, key: str) -> Decision:
+        async with self._redis.operation("rate limit check"):
+            script = self._redis.client.register_script(_CHECK)
+            allowed, remaining, retry_ms = await script(keys=[self.key(key)], args=[self._window_ms, self.limit])
+        return Decision(bool(allowed), int(remaining), max(0, int(retry_ms)) / 1000)
+
+    async def record(self, key: str) -> int:
+        """Count one event (a failed login); returns how many the window now holds (at most ``limit``)."""
+        member = secrets.token_hex(8)
+        async with self._redis.operation("rate limit record"):
+            script = self._redis.client.register_script(_RECORD)
+            return int(await script(keys=[self.key(key)], args=[self._window_ms, self.limit, member]))
 
     async def reset(self, key: str) -> None:
         async with self._redis.operation("rate limit reset"):

@@ -24,7 +24,12 @@ if ! docker info >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends docker.io iptables >/dev/null
   fi
   say "starting dockerd in the background"
-  nohup dockerd >/var/log/scalecube-dockerd.log 2>&1 &
+  # Without the descriptors we inherited: the daemon outlives us, and a lock a caller holds on one of them
+  # (`flock FILE .ci/run`) would stay held for as long as dockerd runs.
+  (
+    for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-" 2>/dev/null; done
+    exec nohup dockerd >/var/log/scalecube-dockerd.log 2>&1
+  ) &
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
     sleep 1

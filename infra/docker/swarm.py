@@ -43,8 +43,19 @@ def swarm_stack(config: dict[str, Any]) -> dict[str, Any]:
         services[name] = service
     stack = {key: value for key, value in config.items() if key in ("networks", "volumes", "secrets", "configs")}
     # Swarm networks are overlays: the compose default's bridge driver does not span nodes.
-    stack["networks"] = {name: {"driver": "overlay", "attachable": True} for name in config.get("networks", {})}
+    stack["networks"] = {name: _overlay(network or {}) for name, network in config.get("networks", {}).items()}
     return {"version": "3.8", **stack, "services": services}
+
+
+def _overlay(network: dict[str, Any]) -> dict[str, Any]:
+    """An overlay that keeps the network's fixed subnets, if any: the services' FORWARDED_ALLOW_IPS names
+    addresses in them. The 3.8 format knows only ``subnet`` in an IPAM config (no ip_range, no gateway)."""
+    overlay: dict[str, Any] = {"driver": "overlay", "attachable": True}
+    subnets = [{"subnet": entry["subnet"]} for entry in (network.get("ipam") or {}).get("config") or []
+               if entry.get("subnet")]  # fmt: skip
+    if subnets:
+        overlay["ipam"] = {"config": subnets}
+    return overlay
 
 
 def deploy(compose: Compose, stack_name: str) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
 from infra.local.processes import serve_argv
 from infra.local.redis_server import APPENDFSYNC, LOG_NAME, RedisServer
+from lb.admin import write_password_file
 from lb.haproxy import runner
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m scalecube` and the apps import from
@@ -281,16 +283,36 @@ class BackendState:
     up: bool
 
 
-def haproxy_backends(stats_url: str, backend: str = "api", timeout: float = 1.0) -> list[BackendState]:
+# Both balancers' admin/stats ports ask for HTTP basic auth: user admin, password LB_ADMIN_PASSWORD.
+ADMIN_USER = runner.STATS_USER
+ADMIN_PASSWORD_ENV = "LB_ADMIN_PASSWORD"
+
+
+def admin_password() -> str:
+    """LB_ADMIN_PASSWORD from the environment, else a fresh random one (the stack writes it to its state dir)."""
+    return os.environ.get(ADMIN_PASSWORD_ENV) or secrets.token_urlsafe(24)
+
+
+def admin_auth(password: str) -> httpx.BasicAuth:
+    return httpx.BasicAuth(ADMIN_USER, password)
+
+
+def read_admin_password(path: str | Path) -> str:
+    return Path(path).read_text().strip()
+
+
+def haproxy_backends(stats_url: str, backend: str = "api", timeout: float = 1.0, *,
+                     auth: httpx.Auth | None = None) -> list[BackendState]:  # fmt: skip
     """The servers of ``backend`` that have an address, from HAProxy's stats CSV (``/;csv``)."""
-    text = httpx.get(stats_url + "/;csv", timeout=timeout).raise_for_status().text.removeprefix("# ")
+    text = httpx.get(stats_url + "/;csv", timeout=timeout, auth=auth).raise_for_status().text.removeprefix("# ")
     return [BackendState(row["addr"], row["status"].startswith("UP")) for row in csv.DictReader(io.StringIO(text))
             if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND") and row.get("addr")]  # fmt: skip
 
 
-def python_lb_backends(stats_url: str, backend: str = "api", timeout: float = 1.0) -> list[BackendState]:
+def python_lb_backends(stats_url: str, backend: str = "api", timeout: float = 1.0, *,
+                       auth: httpx.Auth | None = None) -> list[BackendState]:  # fmt: skip
     """The backends of upstream ``backend``, from the Python balancer's admin ``/status.json``."""
-    pools = httpx.get(stats_url + "/status.json", timeout=timeout).raise_for_status().json()["pools"]
+    pools = httpx.get(stats_url + "/status.json", timeout=timeout, auth=auth).raise_for_status().json()["pools"]
     pool = next((p for p in pools if p["name"] == backend), {"backends": []})
     return [BackendState(b["address"], bool(b["healthy"]) and not b["removed"]) for b in pool["backends"]]
 
@@ -307,13 +329,24 @@ class _Balancer:
     stop_steps: tuple[tuple[signal.Signals, float], ...] = ()
     port_option: str | tuple[str, str] = ""  # what to change when a port is taken: one for both, or (front, stats)
 
-    def __init__(self, name: str, url: str, stats_url: str, state_dir: Path, backends: int) -> None:
+    def __init__(self, name: str, url: str, stats_url: str, state_dir: Path, backends: int, password: str) -> None:
         self.name = name
         self.url = url
         self.stats_url = stats_url
         self.backends = backends
         self.log_path = state_dir / f"{name}.log"
+        # The stats/admin port's password (user admin), where `scalecube status` and its user read it.
+        self.admin_password = password
+        self.password_path = state_dir / f"{name}.admin-password"
         self._child = ChildProcess()
+
+    @property
+    def admin_auth(self) -> httpx.BasicAuth:
+        return admin_auth(self.admin_password)
+
+    def _write_password(self) -> None:
+        """Into the state dir, readable by this user only (written before the process starts, every start)."""
+        write_password_file(self.password_path, self.admin_password)
 
     @property
     def pid(self) -> int | None:
@@ -322,7 +355,7 @@ class _Balancer:
     def ready(self) -> bool:
         host, _, port = self.url.removeprefix("http://").rpartition(":")
         try:
-            seen = BACKEND_READERS[self.kind](self.stats_url)
+            seen = BACKEND_READERS[self.kind](self.stats_url, auth=self.admin_auth)
             socket.create_connection((host, int(port)), timeout=1.0).close()
         except (httpx.HTTPError, OSError, ValueError, KeyError):
             return False
@@ -341,7 +374,8 @@ class _Balancer:
             ensure_port_free(self.name, host or "0.0.0.0", int(port), option)
 
     def _describe(self, **extra: Any) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "url": self.url, "stats": self.stats_url, **extra,
+        return {"name": self.name, "kind": self.kind, "url": self.url, "stats": self.stats_url,
+                "admin_user": ADMIN_USER, "admin_password_file": str(self.password_path), **extra,
                 "log": str(self.log_path), "stop_timeout": sum(t for _, t in self.stop_steps),
                 **self._child.describe()}  # fmt: skip
 
@@ -360,11 +394,15 @@ class HaproxyComponent(_Balancer):
 
     def __init__(self, settings: runner.HaproxySettings, state_dir: Path, *, name: str = "lb",
                  port_option: str | tuple[str, str] = "LB_BIND / LB_STATS_BIND", backends: int = 0) -> None:  # fmt: skip
-        super().__init__(name, settings.url(), settings.stats_url(), state_dir, backends)
+        if not settings.admin_password:  # haproxy.cfg refuses to start without one
+            settings = replace(settings, admin_password=admin_password())
+        assert settings.admin_password is not None
+        super().__init__(name, settings.url(), settings.stats_url(), state_dir, backends, settings.admin_password)
         self.settings = settings
         self.port_option = port_option
 
     def start(self) -> None:
+        self._write_password()
         # HaproxyNotFound (a RuntimeError) says how to install it.
         self._child.launch(runner.argv(), self.settings.environment(), self.log_path)
 
@@ -392,12 +430,14 @@ class PythonLbComponent(_Balancer):
                  port_option: str | tuple[str, str] = ("--listen", "--admin"),
                  upstreams: Mapping[str, str] | None = None, routes: Mapping[str, str] | None = None,
                  check_ports: Mapping[str, int] | None = None) -> None:  # fmt: skip
-        super().__init__(name, http_url(listen), http_url(admin), state_dir, backends)
+        self.env = dict(env or {})
+        password = self.env.get(ADMIN_PASSWORD_ENV) or admin_password()
+        self.env[ADMIN_PASSWORD_ENV] = password
+        super().__init__(name, http_url(listen), http_url(admin), state_dir, backends, password)
         self.listen = listen
         self.admin = admin
         self.upstream = upstream  # e.g. dns:api:8000@127.0.0.1:5353
         self.sticky = sticky
-        self.env = dict(env or {})
         self.port_option = port_option
         self.upstreams = dict(upstreams or {})  # more upstreams, NAME -> SPEC (e.g. auth -> dns:auth:8000@NS)
         self.routes = dict(routes or {})  # and their routes, PREFIX -> NAME (e.g. /auth/ -> auth)
@@ -411,6 +451,7 @@ class PythonLbComponent(_Balancer):
                 "--upstream", f"api={self.upstream}", *more, "--sticky" if self.sticky else "--no-sticky"]  # fmt: skip
 
     def start(self) -> None:
+        self._write_password()
         self._child.launch(self.argv(), {**os.environ, **self.env}, self.log_path)
 
     def check(self) -> None:

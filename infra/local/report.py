@@ -31,6 +31,10 @@ class ConsoleReporter:
         grid.add_row("  logs", escape(str(state_dir)), "")
         self.console.print(f"[green]scalecube stack is up[/] (supervisor pid {state.supervisor.pid})")
         self.console.print(grid)
+        for component in state.components:  # one line each, unwrapped: a path to copy
+            if component.get("admin_password_file"):
+                self.console.print(f"  {escape(component['name'])} stats: user {escape(component['admin_user'])}, "
+                                   f"password in {escape(component['admin_password_file'])}", highlight=False)  # fmt: skip
         how_to_stop = f"scalecube down --state-dir {state_dir}" if detached else "Ctrl-C"
         self.console.print(f"{escape(how_to_stop)} to stop")
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from cluster import control
-from infra.local.components import BACKEND_READERS
+from infra.local.components import BACKEND_READERS, admin_auth, read_admin_password
 from infra.local.pids import ProcessRef
 from infra.local.state import StateFile
 
@@ -36,8 +36,9 @@ def stack_status(state_dir: Path) -> dict[str, Any] | None:
         reader = BACKEND_READERS.get(record.get("kind", ""))
         if reader is not None and record.get("stats") and alive:
             try:
-                entry["backends"] = [{"address": b.address, "up": b.up} for b in reader(record["stats"])]
-            except (httpx.HTTPError, ValueError, KeyError):
+                auth = admin_auth(read_admin_password(record["admin_password_file"]))
+                entry["backends"] = [{"address": b.address, "up": b.up} for b in reader(record["stats"], auth=auth)]
+            except (httpx.HTTPError, OSError, ValueError, KeyError):
                 entry["backends"] = None  # starting, or stopping
         components.append(entry)
     return {

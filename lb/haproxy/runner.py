@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 CONFIG = Path(__file__).with_name("haproxy.cfg")
@@ -62,14 +62,15 @@ class HaproxySettings:
     router_service: str | None = None  # ROUTER_SERVICE: None, no /users route
     router_port: int | None = None  # ROUTER_PORT
     router_health_port: int | None = None  # ROUTER_HEALTH_PORT
+    admin_password: str | None = field(default=None, repr=False)  # LB_ADMIN_PASSWORD: the stats port's (user admin)
 
     def variables(self) -> dict[str, str]:
         """Only the variables given a value here, by their names in haproxy.cfg."""
         values: dict[str, str] = {}
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for item in fields(self):
+            value = getattr(self, item.name)
             if value is not None:
-                values[VARIABLES[field.name]] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+                values[VARIABLES[item.name]] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return values
 
     def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -99,7 +100,9 @@ VARIABLES = {
     "api_service": "API_SERVICE", "api_port": "API_PORT", "auth_service": "AUTH_SERVICE", "auth_port": "AUTH_PORT",
     "router_service": "ROUTER_SERVICE", "router_port": "ROUTER_PORT", "api_health_port": "API_HEALTH_PORT",
     "auth_health_port": "AUTH_HEALTH_PORT", "router_health_port": "ROUTER_HEALTH_PORT",
+    "admin_password": "LB_ADMIN_PASSWORD",
 }  # fmt: skip
+STATS_USER = "admin"  # haproxy.cfg's userlist stats_users
 
 
 def argv(haproxy: str | None = None) -> list[str]:

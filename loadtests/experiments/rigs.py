@@ -227,7 +227,8 @@ class Rig:
 def backend_up(balancer: Balancer, address: str) -> bool:
     """Does ``balancer`` see ``address`` (host:port) as an up backend?"""
     try:
-        return any(b.address == address and b.up for b in BACKEND_READERS[balancer.kind](balancer.stats_url))
+        seen = BACKEND_READERS[balancer.kind](balancer.stats_url, auth=balancer.admin_auth)
+        return any(b.address == address and b.up for b in seen)
     except Exception:
         return False
 

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 ROUTER = "router"
 AUTH = "auth"
-# What each part serves, asked with GET: cheap, read-only, 200 when the part is there and well.
-PROBES = {ROUTER: "/shards", AUTH: "/auth/users/count"}
-DESCRIBED = {ROUTER: "the shard router (/users, /shards)", AUTH: "the auth service (/auth/...)"}
+# What each part answers itself, asked with GET: public paths (the balancers refuse internal ones such as
+# /shards), cheap and read-only, refused by the part before it touches a store: the router's /users wants a
+# country (422), auth's /auth/verify a token (401). A 404 says nothing there routes them.
+PROBES = {ROUTER: "/users", AUTH: "/auth/verify"}
+DESCRIBED = {ROUTER: "the shard router (/users)", AUTH: "the auth service (/auth/...)"}
 # What a task needs besides the api, by its axis tag (every task of ``loadtests.locust.users`` has one).
 NEEDED_BY_TAG = {"splitting": ROUTER, "auth": AUTH}
 # The same per class with all its tasks, for ``scalecube locust`` (which does not import Locust); a test

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from services.common.errors import error_responses
 from services.common.identity import current_identity
 
 CHANNEL = "scalecube:announcements"
@@ -33,7 +34,7 @@ class LastHeard:
 router = APIRouter(prefix="/announcements", tags=["shared state"])
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=error_responses(503))
 async def announce(body: Announcement, request: Request) -> dict[str, Any]:
     receivers = await request.app.state.broadcast.publish({"message": body.message, "from": current_identity().served_by})
     return {"published": True, "receivers": receivers}

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from scalecube.errors import DependencyUnavailable
 from scalecube.signing import Signer
+from services.common.errors import error_responses
 from services.common.identity import current_identity
 from shared_cache.sessions import SessionStore
 
@@ -141,16 +142,24 @@ def _service(request: Request) -> SessionService:
     return request.app.state.sessions
 
 
-@router.post("/login")
+# Sessions live in Redis (SESSION_BACKEND=redis); credentials are checked by auth when AUTH_URL is set.
+SESSIONS_DOWN = "the sessions' Redis (`redis`) or the auth service (`auth`) is unavailable"
+
+
+@router.post("/login", responses=error_responses(401, 429, 503, why={
+    401: "wrong user name or password (with AUTH_URL)",
+    429: "too many login attempts (auth's limit, with AUTH_URL): Retry-After says when to try again",
+    503: SESSIONS_DOWN}))  # fmt: skip
 async def login(credentials: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
     return await _service(request).login(request, response, credentials)
 
 
-@router.get("/me")
+@router.get("/me", responses=error_responses(401, 503, why={
+    401: "not logged in, or the session expired, was logged out, or is in another worker's memory", 503: SESSIONS_DOWN}))  # fmt: skip
 async def me(request: Request) -> dict[str, Any]:
     return await _service(request).me(request)
 
 
-@router.post("/logout")
+@router.post("/logout", responses=error_responses(503, why={503: SESSIONS_DOWN}))
 async def logout(request: Request, response: Response) -> dict[str, Any]:
     return await _service(request).logout(request, response)

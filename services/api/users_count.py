@@ -39,6 +39,7 @@ import httpx
 from fastapi import APIRouter, HTTPException, Request
 
 from scalecube.errors import DependencyUnavailable
+from services.common.errors import error_responses
 from shared_cache.connection import RedisConnector
 
 log = logging.getLogger("scalecube.api.users_count")
@@ -228,6 +229,7 @@ def broadcast_from_master(cluster: Any, reading: Reading, interval: float) -> No
 router = APIRouter(tags=["cloning"])
 
 
-@router.get("/users/count")
+@router.get("/users/count", responses=error_responses(503, why={
+    503: "no count read yet: the source (`router` or `redis`, named when its read failed) has not answered"}))  # fmt: skip
 async def users_count(request: Request) -> dict[str, Any]:
     return request.app.state.users_count.describe(request.app.state.settings.users_count_interval)

@@ -1,22 +1,31 @@
 """Register, log in, verify, log out: auth's rules, apart from HTTP (``services.auth.routes``).
 
 Login, in order:
-1. the client IP's limiter counts the attempt (every attempt, right or wrong);
-2. the username's limiter counts it too, and is reset by a success, so what it
-   really counts is consecutive failures (plus attempts still in flight, which is
-   what keeps concurrent guesses from slipping past the limit);
-3. the password is checked with argon2 — against a dummy hash for an unknown
-   user, so "no such user" and "wrong password" look and take the same;
-4. on success: the hash is upgraded if the cost parameters changed, and a token
-   is issued.
+1. the limits are checked, recording nothing: failed logins from the client's address (any
+   username), and failed logins on this username from this address;
+2. the password is checked with argon2 — against a dummy hash for an unknown user, so "no such
+   user" and "wrong password" look and take the same;
+3. a failure is recorded under both keys; a success records nothing and clears this username's
+   failures from this address, upgrades the hash if the cost parameters changed, and issues a token.
 
-Locking by username lets anyone lock a known user out for a window (by failing
-on purpose): the classic trade-off, kept short (60 s) so it throttles guessing
-without being a lasting denial of service.
+Only failures count, so any number of successful logins from one address (a load test) never meets
+a limit. Keying the per-account limit on username AND address means guessing from one address is
+slowed (5 a minute on one account, 20 a minute in all), while the owner, from any other address,
+still logs in: no one can lock anyone out. A guesser with many addresses is slowed per address,
+by argon2's cost and by the password policy (``services.auth.policy``), not stopped: a per-account
+limit across addresses would stop them only by locking the owner out too — the trade this design
+refuses.
+
+Check, verify and record are not one atomic step, so concurrent guesses could all pass the check
+before any failure is recorded. They are bracketed by a semaphore the size of the hashing pool
+(``HASH_THREADS``): a worker checks no more attempts than it can verify at once, so concurrent
+guesses overshoot a limit by at most the number of argon2 checks that can run at the same time
+across the deployment (threads × workers × replicas), however many requests are sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -40,17 +49,18 @@ class InvalidCredentials(Exception):
 
 class RateLimited(Exception):
     def __init__(self, scope: str, decision: Decision) -> None:
-        super().__init__(f"login rate limit per {scope}")
-        self.scope = scope  # "username" or "ip"
+        super().__init__(f"rate limit per {scope}")
+        self.scope = scope  # "username" (username + address) or "ip"
         self.decision = decision
 
 
 @dataclass(frozen=True)
 class LoginLimits:
-    """Either limiter may be None: that limit is off."""
+    """Any limiter may be None: that limit is off. ``per_username`` counts per username + client address."""
 
     per_username: SlidingWindowLimiter | None
     per_ip: SlidingWindowLimiter | None
+    registrations_per_ip: SlidingWindowLimiter | None = None
 
 
 class Accounts:
@@ -58,8 +68,15 @@ class Accounts:
         self.store = store
         self.passwords = passwords
         self.limits = limits
+        # Created unbound: it binds to the event loop of the worker that first uses it.
+        self._verifying = asyncio.Semaphore(passwords.threads)
 
-    async def register(self, username: str, password: str) -> None:
+    async def register(self, username: str, password: str, client_ip: str | None = None) -> None:
+        """Raises RateLimited (too many registrations from this address) or UsernameTaken."""
+        if self.limits.registrations_per_ip is not None:
+            decision = await self.limits.registrations_per_ip.hit(f"register:{client_key(client_ip)}")
+            if not decision.allowed:
+                raise RateLimited("ip", decision)
         if await self.store.exists(username):  # cheap refusal before the expensive hash
             raise UsernameTaken(username)
         if not await self.store.create(username, await self.passwords.hash(password)):
@@ -68,13 +85,23 @@ class Accounts:
 
     async def login(self, username: str, password: str, client_ip: str | None) -> str:
         """A new token for ``username``; raises RateLimited or InvalidCredentials."""
-        await self._count_attempt(self.limits.per_ip, "ip", f"ip:{client_key(client_ip)}")
-        await self._count_attempt(self.limits.per_username, "username", f"user:{username}")
-        stored = await self.store.password_hash(username)
-        if not await self.passwords.verify(stored, password) or stored is None:
-            raise InvalidCredentials()
+        client = client_key(client_ip)
+        counted = [(limiter, scope, key) for limiter, scope, key in (
+            (self.limits.per_ip, "ip", f"ip:{client}"),
+            (self.limits.per_username, "username", f"user:{username}@{client}"),
+        ) if limiter is not None]  # fmt: skip
+        async with self._verifying:
+            for limiter, scope, key in counted:
+                decision = await limiter.check(key)
+                if not decision.allowed:
+                    raise RateLimited(scope, decision)
+            stored = await self.store.password_hash(username)
+            if not await self.passwords.verify(stored, password) or stored is None:
+                for limiter, _, key in counted:
+                    await limiter.record(key)
+                raise InvalidCredentials()
         if self.limits.per_username is not None:
-            await self.limits.per_username.reset(f"user:{username}")
+            await self.limits.per_username.reset(f"user:{username}@{client}")
         if self.passwords.needs_rehash(stored):
             await self._upgrade_hash(username, stored, password)
         return await self.store.issue_token(username)
@@ -87,13 +114,6 @@ class Accounts:
 
     async def count(self) -> int:
         return await self.store.count()
-
-    async def _count_attempt(self, limiter: SlidingWindowLimiter | None, scope: str, key: str) -> None:
-        if limiter is None:
-            return
-        decision = await limiter.hit(key)
-        if not decision.allowed:
-            raise RateLimited(scope, decision)
 
     async def _upgrade_hash(self, username: str, old_hash: str, password: str) -> None:
         new_hash = await self.passwords.hash(password)

@@ -30,7 +30,8 @@ accounts = Accounts(
     CredentialStore(connector, token_ttl_seconds=settings.token_ttl_seconds),
     passwords,
     LoginLimits(per_username=limiter(settings.login_user_limit, settings.login_user_window_seconds),
-                per_ip=limiter(settings.login_ip_limit, settings.login_ip_window_seconds)),
+                per_ip=limiter(settings.login_ip_limit, settings.login_ip_window_seconds),
+                registrations_per_ip=limiter(settings.register_ip_limit, settings.register_ip_window_seconds)),
 )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ class Passwords:
     def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, threads: int) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
                                       type=Type.ID)  # fmt: skip
+        self.threads = threads
         # Threads start on first use, so importing the app (the cluster master does) starts none.
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
         self._dummy_hash: str | None = None

@@ -21,13 +21,20 @@ class AuthSettings(ServiceSettings):
     token_ttl_seconds: PositiveInt = 1800  # TOKEN_TTL_SECONDS: idle lifetime of a login token (sliding)
     cookie_secure: bool = False  # COOKIE_SECURE=1 behind TLS
 
-    # Login rate limits, sliding windows; a limit of 0 turns that limit off (e.g. for load tests
-    # whose every user comes from one IP). Per username: attempts since the last success, i.e.
-    # consecutive failures. Per client IP: every attempt.
-    login_user_limit: NonNegativeInt = 5  # LOGIN_USER_LIMIT
-    login_user_window_seconds: PositiveFloat = 60.0  # LOGIN_USER_WINDOW_SECONDS
-    login_ip_limit: NonNegativeInt = 20  # LOGIN_IP_LIMIT
+    # Rate limits, sliding windows in auth's Redis; a limit of 0 turns that limit off. Logins count
+    # FAILURES only (a successful login never uses up a limit, so load tests that log in from one
+    # address never meet them): per client address, failures against any username; per username AND
+    # client address, failures against that account from there (reset by a success from there), so
+    # an attacker slows down on an account without locking its owner out from anywhere else.
+    login_ip_limit: NonNegativeInt = 20  # LOGIN_IP_LIMIT: failed logins per client address
     login_ip_window_seconds: PositiveFloat = 60.0  # LOGIN_IP_WINDOW_SECONDS
+    login_user_limit: NonNegativeInt = 5  # LOGIN_USER_LIMIT: failed logins per username + client address
+    login_user_window_seconds: PositiveFloat = 60.0  # LOGIN_USER_WINDOW_SECONDS
+    # Registrations per client address, every attempt counted (201, 409 alike): slows username
+    # enumeration through 409 and hash-cost abuse. Generous for a demo: Locust's users all come from
+    # one address; a few registrations per second, sustained, pass.
+    register_ip_limit: NonNegativeInt = 300  # REGISTER_IP_LIMIT
+    register_ip_window_seconds: PositiveFloat = 60.0  # REGISTER_IP_WINDOW_SECONDS
 
     # argon2id cost. The defaults are OWASP's minimum for argon2id (19 MiB, 2 passes, 1 lane):
     # ~20 ms per hash on this project's machines, so a 2-core container still serves ~100 logins/s.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI
 from starlette.types import Lifespan
 
-from services.common.errors import InternalErrorMiddleware, install_error_handlers
+from services.common.errors import InternalErrorMiddleware, document_errors, install_error_handlers
 from services.common.health import ReadinessCheck, health_router
 from services.common.identity import current_identity
 from services.common.logging import configure_logging
@@ -25,8 +25,8 @@ log = logging.getLogger("scalecube.service")
 
 def create_service_app(name: str, settings: ServiceSettings, *, readiness: Mapping[str, ReadinessCheck] | None = None,
                        lifespan: Lifespan[FastAPI] | None = None) -> FastAPI:  # fmt: skip
-    """A FastAPI app with logging, JSON errors, body limit, X-Served-By, metrics,
-    ``/healthz``, ``/readyz`` (running ``readiness``) and ``/metrics``."""
+    """A FastAPI app with logging, JSON errors (documented in its OpenAPI schema), body limit,
+    X-Served-By, metrics, ``/healthz``, ``/readyz`` (running ``readiness``) and ``/metrics``."""
     configure_logging(settings.log_level, access_log=settings.access_log)
     identity = current_identity()
 
@@ -34,6 +34,7 @@ def create_service_app(name: str, settings: ServiceSettings, *, readiness: Mappi
     app.state.service_name = name
     app.state.settings = settings
     install_error_handlers(app)
+    document_errors(app)  # before any route: every route then documents the kit's error answers
     app.include_router(health_router(readiness))
     app.include_router(metrics_router())
 

@@ -21,6 +21,8 @@ log = logging.getLogger("scalecube.settings")
 # Only for laptops and tests: anyone reading this file can forge sessions signed with it.
 INSECURE_DEV_SESSION_SECRET = "scalecube-insecure-development-session-secret"
 MIN_SECRET_LENGTH = 16
+# The request body limit (MAX_BODY_BYTES); clients that batch (the router's moves) size their batches by it.
+DEFAULT_MAX_BODY_BYTES = 65536
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -39,7 +41,7 @@ class ServiceSettings(BaseSettings):
     session_backend: Literal["redis", "memory"] = "redis"
     session_secret: SecretStr = SecretStr(INSECURE_DEV_SESSION_SECRET)
     session_ttl_seconds: PositiveInt = 1800
-    max_body_bytes: PositiveInt = 65536
+    max_body_bytes: PositiveInt = DEFAULT_MAX_BODY_BYTES
     log_level: LogLevel = "info"
     # Off by default: one log line per request costs measurable throughput.
     access_log: bool = Field(default=False, description="ACCESS_LOG=1 logs every request")

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from json import loads
+from json import dumps, loads
 from typing import Any
 
 import aiohttp
 from aiohttp.client import IDEMPOTENT_METHODS
 
 from scalecube.errors import DependencyUnavailable
+from services.common.settings import DEFAULT_MAX_BODY_BYTES
+from services.shard.model import MAX_BATCH_USERS
 
 # The shard closed a kept-alive connection just as we reused it: safe to send again (idempotent).
 STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -166,9 +168,15 @@ class ShardClient:
         return ExportPage(body["users"], body["last"], body["more"])
 
     async def import_users(self, shard: str, users: list[dict[str, str]]) -> dict[str, int]:
-        response = await self.request(shard, "POST", "/admin/users", json={"users": users})
-        self._raise_if_fenced(shard, response)
-        return self._ok(shard, response)
+        """Upsert ``users`` on ``shard`` in as many batches as its body limit needs (each batch is
+        atomic on the shard; the whole is idempotent, so a move that stops midway copies again)."""
+        totals = {"created": 0, "updated": 0}
+        for batch in batches_within(users, DEFAULT_MAX_BODY_BYTES):
+            response = await self.request(shard, "POST", "/admin/users", json={"users": batch})
+            self._raise_if_fenced(shard, response)
+            answer = self._ok(shard, response)
+            totals = {key: totals[key] + int(answer[key]) for key in totals}
+        return totals
 
     async def fence(self, shard: str, country: str, state: str) -> None:
         self._ok(shard, await self.request(shard, "PUT", f"/admin/countries/{country}/fence", json={"state": state}))
@@ -195,6 +203,23 @@ class ShardClient:
         if response.status_code != 200:
             raise ShardRefused(shard, response.status_code, _error_of(response))
         return response.json()
+
+
+def batches_within(users: list[dict[str, str]], max_bytes: int) -> Iterator[list[dict[str, str]]]:
+    """``users`` in order, in batches whose ``{"users": [...]}`` body (as aiohttp encodes it) fits in
+    ``max_bytes`` and that hold at most ``MAX_BATCH_USERS`` each."""
+    envelope = len(dumps({"users": []}))
+    batch: list[dict[str, str]] = []
+    size = envelope
+    for user in users:
+        cost = len(dumps(user)) + (2 if batch else 0)  # ", " between items
+        if batch and (size + cost > max_bytes or len(batch) == MAX_BATCH_USERS):
+            yield batch
+            batch, size, cost = [], envelope, cost - 2
+        batch.append(user)
+        size += cost
+    if batch:
+        yield batch
 
 
 class ShardRefused(Exception):

@@ -29,8 +29,8 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from services.common.errors import error_response
-from services.shard.model import Country, User, UserFields, UserId
+from services.common.errors import error_response, error_responses
+from services.shard.model import MAX_BATCH_USERS, Country, User, UserFields, UserId
 from services.shard.store import CountryFenced, NotFenced, UserStore
 
 router = APIRouter(tags=["users"])
@@ -38,6 +38,9 @@ admin = APIRouter(prefix="/admin", tags=["moves"])
 
 CountryPath = Annotated[Country, Path(description="ISO 3166-1 alpha-2, any case")]
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page")]
+# Every route reads or writes the shard's Redis: down, it is a 503 naming it.
+FENCED = "a move has fenced the country on this shard (`fence` names the state): go to its new owner"
+USER_WRITTEN = {"model": User, "description": "Created"}
 
 
 def _store(request: Request) -> UserStore:
@@ -57,7 +60,8 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json")
 
 
-@router.put("/users/{user_id}")
+@router.put("/users/{user_id}", response_model=User, responses={201: USER_WRITTEN, **error_responses(409, 503, why={409: FENCED})},
+            summary="Create or overwrite a user (idempotent): 201 created, 200 overwritten")  # fmt: skip
 async def put_user(user_id: UserId, fields: UserFields, request: Request) -> Response:
     user = {"id": user_id, **fields.model_dump()}
     try:
@@ -67,7 +71,7 @@ async def put_user(user_id: UserId, fields: UserFields, request: Request) -> Res
     return _json(user, 201 if created else 200)
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", response_model=User, responses=error_responses(404, 503, why={404: "No such user on this shard"}))
 async def get_user(user_id: str, request: Request) -> Response:
     # Any string: an id that cannot exist is simply not found (and costs no validation on the hot path).
     user = await _store(request).get(user_id) if len(user_id) <= 64 else None
@@ -76,7 +80,7 @@ async def get_user(user_id: str, request: Request) -> Response:
     return _json(user)
 
 
-@router.get("/users")
+@router.get("/users", responses=error_responses(409, 503, why={409: "the country has moved to another shard"}))
 async def list_users(request: Request, country: Annotated[Country, Query()], cursor: Cursor = None,
                      limit: Annotated[int, Query(ge=1)] = 100) -> Response:  # fmt: skip
     try:
@@ -87,14 +91,14 @@ async def list_users(request: Request, country: Annotated[Country, Query()], cur
     return _json({"country": country, "users": page.users, "next_cursor": next_cursor})
 
 
-@router.get("/stats")
+@router.get("/stats", responses=error_responses(503))
 async def stats(request: Request) -> dict[str, Any]:
     result = await _store(request).stats()
     return {"shard": request.app.state.settings.shard_name, "total": result.total,
             "per_country": dict(sorted(result.per_country.items())), "fences": result.fences}  # fmt: skip
 
 
-@admin.get("/countries/{country}/export")
+@admin.get("/countries/{country}/export", responses=error_responses(503))
 async def export(country: CountryPath, request: Request, after: Annotated[int, Query(ge=0)] = 0,
                  limit: Annotated[int, Query(ge=1)] = 500) -> Response:  # fmt: skip
     page = await _store(request).page(country, after=after, limit=_limit(request, limit), refuse_moved=False)
@@ -102,10 +106,10 @@ async def export(country: CountryPath, request: Request, after: Annotated[int, Q
 
 
 class Batch(BaseModel):
-    users: list[User] = Field(max_length=10_000)
+    users: list[User] = Field(max_length=MAX_BATCH_USERS, description="at most as many as fit in the body limit")
 
 
-@admin.post("/users")
+@admin.post("/users", responses=error_responses(409, 503, why={409: FENCED}))
 async def import_users(batch: Batch, request: Request) -> Response:
     try:
         created, updated = await _store(request).upsert([user.model_dump() for user in batch.users])
@@ -118,19 +122,20 @@ class Fence(BaseModel):
     state: Literal["frozen", "moved"]
 
 
-@admin.put("/countries/{country}/fence")
+@admin.put("/countries/{country}/fence", responses=error_responses(503))
 async def fence(country: CountryPath, body: Annotated[Fence, Body()], request: Request) -> dict[str, Any]:
     await _store(request).fence(country, body.state)
     return {"country": country, "fence": body.state}
 
 
-@admin.delete("/countries/{country}/fence")
+@admin.delete("/countries/{country}/fence", responses=error_responses(503))
 async def unfence(country: CountryPath, request: Request) -> dict[str, Any]:
     await _store(request).unfence(country)
     return {"country": country, "fence": None}
 
 
-@admin.delete("/countries/{country}/users")
+@admin.delete("/countries/{country}/users",
+               responses=error_responses(409, 503, why={409: "the country is not fenced: this shard still owns it"}))
 async def delete_country(country: CountryPath, request: Request,
                          limit: Annotated[int, Query(ge=1)] = 500) -> Response:  # fmt: skip
     try:

@@ -145,9 +145,16 @@ def test_a_missing_probe_is_reported(rendered: list[Manifest]) -> None:
 
 def test_a_service_selecting_nothing_or_a_missing_port_is_reported(rendered: list[Manifest]) -> None:
     find(rendered, "Service", "auth")["spec"]["selector"] = {"app.kubernetes.io/name": "authh"}
-    find(rendered, "Service", "lb")["spec"]["ports"][1]["targetPort"] = "statistics"
+    find(rendered, "Service", "lb")["spec"]["ports"][0]["targetPort"] = "web"
     assert_reported(checks.service_problems(rendered), ("Service/auth: selector",),
-                    ("Service/lb: targetPort 'statistics'",))  # fmt: skip
+                    ("Service/lb: targetPort 'web'",))  # fmt: skip
+
+
+def test_the_lb_service_exposes_the_application_only(rendered: list[Manifest]) -> None:
+    """The stats port asks for a password and still stays off the Service: port-forward to the pod for it."""
+    ports = find(rendered, "Service", "lb")["spec"]["ports"]
+    assert [(p["port"], p["targetPort"]) for p in ports] == [(8080, "http")]
+    assert "LB_ADMIN_PASSWORD" in env(rendered, "lb")  # HAProxy refuses to start without it
 
 
 def test_an_autoscaler_beyond_the_slots_or_fighting_replicas_is_reported(rendered: list[Manifest]) -> None:
@@ -245,6 +252,7 @@ def lb_environment(objects: list[Manifest], dns: str) -> dict[str, str]:
     values = {name: item.get("value", "") for name, item in env(objects, "lb").items()}
     values["POD_NAMESPACE"] = "scalecube"
     values["LB_COOKIE_KEY"] = "a-cookie-key-for-the-test"
+    values["LB_ADMIN_PASSWORD"] = "an-admin-password-for-the-test"
     values = {name: value.replace("$(POD_NAMESPACE)", "scalecube") for name, value in values.items()}
     return {**values, "LB_DNS": dns, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 

@@ -34,6 +34,8 @@ from lb.haproxy import runner
 
 API = "services.api.app:app"
 SESSION_SECRET = "test-secret-long-enough-123"
+ADMIN_PASSWORD = "test-admin-password"  # both balancers' admin/stats port (user admin)
+ADMIN_AUTH = httpx.BasicAuth("admin", ADMIN_PASSWORD)
 BALANCER_START_TIMEOUT = 20.0
 STICKY_COOKIE = "SCALECUBE_LB"  # both balancers' cookie name
 
@@ -66,7 +68,8 @@ class ServerState:
 class Balancer(Protocol):
     kind: str
     url: str
-    stats_url: str
+    stats_url: str  # asks for admin_auth (HTTP basic auth)
+    admin_auth: httpx.BasicAuth
 
     @property
     def pid(self) -> int: ...
@@ -102,6 +105,7 @@ class HaproxyBalancer:
         self.component = HaproxyComponent(settings, workdir, name=f"haproxy-{port}")
         self.url = self.component.url
         self.stats_url = self.component.stats_url
+        self.admin_auth = self.component.admin_auth
 
     def start(self) -> None:
         self.component.check()  # ports free and `haproxy -c` happy, with HAProxy's message if not
@@ -120,7 +124,7 @@ class HaproxyBalancer:
 
     def stats(self) -> list[dict[str, str]]:
         """The stats CSV: one row per frontend, backend and server (pxname, svname, status, addr, wretr...)."""
-        text = httpx.get(self.stats_url + "/;csv", timeout=5).text.removeprefix("# ")
+        text = httpx.get(self.stats_url + "/;csv", timeout=5, auth=self.admin_auth).text.removeprefix("# ")
         return list(csv.DictReader(io.StringIO(text)))
 
     def servers(self, backend: str = "api") -> list[ServerState]:
@@ -162,7 +166,7 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
     settings = runner.HaproxySettings(
         bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}", dns=topology.dns_address,
         api_service=service, api_port=port, api_health_port=port, sticky=sticky, balance=balance,
-        cookie_key="test-cookie-key", auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
+        cookie_key="test-cookie-key", admin_password=ADMIN_PASSWORD, auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
         auth_health_port=port if "auth" in routes else None, router_service=routes.get("router"),
         router_port=port if "router" in routes else None, router_health_port=port if "router" in routes else None,
         max_connections_per_client=client_cap,
@@ -191,10 +195,12 @@ class PythonBalancer:
         port, admin_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.stats_url = f"http://127.0.0.1:{admin_port}"
+        self.admin_auth = ADMIN_AUTH
         argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}",
                 "--admin", f"127.0.0.1:{admin_port}", *PYTHON_LIKE_HAPROXY, *args]  # fmt: skip
         # The secret set, like HAProxy's cookie key: no warning, and nothing leaks in from the caller's shell.
-        self.process = ManagedProcess(argv, env={"LB_STICKY_SECRET": "test-cookie-key"},
+        self.process = ManagedProcess(argv, env={"LB_STICKY_SECRET": "test-cookie-key",
+                                                 "LB_ADMIN_PASSWORD": ADMIN_PASSWORD},
                                       log_path=workdir / f"python-lb-{port}.log")  # fmt: skip
 
     def ready(self) -> bool:
@@ -215,7 +221,7 @@ class PythonBalancer:
         return self.process.pid
 
     def status(self) -> dict[str, Any]:
-        return httpx.get(self.stats_url + "/status.json", timeout=5).json()
+        return httpx.get(self.stats_url + "/status.json", timeout=5, auth=self.admin_auth).raise_for_status().json()
 
     def servers(self, backend: str = "api") -> list[ServerState]:
         pool = next(pool for pool in self.status()["pools"] if pool["name"] == backend)
@@ -228,7 +234,7 @@ class PythonBalancer:
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the admin port's /metrics (what Prometheus scrapes)."""
-        text = httpx.get(self.stats_url + "/metrics", timeout=5).text
+        text = httpx.get(self.stats_url + "/metrics", timeout=5, auth=self.admin_auth).raise_for_status().text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and sample.labels == labels:

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local.ports import free_port
@@ -18,6 +19,7 @@ from lb.health import HealthChecker
 from lb.pool import Pool
 from lb.stats import BalancerState
 
+PASSWORD = "test-admin-password"
 A, B, C = ("127.0.0.1", 8001), ("127.0.0.1", 8002), ("127.0.0.1", 8003)
 R1, R2 = ("127.0.0.1", 9101), ("127.0.0.1", 9102)
 
@@ -49,7 +51,7 @@ def make_state() -> BalancerState:
 async def run_admin(state, scenario: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
     """Run the admin server in the running loop, as the balancer does, while ``scenario`` talks to it."""
     port = free_port()
-    server = admin_server(create_admin_app(state), "127.0.0.1", port)
+    server = admin_server(create_admin_app(state, password=PASSWORD), "127.0.0.1", port)
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(200):  # bounded: 10 s
@@ -57,7 +59,8 @@ async def run_admin(state, scenario: Callable[[httpx.AsyncClient], Awaitable[Non
                 break
             await asyncio.sleep(0.05)
         assert server.started, "the admin server did not start"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=5) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=5,
+                                     auth=httpx.BasicAuth("admin", PASSWORD)) as client:  # fmt: skip
             await scenario(client)
     finally:
         server.should_exit = True
@@ -187,3 +190,32 @@ def test_the_admin_server_leaves_the_balancers_signals_alone():
     asyncio.run(main())
     assert received == [signal.SIGTERM]
     assert signal.getsignal(signal.SIGINT) is before  # untouched, and nothing re-raised after serve() returned
+
+
+def test_every_page_but_healthz_asks_for_the_password():
+    """No open mode: without the user and password (or with wrong ones, or a malformed header) a 401 JSON
+    that asks for basic auth; with them, the page. /healthz says nothing and stays open for probes."""
+    state = make_state()
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for path in ("/", "/status.json", "/metrics"):
+            assert (await client.get(path)).status_code == 200, path
+            for auth in (None, ("admin", "wrong"), ("root", PASSWORD), (PASSWORD, "admin")):
+                response = await client.get(path, auth=httpx.BasicAuth(*auth) if auth else None)
+                assert response.status_code == 401, (path, auth)
+                assert response.json()["error"] == "unauthorized"
+                assert response.headers["www-authenticate"].startswith("Basic ")
+                assert "pools" not in response.text and "scalecube_lb" not in response.text
+            malformed = await client.get(path, auth=None, headers={"Authorization": "Basic %%%not-base64"})
+            assert malformed.status_code == 401 and malformed.json()["error"] == "unauthorized"
+        anonymous = await client.get("/healthz", auth=None)
+        assert anonymous.status_code == 200 and anonymous.json() == {"status": "ok"}
+        missing = await client.get("/nothing-here")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+    serving(state, scenario)
+
+
+def test_an_admin_app_without_a_password_is_refused():
+    with pytest.raises(ValueError, match="never open"):
+        create_admin_app(make_state(), password="")

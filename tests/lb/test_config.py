@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lb.config import DEFAULT_CONFIG, ConfigError, Route, Router, Upstream, load_config, with_overrides
+from lb.config import (DEFAULT_CONFIG, AdminSettings, BalancerConfig, ConfigError, InternalPath, Route, Router, Upstream,
+                       load_config, with_overrides)  # fmt: skip
 
 EXAMPLE = """
 listen = "127.0.0.1:9080"
@@ -197,3 +198,47 @@ def test_sticky_secret_comes_from_the_named_variable():
     assert sticky.secret({"LB_STICKY_SECRET": "shared"}) == ("shared", True)
     first, from_env = sticky.secret({})
     assert not from_env and len(first) >= 32 and sticky.secret({})[0] != first  # random when unset
+
+
+def test_the_internal_list_replaces_the_default_and_bad_entries_are_named(tmp_path):
+    base = '[upstreams.api]\ndiscovery = "static:127.0.0.1:8001"\n[[routes]]\nprefix = "/"\nupstream = "api"\n'
+    config = load_config(write(tmp_path, 'internal = ["/private", "delete /things"]\n' + base))
+    assert config.internal == (InternalPath("/private"), InternalPath("/things", "DELETE"))
+    assert load_config(write(tmp_path, "internal = []\n" + base)).internal == ()  # nothing internal: said so
+    assert load_config(write(tmp_path, base)).internal == BalancerConfig().internal  # unset: the default
+    for text, message in [('internal = ["GOT /x"]\n', "the method must be one of"),
+                          ('internal = ["metrics"]\n', "must start with '/'"),
+                          ('internal = "/metrics"\n', "internal must be an array of strings"),
+                          ('[admin]\nuser = ""\n', "admin.user"), ('[admin]\npassword = "x"\n', "admin.password: unknown key")]:  # fmt: skip
+        assert message in error_of(tmp_path, text + base), text
+
+
+def test_the_admin_password_comes_from_the_variable_or_its_file(tmp_path):
+    admin = AdminSettings()
+    secret = tmp_path / "secret"
+    secret.write_text("from-the-file\n")
+    assert admin.password({"LB_ADMIN_PASSWORD": "from-env", "LB_ADMIN_PASSWORD_FILE": str(secret)}) == "from-env"
+    assert admin.password({"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": str(secret)}) == "from-the-file"
+    assert admin.password({}) is None
+    secret.write_text("\n")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        admin.password({"LB_ADMIN_PASSWORD_FILE": str(secret)})
+    with pytest.raises(ConfigError, match="cannot read"):
+        admin.password({"LB_ADMIN_PASSWORD_FILE": str(tmp_path / "missing")})
+
+
+def test_a_generated_admin_password_is_written_private_and_never_empty(tmp_path, caplog):
+    from lb.app import admin_password
+
+    config = BalancerConfig()
+    assert admin_password(config, None, {"LB_ADMIN_PASSWORD": "given"}) == "given"
+    with pytest.raises(ConfigError, match="no file to write"):
+        admin_password(config, None, {})  # never open
+    target = tmp_path / "state" / "lb-admin.password"
+    with caplog.at_level("WARNING", logger="scalecube.lb"):
+        made = admin_password(config, target, {})
+    assert len(made) >= 24 and target.read_text().strip() == made
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert str(target) in caplog.text and made not in caplog.text
+    assert admin_password(config, target, {}) != made  # a new one each start, the file rewritten
+    assert BalancerConfig().admin_listen == ("127.0.0.1", 8404) == load_config().admin_listen  # loopback

@@ -18,7 +18,7 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, wait_until
-from tests.lb.conftest import raw
+from tests.lb.conftest import ADMIN_AUTH, ADMIN_PASSWORD, raw
 
 BACKEND = "tests.lb.backend_app:app"
 
@@ -30,16 +30,17 @@ class LbProcess(ManagedProcess):
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
         argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{self.port}",
                 "--admin", f"127.0.0.1:{self.admin_port}", "--upstream", f"api={upstream}", *args]  # fmt: skip
-        super().__init__(argv, env=env, log_path=workdir / f"lb-{self.port}.log")
+        super().__init__(argv, env={"LB_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})},
+                         log_path=workdir / f"lb-{self.port}.log")  # fmt: skip
 
     def _healthy_backends(self) -> int:
         if self.proc.poll() is not None:
             raise AssertionError(f"balancer exited {self.proc.returncode}:\n{self.log()}")
-        status = httpx.get(self.admin_url + "/status.json", timeout=2).json()
+        status = httpx.get(self.admin_url + "/status.json", timeout=2, auth=ADMIN_AUTH).json()
         return sum(b["healthy"] for pool in status["pools"] for b in pool["backends"])
 
     def status(self) -> dict:
-        return httpx.get(self.admin_url + "/status.json", timeout=2).json()
+        return httpx.get(self.admin_url + "/status.json", timeout=2, auth=ADMIN_AUTH).json()
 
 
 @pytest.fixture
@@ -236,7 +237,7 @@ def test_admin_reports_backends_and_counters(backends, start_lb):
     status = lb.status()
     served = sum(b["served"] for pool in status["pools"] for b in pool["backends"])
     assert served >= 10
-    metrics = httpx.get(lb.admin_url + "/metrics").text
+    metrics = httpx.get(lb.admin_url + "/metrics", auth=ADMIN_AUTH).text
     assert "scalecube_lb_requests_total" in metrics
 
 
@@ -246,7 +247,7 @@ def test_a_response_cut_mid_body_is_counted_for_the_admin_port(backends, start_l
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.get(lb.url + "/die-mid-body", timeout=5)
     assert lb.status()["stats"]["responses_cut"] == 1
-    assert "scalecube_lb_responses_cut_total 1.0" in httpx.get(lb.admin_url + "/metrics").text
+    assert "scalecube_lb_responses_cut_total 1.0" in httpx.get(lb.admin_url + "/metrics", auth=ADMIN_AUTH).text
 
 
 def test_a_backend_silent_mid_body_is_cut_after_the_read_timeout(backends, start_lb):

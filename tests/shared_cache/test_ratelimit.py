@@ -154,6 +154,45 @@ def test_keys_expire_once_idle_and_hold_at_most_limit_entries(redis_url):
         wait_until(lambda: client.exists(PREFIX + "k") == 0, 10, what="the idle key to expire")
 
 
+def test_check_records_nothing_and_only_recorded_events_use_the_limit(redis_url):
+    """check + record (failed logins): any number of checks leave the key as it was; ``limit`` records fill it."""
+    limits = limiter(redis_url, limit=3, window=30)
+
+    async def scenario():
+        checks = [await limits.check("k") for _ in range(10)]  # e.g. successful logins: never counted
+        counts = [await limits.record("k") for _ in range(5)]  # failures: recorded even past the limit
+        sent = time.monotonic()
+        refused = await limits.check("k")
+        return checks, counts, Timed(refused, sent, time.monotonic())
+
+    checks, counts, refused = asyncio.run(scenario())
+    assert all(d.allowed and d.remaining == 3 for d in checks)
+    assert counts == [1, 2, 3, 3, 3]  # the key keeps only the newest `limit` events
+    assert not refused.decision.allowed and 0 < refused.decision.retry_after <= 30
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.zcard(PREFIX + "k") == 3 and 0 < client.pttl(PREFIX + "k") <= 30_000
+
+
+def test_a_check_allows_again_once_the_oldest_kept_event_ages_out(redis_url):
+    limits = limiter(redis_url, limit=2, window=3.0)
+
+    async def scenario():
+        first_sent = time.monotonic()
+        await limits.record("k")
+        first = Timed(Decision(True, 0, 0), first_sent, time.monotonic())
+        await asyncio.sleep(1.0)  # the second event ages out a second after the first: the check below sees it
+        await limits.record("k")
+        sent = time.monotonic()
+        refused = Timed(await limits.check("k"), sent, time.monotonic())
+        await asyncio.sleep(refused.decision.retry_after + 0.05)
+        return first, refused, await limits.check("k")
+
+    first, refused, later = asyncio.run(scenario())
+    assert not refused.decision.allowed
+    assert_waits_for(refused, first, 3.0)
+    assert later.allowed and later.remaining == 1  # the first event aged out, the second not yet
+
+
 def test_bad_parameters_are_refused(redis_url):
     with pytest.raises(ValueError):
         limiter(redis_url, limit=0, window=1)

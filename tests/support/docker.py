@@ -7,6 +7,7 @@ free loopback ports; ``down()`` removes its containers, networks and volumes.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,10 @@ class ComposeStack:
     def stats_url(self) -> str:
         return f"http://127.0.0.1:{self.stats_port}"
 
+    @property
+    def admin_auth(self) -> httpx.BasicAuth:
+        return httpx.BasicAuth("admin", self.env["LB_ADMIN_PASSWORD"])
+
     def containers(self, service: str, *, all: bool = False) -> list:
         labels = [f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]
         return self.client.containers.list(all=all, filters={"label": labels})
@@ -117,7 +122,9 @@ def compose_stack(project: str, *, env: dict[str, str] | None = None,
     """The whole stack up and healthy under ``project``; always torn down (``down -v``)."""
     client = require_docker()
     ports = {"LB_PORT": free_port(), "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "PYTHON_LB_PORT": free_port()}
-    full_env = {**{k: str(v) for k, v in ports.items()}, "PUBLISH_HOST": "127.0.0.1", **(env or {})}
+    # LB_ADMIN_PASSWORD: the balancers' stats/admin port (user admin); HAProxy refuses to start without one.
+    full_env = {**{k: str(v) for k, v in ports.items()}, "PUBLISH_HOST": "127.0.0.1",
+                "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24), **(env or {})}
     stack = ComposeStack(Compose(REPO, project=project, env=full_env), client, ports["LB_PORT"],
                          ports["STATS_PORT"], ports["LOCUST_PORT"], full_env)  # fmt: skip
     try:

@@ -1,5 +1,7 @@
 """What the stack's HAProxy (service ``lb``) does with each replica: its stats CSV, read over the
-published stats port (``stats show-legends`` puts each server's address in it)."""
+published stats port (``stats show-legends`` puts each server's address in it), which asks for the
+user ``admin`` and the password the ``lb`` container was given (``LB_ADMIN_PASSWORD``, or the file
+``LB_ADMIN_PASSWORD_FILE`` names inside it)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import csv
 import io
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -52,21 +54,39 @@ def balancer_url(project: Project) -> str:
     return published_url(project, LB_HTTP_PORT, "LB_PORT", 8080)
 
 
+STATS_USER = "admin"
+PASSWORD_ENV = "LB_ADMIN_PASSWORD"
+
+
+def stats_password(container: Any) -> str | None:
+    """The stats port's password a running ``lb`` container was given: its environment's, else the file's."""
+    env = dict(item.partition("=")[::2] for item in container.attrs.get("Config", {}).get("Env") or [])
+    if env.get(PASSWORD_ENV):
+        return env[PASSWORD_ENV]
+    path = env.get(PASSWORD_ENV + "_FILE")
+    if not path:
+        return None
+    code, output = container.exec_run(["cat", path])
+    return output.decode().strip() if code == 0 and output.strip() else None
+
+
 class Balancer:
     """HAProxy's view of its backends, polled from the stats page."""
 
-    def __init__(self, stats_url: str) -> None:
+    def __init__(self, stats_url: str, password: str | None = None) -> None:
         self.stats_url = stats_url.rstrip("/")
+        self.auth = httpx.BasicAuth(STATS_USER, password) if password else None
 
     @classmethod
     def of(cls, project: Project) -> Balancer | None:
         """The project's balancer, or None when it has no running ``lb`` container."""
-        if not project.containers(LB_SERVICE):
+        containers = project.containers(LB_SERVICE)
+        if not containers:
             return None
-        return cls(published_url(project, LB_STATS_PORT, "STATS_PORT", 8404))
+        return cls(published_url(project, LB_STATS_PORT, "STATS_PORT", 8404), stats_password(containers[0]))
 
     def servers(self, backend: str | None = None) -> list[BackendServer]:
-        response = httpx.get(self.stats_url + "/;csv", timeout=5)
+        response = httpx.get(self.stats_url + "/;csv", timeout=5, auth=self.auth)
         response.raise_for_status()
         return [s for s in parse_stats_csv(response.text) if backend is None or s.backend == backend]
 

@@ -42,6 +42,7 @@ from loadtests.experiments.faults import ComposeStack, Faults, LocalStack, wait_
 from loadtests.experiments.locust_runner import LoadResult, LoadSpec, safe_name
 from loadtests.experiments.probe import Answer, Probe
 from loadtests.experiments.results import DemoReport, Phase, Table
+from loadtests.locust.target import probe as probe_target
 from loadtests.locust.dependencies import (AUTH, CLIENT_TIMEOUT, DIRECTORY_REDIS, REQUEST_LOG_ENV, SERVED_BY_BALANCER,
                                            SESSIONS_REDIS, RequestRecord, needs, read_records, route_of, shards)  # fmt: skip
 
@@ -64,7 +65,7 @@ USERS = 10
 # an outage is about what users see, not about capacity, which flat-out load on 2 cores would be.
 VISITORS = {"SCALECUBE_WAIT_MIN": "", "SCALECUBE_WAIT_MAX": ""}
 STOP, KILL = "STOP", "KILL"
-PASSWORD = "outage-demo-visitor"  # the demo's own account at auth (8 to 128 characters)
+PASSWORD = "outage-demo-visitor"  # the demo's own account at auth (its policy: 10 to 128 characters, not common)
 CONTRACT_CLAIM = "every answer a success, or a 503 naming its dependency (no 500, none past the client timeout)"
 
 
@@ -421,12 +422,10 @@ def _notes(docker: bool) -> list[str]:
 
 # -- --target: nothing can be failed; the error contract is judged --------------------------------------
 
-ROUTE_PROBES = {"router": "/shards", "auth": "/auth/users/count"}  # as `scalecube locust` tells what a stack routes
-
-
 def _against_target(ctx: DemoContext, report: DemoReport, users: int, faults: list[tuple[Part, str]]) -> DemoReport:
     assert ctx.target is not None
-    routed = {name: _answers(ctx.target + path) for name, path in ROUTE_PROBES.items()}
+    # What the target routes, told as `scalecube locust` tells it (public paths: /shards and the like are internal).
+    routed = {name: not part.missing for name, part in probe_target(ctx.target).parts.items()}
     missing = [name for name, there in routed.items() if not there]
     log = ctx.out / "locust" / "target_requests.jsonl"
     env = {**VISITORS, REQUEST_LOG_ENV: str(log), "SCALECUBE_AUTH_PASSWORDS": "1" if routed["auth"] else "0"}
@@ -454,12 +453,6 @@ def _against_target(ctx: DemoContext, report: DemoReport, users: int, faults: li
                         "error contract (a success, or a 503 naming the dependency that is missing).")  # fmt: skip
     return report
 
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=10, trust_env=False).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 # -- the demo's own visitor: an account, a session, a user on each shard ----------------------------------

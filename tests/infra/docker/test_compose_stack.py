@@ -94,7 +94,9 @@ def test_splitting_and_decomposing_through_the_balancer(stack):
         assert created.status_code == 201, created.text
         user = created.json()
         assert http.get(f"/users/{user['id']}").json()["name"] == "Ada"
-        shards = http.get("/shards").json()["shards"]
+        assert http.get("/shards").status_code == 404  # internal: the router's own port only
+        router = f"http://{ip_address(stack.containers('router')[0])}:8000"
+        shards = http.get(router + "/shards").json()["shards"]
         assert shards["shard-a"]["users"] >= 1 and "GB" in shards["shard-a"]["countries"]
         assert http.post("/users", json={"name": "X", "country": "ZZ"}).status_code == 422
 
@@ -127,7 +129,8 @@ def test_the_python_balancer_profile_serves_the_same_stack(stack):
                 hosts.add(response.json()["host"])
             created = http.post("/users", json={"name": "Lin", "country": "CN"})
             assert created.status_code == 201 and created.json()["shard"] == "shard-b", created.text
-            assert http.get("/auth/users/count").status_code == 200
+            assert http.get("/auth/verify").status_code == 401  # auth's own answer: routed there
+            assert http.get("/auth/users/count").status_code == 404  # internal
             assert http.get("/users/count").json().get("source") is not None  # the api's, not the router's
         assert len(hosts) == 3, hosts
     finally:
@@ -143,7 +146,7 @@ def out_of_rotation(balancer: Balancer, ip: str) -> bool:
 def test_a_container_killed_under_get_load_costs_no_failed_request(stack):
     victim = random.choice(stack.containers("api"))
     victim_ip = ip_address(victim)
-    balancer = Balancer(stack.stats_url)
+    balancer = Balancer(stack.stats_url, stack.env["LB_ADMIN_PASSWORD"])
     assert victim_ip and not out_of_rotation(balancer, victim_ip)
     started = datetime.now(timezone.utc)
     # Bounded by count and time, far above what the waits below need.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +37,8 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
     if joined_here:
         client.swarm.init(advertise_addr="127.0.0.1")
     name, lb_port = f"sctest{uuid.uuid4().hex[:6]}", free_port()
-    ports = {"LB_PORT": lb_port, "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "API_REPLICAS": 2}
+    ports = {"LB_PORT": lb_port, "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "API_REPLICAS": 2,
+             "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24)}  # HAProxy needs one
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
     compose = Compose(REPO, project=name, env={k: str(v) for k, v in ports.items()})
     try:
@@ -107,8 +109,9 @@ def test_swarm_deploy_serves_every_path_through_the_balancer(swarm_stack):
 
     wait_for(both_replicas_answer, timeout=300, what="2 api replicas behind the swarm's balancer")
     # Swarm starts every service at once (no depends_on): auth and the router may come up later.
-    wait_for(lambda: answers(lb_port, "/auth/users/count"), timeout=180, what="auth behind the balancer")
-    wait_for(lambda: answers(lb_port, "/shards"), timeout=180, what="the router behind the balancer")
+    # Public paths each service answers itself (auth: 401 without a token; the router: 422 without a country).
+    wait_for(lambda: answers(lb_port, "/auth/verify", 401), timeout=180, what="auth behind the balancer")
+    wait_for(lambda: answers(lb_port, "/users", 422), timeout=180, what="the router behind the balancer")
     with httpx.Client(base_url=f"http://127.0.0.1:{lb_port}", timeout=10) as http:
         created = http.post("/users", json={"name": "Grace", "country": "US"})
         assert created.status_code == 201, created.text
@@ -116,8 +119,8 @@ def test_swarm_deploy_serves_every_path_through_the_balancer(swarm_stack):
         assert http.get(f"/users/{created.json()['id']}").status_code == 200
 
 
-def answers(lb_port: int, path: str) -> bool:
+def answers(lb_port: int, path: str, status: int = 200) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{lb_port}{path}", timeout=3).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{lb_port}{path}", timeout=3).status_code == status
     except httpx.HTTPError:
         return False

@@ -39,3 +39,27 @@ def test_networks_are_overlays_and_extensions_are_dropped():
     stack = swarm_stack(CONFIG)
     assert stack["networks"] == {"default": {"driver": "overlay", "attachable": True}}
     assert "x-redis" not in stack and "name" not in stack and stack["volumes"] == CONFIG["volumes"]
+
+
+def test_a_fixed_subnet_stays_with_the_overlay_so_the_trusted_forwarders_keep_their_addresses():
+    config = {**CONFIG, "networks": {"default": {"name": "scalecube_default", "ipam": {
+        "config": [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}]}}}}  # fmt: skip
+    assert swarm_stack(config)["networks"] == {"default": {"driver": "overlay", "attachable": True,
+                                                           "ipam": {"config": [{"subnet": "10.89.0.0/24"}]}}}
+
+
+def test_the_compose_files_network_and_trusted_forwarders_agree():
+    """The subnet in docker-compose.yml, and FORWARDED_ALLOW_IPS of the api and auth: every address of it
+    but the network's own and its gateway (.1), where published ports' connections from the host appear."""
+    import ipaddress
+    from pathlib import Path
+
+    import yaml
+
+    compose = yaml.safe_load((Path(__file__).parents[3] / "docker-compose.yml").read_text())
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    for service in ("api", "auth"):
+        trusted = compose["services"][service]["environment"]["FORWARDED_ALLOW_IPS"]
+        assert trusted != "*"
+        addresses = {address for network in trusted.split(",") for address in ipaddress.ip_network(network)}
+        assert addresses == set(subnet) - {subnet.network_address, subnet.network_address + 1}, service

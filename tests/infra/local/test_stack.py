@@ -400,7 +400,14 @@ def test_status_lists_dns_every_replica_and_the_balancer(balanced_stack):
     port = httpx.URL(replicas[0]["url"]).port
     assert sorted((b["address"], b["up"]) for b in lb["backends"]) == [(f"{h}:{port}", True) for h in hosts]
     assert lb["stats"] + "/" in balanced_stack.started.stdout  # `up` says where the stats page is
-    assert httpx.get(lb["stats"] + "/", timeout=10).status_code == 200
+    # ...which asks for a password: generated for this stack, 0600 in its state dir, and `up` says where.
+    password_file = Path(lb["admin_password_file"])
+    assert password_file.parent == balanced_stack.state_dir.resolve() and str(password_file) in balanced_stack.started.stdout
+    assert (password_file.stat().st_mode & 0o777) == 0o600
+    password = password_file.read_text().strip()
+    assert len(password) >= 24 and password not in balanced_stack.started.stdout
+    assert httpx.get(lb["stats"] + "/", timeout=10).status_code == 401
+    assert httpx.get(lb["stats"] + "/", timeout=10, auth=(lb["admin_user"], password)).status_code == 200
 
     text = balanced_stack.cli("status").stdout
     assert all(name in text for name in ("dns", *REPLICA_NAMES, "lb"))
@@ -539,6 +546,33 @@ def test_full_stack_users_count_is_the_users_the_router_holds(full_stack):
     for answer in every_answer():
         assert answer["origin"] == f"router {router}/users/count"  # where the number comes from
         assert answer["source"] == "master broadcast" and answer["stale"] is False
+
+
+# (method, path, body, the component whose own port serves it, its status there)
+INTERNAL = [
+    ("GET", "/metrics", None, "api-1", 200), ("GET", "/docs", None, "api-1", 200), ("GET", "/redoc", None, "api-1", 200),
+    ("GET", "/openapi.json", None, "api-1", 200), ("GET", "/metrics", None, "router", 200),
+    ("GET", "/shards", None, "router", 200), ("GET", "/auth/users/count", None, "auth", 200),
+    ("POST", "/announcements", {"message": "internal only"}, "api-1", 202),
+]  # fmt: skip
+
+
+def test_full_stack_internal_paths_are_refused_by_the_balancer_and_served_by_each_service_itself(full_stack):
+    """Issue 12: the public port serves the application only. Each service still serves its machinery on
+    its own port, inside the network (Prometheus scrapes it there; the api asks the router there)."""
+    with httpx.Client(base_url=full_stack.url, timeout=10) as public:
+        for method, path, body, name, status in INTERNAL:
+            refused = public.request(method, path, json=body)
+            assert refused.status_code == 404, (method, path, refused.status_code, refused.text[:200])
+            assert refused.json()["error"] == "not_found" and "x-served-by" not in refused.headers, (method, path)
+            own = httpx.request(method, full_stack.component(name)["url"] + path, json=body, timeout=10)
+            assert own.status_code == status, (method, path, name, own.status_code)
+        assert public.get("/announcements/last").status_code == 200  # the public read stays
+        assert public.get("/users/count").status_code == 200
+        # The balancers pass paths on unchanged (no prefix is stripped): under the routed prefixes these
+        # names reach auth and the router as their own paths, which serve nothing there.
+        for path in ("/auth/metrics", "/auth/docs", "/auth/openapi.json", "/users/metrics", "/users/openapi.json"):
+            assert public.get(path).status_code == 404, path
 
 
 def test_full_stack_down_leaves_nothing_running(full_stack):

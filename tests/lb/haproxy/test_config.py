@@ -11,15 +11,16 @@ from lb.haproxy import runner
 
 pytestmark = pytest.mark.usefixtures("haproxy_binary")
 
+PASSWORD = "test-admin-password"  # the one variable without a default: HAProxy refuses to start without it
 MODES = {
-    "defaults": runner.HaproxySettings(),
-    "sticky": runner.HaproxySettings(sticky=True, cookie_key="k"),
-    "leastconn": runner.HaproxySettings(balance="leastconn"),
-    "auth-and-router": runner.HaproxySettings(auth_service="auth", router_service="router"),
+    "defaults": runner.HaproxySettings(admin_password=PASSWORD),
+    "sticky": runner.HaproxySettings(sticky=True, cookie_key="k", admin_password=PASSWORD),
+    "leastconn": runner.HaproxySettings(balance="leastconn", admin_password=PASSWORD),
+    "auth-and-router": runner.HaproxySettings(auth_service="auth", router_service="router", admin_password=PASSWORD),
     "everything": runner.HaproxySettings(bind="127.0.0.1:18080", stats_bind="127.0.0.1:18404", dns="127.0.0.1:5353",
                                          slots=4, service_slots=2, balance="leastconn", sticky=True, cookie_key="k", api_service="web",
                                          api_port=9000, auth_service="auth", auth_port=9001, router_service="router",
-                                         router_port=9002, max_connections_per_client=50),  # fmt: skip
+                                         router_port=9002, max_connections_per_client=50, admin_password=PASSWORD),  # fmt: skip
 }
 
 
@@ -30,9 +31,16 @@ def test_haproxy_accepts_the_file_in_every_mode_without_warnings(mode):
 
 def test_a_bad_value_is_refused_with_haproxys_own_message():
     with pytest.raises(runner.HaproxyConfigError, match="balance only supports"):
-        runner.check_config(runner.HaproxySettings(balance="fastest").environment())
+        runner.check_config(runner.HaproxySettings(balance="fastest", admin_password=PASSWORD).environment())
     with pytest.raises(runner.HaproxyConfigError, match="LB_STICKY must be 0 or 1"):
-        runner.check_config({**runner.HaproxySettings().environment(), "LB_STICKY": "yes"})
+        runner.check_config({**runner.HaproxySettings(admin_password=PASSWORD).environment(), "LB_STICKY": "yes"})
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_without_an_admin_password_haproxy_refuses_to_start(password):
+    """Never an open stats port: no LB_ADMIN_PASSWORD (or an empty one) and the file is refused."""
+    with pytest.raises(runner.HaproxyConfigError, match="LB_ADMIN_PASSWORD must be set"):
+        runner.check_config(runner.HaproxySettings(admin_password=password).environment({}))
 
 
 def test_the_documented_variables_are_the_ones_the_file_reads():
@@ -42,8 +50,8 @@ def test_the_documented_variables_are_the_ones_the_file_reads():
     used = set(re.findall(r"\$\{([A-Z_]+)\}", text.split("\nglobal", 1)[1]))
     defaulted = set(re.findall(r"^\s*presetenv ([A-Z_]+) ", text, re.MULTILINE))
     assert used == documented == set(runner.VARIABLES.values())
-    # Every variable has a default, except the two whose absence *is* the default (no route).
-    assert documented - defaulted == {"AUTH_SERVICE", "ROUTER_SERVICE"}
+    # Every variable has a default, except the two whose absence *is* the default (no route), and the password.
+    assert documented - defaulted == {"AUTH_SERVICE", "ROUTER_SERVICE", "LB_ADMIN_PASSWORD"}
     presets = dict(re.findall(r'^\s*presetenv ([A-Z_]+)\s+"([^"]*)"', text, re.MULTILINE))
     assert (presets["LB_BIND"], presets["LB_STATS_BIND"]) == (runner.DEFAULT_BIND, runner.DEFAULT_STATS_BIND)
     header_defaults = dict(re.findall(r"^#   ([A-Z_]+)\s+(\S+)", header, re.MULTILINE))

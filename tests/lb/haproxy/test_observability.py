@@ -29,10 +29,10 @@ def echo(tmp_path_factory):
 
 def test_stats_page_csv_and_prometheus_metrics(echo, start_balancer):
     lb = start_balancer("haproxy", echo)
-    page = httpx.get(lb.stats_url + "/", timeout=5)
+    page = httpx.get(lb.stats_url + "/", timeout=5, auth=lb.admin_auth)
     assert page.status_code == 200 and "Statistics Report" in page.text
     assert up_hosts(lb) == set(HOSTS)  # the CSV, with each server's address
-    metrics = httpx.get(lb.stats_url + "/metrics", timeout=5)
+    metrics = httpx.get(lb.stats_url + "/metrics", timeout=5, auth=lb.admin_auth)
     assert metrics.status_code == 200
     assert f'haproxy_backend_active_servers{{proxy="api"}} {len(HOSTS)}' in metrics.text
 
@@ -52,12 +52,12 @@ def test_stats_page_explains_its_idle_slots_and_can_hide_them(echo, start_balanc
     lb = start_balancer("haproxy", echo, routes={"auth": "auth", "router": "router"})  # no auth, router: all idle
     slots = {name: sum(s.name.startswith(name) for s in lb.servers(name)) for name in ("api", "auth", "router")}
     assert slots == {"api": 10, "auth": 4, "router": 4}  # LB_SLOTS, LB_SERVICE_SLOTS: haproxy.cfg's defaults
-    page = httpx.get(lb.stats_url + "/", timeout=5).text
+    page = httpx.get(lb.stats_url + "/", timeout=5, auth=lb.admin_auth).text
     assert "Rows in MAINT (resolution) are idle server slots, not faults" in page  # stats show-desc
     assert "the api replicas: 10 slots (LB_SLOTS)" in page  # each backend's description, variables expanded
     assert "the router's replicas: 4 slots (LB_SERVICE_SLOTS)" in page
     assert rows(page, "api") == {f"api{n}" for n in range(1, 11)}
-    hidden = httpx.get(lb.stats_url + "/;no-maint", timeout=5).text
+    hidden = httpx.get(lb.stats_url + "/;no-maint", timeout=5, auth=lb.admin_auth).text
     up = {s.name for s in lb.servers("api") if s.up}
     assert len(up) == len(HOSTS)
     assert rows(hidden, "api") == up  # the idle slots left out, the replicas there kept

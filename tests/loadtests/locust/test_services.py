@@ -22,12 +22,13 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShardedStack]:
 
 @pytest.fixture(scope="module")
 def auth_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    """auth on its own Redis, with the suite's short login limits (6 attempts per IP per window of seconds)."""
+    """auth on its own Redis, the suite's short limits, and 3 registrations per address per window of seconds."""
     server = RedisServer()
     server.start()
     try:
         workdir = tmp_path_factory.mktemp("auth")
-        cluster = start(AUTH, auth_env(server.url, workdir, LOG_LEVEL="warning", ACCESS_LOG="0"), workdir)
+        env = auth_env(server.url, workdir, LOG_LEVEL="warning", ACCESS_LOG="0", REGISTER_IP_LIMIT="3")
+        cluster = start(AUTH, env, workdir)
         try:
             yield cluster
         finally:
@@ -48,9 +49,11 @@ def test_splitting_user_creates_and_reads_users_on_both_shards(sharded, tmp_path
 
 
 def test_auth_user_registers_logs_in_and_counts_rate_limits_apart(auth_service, tmp_path):
-    # Every Locust user comes from 127.0.0.1: the per-IP limit (6 per window here) answers 429 quickly.
+    # Every Locust user comes from 127.0.0.1. Logins succeed, so the login limits (6 failures per address,
+    # 3 per username and address) never answer; registrations are limited (3 per window here): 429s, apart.
     result = run_locust(tmp_path, auth_service.url, classes=("AuthUser",), run_time="3s")
     assert result.code == 0, result.explain()
     assert result.requests("/auth/register") > 0 and result.requests("/auth/login") > 0, result.explain()
-    assert result.requests("/auth/login [429 rate limited]") > 0, result.explain()
+    assert result.requests("/auth/register [429 rate limited]") > 0, result.explain()
+    assert result.requests("/auth/login [429 rate limited]") == 0, result.explain()
     assert result.failures("Aggregated") == 0, result.explain()

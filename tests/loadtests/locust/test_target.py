@@ -52,12 +52,12 @@ def test_a_lone_api_lacks_router_and_auth_and_says_which_class_needs_what(server
     assert here.refusal("CloningUser") is None and here.refusal("SessionUser") is None
     why = here.refusal("MixedUser")
     assert why is not None and "the shard router" in why and "the auth service" in why
-    assert f"GET {api}/shards answered 404" in why and "scalecube up --services all" in why
+    assert f"GET {api}/users answered 404" in why and "scalecube up --services all" in why
     assert not here.passwords  # no auth: a name is enough to log in
 
 
 def test_parts_answering_elsewhere_are_asked_there_and_their_paths_prefixed(servers):
-    api, auth, router = servers({}), servers({"/auth/users/count": 200}), servers({"/shards": 200})
+    api, auth, router = servers({}), servers({"/auth/verify": 401}), servers({"/users": 422})
     here = probe(api + "/", {"auth": auth, "router": router})
     assert all(here.refusal(name) is None for name in NEEDS)
     assert here.base("auth") == auth and here.base("router") == router
@@ -65,14 +65,14 @@ def test_parts_answering_elsewhere_are_asked_there_and_their_paths_prefixed(serv
 
 
 def test_behind_a_balancer_everything_is_at_the_host(servers):
-    lb = servers({"/shards": 200, "/auth/users/count": 200})
+    lb = servers({"/users": 422, "/auth/verify": 401})
     here = probe(lb)
     assert here.base("auth") == "" and here.base("router") == ""  # relative paths: the host routes them
     assert here.passwords
 
 
 def test_a_part_that_fails_is_there_and_one_that_does_not_answer_is_asked_again(servers):
-    broken = servers({"/shards": 503, "/auth/users/count": 200})
+    broken = servers({"/users": 503, "/auth/verify": 401})
     assert probe(broken).refusal("SplittingUser") is None  # there, unwell: the load test shows its failures
     nothing = f"http://127.0.0.1:{free_port()}"  # nothing listens: no answer, not a 404
     first = target(nothing)

@@ -20,7 +20,8 @@ API = "services.api.app:app"
 # that must fall inside one window do (7 logins, each an argon2 check: ~1 s with both cores busy).
 LIMIT_WINDOW_SECONDS = 4
 FAST_LIMITS = {"LOGIN_USER_LIMIT": "3", "LOGIN_USER_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
-               "LOGIN_IP_LIMIT": "6", "LOGIN_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS)}  # fmt: skip
+               "LOGIN_IP_LIMIT": "6", "LOGIN_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
+               "REGISTER_IP_LIMIT": "10", "REGISTER_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS)}  # fmt: skip
 PASSWORD = "Tr0ub4dor&3-horse"  # distinctive, so the logs can be searched for it
 
 _addresses = itertools.count(1)
@@ -45,7 +46,8 @@ def start(app: str, env: dict[str, str], workdir: Path, *, workers: int = 2, por
 @pytest.fixture
 def ip() -> str:
     """A client address of its own for each test (sent as X-Forwarded-For, which the services
-    honour from 127.0.0.1), so per-IP login counters never leak from one test into another."""
+    honour from 127.0.0.1, their default trusted forwarder), so per-IP counters never leak from one
+    test into another."""
     n = next(_addresses)
     return f"198.51.{100 + n // 250}.{n % 250 + 1}"
 

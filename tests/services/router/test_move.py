@@ -299,3 +299,15 @@ def test_move_refuses_what_it_cannot_do(shared_stack):
     assert nothing.returncode == 0 and "no move of FR" in nothing.stdout
     down = stack.scalecube("shard", "move", "FR", "shard-b", "--router-redis", "redis://127.0.0.1:1/0")
     assert down.returncode == 1 and "resume" in down.stderr
+
+
+def test_a_move_of_long_named_users_fits_its_batches_in_the_body_limit(own_stack):
+    """A page of 300 users with 100-character names is ~200 KB of JSON (each é goes as \\u00e9): sent as
+    one batch it was over the shard's 64 KiB body limit (413: the move failed); the copy now splits it."""
+    stack = own_stack()
+    with stack.client() as client:
+        ids = [client.post("/users", json={"name": f"{n:03d}" + "é" * 97, "country": "BR"}).json()["id"]
+               for n in range(300)]  # fmt: skip
+    moved = stack.scalecube("shard", "move", "BR", "shard-a", "--grace", "0")
+    assert moved.returncode == 0, moved.stderr
+    assert sorted(stored_ids(stack, "shard-a")) == sorted(ids) and stored_ids(stack, "shard-b") == {}

@@ -1,43 +1,18 @@
-"""A shard as it really runs: a cluster, its own real Redis, real HTTP."""
+"""A shard as it really runs: a cluster, its own real Redis, real HTTP (``conftest``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
-from tests.support.fixtures import ready, running_redis
 from infra.local.redis_server import RedisServer
-
-SHARD = "services.shard.app:app"
-
-
-@pytest.fixture(scope="module")
-def shard_redis() -> Iterator[RedisServer]:
-    yield from running_redis()
-
-
-@pytest.fixture(scope="module")
-def shard_cluster(shard_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    workdir = tmp_path_factory.mktemp("shard")
-    env = {"SHARD_NAME": "shard-x", "SHARD_REDIS_URL": shard_redis.url, "SCALECUBE_RUN_DIR": str(workdir),
-           "LOG_LEVEL": "warning", "MAX_PAGE": "50"}  # fmt: skip
-    cluster = ready(ClusterProcess(SHARD, port=free_port(), workdir=workdir, workers=1, env=env))
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def shard(shard_cluster: ClusterProcess, shard_redis: RedisServer) -> Iterator[httpx.Client]:
-    with redis.Redis.from_url(shard_redis.url) as client:
-        client.flushall()
-    with httpx.Client(base_url=shard_cluster.url, timeout=10) as client:
-        yield client
+from services.shard.model import MAX_BATCH_USERS
+from tests.services.shard.conftest import SHARD
 
 
 def put(client: httpx.Client, user_id: str, country: str = "FR", name: str = "ada") -> httpx.Response:
@@ -123,6 +98,7 @@ def test_fences_refuse_writes_then_listings_and_gate_deletion(shard):
     {"name": "a", "country": "UK", "created_at": "t"},  # reserved, not assigned
     {"name": "a", "country": "FRA", "created_at": "t"},
     {"name": "a", "country": " FR", "created_at": "t"},
+    {"name": "a", "country": "Fr", "created_at": "t"},  # upper or lower case, as the schema's enum says
     {"name": "a", "country": 33, "created_at": "t"},
     {"name": "", "country": "FR", "created_at": "t"},
     {"country": "FR", "created_at": "t"},
@@ -142,6 +118,20 @@ def test_invalid_ids_queries_and_fences_are_422(shard):
     assert shard.get("/users", params={"country": "FR", "limit": 0}).status_code == 422
     assert shard.put("/admin/countries/FR/fence", json={"state": "melted"}).status_code == 422
     assert shard.put("/admin/countries/ZZ/fence", json={"state": "moved"}).status_code == 422
+
+
+def test_a_batch_holds_at_most_what_fits_in_the_body_limit(shard):
+    """The schema's maxItems for a batch is exactly how many of the smallest users fit in the
+    default body limit: one more is over it, whatever their size."""
+    smallest = {"id": "a", "name": "a", "country": "FR", "created_at": "t"}
+
+    def post(users: list[dict[str, str]]) -> httpx.Response:
+        body = json.dumps({"users": users}, separators=(",", ":"))
+        return shard.post("/admin/users", content=body, headers={"content-type": "application/json"})
+
+    assert post([smallest] * MAX_BATCH_USERS).json() == {"created": 1, "updated": MAX_BATCH_USERS - 1}
+    over = post([smallest] * (MAX_BATCH_USERS + 1))
+    assert over.status_code == 413 and over.json()["error"] == "payload_too_large"
 
 
 def test_redis_down_is_503_naming_it(tmp_path: Path, own_redis: RedisServer):
