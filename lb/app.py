@@ -28,7 +28,8 @@ def proxy_options(config: BalancerConfig) -> ProxyOptions:
     return ProxyOptions(
         connect_timeout=t.connect, read_timeout=t.read, idle_timeout=t.idle, header_timeout=t.header,
         body_timeout=t.body, max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
-        max_connections=limits.max_connections, retries=limits.retries,
+        max_connections=limits.max_connections, max_connections_per_client=limits.max_connections_per_client,
+        retries=limits.retries,
     )  # fmt: skip
 
 

@@ -62,10 +62,12 @@ class Limits:
     max_header_bytes: int = 16384  # request line + headers; more is 431
     max_headers: int = 100  # header count; more is 431
     max_connections: int = 10000  # open client connections; more are closed at once
+    max_connections_per_client: int = 500  # open connections from one client address; more get a 429 (haproxy.cfg too)
     retries: int = 3  # other backends tried after one fails before any response byte
 
     def __post_init__(self) -> None:
-        _positive("limits", self, ("max_header_bytes", "max_headers", "max_connections"), "whole number")
+        _positive("limits", self, ("max_header_bytes", "max_headers", "max_connections", "max_connections_per_client"),
+                  "whole number")  # fmt: skip
         if self.retries < 0:
             raise ConfigError(f"limits.retries must be 0 or more, got {self.retries}")
 

@@ -1,10 +1,9 @@
-"""The balancer's HTTP path: client connections in, exchanges out to backends.
+"""The balancer's HTTP path from a request to its answer: ``Exchange``.
 
-``ClientConnection`` parses requests with httptools and guards the door
-(header size and count, malformed requests, slow clients, a connection cap).
-Each request becomes an ``Exchange``: pick a backend (sticky cookie first), send
-the head on a pooled or new upstream connection, stream the body both ways with
-flow control, and retry on another backend when that is safe:
+``lb.client.ClientConnection`` parses requests and hands each, in turn, to an
+``Exchange``: pick a backend (sticky cookie first), send the head on a pooled or new
+upstream connection, stream the body both ways with flow control, and retry on another
+backend when that is safe:
 
 - the connection could not be opened: nothing was sent, any request may go elsewhere
   (and only this counts against the backend: it is ejected until checks pass again);
@@ -18,8 +17,19 @@ stays in, and the request is not sent to another one (that is how a retry storm
 starts: every slow request multiplied by the number of backends). A client that
 stalls while sending its body gets a 408; that is no backend's failure either.
 
-Requests on one client connection are handled one at a time (reading pauses
-while a response is outstanding), which keeps pipelining correct and simple.
+What reaches the backend is the request as ``lb.http11`` judged it: origin-form, one Host,
+no hop-by-hop fields (nor those the client's ``Connection`` names), and the forwarding
+fields replaced by what the balancer saw (the client's own are dropped, never extended).
+
+``Expect: 100-continue``: the balancer answers the 100 itself, once a backend connection
+is open and ready for the body, rather than forwarding the expectation. It is the hop the
+client talks to: everything it can refuse without the body (no route, no backend, a
+malformed or oversized head) it refuses before the body is sent, which is what the
+client asked for; and the body timeout then measures only the client's own silence after
+the go-ahead, never a backend that is slow to say 100 (uvicorn says it only once the app
+reads the body). The price: a backend's own early refusal (401, 413) comes after the body
+has been streamed — the body is streamed anyway, never buffered, so this costs bandwidth,
+not memory.
 """
 
 from __future__ import annotations
@@ -33,25 +43,19 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-import httptools
-
+from lb.http11 import RequestHead, hop_by_hop
 from lb.pool import Backend, Pool
 from lb.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
-    from lb.server import Balancer
+    from lb.client import ClientConnection
 
 log = logging.getLogger("scalecube.lb")
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 SHED_BY = b"x-shed-by"  # set by a cluster master that answered 503 without running anything
-# Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's business, never forwarded;
-# framing headers are rewritten because bodies are re-framed on each side.
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade", b"expect", b"content-length"})  # fmt: skip
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
-LINGER_SECONDS = 1.0  # after an error reply, how long we drain the client's leftovers before closing
 FAILURE_COUNTERS = {"no_route": "unrouted_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
                     "backend_unreachable": "unreachable_503", "gateway_timeout": "upstream_timeout_504",
                     "request_timeout": "client_body_timeout_408", "not_found": "internal_404",
@@ -71,6 +75,7 @@ class ProxyOptions:
     max_header_bytes: int
     max_headers: int
     max_connections: int
+    max_connections_per_client: int
     retries: int  # extra backends to try
     upstream_max_idle: float = 2.0  # below uvicorn's 5 s keep-alive, so we never reuse a connection it is closing
     scheme: bytes = b"http"
@@ -83,241 +88,27 @@ def error_response(status: int, error: str, message: str, *, close: bool = True,
     return head.encode() + body
 
 
-class RequestTooLarge(Exception):
-    pass
-
-
-class ClientConnection(asyncio.Protocol):
-    def __init__(self, balancer: Balancer) -> None:
-        self.balancer = balancer
-        self.options = balancer.options
-        self.stats = balancer.stats
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
-        self.client_ip = b""
-        self.exchange: Exchange | None = None
-        self.closing = False
-        self.pipelined = False
-        self.too_large = False
-        self._corked = False
-        self._out: list[bytes] = []
-        self.lingering = False
-        self._loop = asyncio.get_event_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._reset_request()
-
-    # -- asyncio ---------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.client_ip = (peer[0] if peer else "").encode()
-        self.stats.connections_open += 1
-        self.stats.connections_total += 1
-        self.balancer.clients.add(self)
-        if self.stats.connections_open > self.options.max_connections:
-            self.stats.connections_rejected += 1
-            self.reply_and_close(error_response(503, "overloaded", "the balancer is at its connection limit"))
-            return
-        # A new connection owes us a request soon: waiting for its first byte is bounded by the header
-        # timeout, not the (much longer) keep-alive idle one, or silent connections would hold slots for
-        # minutes (HAProxy's `timeout http-request` does the same). Closed without a word, like an idle one.
-        self._arm(self.options.header_timeout, self._idle_timeout)
-
-    def data_received(self, data: bytes) -> None:
-        if self.lingering:
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.reply_and_close(error_response(501, "not_implemented", "protocol upgrades are not supported"))
-        except httptools.HttpParserError as exc:
-            if self.too_large:  # raised from our own callback; httptools wraps it
-                self.stats.rejected_431 += 1
-                self.reply_and_close(error_response(431, "request_header_fields_too_large",
-                                                    f"request headers exceed {self.options.max_header_bytes} bytes "
-                                                    f"or {self.options.max_headers} fields"))  # fmt: skip
-                return
-            self.stats.rejected_400 += 1
-            self.reply_and_close(error_response(400, "bad_request", f"malformed HTTP request: {exc}"))
-
-    def eof_received(self) -> bool:
-        return False  # the client is done sending: close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
-        self.stats.connections_open -= 1
-        self.balancer.clients.discard(self)
-        self._disarm()
-        if self.exchange is not None:
-            self.exchange.client_lost()
-            self.exchange = None
-
-    def pause_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.client_paused(True)
-
-    def resume_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.client_paused(False)
-
-    # -- timers ------------------------------------------------------------------------
-    def _arm(self, seconds: float, callback: object) -> None:
-        self._disarm()
-        self._timer = self._loop.call_later(seconds, callback)  # type: ignore[arg-type]
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _idle_timeout(self) -> None:
-        self.close()
-
-    def _header_timeout(self) -> None:
-        self.stats.rejected_timeout += 1
-        self.reply_and_close(error_response(408, "request_timeout", "the request head took too long to arrive"))
-
-    # -- httptools callbacks (request) ---------------------------------------------------
-    def _reset_request(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
-        self.body_expected = False
-
-    def on_message_begin(self) -> None:
-        if self.exchange is not None:
-            # A pipelined request while one is outstanding: answer the first, then close;
-            # the client resends what went unanswered (RFC 9112 §9.3.2).
-            self.pipelined = True
-            return
-        self._reset_request()
-        self._arm(self.options.header_timeout, self._header_timeout)
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self._count(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        self._count(len(name) + len(value) + 4)
-        if len(self.headers) > self.options.max_headers:
-            self._too_large()
-
-    def _count(self, size: int) -> None:
-        self.header_bytes += size
-        if self.header_bytes > self.options.max_header_bytes:
-            self._too_large()
-
-    def _too_large(self) -> None:
-        self.too_large = True
-        raise RequestTooLarge
-
-    def on_headers_complete(self) -> None:
-        if self.pipelined:
-            return
-        self._disarm()
-        self.stats.requests += 1
-        assert self.transport is not None
-        self.transport.pause_reading()  # one request at a time; resumed when its response is done
-        self.exchange = Exchange(self, self.parser.get_method(), self.url, self.headers, self.parser.should_keep_alive())
-        self.exchange.begin()
-
-    def on_body(self, body: bytes) -> None:
-        if self.exchange is not None and not self.pipelined:
-            self.exchange.client_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.exchange is not None and not self.pipelined:
-            self.exchange.client_body_done()
-            if self.transport is not None and self.exchange is not None:
-                self.transport.pause_reading()  # nothing more until this response is out
-
-    # -- used by the exchange -------------------------------------------------------------
-    def now(self) -> float:
-        return self._loop.time()
-
-    def write(self, data: bytes) -> None:
-        if self._corked:
-            self._out.append(data)
-        elif self.transport is not None and not self.closing:
-            self.transport.write(data)
-
-    def cork(self) -> None:
-        """Collect writes (head, body parts, chunk ends) until ``uncork``: one syscall per upstream read."""
-        self._corked = True
-
-    def uncork(self) -> None:
-        self._corked = False
-        if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self.write(data)
-
-    def read_body(self, paused: bool) -> None:
-        """Flow control for request bodies: the upstream can't take more yet (or can again)."""
-        if self.transport is None or self.closing:
-            return
-        if paused:
-            self.transport.pause_reading()
-        else:
-            self.transport.resume_reading()
-
-    def exchange_done(self, keep_alive: bool) -> None:
-        self.exchange = None
-        if not keep_alive or self.closing or self.balancer.draining or self.pipelined:
-            self.close()
-            return
-        assert self.transport is not None
-        self._arm(self.options.idle_timeout, self._idle_timeout)
-        self.transport.resume_reading()
-
-    def reply_and_close(self, data: bytes) -> None:
-        """Answer, then a lingering close: half-close and discard what the client still sends, so
-        our reply is not destroyed by the reset a full close would provoke (nginx does the same)."""
-        self.write(data)
-        self.uncork()
-        if self.transport is None or self.closing or self.lingering:
-            return
-        self.lingering = True
-        self.parser = None  # type: ignore[assignment]  # nothing more is parsed
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
-        self.transport.resume_reading()
-        self._arm(LINGER_SECONDS, self.close)
-
-    def close(self) -> None:
-        self.uncork()
-        if not self.closing and self.transport is not None:
-            self.closing = True
-            self._disarm()
-            self.transport.close()
-
-    def drain(self) -> None:
-        """Balancer stopping: an idle connection closes now; a busy one after its response."""
-        if self.exchange is None:
-            self.close()
-
-
 class Exchange:
     """One request and its response, across retries."""
 
-    def __init__(self, client: ClientConnection, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
-                 keep_alive: bool) -> None:  # fmt: skip
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
         self.client = client
         self.balancer = client.balancer
         self.options = client.options
         self.stats = client.stats
-        self.method = method
-        self.url = url
-        self.keep_alive = keep_alive
-        self.upstream_name = self.balancer.router.match(url)
+        self.method = head.method
+        self.url = head.target
+        self.keep_alive = head.keep_alive
+        self.upstream_name = self.balancer.router.match(head.target)
         self.pool: Pool | None = self.balancer.pools.get(self.upstream_name)
         self.tried: list[Backend] = []
         self.backend: Backend | None = None
         self.conn: UpstreamConnection | None = None
         self.cookie: bytes | None = None
         self.sticky_backend: Backend | None = None
-        self.head, self.request_id, self.chunked_request, has_body = self._build_head(headers)
+        self.head, self.request_id, self.chunked_request, has_body = self._build_head(head)
+        self.expect_continue = head.expect_continue and has_body  # send a 100 once a backend can take the body
+        self.body_seen = False  # any request body bytes (a client that did not wait needs no 100)
         self.replayable_body = not has_body  # bodies stream through: one that was sent cannot be resent
         self.pending_body: list[bytes] = []  # arrived while no upstream connection was ready
         self.body_done = not has_body
@@ -332,25 +123,25 @@ class Exchange:
         self._timer: asyncio.TimerHandle | None = None
 
     # -- the request head -----------------------------------------------------------------
-    def _build_head(self, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bool, bool]:
-        out = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
-        forwarded_for = request_id = cookie = None
+    def _build_head(self, head: RequestHead) -> tuple[bytes, bytes, bool, bool]:
+        """The head for the backend: origin-form, the judged Host, none of ``head.dropped``, and the forwarding
+        fields as the balancer saw the client (lb.http11 says why the client's own are dropped)."""
+        out = [self.method, b" ", self.url, b" HTTP/1.1\r\nhost: ", head.host, b"\r\n"]
+        request_id = cookie = None
         chunked = False
         length = None
         sticky = self.balancer.sticky
-        for name, value in headers:
+        dropped = head.dropped
+        for name, value in head.headers:
             lower = name.lower()
-            if lower in HOP_BY_HOP:
-                if lower == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
-                elif lower == b"content-length":
-                    length = value
+            if lower == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
                 continue
-            if lower == b"x-forwarded-for":
-                forwarded_for = value
+            if lower == b"content-length":
+                length = value
                 continue
-            if lower == b"x-forwarded-proto":
-                continue  # we say what the client spoke to us
+            if lower in dropped:
+                continue
             if lower == b"x-request-id":
                 request_id = value
             elif lower == b"cookie":
@@ -361,8 +152,7 @@ class Exchange:
                         continue
             out += (name, b": ", value, b"\r\n")
         client_ip = self.client.client_ip
-        out += (b"x-forwarded-for: ", forwarded_for + b", " + client_ip if forwarded_for else client_ip, b"\r\n",
-                b"x-forwarded-proto: ", self.options.scheme, b"\r\n")  # fmt: skip
+        out += (b"x-forwarded-for: ", client_ip, b"\r\nx-forwarded-proto: ", self.options.scheme, b"\r\n")
         if request_id is None:
             request_id = os.urandom(16).hex().encode()
             out += (b"x-request-id: ", request_id, b"\r\n")
@@ -471,6 +261,9 @@ class Exchange:
         for chunk in self.pending_body:
             self._write_body(chunk)
         self.pending_body.clear()
+        if self.expect_continue and not self.body_done and not self.body_seen:
+            self.expect_continue = False  # once, however many backends are tried
+            self.client.send_continue()
         self.client.read_body(False)
         if self.body_done:
             if self.chunked_request:
@@ -482,6 +275,7 @@ class Exchange:
 
     # -- request body ------------------------------------------------------------------------
     def client_body(self, data: bytes) -> None:
+        self.body_seen = True
         if self.conn is None:
             self.pending_body.append(data)
             self.client.read_body(True)  # hold the rest until a backend takes it
@@ -544,8 +338,9 @@ class Exchange:
         self.response_keep_alive = keep_alive and self.method != b"HEAD"
         bodyless = self.method == b"HEAD" or status in BODYLESS_STATUSES
         out = [b"HTTP/1.1 %d %b\r\n" % (status, REASONS.get(status, b"Unknown"))]
+        dropped = hop_by_hop(headers)  # the fixed list and what the backend's Connection names
         for name, value in headers:
-            if name.lower() not in HOP_BY_HOP:
+            if name.lower() not in dropped:
                 out += (name, b": ", value, b"\r\n")
         if length is not None:
             out += (b"content-length: %d\r\n" % length,)
@@ -556,7 +351,7 @@ class Exchange:
         sticky = self.balancer.sticky
         if sticky is not None and self.backend is not None and self.backend is not self.sticky_backend:
             out += (b"set-cookie: ", sticky.set_cookie_header(self.backend), b"\r\n")
-        if not self.keep_alive or self.balancer.draining or self.client.pipelined:
+        if not self.keep_alive or self.balancer.draining:
             out.append(b"connection: close\r\n")
             self.keep_alive = False
         out.append(b"\r\n")
@@ -664,14 +459,16 @@ class Exchange:
         self._backend_finished(backend, served=None)
         self.fail(504, "gateway_timeout", f"the backend did not answer within {self.options.read_timeout:g}s")
 
-    def client_lost(self) -> None:
-        """The client went away mid-exchange: the same bookkeeping as a finished request (in flight
-        counts must not leak, or leastconn would shun that backend forever), counted as neither."""
+    def client_lost(self, *, aborted: bool = True) -> None:
+        """The client went away mid-exchange (or its body broke: ``aborted=False``, answered 400 by the
+        connection): the same bookkeeping as a finished request (in flight counts must not leak, or
+        leastconn would shun that backend forever), counted as neither."""
         if self.done:
             return
         self.done = True
         self._disarm()
-        self.stats.client_aborts += 1
+        if aborted:
+            self.stats.client_aborts += 1
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()  # mid-exchange: the connection's state is unknown

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from lb.pool import Pool
-from lb.proxy import ClientConnection, ProxyOptions
+from lb.client import ClientConnection
+from lb.proxy import ProxyOptions
 from lb.upstream import ConnectionPool
 
 log = logging.getLogger("scalecube.lb")
@@ -41,6 +42,7 @@ class Balancer:
         self.sticky = sticky
         self.connections = ConnectionPool(max_idle_age=options.upstream_max_idle)
         self.clients: set[ClientConnection] = set()
+        self.connections_by_client: dict[bytes, int] = {}  # client address -> its open connections
         self.draining = False
         self.drain_timeout = drain_timeout
         self.started_at = time.time()

@@ -34,8 +34,9 @@ class BalancerStats:
     requests: int = _counter("Requests received from clients (any outcome).")
     responses: int = _counter("Responses sent to clients (any status).")
     retries: int = _counter("Requests sent again to another backend after one failed.")
-    rejected_400: int = _counter("Requests refused as malformed (400).")
+    rejected_400: int = _counter("Requests refused as malformed, or breaking the Host rules (400).")
     rejected_431: int = _counter("Requests refused for too large or too many headers (431).")
+    rejected_417: int = _counter("Requests refused for an expectation other than 100-continue (417).")
     rejected_timeout: int = _counter("Connections answered 408: the request head took longer than the header timeout.")
     no_backend_503: int = _counter("Requests answered 503: their upstream has no backend at all.")
     unreachable_503: int = _counter("Requests answered 503: no backend tried accepted a connection.")
@@ -50,6 +51,8 @@ class BalancerStats:
     internal_404: int = _counter("Requests for an internal path (the config's internal list), refused with a 404.")
     connections_total: int = _counter("Client connections accepted.")
     connections_rejected: int = _counter("Client connections closed at once: max connections reached.")
+    connections_rejected_per_client: int = _counter("Client connections answered 429 and closed: their address "
+                                                    "already had max_connections_per_client open.")
     connections_open: int = _gauge("Client connections open now.")
 
     def snapshot(self) -> dict[str, int]:

@@ -245,6 +245,7 @@ def lb(
     max_header_bytes: Annotated[int | None, typer.Option()] = None,
     max_headers: Annotated[int | None, typer.Option()] = None,
     max_connections: Annotated[int | None, typer.Option()] = None,
+    max_connections_per_client: Annotated[int | None, typer.Option(help="open connections one client address may hold; more get a 429")] = None,
     retries: Annotated[int | None, typer.Option()] = None,
     health_interval: Annotated[float | None, typer.Option()] = None,
     discovery_interval: Annotated[float | None, typer.Option()] = None,
@@ -262,6 +263,7 @@ def lb(
             settings, policy=policy, timeouts__connect=connect_timeout, timeouts__read=read_timeout,
             timeouts__idle=idle_timeout, timeouts__header=header_timeout, limits__max_header_bytes=max_header_bytes,
             limits__max_headers=max_headers, limits__max_connections=max_connections, limits__retries=retries,
+            limits__max_connections_per_client=max_connections_per_client,
             health__interval=health_interval, discovery__interval=discovery_interval,
         )  # fmt: skip
         settings.sticky.secret()  # a known or short LB_STICKY_SECRET(_FILE) refuses to start, sticky or not

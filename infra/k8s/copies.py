@@ -31,6 +31,7 @@ class Copy:
 
 COPIES = (
     Copy("lb/haproxy/haproxy.cfg", "files/haproxy.cfg"),
+    Copy("lb/haproxy/hop_by_hop.lua", "files/hop_by_hop.lua"),
     Copy("services/router/shard_map.toml", "files/shard_map.toml"),
 )
 

@@ -52,6 +52,7 @@ class HaproxySettings:
     slots: int | None = None  # LB_SLOTS: the api's server slots
     service_slots: int | None = None  # LB_SERVICE_SLOTS: auth's and the router's
     balance: str | None = None  # LB_BALANCE: leastconn (the file's default) | roundrobin
+    max_connections_per_client: int | None = None  # LB_MAXCONN_PER_CLIENT
     sticky: bool | None = None  # LB_STICKY
     cookie_key: str | None = None  # LB_COOKIE_KEY
     api_service: str | None = None  # API_SERVICE
@@ -100,7 +101,8 @@ class HaproxySettings:
 # Field -> the environment variable haproxy.cfg reads (tests check both lists match the file).
 VARIABLES = {
     "bind": "LB_BIND", "stats_bind": "LB_STATS_BIND", "dns": "LB_DNS", "slots": "LB_SLOTS",
-    "service_slots": "LB_SERVICE_SLOTS", "balance": "LB_BALANCE", "sticky": "LB_STICKY", "cookie_key": "LB_COOKIE_KEY",
+    "service_slots": "LB_SERVICE_SLOTS", "balance": "LB_BALANCE", "max_connections_per_client": "LB_MAXCONN_PER_CLIENT",
+    "sticky": "LB_STICKY", "cookie_key": "LB_COOKIE_KEY",
     "api_service": "API_SERVICE", "api_port": "API_PORT", "auth_service": "AUTH_SERVICE", "auth_port": "AUTH_PORT",
     "router_service": "ROUTER_SERVICE", "router_port": "ROUTER_PORT", "api_health_port": "API_HEALTH_PORT",
     "auth_health_port": "AUTH_HEALTH_PORT", "router_health_port": "ROUTER_HEALTH_PORT",

@@ -339,8 +339,9 @@ def test_haproxy_accepts_the_config_map_with_the_pods_environment(rendered: list
         haproxy = runner.find_haproxy()
     except runner.HaproxyNotFound:
         pytest.skip("haproxy is not installed")
+    for name, text in find(rendered, "ConfigMap", "haproxy")["data"].items():  # the cfg and its lua-load file
+        (tmp_path / name).write_text(text)
     config = tmp_path / "haproxy.cfg"
-    config.write_text(find(rendered, "ConfigMap", "haproxy")["data"]["haproxy.cfg"])
     result = subprocess.run([haproxy, "-c", "-f", str(config)], env=lb_environment(rendered, "10.96.0.10:53"),
                             capture_output=True, text=True, timeout=20)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

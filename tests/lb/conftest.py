@@ -158,7 +158,7 @@ class HaproxyBalancer:
 
 
 def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, sticky: bool, balance: str | None,
-                   routes: dict[str, str]) -> HaproxyBalancer:  # fmt: skip
+                   routes: dict[str, str], client_cap: int | None = None) -> HaproxyBalancer:  # fmt: skip
     require_haproxy()
     # The checks go to each replica's service port, as the Python balancer's do by default: the topology's
     # clusters have no master health port, and the scenarios steer readiness through the app's own /readyz.
@@ -169,6 +169,7 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
         cookie_key="test-cookie-key-0123456", admin_password=ADMIN_PASSWORD, auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
         auth_health_port=port if "auth" in routes else None, router_service=routes.get("router"),
         router_port=port if "router" in routes else None, router_health_port=port if "router" in routes else None,
+        max_connections_per_client=client_cap,
     )  # fmt: skip
     balancer = HaproxyBalancer(settings, workdir)
     balancer.start()
@@ -257,7 +258,7 @@ class PythonBalancer:
 
 
 def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, sticky: bool, balance: str | None,
-                  routes: dict[str, str]) -> PythonBalancer:  # fmt: skip
+                  routes: dict[str, str], client_cap: int | None = None) -> PythonBalancer:  # fmt: skip
     def dns(name: str) -> str:
         return f"dns:{name}:{topology.port}@{topology.dns_address}"
 
@@ -271,6 +272,8 @@ def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, st
              for arg in ("--route", f"{prefix}={upstream}")]  # fmt: skip
     if sticky:
         args.append("--sticky")
+    if client_cap is not None:
+        args += ["--max-connections-per-client", str(client_cap)]
     return PythonBalancer(args, workdir)
 
 
@@ -293,16 +296,18 @@ def wait_up(balancer: Balancer, hosts: set[str], backend: str = "api", timeout: 
 
 @pytest.fixture
 def start_balancer(tmp_path: Path) -> Iterator[Callable[..., Balancer]]:
-    """``start_balancer(kind, topology, sticky=, balance=, service="api", routes={"auth": name, "router": name})``:
-    a balancer whose api backend is ``topology``'s ``service``, once it sees every published replica up."""
+    """``start_balancer(kind, topology, sticky=, balance=, service="api", routes={"auth": name, "router": name},
+    client_cap=N)``: a balancer whose api backend is ``topology``'s ``service``, once it sees every published
+    replica up (``client_cap``: connections one client address may hold; None, the balancer's default)."""
     started: list[Balancer] = []
 
     def start(kind: str, topology: LoopbackTopology, *, sticky: bool = False, balance: str | None = None,
-              service: str = "api", routes: dict[str, str] | None = None, wait: bool = True) -> Balancer:  # fmt: skip
+              service: str = "api", routes: dict[str, str] | None = None, wait: bool = True,
+              client_cap: int | None = None) -> Balancer:  # fmt: skip
         if kind not in STARTERS:
             raise ValueError(f"unknown balancer kind {kind!r}: one of {sorted(STARTERS)}")
         balancer = STARTERS[kind](topology, tmp_path, service=service, sticky=sticky, balance=balance,
-                                  routes=routes or {})  # fmt: skip
+                                  routes=routes or {}, client_cap=client_cap)  # fmt: skip
         started.append(balancer)  # launched: stopped at teardown even if it never gets ready
         deadline = time.monotonic() + BALANCER_START_TIMEOUT
         while not balancer.ready():  # not wait_until: it would swallow ready()'s "it exited"

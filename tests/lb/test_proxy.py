@@ -230,12 +230,6 @@ def test_a_cheap_request_never_waits_for_the_connection_a_heavy_one_holds(backen
         assert heavy.result().status_code == 200
 
 
-def test_pipelined_requests_get_the_first_answer_and_a_close(backends, start_lb):
-    lb = start_lb(backends(1))
-    reply = raw(lb.url, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert reply.count(b"HTTP/1.1 200") == 1 and b"connection: close" in reply.lower()
-
-
 def test_admin_reports_backends_and_counters(backends, start_lb):
     lb = start_lb(backends(2))
     for _ in range(10):

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from lb.config import Limits
 from lb.haproxy import runner
 
 pytestmark = pytest.mark.usefixtures("haproxy_binary")
@@ -19,7 +20,7 @@ MODES = {
     "everything": runner.HaproxySettings(bind="127.0.0.1:18080", stats_bind="127.0.0.1:18404", dns="127.0.0.1:5353",
                                          slots=4, service_slots=2, balance="leastconn", sticky=True, cookie_key="a-test-cookie-key-0123", api_service="web",
                                          api_port=9000, auth_service="auth", auth_port=9001, router_service="router",
-                                         router_port=9002, admin_password=PASSWORD),  # fmt: skip
+                                         router_port=9002, max_connections_per_client=50, admin_password=PASSWORD),  # fmt: skip
 }
 
 
@@ -72,3 +73,16 @@ def test_every_backend_describes_its_slots_and_only_the_api_keeps_ten():
     assert (presets["LB_SLOTS"], presets["LB_SERVICE_SLOTS"]) == ("10", "4")
     stats = text.split("\nfrontend stats", 1)[1]
     assert re.search(r'^    stats show-desc ".*MAINT \(resolution\).*/;no-maint"$', stats, re.MULTILINE)
+
+
+def test_the_per_client_connection_cap_is_the_python_balancers_and_replaces_forwarding_headers():
+    """Issue #12: one default for both balancers' per-client cap, and the client's forwarding headers removed
+    before ``option forwardfor`` adds HAProxy's own (tests/lb/test_http11.py shows what a backend receives)."""
+    text = runner.CONFIG.read_text()
+    presets = dict(re.findall(r'^\s*presetenv ([A-Z_]+)\s+"([^"]*)"', text, re.MULTILINE))
+    assert presets["LB_MAXCONN_PER_CLIENT"] == str(Limits().max_connections_per_client)
+    public = text.split("\nfrontend public", 1)[1].split("\nbackend ", 1)[0]
+    deleted = re.findall(r"^    http-request del-header (\S+)$", public, re.MULTILINE)
+    assert {name.lower() for name in deleted} == {"x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host",
+                                                  "proxy-authorization"}  # fmt: skip
+    assert re.search(r"^    option forwardfor$", public, re.MULTILINE)
