@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import secrets
 import time
 
 import httpx
@@ -115,11 +116,13 @@ def test_users_count_never_read_names_the_router_it_cannot_reach(start_api, redi
 
 def test_router_url_must_be_http():
     from services.api.settings import ApiSettings
+
+    secret = secrets.token_urlsafe(32)  # the api refuses to load without one
     from services.common.settings import InvalidSettings
 
     with pytest.raises(InvalidSettings, match="(?i)router_url"):
-        ApiSettings.load(router_url="redis://127.0.0.1:6379")
-    assert ApiSettings.load(router_url="").router_url is None
+        ApiSettings.load(router_url="redis://127.0.0.1:6379", session_secret=secret)
+    assert ApiSettings.load(router_url="", session_secret=secret).router_url is None
 
 
 def session_outcomes(url: str, logins: int = 6, reads: int = 6) -> collections.Counter[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 import time
 
 import httpx
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 from infra.local.processes import wait_until
 from services.api.chaos import CrashTimer, parse_crash_after
 from services.api.settings import ApiSettings
+
+SECRET = secrets.token_urlsafe(32)  # the api refuses to load without one
 
 
 @pytest.mark.parametrize(("text", "window"), [(None, None), ("", None), ("  ", None), ("1,10", (1.0, 10.0)),
@@ -28,9 +31,9 @@ def test_a_bad_window_says_what_is_expected(text: str) -> None:
 
 def test_the_setting_is_checked_at_load() -> None:
     with pytest.raises(ValidationError, match="MIN,MAX"):
-        ApiSettings(chaos_crash_after="ten")
-    assert ApiSettings(chaos_crash_after="1,2").chaos_crash_after == "1,2"
-    assert ApiSettings().chaos_crash_after is None
+        ApiSettings(chaos_crash_after="ten", session_secret=SECRET)
+    assert ApiSettings(chaos_crash_after="1,2", session_secret=SECRET).chaos_crash_after == "1,2"
+    assert ApiSettings(session_secret=SECRET).chaos_crash_after is None
 
 
 def test_the_delay_is_drawn_inside_the_window() -> None:
