@@ -29,48 +29,41 @@ from dataclasses import dataclass
 
 from shared_cache.connection import RedisConnector
 
-# KEYS[1] the attempts of one key. ARGV: window (ms), limit, a unique member for this attempt.
-# Returns {allowed (0|1), attempts left, ms until the next attempt could be allowed}.
-_HIT = """
+# Every script: KEYS[1] the attempts of one key (a sorted set scored by Redis's own clock, in ms);
+# ARGV: window (ms), limit, and for the writing ones a unique member for this attempt. It starts by
+# forgetting what left the window.
+_PRUNE = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local used = redis.call('ZCARD', KEYS[1])
+"""
+# Full: the next attempt fits once the oldest of the last `limit` attempts ages out.
+_FULL = """
+local oldest = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
+return {0, 0, tonumber(oldest[2]) + window - now}
+"""
+
+# Record the attempt if there is room. Returns {allowed (0|1), attempts left, ms until one could be allowed}.
+_HIT = _PRUNE + """
 if used < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
   return {1, limit - used - 1, 0}
 end
--- Full: the next attempt fits once the oldest of the last `limit` attempts ages out.
-local oldest = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
-return {0, 0, tonumber(oldest[2]) + window - now}
-"""
+""" + _FULL
 
-
-# The same log, read only: {allowed (0|1), attempts left, ms until an attempt could be allowed}.
-_CHECK = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
+# The same answer, read only (the prune aside): whether one more would fit.
+_CHECK = _PRUNE + """
 if used < limit then
   return {1, limit - used, 0}
 end
-local oldest = redis.call('ZRANGE', KEYS[1], used - limit, used - limit, 'WITHSCORES')
-return {0, 0, tonumber(oldest[2]) + window - now}
-"""
+""" + _FULL
 
 # Record one event whatever the count; keep only the newest `limit` (all a check needs). Returns the count.
-_RECORD = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+_RECORD = _PRUNE + """
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(limit + 1))
 redis.call('PEXPIRE', KEYS[1], window)
