@@ -33,6 +33,18 @@ def running_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+def running_cluster(app: str, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str], *,
+                    workers: int = 1) -> Iterator[ClusterProcess]:  # fmt: skip
+    """A ready cluster of ``app`` for a fixture's scope, with its own run dir: ``yield from running_cluster(...)``."""
+    workdir = tmp_path_factory.mktemp(app.split(".")[1])
+    env = {"SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning", **env}
+    cluster = ready(ClusterProcess(app, port=free_port(), workdir=workdir, workers=workers, env=env))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def start_cluster(tmp_path: Path) -> Iterator[Any]:
     """Start ``scalecube serve`` clusters; every one is stopped (by pid) at teardown."""

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess, wait_until
 from infra.local.redis_server import RedisServer
 from tests.services.api.conftest import API
 from tests.services.schemathesis_support import find_failures
-from tests.support.fixtures import ready, running_redis
+from tests.support.fixtures import running_cluster, running_redis
 
 @pytest.fixture(scope="module")
 def api_redis() -> Iterator[RedisServer]:
@@ -22,14 +21,12 @@ def api_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def api_cluster(api_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    workdir = tmp_path_factory.mktemp("api")
-    env = {"REDIS_URL": api_redis.url, "SESSION_SECRET": "test-secret-long-enough-123",
-           "SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning"}  # fmt: skip
-    cluster = ready(ClusterProcess(API, port=free_port(), workdir=workdir, workers=1, env=env))
-    # /users/count is a 503 until the first read: a documented answer, but a server error all the same.
-    wait_until(lambda: httpx.get(cluster.url + "/users/count").status_code == 200, timeout=30, what="the first users count")
-    yield cluster
-    cluster.stop()
+    env = {"REDIS_URL": api_redis.url, "SESSION_SECRET": "test-secret-long-enough-123"}
+    for cluster in running_cluster(API, tmp_path_factory, env):
+        # /users/count is a 503 until the first read: a documented answer, but a server error all the same.
+        wait_until(lambda: httpx.get(cluster.url + "/users/count").status_code == 200, timeout=30,
+                   what="the first users count")  # fmt: skip
+        yield cluster
 
 
 def test_every_operation_answers_as_its_schema_says(api_cluster: ClusterProcess) -> None:

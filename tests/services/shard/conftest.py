@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
-from tests.support.fixtures import ready, running_redis
+from tests.support.fixtures import running_cluster, running_redis
 from infra.local.redis_server import RedisServer
 
 SHARD = "services.shard.app:app"
@@ -24,12 +22,8 @@ def shard_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def shard_cluster(shard_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    workdir = tmp_path_factory.mktemp("shard")
-    env = {"SHARD_NAME": "shard-x", "SHARD_REDIS_URL": shard_redis.url, "SCALECUBE_RUN_DIR": str(workdir),
-           "LOG_LEVEL": "warning", "MAX_PAGE": "50"}  # fmt: skip
-    cluster = ready(ClusterProcess(SHARD, port=free_port(), workdir=workdir, workers=1, env=env))
-    yield cluster
-    cluster.stop()
+    env = {"SHARD_NAME": "shard-x", "SHARD_REDIS_URL": shard_redis.url, "MAX_PAGE": "50"}
+    yield from running_cluster(SHARD, tmp_path_factory, env)
 
 
 @pytest.fixture
