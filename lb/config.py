@@ -421,7 +421,8 @@ class InternalPaths:
         if not path.startswith(b"/"):  # absolute-form (http://host/path): its path is what a backend routes
             _, sep, rest = path.partition(b"://")
             path = b"/" + rest.partition(b"/")[2] if sep else path
-        path = unquote_to_bytes(path)  # what the backend routes on (uvicorn decodes %XX)
+        if b"%" in path:
+            path = unquote_to_bytes(path)  # what the backend routes on (uvicorn decodes %XX)
         return any(_segment_match(path, prefix) and (wanted is None or wanted == method)
                    for prefix, wanted in self._entries)  # fmt: skip
 

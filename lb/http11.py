@@ -39,6 +39,8 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 CLIENT_CLAIMS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded", b"x-real-ip",
                            b"x-forwarded-host", b"proxy-authorization"})  # fmt: skip
 CONTINUE = b"100-continue"
+# What never passes from a request, whatever its Connection header names besides.
+REQUEST_DROPPED = HOP_BY_HOP | CLIENT_CLAIMS | {b"host"}
 
 
 class Rejected(Exception):
@@ -64,18 +66,17 @@ class RequestHead:
 
 def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lower-case field names every ``Connection`` header lists (options like ``close`` included)."""
-    return frozenset(token.strip().lower() for name, value in headers if name.lower() == b"connection"
-                     for token in value.split(b",") if token.strip())  # fmt: skip
+    return frozenset(token for name, value in headers if name.lower() == b"connection" for token in _tokens(value))
 
 
 def hop_by_hop(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Names not to pass on from a message with these headers: the fixed list and what Connection names."""
-    return HOP_BY_HOP | connection_tokens(headers)
+    named = connection_tokens(headers)
+    return HOP_BY_HOP | named if named else HOP_BY_HOP
 
 
-def _tokens(headers: list[tuple[bytes, bytes]], field: bytes) -> list[bytes]:
-    return [token.strip().lower() for name, value in headers if name.lower() == field
-            for token in value.split(b",") if token.strip()]  # fmt: skip
+def _tokens(value: bytes) -> list[bytes]:
+    return [token.strip().lower() for token in value.split(b",") if token.strip()]
 
 
 def _origin_form(url: bytes) -> tuple[bytes, bytes | None]:
@@ -97,18 +98,29 @@ def _origin_form(url: bytes) -> tuple[bytes, bytes | None]:
 def judge(method: bytes, url: bytes, version: str, headers: list[tuple[bytes, bytes]],
           keep_alive: bool) -> RequestHead:  # fmt: skip
     """Check a parsed head against the rules in the module docstring; ``Rejected`` says which it breaks."""
-    hosts = [value for name, value in headers if name.lower() == b"host"]
+    hosts: list[bytes] = []
+    expectations: list[bytes] = []
+    named: list[bytes] = []  # what the Connection headers name
+    for name, value in headers:  # one pass over the fields: this runs for every request
+        lower = name.lower()
+        if lower == b"host":
+            hosts.append(value)
+        elif lower == b"expect":
+            expectations += _tokens(value)
+        elif lower == b"connection":
+            named += _tokens(value)
     http11 = version != "1.0"
     if len(hosts) > 1 or (http11 and not hosts):
         raise Rejected(400, "bad_request", f"an HTTP/{version} request needs exactly one Host header "
                                            f"(RFC 9112 section 3.2), this one has {len(hosts)}")  # fmt: skip
     target, authority = _origin_form(url)
-    expectations = _tokens(headers, b"expect") if http11 else []  # HTTP/1.0: ignored (RFC 9110 §10.1.1)
+    if not http11:
+        expectations = []  # HTTP/1.0: ignored (RFC 9110 §10.1.1)
     unknown = [token for token in expectations if token != CONTINUE]
     if unknown:
         raise Rejected(417, "expectation_failed", f"this balancer can only meet 'Expect: 100-continue', "
                                                   f"not {unknown[0][:100].decode('latin-1')!r}")  # fmt: skip
     host = authority if authority is not None else (hosts[0].strip() if hosts else b"")
     return RequestHead(method=method, target=target, host=host, headers=headers,
-                       dropped=hop_by_hop(headers) | CLIENT_CLAIMS | {b"host"}, keep_alive=keep_alive,
+                       dropped=REQUEST_DROPPED.union(named) if named else REQUEST_DROPPED, keep_alive=keep_alive,
                        expect_continue=CONTINUE in expectations)  # fmt: skip
