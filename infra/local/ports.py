@@ -1,17 +1,61 @@
-"""Free TCP (and UDP) ports for local servers, and the loopback addresses that stand in for machines."""
+"""Free TCP (and UDP) ports for local servers, and the loopback addresses that stand in for machines.
 
+Why not let the kernel pick (``bind(0)``)? It picks from the *ephemeral* range
+(``/proc/sys/net/ipv4/ip_local_port_range``), the same range every outgoing connection's local port
+comes from. Between choosing a port and a server binding it — seconds, for a cluster that starts a
+master first — any client on the machine (a Redis connection, a health probe, a test's HTTP client)
+can be handed that very port, and the server fails with EADDRINUSE. We pick at random *below* the
+ephemeral range instead: no outgoing connection (nor Docker's dynamic host port) is ever given
+one of those, so a port that is free when chosen stays free unless someone binds it on purpose.
+"""
+
+import random
 import socket
+from pathlib import Path
 
 # Loopback addresses a local "container" may use: each is its own machine (Linux routes all of 127/8 to lo).
 # 127.0.0.1 stays for what is shared (Redis, DNS, the balancer's front door).
 REPLICA_HOSTS = tuple(f"127.0.0.{i}" for i in range(2, 10))
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LISTEN_PORTS_FROM = 20000  # above the ports well-known services register; our range ends where ephemeral begins
+MIN_LISTEN_PORTS = 2000  # fewer than this below the ephemeral range: fall back to the kernel's choice
+_ATTEMPTS = 100
+_random = random.SystemRandom()  # independent of any seed a test sets: two processes never share a sequence
+
+
+def listen_port_range(range_file: Path = EPHEMERAL_RANGE_FILE) -> range | None:
+    """Ports a server may take that no outgoing connection will be given, or None if too few."""
+    try:
+        ephemeral_low = int(range_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    ports = range(LISTEN_PORTS_FROM, ephemeral_low)
+    return ports if len(ports) >= MIN_LISTEN_PORTS else None
+
 
 def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
-    """A port nobody listens on right now (the kernel picks it; racy by nature)."""
+    """A port nobody listens on now, outside the ephemeral range (see the module's note)."""
+    ports = listen_port_range()
+    if ports is not None:
+        for _ in range(_ATTEMPTS):
+            port = _random.choice(ports)
+            if _bindable(port, host, udp=udp):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        sock.bind((host, 0))  # the kernel's choice: racy with outgoing connections, but always answers
         return sock.getsockname()[1]
+
+
+def _bindable(port: int, host: str, *, udp: bool) -> bool:
+    """Strict: without SO_REUSEADDR, so a port with connections in TIME_WAIT is passed over too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def port_is_free(port: int, host: str = "127.0.0.1", *, udp: bool = False) -> bool:

@@ -112,9 +112,21 @@ def test_swarm_deploy_serves_every_path_through_the_balancer(swarm_stack):
     # Public paths each service answers itself (auth: 401 without a token; the router: 422 without a country).
     wait_for(lambda: answers(lb_port, "/auth/verify", 401), timeout=180, what="auth behind the balancer")
     wait_for(lambda: answers(lb_port, "/users", 422), timeout=180, what="the router behind the balancer")
+    # The router answering says nothing of its shards (also started at once): until shard-b resolves and
+    # answers, a write gets the designed 503 naming it — and must turn into a 201 by itself.
     with httpx.Client(base_url=f"http://127.0.0.1:{lb_port}", timeout=10) as http:
-        created = http.post("/users", json={"name": "Grace", "country": "US"})
-        assert created.status_code == 201, created.text
+        answers_seen: list[httpx.Response] = []
+
+        def created_on_a_shard() -> bool:
+            answers_seen.append(response := http.post("/users", json={"name": "Grace", "country": "US"}))
+            assert response.status_code in (201, 503), response.text  # 503 only while a shard is not up yet
+            return response.status_code == 201
+
+        try:
+            wait_for(created_on_a_shard, timeout=180, what="a user stored on shard-b")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last answer: {answers_seen[-1].text}") from None
+        created = answers_seen[-1]
         assert created.json()["shard"] == "shard-b"
         assert http.get(f"/users/{created.json()['id']}").status_code == 200
 

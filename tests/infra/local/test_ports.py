@@ -1,6 +1,13 @@
 import socket
 
-from infra.local.ports import REPLICA_HOSTS, free_port, port_is_free, shared_free_port
+from infra.local.ports import (
+    EPHEMERAL_RANGE_FILE,
+    REPLICA_HOSTS,
+    free_port,
+    listen_port_range,
+    port_is_free,
+    shared_free_port,
+)
 
 
 def test_free_port_can_be_listened_on():
@@ -29,3 +36,20 @@ def test_udp_ports_are_checked_as_udp():
         taken.bind(("127.0.0.1", free_port(udp=True)))
         port = taken.getsockname()[1]
         assert not port_is_free(port, udp=True)
+
+
+def test_free_ports_lie_outside_the_ephemeral_range_so_no_outgoing_connection_takes_one():
+    low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    ports = {free_port() for _ in range(50)} | {free_port(REPLICA_HOSTS[0], udp=True) for _ in range(10)}
+
+    assert all(not low <= port <= high for port in ports), sorted(ports)
+    assert len(ports) > 30  # at random, not one port again and again
+
+
+def test_too_narrow_a_range_below_the_ephemeral_one_falls_back_to_the_kernel(tmp_path):
+    range_file = tmp_path / "ip_local_port_range"
+    range_file.write_text("21000\t60999\n")
+    assert listen_port_range(range_file) is None
+    range_file.write_text("32768\t60999\n")
+    assert listen_port_range(range_file) == range(20000, 32768)
+    assert listen_port_range(tmp_path / "missing") is None
