@@ -5,8 +5,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from infra.local.redis_server import RedisServer
-from tests.support.fixtures import running_redis
+# The helpers' asserts report their operands like the tests' own; it must be said before they are imported.
+pytest.register_assert_rewrite("tests.support")
+
+from infra.local.redis_server import RedisServer  # noqa: E402
+from tests.support.fixtures import running_redis  # noqa: E402
 
 # Fixtures other folders share (clusters, ...) live in their own module; engine_leaks checks that the suite
 # leaves the Docker engine as it found it.
