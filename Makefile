@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test up down status bench lock clean k8s-secrets
+.PHONY: venv test test-local test-docker up down status bench lock clean k8s-secrets
 
 venv: $(STAMP)
 
@@ -17,6 +17,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The two groups apart: everything but Docker (no engine needed), and the Docker group alone.
+test-local: venv
+	$(BIN)/python -m pytest -m "not docker" $(PYTEST_ARGS)
+
+test-docker: venv
+	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
 
 # The local stack in the foreground (Ctrl-C stops it): Redis + the api on :8080; more with ARGS="--api 3 --lb haproxy".
 up: venv

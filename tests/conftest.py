@@ -33,6 +33,18 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+# -- Groups --------------------------------------------------------------------
+
+_DOCKER_TESTS = "tests/infra/docker/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow Docker group: everything under tests/infra/docker, and any test that starts a container."""
+    for item in items:
+        if _DOCKER_TESTS in item.nodeid or "sleeper" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A private redis-server, for tests that stop or restart it."""
