@@ -113,7 +113,7 @@ class BalancerApp:
 def run(config: BalancerConfig, admin_password: str) -> None:
     try:
         import uvloop
-
-        uvloop.run(BalancerApp(config, admin_password).run())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         asyncio.run(BalancerApp(config, admin_password).run())
+    else:
+        uvloop.run(BalancerApp(config, admin_password).run())
