@@ -15,22 +15,11 @@ from lb.config import BalancerConfig, ConfigError, InternalPaths, Router
 from lb.discovery import discovery_from_spec
 from lb.health import HealthChecker
 from lb.pool import Pool
-from lb.proxy import ProxyOptions
 from lb.server import Balancer
 from lb.stats import BalancerState, BalancerStats
 from lb.sticky import StickyCookie
 
 log = logging.getLogger("scalecube.lb")
-
-
-def proxy_options(config: BalancerConfig) -> ProxyOptions:
-    t, limits = config.timeouts, config.limits
-    return ProxyOptions(
-        connect_timeout=t.connect, read_timeout=t.read, idle_timeout=t.idle, header_timeout=t.header,
-        body_timeout=t.body, max_header_bytes=limits.max_header_bytes, max_headers=limits.max_headers,
-        max_connections=limits.max_connections, max_connections_per_client=limits.max_connections_per_client,
-        retries=limits.retries,
-    )  # fmt: skip
 
 
 def sticky_cookie(config: BalancerConfig) -> StickyCookie | None:
@@ -96,8 +85,8 @@ class BalancerApp:
                                    health_checks=checks, routes=config.routes)  # fmt: skip
         background = [d.run(pools[name]) for name, d in discoveries.items()] + [c.run() for c in checks.values()]
         self.balancer = Balancer(
-            pools=pools, router=Router(config.routes), options=proxy_options(config), stats=self.state.stats,
-            sticky=sticky_cookie(config), background=background, drain_timeout=config.timeouts.drain,
+            pools=pools, router=Router(config.routes), timeouts=config.timeouts, limits=config.limits,
+            stats=self.state.stats, sticky=sticky_cookie(config), background=background,
             internal=InternalPaths(config.internal),
         )  # fmt: skip
         for name in config.unrouted():
@@ -113,7 +102,7 @@ class BalancerApp:
 def run(config: BalancerConfig, admin_password: str) -> None:
     try:
         import uvloop
-
-        uvloop.run(BalancerApp(config, admin_password).run())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         asyncio.run(BalancerApp(config, admin_password).run())
+    else:
+        uvloop.run(BalancerApp(config, admin_password).run())

@@ -33,24 +33,30 @@ next is answered 429 and closed, so one client cannot take every slot of ``max_c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
 from lb.http11 import Rejected, RequestHead, judge
-from lb.proxy import Exchange, error_response
-
-if TYPE_CHECKING:
-    from lb.server import Balancer
+from lb.proxy import Exchange, Gateway, error_response
 
 MAX_QUEUED = 16  # requests parsed ahead of their turn on one connection (pipelining)
 MAX_QUEUED_BYTES = 65536  # their heads and bodies together
 PARSE_SLICE = 8192  # fed to the parser at a time: how far past a cap the queue can go
 LINGER_SECONDS = 1.0  # after an error reply, how long we drain the client's leftovers before closing
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-REJECTION_COUNTERS = {400: "rejected_400", 417: "rejected_417"}  # judge's statuses -> BalancerStats field
+
+
+class Door(Gateway, Protocol):
+    """The balancer as its client connections see it (``lb.server.Balancer``): what their exchanges need,
+    and the open connections, in all and per client address."""
+
+    clients: set[ClientConnection]
+    connections_by_client: dict[bytes, int]
 
 
 class RequestTooLarge(Exception):
@@ -77,9 +83,10 @@ class Pending:
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, balancer: Balancer) -> None:
+    def __init__(self, balancer: Door) -> None:
         self.balancer = balancer
-        self.options = balancer.options
+        self.timeouts = balancer.timeouts
+        self.limits = balancer.limits
         self.stats = balancer.stats
         self.transport: asyncio.Transport | None = None
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
@@ -115,20 +122,20 @@ class ClientConnection(asyncio.Protocol):
         per_client = self.balancer.connections_by_client
         per_client[self.client_ip] = mine = per_client.get(self.client_ip, 0) + 1
         self._counted = True
-        if self.stats.connections_open > self.options.max_connections:
+        if self.stats.connections_open > self.limits.max_connections:
             self.stats.connections_rejected += 1
             self.reply_and_close(error_response(503, "overloaded", "the balancer is at its connection limit"))
             return
-        if mine > self.options.max_connections_per_client:
+        if mine > self.limits.max_connections_per_client:
             self.stats.connections_rejected_per_client += 1
-            cap = self.options.max_connections_per_client
+            cap = self.limits.max_connections_per_client
             self.reply_and_close(error_response(429, "too_many_connections", f"this client already has {cap} "
                                                 f"connections open, the most one client may have"))  # fmt: skip
             return
         # A new connection owes us a request soon: waiting for its first byte is bounded by the header
         # timeout, not the (much longer) keep-alive idle one, or silent connections would hold slots for
         # minutes (HAProxy's `timeout http-request` does the same). Closed without a word, like an idle one.
-        self._arm(self.options.header_timeout, self._idle_timeout)
+        self._arm(self.timeouts.header, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.parser is None:
@@ -201,8 +208,8 @@ class ClientConnection(asyncio.Protocol):
             if self.too_large:  # raised from our own callback; httptools wraps it
                 self.stats.rejected_431 += 1
                 self._reject(error_response(431, "request_header_fields_too_large",
-                                            f"request headers exceed {self.options.max_header_bytes} bytes "
-                                            f"or {self.options.max_headers} fields"))  # fmt: skip
+                                            f"request headers exceed {self.limits.max_header_bytes} bytes "
+                                            f"or {self.limits.max_headers} fields"))  # fmt: skip
                 return
             self.stats.rejected_400 += 1
             self._reject(error_response(400, "bad_request", f"malformed HTTP request: {exc}"))
@@ -252,7 +259,7 @@ class ClientConnection(asyncio.Protocol):
         self.too_large = False
         self.queue.append(pending)
         if self.exchange is None and self.queue[0] is pending:
-            self._arm(self.options.header_timeout, self._header_timeout)  # its turn: its head is due now
+            self._arm(self.timeouts.header, self._header_timeout)  # its turn: its head is due now
 
     def on_url(self, url: bytes) -> None:
         assert self.parsing is not None
@@ -263,7 +270,7 @@ class ClientConnection(asyncio.Protocol):
         assert self.parsing is not None
         self.parsing.headers.append((name, value))
         self._count(len(name) + len(value) + 4)
-        if len(self.parsing.headers) > self.options.max_headers:
+        if len(self.parsing.headers) > self.limits.max_headers:
             self._too_large()
 
     def _count(self, size: int) -> None:
@@ -271,7 +278,7 @@ class ClientConnection(asyncio.Protocol):
         self.parsing.header_bytes += size
         self.parsing.size += size
         self.queued_bytes += size
-        if self.parsing.header_bytes > self.options.max_header_bytes:
+        if self.parsing.header_bytes > self.limits.max_header_bytes:
             self._too_large()
 
     def _too_large(self) -> None:
@@ -286,9 +293,10 @@ class ClientConnection(asyncio.Protocol):
             pending.head = judge(parser.get_method(), pending.url, parser.get_http_version(), pending.headers,
                                  parser.should_keep_alive())  # fmt: skip
         except Rejected as exc:
-            counter = REJECTION_COUNTERS.get(exc.status)
-            if counter:
-                setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+            if exc.status == 400:
+                self.stats.rejected_400 += 1
+            elif exc.status == 417:
+                self.stats.rejected_417 += 1
             pending.error = error_response(exc.status, exc.error, exc.message)
             self._stopped = True  # answered, then closed: what follows is not parsed
         self._start_next()
@@ -337,13 +345,24 @@ class ClientConnection(asyncio.Protocol):
 
     # -- used by the exchange -------------------------------------------------------------
     def now(self) -> float:
-        return self._loop.time()
+        """The exchanges' one clock: monotonic, the one idle upstream connections are stamped with."""
+        return time.monotonic()
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return self._loop.call_later(seconds, callback)
 
     def write(self, data: bytes) -> None:
         if self._corked:
             self._out.append(data)
         elif self.transport is not None and not self.closing:
             self.transport.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        """``write`` of several buffers (a chunk's size line, its data, its end), none of them copied here."""
+        if self._corked:
+            self._out.extend(parts)
+        elif self.transport is not None and not self.closing:
+            self.transport.writelines(parts)
 
     def cork(self) -> None:
         """Collect writes (head, body parts, chunk ends) until ``uncork``: one syscall per upstream read."""
@@ -352,9 +371,8 @@ class ClientConnection(asyncio.Protocol):
     def uncork(self) -> None:
         self._corked = False
         if self._out:
-            data = b"".join(self._out)
-            self._out.clear()
-            self.write(data)
+            out, self._out = self._out, []
+            self.writelines(out)
 
     def send_continue(self) -> None:
         """``Expect: 100-continue``: a backend can take the body now."""
@@ -378,9 +396,15 @@ class ClientConnection(asyncio.Protocol):
         self._pump()
         if self.exchange is None and not (self.closing or self.lingering):
             if self.queue:
-                self._arm(self.options.header_timeout, self._header_timeout)  # the next head is due
+                self._arm(self.timeouts.header, self._header_timeout)  # the next head is due
             else:
-                self._arm(self.options.idle_timeout, self._idle_timeout)
+                self._arm(self.timeouts.idle, self._idle_timeout)
+
+    def exchange_refused(self, answer: bytes) -> None:
+        """The exchange answered (an error) before the request's body was all read: ``answer``, then a
+        lingering close (``reply_and_close``)."""
+        self.exchange = None
+        self.reply_and_close(answer)
 
     def reply_and_close(self, data: bytes) -> None:
         """Answer, then a lingering close: half-close and discard what the client still sends, so

@@ -392,11 +392,6 @@ def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), rou
     return replace(config, **changes).validate()
 
 
-# The routes to the decomposed and split services, as haproxy.cfg has them (prefix -> upstream;
-# the longest prefix wins): /users/count stays the api's — the guides' broadcast demo.
-SERVICE_ROUTES = (("/auth/", "auth"), ("/users", "router"), ("/shards", "router"), ("/users/count", "api"))
-
-
 # -- routing (per request) -------------------------------------------------------
 
 

@@ -11,6 +11,9 @@ backend when that is safe:
   idempotent requests without a body are replayed — a POST that reached a
   backend is never sent twice.
 
+Every try that ends without a response goes through ``Exchange._try_failed``, and
+whether the request may move on is decided in one place, ``Exchange._may_retry``.
+
 A backend that accepted the request but answers later than the read timeout is
 not dead, only busy, or the request is heavy: the client gets a 504, the backend
 stays in, and the request is not sent to another one (that is how a retry storm
@@ -35,20 +38,20 @@ not memory.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import os
-import time
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from lb.config import Limits, Timeouts
 from lb.http11 import RequestHead, hop_by_hop
 from lb.pool import Backend, Pool
-from lb.upstream import UpstreamConnection
-
-if TYPE_CHECKING:
-    from lb.client import ClientConnection
+from lb.stats import BalancerStats
+from lb.sticky import StickyCookie
+from lb.upstream import ConnectionPool, UpstreamConnection
 
 log = logging.getLogger("scalecube.lb")
 
@@ -56,29 +59,70 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"
 SHED_BY = b"x-shed-by"  # set by a cluster master that answered 503 without running anything
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 BODYLESS_STATUSES = frozenset({204, 304})
-FAILURE_COUNTERS = {"no_route": "unrouted_404", "bad_gateway": "upstream_failed_502", "no_backend": "no_backend_503",
-                    "backend_unreachable": "unreachable_503", "gateway_timeout": "upstream_timeout_504",
-                    "request_timeout": "client_body_timeout_408", "not_found": "internal_404",
-                    }  # error -> BalancerStats field  # fmt: skip
+SCHEME = b"http"  # X-Forwarded-Proto: the balancer terminates no TLS
+FRESH_SECONDS = 1.0  # a pooled connection idle for less may carry a non-idempotent request
 
 
-@dataclass(frozen=True)
-class ProxyOptions:
-    """What the proxy needs of the configuration (``lb.app.proxy_options`` fills it from ``lb.config``,
-    where the defaults live)."""
+# -- what an exchange needs of the balancer and of its client connection --------------------
+# Protocols, so that this module imports neither lb.server nor lb.client (they import it), and a
+# test can hand an exchange fakes (tests/lb/test_exchange.py).
 
-    connect_timeout: float
-    read_timeout: float  # upstream: whole request sent -> response head, and each silence in the response body
-    idle_timeout: float  # client keep-alive: waiting for the next request
-    header_timeout: float  # client: first byte -> whole head, and accept -> first byte (slowloris guard)
-    body_timeout: float  # client: each silence inside its request body
-    max_header_bytes: int
-    max_headers: int
-    max_connections: int
-    max_connections_per_client: int
-    retries: int  # extra backends to try
-    upstream_max_idle: float = 2.0  # below uvicorn's 5 s keep-alive, so we never reuse a connection it is closing
-    scheme: bytes = b"http"
+
+class RouteTable(Protocol):
+    def match(self, path: bytes) -> str | None: ...
+
+
+class Refusals(Protocol):
+    def refuses(self, method: bytes, target: bytes) -> bool: ...
+
+
+class Gateway(Protocol):
+    """The balancer as an exchange sees it (``lb.server.Balancer``)."""
+
+    pools: Mapping[str, Pool]
+    router: RouteTable
+    internal: Refusals | None  # requests the public port refuses (lb.config.InternalPaths); None: none
+    sticky: StickyCookie | None
+    connections: ConnectionPool
+    timeouts: Timeouts
+    limits: Limits
+    stats: BalancerStats
+    draining: bool
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> object: ...
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Client(Protocol):
+    """The client connection an exchange answers (``lb.client.ClientConnection``)."""
+
+    balancer: Gateway
+    client_ip: bytes
+
+    def now(self) -> float: ...  # time.monotonic(): the clock idle upstream connections are stamped with
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Timer: ...
+    def write(self, data: bytes) -> None: ...
+    def writelines(self, parts: Iterable[bytes]) -> None: ...
+    def cork(self) -> None: ...
+    def uncork(self) -> None: ...
+    def send_continue(self) -> None: ...
+    def read_body(self, paused: bool) -> None: ...
+    def exchange_done(self, keep_alive: bool) -> None: ...
+    def exchange_refused(self, answer: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class TryEnd(enum.Enum):
+    """How a try on one backend ended without a response the client can have (``Exchange._try_failed``)."""
+
+    REFUSED = "the connection could not be opened"  # nothing sent; the one failure that ejects a backend
+    CLOSED = "accepted and closed before a byte was written"  # nothing sent (a master shedding at once)
+    SHED = "a cluster master shed it (503, x-shed-by)"  # sent, but nothing ran
+    LOST = "the connection closed or broke before the response"  # sent: the backend may have acted on it
+    TIMEOUT = "no response within the read timeout"  # sent, and the backend is busy with it
 
 
 def error_response(status: int, error: str, message: str, *, close: bool = True, **extra: str) -> bytes:
@@ -91,16 +135,17 @@ def error_response(status: int, error: str, message: str, *, close: bool = True,
 class Exchange:
     """One request and its response, across retries."""
 
-    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
+    def __init__(self, client: Client, head: RequestHead) -> None:
         self.client = client
-        self.balancer = client.balancer
-        self.options = client.options
-        self.stats = client.stats
+        self.balancer = balancer = client.balancer
+        self.timeouts = balancer.timeouts
+        self.retries = balancer.limits.retries  # other backends a failed try may move to
+        self.stats = balancer.stats
         self.method = head.method
         self.url = head.target
         self.keep_alive = head.keep_alive
-        self.upstream_name = self.balancer.router.match(head.target)
-        self.pool: Pool | None = self.balancer.pools.get(self.upstream_name)
+        self.upstream_name = balancer.router.match(head.target)
+        self.pool: Pool | None = balancer.pools.get(self.upstream_name)  # type: ignore[arg-type]
         self.tried: list[Backend] = []
         self.backend: Backend | None = None
         self.conn: UpstreamConnection | None = None
@@ -113,14 +158,14 @@ class Exchange:
         self.pending_body: list[bytes] = []  # arrived while no upstream connection was ready
         self.body_done = not has_body
         self.response_started = False
-        self._last_chunk = 0.0  # loop time of the last response body bytes (the read timeout's silence)
-        self._last_body_in = 0.0  # loop time of the last request body bytes (the body timeout's silence)
+        self._last_chunk = 0.0  # client.now() of the last response body bytes (the read timeout's silence)
+        self._last_body_in = 0.0  # client.now() of the last request body bytes (the body timeout's silence)
         self._held = False  # the upstream cannot take more body: the client's silence is ours, not its
         self.connect_failures = 0  # tries whose connection could not be opened
         self.response_chunked = False
         self.response_keep_alive = False
         self.done = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
 
     # -- the request head -----------------------------------------------------------------
     def _build_head(self, head: RequestHead) -> tuple[bytes, bytes, bool, bool]:
@@ -152,7 +197,7 @@ class Exchange:
                         continue
             out += (name, b": ", value, b"\r\n")
         client_ip = self.client.client_ip
-        out += (b"x-forwarded-for: ", client_ip, b"\r\nx-forwarded-proto: ", self.options.scheme, b"\r\n")
+        out += (b"x-forwarded-for: ", client_ip, b"\r\nx-forwarded-proto: ", SCHEME, b"\r\n")
         if request_id is None:
             request_id = os.urandom(16).hex().encode()
             out += (b"x-request-id: ", request_id, b"\r\n")
@@ -171,9 +216,11 @@ class Exchange:
         if internal is not None and internal.refuses(self.method, self.url):
             # Served by a backend, but only inside the network (lb.config.DEFAULT_INTERNAL): the same 404 as
             # a path nobody serves, so the public port does not even say it exists.
+            self.stats.internal_404 += 1
             self.fail(404, "not_found", "no such resource")
             return
         if self.pool is None:
+            self.stats.unrouted_404 += 1
             self.fail(404, "no_route", f"no route of this balancer matches {self.url.decode('latin-1')!r}")
             return
         sticky = self.balancer.sticky
@@ -181,11 +228,14 @@ class Exchange:
             self.sticky_backend = sticky.backend_from(self.cookie, self.pool)
         self.try_next()
 
+    def _tries_left(self) -> bool:
+        return len(self.tried) <= self.retries
+
     def try_next(self) -> None:
         pool = self.pool
         assert pool is not None
         tried = self.tried
-        if len(tried) > self.options.retries:
+        if not self._tries_left():
             self._give_up()
             return
         if tried:
@@ -198,6 +248,7 @@ class Exchange:
             if tried:
                 self._give_up()
             else:
+                self.stats.no_backend_503 += 1
                 self.fail(503, "no_backend", f"upstream {pool.name} has no backend", upstream=pool.name)
             return
         if tried:
@@ -209,7 +260,7 @@ class Exchange:
         conn = self.balancer.connections.take(backend)
         # A non-idempotent request is never sent on a connection that could be stale:
         # if it failed there we could not know whether the backend acted on it.
-        if conn is not None and (self.method in IDEMPOTENT or time.monotonic() - conn.idle_since < 1.0):
+        if conn is not None and (self.method in IDEMPOTENT or self.client.now() - conn.idle_since < FRESH_SECONDS):
             self.send(conn)
         else:
             if conn is not None:
@@ -222,23 +273,21 @@ class Exchange:
         assert self.pool is not None
         name, count = self.pool.name, len(self.tried)
         if self.connect_failures == count:
+            self.stats.unreachable_503 += 1
             self.fail(503, "backend_unreachable", f"no backend of {name} accepted a connection ({count} tried)",
                       upstream=name)  # fmt: skip
         else:
+            self.stats.upstream_failed_502 += 1
             self.fail(502, "bad_gateway", f"no backend of {name} answered ({count} tried)", upstream=name)
 
     async def connect(self, backend: Backend) -> None:
         try:
-            conn = await self.balancer.connections.connect(backend, self.options.connect_timeout)
+            conn = await self.balancer.connections.connect(backend, self.timeouts.connect)
         except (OSError, asyncio.TimeoutError) as exc:
             if self.done:
                 return
             log.debug("connect to %s failed: %s", backend.label, exc)
-            self.connect_failures += 1
-            self._backend_finished(backend, served=False)
-            assert self.pool is not None
-            self.pool.connect_failed(backend)
-            self.try_next()  # nothing was sent: safe for any method
+            self._try_failed(TryEnd.REFUSED)
             return
         if not backend.reachable:
             assert self.pool is not None
@@ -248,10 +297,8 @@ class Exchange:
             return
         if conn.closed:
             # Accepted and closed before we wrote a byte: a replica's master shedding at once (every worker
-            # busy, cluster/handoff.py), or a server going away. Nothing was sent, so any method may go to
-            # another backend; not a dead backend (it accepted), so no ejection.
-            self._backend_finished(backend, served=None)
-            self.try_next()
+            # busy, cluster/handoff.py), or a server going away. Not a dead backend (it accepted): no ejection.
+            self._try_failed(TryEnd.CLOSED)
             return
         self.send(conn)
 
@@ -268,10 +315,10 @@ class Exchange:
         if self.body_done:
             if self.chunked_request:
                 conn.write(b"0\r\n\r\n")
-            self._arm(self.options.read_timeout, self._read_timeout)  # the backend's turn from here
+            self._arm(self.timeouts.read, self._read_timeout)  # the backend's turn from here
         else:
             self._last_body_in = self.client.now()
-            self._arm(self.options.body_timeout, self._body_stalled)  # still the client's turn
+            self._arm(self.timeouts.body, self._body_stalled)  # still the client's turn
 
     # -- request body ------------------------------------------------------------------------
     def client_body(self, data: bytes) -> None:
@@ -286,7 +333,7 @@ class Exchange:
     def _write_body(self, data: bytes) -> None:
         assert self.conn is not None
         if self.chunked_request:
-            self.conn.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self.conn.writelines((b"%x\r\n" % len(data), data, b"\r\n"))  # the body bytes are never copied
         else:
             self.conn.write(data)
 
@@ -297,22 +344,23 @@ class Exchange:
         if self.chunked_request:
             self.conn.write(b"0\r\n\r\n")
         if not self.response_started:
-            self._arm(self.options.read_timeout, self._read_timeout)  # the whole request is out: the backend's turn
+            self._arm(self.timeouts.read, self._read_timeout)  # the whole request is out: the backend's turn
 
     def _body_stalled(self) -> None:
         """The client sent no body bytes for the body timeout: its fault, a 408; the backend did nothing wrong."""
         self._timer = None
+        limit = self.timeouts.body
         silent = self.client.now() - self._last_body_in
-        if self._held or silent < self.options.body_timeout:
+        if self._held or silent < limit:
             # Held back by the upstream's flow control (not the client's silence), or bytes came meanwhile.
-            self._arm(self.options.body_timeout if self._held else self.options.body_timeout - silent,
-                      self._body_stalled)  # fmt: skip
+            self._arm(limit if self._held else limit - silent, self._body_stalled)
             return
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()  # the backend holds half a request: that connection is of no more use
         self._backend_finished(self.backend, served=None)
-        self.fail(408, "request_timeout", f"the request body stalled for {self.options.body_timeout:g}s")
+        self.stats.client_body_timeout_408 += 1
+        self.fail(408, "request_timeout", f"the request body stalled for {limit:g}s")
 
     def upstream_paused(self, paused: bool) -> None:
         self._held = paused
@@ -365,39 +413,35 @@ class Exchange:
         # The read timeout also bounds each silence inside the body. One timer per response, not
         # one per chunk: chunks only stamp the time, and the timer re-arms itself for the rest.
         self._last_chunk = self.client.now()
-        self._arm(self.options.read_timeout, self._body_timeout)
+        self._arm(self.timeouts.read, self._body_timeout)
 
     def _shed_elsewhere(self, headers: list[tuple[bytes, bytes]]) -> bool:
         """A replica's cluster master shed the request (``x-shed-by``: every worker busy, cluster/handoff.py):
         it ran nothing, so any method may go to another backend — as Envoy retries ``x-envoy-overloaded``.
         Only while tries are left and the body, if any, can be sent again; else the 503 goes to the client."""
-        if len(self.tried) > self.options.retries or not self.replayable_body:
+        if not (self._tries_left() and self._may_retry(TryEnd.SHED)):
             return False
         if not any(name.lower() == SHED_BY for name, _ in headers):
             return False
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.abort()  # the master closes it anyway (connection: close)
-        self._backend_finished(self.backend, served=False)
         self.stats.shed_retries += 1
-        self.try_next()
+        self._try_failed(TryEnd.SHED)  # the master closes the connection anyway (connection: close)
         return True
 
     def _body_timeout(self) -> None:
         self._timer = None
         silent = self.client.now() - self._last_chunk
-        if silent < self.options.read_timeout:
-            self._arm(self.options.read_timeout - silent, self._body_timeout)
+        if silent < self.timeouts.read:
+            self._arm(self.timeouts.read - silent, self._body_timeout)
             return
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.abort()
-        self.upstream_lost(TimeoutError(f"no body bytes for {self.options.read_timeout:g}s"))
+        self.upstream_lost(TimeoutError(f"no body bytes for {self.timeouts.read:g}s"))
 
     def response_body(self, data: bytes) -> None:
         self._last_chunk = self.client.now()
         if self.response_chunked:
-            self.client.write(b"%x\r\n%b\r\n" % (len(data), data))
+            self.client.writelines((b"%x\r\n" % len(data), data, b"\r\n"))  # the body bytes are never copied
         else:
             self.client.write(data)
 
@@ -422,47 +466,76 @@ class Exchange:
             conn.abort()
         if self.done:
             return
+        if not self.response_started:
+            self._try_failed(TryEnd.LOST)
+            return
+        # Mid-response: the client already has part of it; all we can do is cut it off too. Said loudly
+        # and counted: it is the one failure no balancer can hide (HAProxy logs it as "SD").
         self._disarm()
         backend = self.backend
-        if self.response_started:
-            # Mid-response: the client already has part of it; all we can do is cut it off too. Said loudly
-            # and counted: it is the one failure no balancer can hide (HAProxy logs it as "SD").
-            self.stats.responses_cut += 1
-            log.warning("backend %s died mid-response (%s): %s %s cut off for the client, request id %s",
-                        backend.label if backend else "?", exc or "connection closed", self.method.decode("latin-1"),
-                        self.url.decode("latin-1"), self.request_id.decode("latin-1"))  # fmt: skip
-            self._backend_finished(backend, served=False)
-            self.done = True
-            self.client.close()
-            return
+        self.stats.responses_cut += 1
+        log.warning("backend %s died mid-response (%s): %s %s cut off for the client, request id %s",
+                    backend.label if backend else "?", exc or "connection closed", self.method.decode("latin-1"),
+                    self.url.decode("latin-1"), self.request_id.decode("latin-1"))  # fmt: skip
         self._backend_finished(backend, served=False)
-        if self.method in IDEMPOTENT and self.replayable_body:
-            self.try_next()
-        else:
-            self.fail(502, "bad_gateway", "the backend closed the connection before answering")
+        self.done = True
+        self.client.close()
 
     def _read_timeout(self) -> None:
-        """The backend took the whole request and has not answered within the read timeout: a 504.
-
-        Busy or a heavy request, not dead: it is not ejected, and the request is not sent to another
-        backend, which would only add the same heavy work there (HAProxy: no ``retry-on response-timeout``)."""
+        """The backend took the whole request and has not answered within the read timeout: a 504."""
         self._timer = None
+        self._try_failed(TryEnd.TIMEOUT)
+
+    def _may_retry(self, end: TryEnd) -> bool:
+        """May the request go to another backend after a try ended so? The one place that says it.
+
+        Nothing sent: any request. Shed: nothing ran, so any method, if its body can be sent again (bodies
+        stream through; one that was sent is gone). Lost after sending: only an idempotent request without a
+        body — a POST that reached a backend is never sent twice. Timed out: never. A backend that took the
+        request and is slow is busy, or the request is heavy: sending it to the next one only adds the same
+        heavy work there, and then to the one after (a retry storm; HAProxy: no ``retry-on response-timeout``)."""
+        if end is TryEnd.REFUSED or end is TryEnd.CLOSED:
+            return True
+        if end is TryEnd.SHED:
+            return self.replayable_body
+        if end is TryEnd.LOST:
+            return self.method in IDEMPOTENT and self.replayable_body
+        return False
+
+    def _try_failed(self, end: TryEnd) -> None:
+        """The try on ``self.backend`` ended without a response: account for it, then try the next backend
+        or answer the client (a 504 for a timeout, else a 502)."""
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.abort()  # its answer, when it comes, has nowhere to go: the connection cannot be reused
+            conn.abort()  # its answer, if one comes, has nowhere to go: the connection cannot be reused
+        self._disarm()
         backend = self.backend
-        if backend is not None:
+        if end is TryEnd.REFUSED:
+            self.connect_failures += 1
+        elif end is TryEnd.TIMEOUT and backend is not None:
             backend.timeouts += 1
             log.warning("backend %s did not answer %s %s within %gs: 504, not retried, request id %s", backend.label,
-                        self.method.decode("latin-1"), self.url.decode("latin-1"), self.options.read_timeout,
+                        self.method.decode("latin-1"), self.url.decode("latin-1"), self.timeouts.read,
                         self.request_id.decode("latin-1"))  # fmt: skip
-        self._backend_finished(backend, served=None)
-        self.fail(504, "gateway_timeout", f"the backend did not answer within {self.options.read_timeout:g}s")
+        # Failed (counted against it): refused, shed or lost. Neither: closed unsent, or busy (timed out).
+        self._backend_finished(backend, served=False if end in (TryEnd.REFUSED, TryEnd.SHED, TryEnd.LOST) else None)
+        if end is TryEnd.REFUSED and backend is not None:
+            assert self.pool is not None
+            self.pool.connect_failed(backend)  # passive ejection: the one failure that says a backend is dead
+        if self._may_retry(end):
+            self.try_next()  # which gives up (502 or 503) when no tries are left
+        elif end is TryEnd.TIMEOUT:
+            self.stats.upstream_timeout_504 += 1
+            self.fail(504, "gateway_timeout", f"the backend did not answer within {self.timeouts.read:g}s")
+        else:
+            self.stats.upstream_failed_502 += 1
+            self.fail(502, "bad_gateway", "the backend closed the connection before answering")
 
     def client_lost(self, *, aborted: bool = True) -> None:
         """The client went away mid-exchange (or its body broke: ``aborted=False``, answered 400 by the
         connection): the same bookkeeping as a finished request (in flight counts must not leak, or
-        leastconn would shun that backend forever), counted as neither."""
+        leastconn would shun that backend forever, and a removed backend would never be forgotten),
+        counted as neither."""
         if self.done:
             return
         self.done = True
@@ -475,18 +548,15 @@ class Exchange:
         self._backend_finished(self.backend, served=None)
 
     def fail(self, status: int, error: str, message: str, **extra: str) -> None:
+        """Answer the client ``status`` with a JSON error (the caller counts it in its own stats field)."""
         if self.done:
             return
         self.done = True
         self._disarm()
-        counter = FAILURE_COUNTERS.get(error)
-        if counter:
-            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         self.stats.responses += 1
         if not self.body_done:
             # The client may still be sending its body: answer and close lingering, so it reads our answer.
-            self.client.exchange = None
-            self.client.reply_and_close(error_response(status, error, message, **extra))
+            self.client.exchange_refused(error_response(status, error, message, **extra))
             return
         keep_alive = self.keep_alive and not self.balancer.draining
         self.client.write(error_response(status, error, message, close=not keep_alive, **extra))
@@ -520,9 +590,9 @@ class Exchange:
         self.stats.responses += 1
         self.client.exchange_done(self.keep_alive and self.body_done)
 
-    def _arm(self, seconds: float, callback: object) -> None:
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         self._disarm()
-        self._timer = self.client._loop.call_later(seconds, callback)  # type: ignore[arg-type]
+        self._timer = self.client.call_later(seconds, callback)
 
     def _disarm(self) -> None:
         if self._timer is not None:

@@ -1,7 +1,7 @@
 """The Python balancer as a running thing: listener, pools, background tasks, graceful stop.
 
 ``Balancer`` is handed its collaborators (pools, router, sticky cookie, discovery
-and health tasks) so that each is built — and tested — on its own; ``build``
+and health tasks) so that each is built — and tested — on its own; ``BalancerApp``
 in ``lb.app`` assembles them from the configuration file and the CLI.
 """
 
@@ -12,39 +12,36 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Coroutine, Iterable
-from typing import Any, Protocol
+from typing import Any
 
-from lb.pool import Pool
 from lb.client import ClientConnection
-from lb.proxy import ProxyOptions
+from lb.config import Limits, Timeouts
+from lb.pool import Pool
+from lb.proxy import Refusals, RouteTable
+from lb.stats import BalancerStats
+from lb.sticky import StickyCookie
 from lb.upstream import ConnectionPool
 
 log = logging.getLogger("scalecube.lb")
 
 
-class Router(Protocol):
-    def match(self, path: bytes) -> str: ...
-
-
-class Refusals(Protocol):
-    def refuses(self, method: bytes, target: bytes) -> bool: ...
-
-
 class Balancer:
-    def __init__(self, *, pools: dict[str, Pool], router: Router, options: ProxyOptions, stats: Any,
-                 sticky: Any = None, background: Iterable[Awaitable[Any]] = (), drain_timeout: float = 10.0,
+    """What ``lb.client.ClientConnection`` (its ``Door``) and ``lb.proxy.Exchange`` (its ``Gateway``) work in."""
+
+    def __init__(self, *, pools: dict[str, Pool], router: RouteTable, timeouts: Timeouts, limits: Limits,
+                 stats: BalancerStats, sticky: StickyCookie | None = None, background: Iterable[Awaitable[Any]] = (),
                  internal: Refusals | None = None) -> None:  # fmt: skip
         self.pools = pools
         self.router = router
         self.internal = internal  # requests the public port refuses (lb.config.InternalPaths); None: none
-        self.options = options
+        self.timeouts = timeouts
+        self.limits = limits
         self.stats = stats
         self.sticky = sticky
-        self.connections = ConnectionPool(max_idle_age=options.upstream_max_idle)
+        self.connections = ConnectionPool()
         self.clients: set[ClientConnection] = set()
         self.connections_by_client: dict[bytes, int] = {}  # client address -> its open connections
         self.draining = False
-        self.drain_timeout = drain_timeout
         self.started_at = time.time()
         self._background = list(background)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -75,7 +72,7 @@ class Balancer:
             self._server.close()
         for client in list(self.clients):
             client.drain()
-        deadline = time.monotonic() + self.drain_timeout
+        deadline = time.monotonic() + self.timeouts.drain
         while self.clients and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for client in list(self.clients):
@@ -96,5 +93,5 @@ class Balancer:
         for work in extra:
             self.spawn(work)  # type: ignore[arg-type]
         await stopped.wait()
-        log.info("balancer: stopping (draining up to %gs)", self.drain_timeout)
+        log.info("balancer: stopping (draining up to %gs)", self.timeouts.drain)
         await self.stop()

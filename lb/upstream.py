@@ -12,11 +12,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Iterable
 from typing import Protocol
 
 import httptools
 
 from lb.pool import Backend
+
+# Idle connections older than this are not reused: below uvicorn's 5 s keep-alive, so we never send a
+# request on a connection the backend is closing.
+MAX_IDLE_AGE = 2.0
+
 
 class ExchangeSink(Protocol):
     """What an upstream connection reports to (implemented by ``lb.proxy.Exchange``)."""
@@ -38,8 +44,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ExchangeSink | None = None
         self.idle_since = time.monotonic()
-        self.requests = 0
-        self.got_bytes = False  # any response byte for the current exchange
         self.closed = False
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_delivered = False
@@ -51,7 +55,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
         sink = self.sink  # kept: the exchange detaches itself when the response completes
         if sink is not None:
             sink.batch_begin()
@@ -117,14 +120,16 @@ class UpstreamConnection(asyncio.Protocol):
     # -- use -------------------------------------------------------------------------------
     def start(self, sink: ExchangeSink, head: bytes) -> None:
         self.sink = sink
-        self.got_bytes = False
-        self.requests += 1
         assert self.transport is not None
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.writelines(parts)
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -147,7 +152,7 @@ class UpstreamConnection(asyncio.Protocol):
 class ConnectionPool:
     """Idle keep-alive connections per backend, newest first."""
 
-    def __init__(self, *, max_idle_age: float, max_idle_per_backend: int = 64) -> None:
+    def __init__(self, *, max_idle_age: float = MAX_IDLE_AGE, max_idle_per_backend: int = 64) -> None:
         self.max_idle_age = max_idle_age
         self.max_idle_per_backend = max_idle_per_backend
         self._idle: dict[int, collections.deque[UpstreamConnection]] = collections.defaultdict(collections.deque)

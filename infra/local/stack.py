@@ -28,7 +28,6 @@ from infra.local.components import (ClusterComponent, Component, DnsComponent, H
 from infra.local.errors import StackError, StartAborted, StartFailed
 from infra.local.pids import log_tail
 from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
-from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
 from services.common import secrets as secret_values
 
@@ -53,6 +52,9 @@ AUTH_HOST = "127.0.0.10"
 ROUTER_HOST = "127.0.0.11"
 # One worker per service cluster (the api takes --workers): six clusters on a 2-core laptop stay responsive.
 SERVICE_WORKERS = "1"
+# The Python balancer's routes to auth and the router, as haproxy.cfg has them (prefix -> upstream;
+# the longest prefix wins): /users/count stays the api's — the guides' broadcast demo.
+SERVICE_ROUTES = (("/auth/", "auth"), ("/users", "router"), ("/shards", "router"), ("/users/count", "api"))
 RERUN = "`scalecube up` again (it was free when picked)"  # the services' ports are picked free, not options
 
 

@@ -27,9 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from infra.local.components import HaproxyComponent
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, wait_until
+from infra.local.stack import SERVICE_ROUTES
 from infra.local.topology import LoopbackTopology
 from tests.support.haproxy import HAPROXY_CUT_RESPONSE, require_haproxy
-from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
 
 API = "services.api.app:app"

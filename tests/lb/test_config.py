@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from lb.config import (DEFAULT_CONFIG, AdminSettings, BalancerConfig, ConfigError, InternalPath, Route, Router, Upstream,
-                       load_config, with_overrides)  # fmt: skip
+from lb.config import (DEFAULT_CONFIG, AdminSettings, BalancerConfig, ConfigError, DiscoverySettings, HealthSettings,
+                       InternalPath, Limits, Route, Router, StickySettings, Timeouts, Upstream, load_config,
+                       with_overrides)  # fmt: skip
+from lb.haproxy import runner
 
 EXAMPLE = """
 listen = "127.0.0.1:9080"
@@ -253,3 +256,56 @@ def test_a_generated_admin_password_is_written_private_and_never_empty(tmp_path,
     assert str(target) in caplog.text and made not in caplog.text
     assert admin_password(config, target, {}) != made  # a new one each start, the file rewritten
     assert BalancerConfig().admin_listen == ("127.0.0.1", 8404) == load_config().admin_listen  # loopback
+
+
+# -- one set of defaults, HAProxy's too --------------------------------------------------------
+
+
+def _haproxy_settings() -> dict[str, str]:
+    """What haproxy.cfg says about the things the Python balancer's settings say too, as written there."""
+    text = runner.CONFIG.read_text()
+    defaults = text.split("\ndefaults\n", 1)[1].split("\nfrontend ", 1)[0]
+    said = {f"timeout {name}": value for name, value in re.findall(r"^\s*timeout ([\w-]+)\s+(\S+)", defaults, re.M)}
+    resolvers = text.split("\nresolvers dns\n", 1)[1].split("\ndefaults\n", 1)[0]
+    said["resolve"] = re.search(r"^\s*timeout resolve\s+(\S+)", resolvers, re.M).group(1)
+    said["retries"] = re.search(r"^\s*retries (\d+)$", defaults, re.M).group(1)
+    server = re.search(r"^\s*default-server (.*)$", defaults, re.M).group(1).split()
+    said |= {word: server[i + 1] for i, word in enumerate(server[:-1]) if word in ("inter", "rise", "fall")}
+    said["check uri"] = re.search(r"^\s*http-check send meth GET uri (\S+)", defaults, re.M).group(1)
+    said["hard-stop-after"] = re.search(r"^\s*hard-stop-after (\S+)$", text, re.M).group(1)
+    said["cookie"] = re.search(r"^\s*cookie (\S+) insert", text, re.M).group(1)
+    said |= dict(re.findall(r'^\s*presetenv (LB_BALANCE|LB_MAXCONN_PER_CLIENT)\s+"([^"]*)"', text, re.M))
+    return said
+
+
+def test_the_defaults_are_the_shipped_files_and_haproxy_cfgs():
+    """One definition of the balancer's defaults (lb/config.py): lb/balancer.toml restates them, and
+    lb/haproxy/haproxy.cfg says the same wherever both express the same thing.
+
+    Where they differ on purpose, nothing is compared: ``health.timeout`` 1 s is the whole check, while
+    HAProxy's ``timeout check 2s`` is added to the connect (min(timeout connect, inter) = 1 s) and only
+    bounds the reading; ``limits.max_connections`` (10000, answered 503 and closed beyond) is not
+    HAProxy's ``maxconn`` (4000 on the frontend, 4096 in all), beyond which connections wait in the
+    kernel's backlog instead."""
+    shipped = load_config()
+    assert (shipped.timeouts, shipped.limits, shipped.health, shipped.discovery, shipped.sticky) == \
+        (Timeouts(), Limits(), HealthSettings(), DiscoverySettings(), StickySettings())  # fmt: skip
+    timeouts, limits, health = Timeouts(), Limits(), HealthSettings()
+    ours = {
+        "timeout connect": timeouts.connect, "timeout server": timeouts.read, "timeout http-keep-alive": timeouts.idle,
+        "timeout http-request": timeouts.header, "timeout client": timeouts.body, "hard-stop-after": timeouts.drain,
+        "retries": limits.retries, "LB_MAXCONN_PER_CLIENT": limits.max_connections_per_client,
+        "inter": health.interval, "rise": health.rise, "fall": health.fall, "resolve": DiscoverySettings().interval,
+        "check uri": shipped.upstreams["api"].check_path, "LB_BALANCE": shipped.upstreams["api"].policy,
+        "cookie": StickySettings().cookie_name,
+    }  # fmt: skip
+    theirs = _haproxy_settings()
+
+    def as_ours(key: str, value: str) -> object:
+        expected = ours[key]
+        if isinstance(expected, float):
+            assert value.endswith("s") and not value.endswith("ms"), f"{key} {value}: seconds expected"
+            return float(value.removesuffix("s"))
+        return int(value) if isinstance(expected, int) else value
+
+    assert {key: as_ours(key, theirs[key]) for key in ours} == ours
