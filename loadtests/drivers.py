@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.client_load import LoadGenerator
+from infra.client_load import LoadGenerator
 
 TALLY = "scalecube-tally"  # prefix of the lines done() prints
 UNKNOWN = "?"  # a response without X-Served-By
