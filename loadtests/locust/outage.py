@@ -28,10 +28,9 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.locust import run_clock, served_by, tag_selection  # noqa: F401  (their listeners)
-from loadtests.locust.actions import PASSWORD, expect, rate_limited, unique_username
 from loadtests.locust.dependencies import (CLIENT_TIMEOUT, REQUEST_LOG_ENV, RequestRecord, create_name, error_fields,
                                            list_name, read_name, shards)  # fmt: skip
-from loadtests.locust.users import KNOBS, ScalecubeUser
+from loadtests.locust.users import KNOBS, PASSWORD, ScalecubeUser, expect, rate_limited, unique_username
 
 log = logging.getLogger("scalecube.locust.outage")
 
