@@ -30,7 +30,8 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.locust import run_clock, served_by, tag_selection  # noqa: F401  (their listeners)
 from loadtests.locust.dependencies import (CLIENT_TIMEOUT, REQUEST_LOG_ENV, RequestRecord, create_name, error_fields,
                                            list_name, read_name, shards)  # fmt: skip
-from loadtests.locust.users import KNOBS, PASSWORD, ScalecubeUser, expect, rate_limited, unique_username
+from loadtests.locust.options import cpu_iterations
+from loadtests.locust.users import PASSWORD, ScalecubeUser, expect, rate_limited, unique_username
 
 log = logging.getLogger("scalecube.locust.outage")
 
@@ -42,7 +43,7 @@ class OutageUser(ScalecubeUser):
 
     def on_start(self) -> None:
         self.username = unique_username("lo")
-        self.registered = not KNOBS.auth_passwords  # with auth, the account must exist first
+        self.registered = not self.options.auth_passwords  # with auth, the account must exist first
         self.logged_in = False
         self.ids: dict[str, deque[str]] = {shard: deque(maxlen=KEEP_IDS) for shard in shards()}
 
@@ -55,7 +56,7 @@ class OutageUser(ScalecubeUser):
     @tag("api")
     @task(1)
     def cpu(self) -> None:
-        with self.client.get(f"/cpu?iterations={KNOBS.cpu_iterations}", name="/cpu", catch_response=True) as response:
+        with self.client.get(f"/cpu?iterations={cpu_iterations(self.options)}", name="/cpu", catch_response=True) as response:
             expect(response, 200)
 
     @tag("sessions")
@@ -122,7 +123,7 @@ class OutageUser(ScalecubeUser):
         if not self._register():
             return
         body: dict[str, str] = {"user": self.username}
-        if KNOBS.auth_passwords:
+        if self.options.auth_passwords:
             body["password"] = PASSWORD
         with self.client.post("/session/login", json=body, name="/session/login", catch_response=True) as response:
             self.logged_in = expect(response, 200)

@@ -43,10 +43,9 @@ from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 from locust.exception import StopUser
 
 from loadtests.locust.countries import pick_country
-from loadtests.locust.knobs import Knobs
+from loadtests.locust.options import cpu_iterations, part_urls, wait_range
 from loadtests.locust.target import AUTH, ROUTER, Target, needs_of, target
 
-KNOBS = Knobs.from_env()
 CANNOT_RUN = "cannot run here"
 # auth's password policy (services.auth.policy): 10 to 128 characters, not a common password, not the username.
 PASSWORD = "locust-load-password"
@@ -114,16 +113,23 @@ class ScalecubeUser(FastHttpUser):
     """FastHttpUser (geventhttpclient): the load tool must not be the bottleneck on 2 cores."""
 
     abstract = True
-    wait_time = between(KNOBS.wait_min, KNOBS.wait_max)
     connection_timeout = 5.0
     network_timeout = 15.0
-    # Connection: close makes every request a new connection, so the cluster's master hands each
-    # one to the next worker: how requests spread behind a per-request balancer.
-    default_headers = {"Connection": "close"} if KNOBS.new_connections else None
+
+    def __init__(self, environment: Any) -> None:
+        self.options = environment.parsed_options  # loadtests.locust.options
+        if self.options.new_connections:
+            # Connection: close makes every request a new connection, so the cluster's master hands each
+            # one to the next worker: how requests spread behind a per-request balancer.
+            self.default_headers = {"Connection": "close"}
+        super().__init__(environment)
+
+    def wait_time(self) -> float:
+        return between(*wait_range(self.options))(self)  # type: ignore[no-any-return]
 
     def on_start(self) -> None:
         """Checks the target has what this class needs, then ``begin``. Otherwise: say why, and stop."""
-        here = target(self.host or "", KNOBS.urls)
+        here = target(self.host or "", part_urls(self.options))
         # The class's tasks as Locust runs them: --tags / --exclude-tags have filtered them by now.
         refusal = here.refusal(type(self).__name__, needs_of(getattr(t, "locust_tag_set", ()) for t in self.tasks))
         if refusal is None:
@@ -143,13 +149,14 @@ class Cloning:
     """Cloning (X): the same request to whichever copy answers."""
 
     client: Any
+    options: Any
 
     def get_root(self) -> None:
         with self.client.get("/", name="/", catch_response=True) as response:
             expect(response, 200)
 
     def get_cpu(self) -> None:
-        path = f"/cpu?iterations={KNOBS.cpu_iterations}"
+        path = f"/cpu?iterations={cpu_iterations(self.options)}"
         with self.client.get(path, name="/cpu", catch_response=True) as response:
             expect(response, 200)
 
@@ -162,11 +169,12 @@ class Sessions:
     (``auth_base``: where auth answers) and every login sends the password."""
 
     client: Any
+    options: Any
 
     def begin(self, here: Target) -> None:
         self.session_user = unique_username("ls")
         self.logged_in = False
-        self.passwords = here.passwords if KNOBS.auth_passwords is None else KNOBS.auth_passwords
+        self.passwords = here.passwords if self.options.auth_passwords is None else self.options.auth_passwords
         self.session_auth_base = here.base(AUTH)
         self.registered = not self.passwords  # with auth, the account must exist first
         super().begin(here)  # type: ignore[misc]  # the next axis's, then ScalecubeUser's
