@@ -30,15 +30,15 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.locust import run_clock, served_by, tag_selection  # noqa: F401  (their listeners)
 from loadtests.locust.dependencies import (CLIENT_TIMEOUT, REQUEST_LOG_ENV, RequestRecord, create_name, error_fields,
                                            list_name, read_name, shards)  # fmt: skip
-from loadtests.locust.options import cpu_iterations
-from loadtests.locust.users import PASSWORD, ScalecubeUser, expect, rate_limited, unique_username
+from loadtests.locust.users import (PASSWORD, Cloning, ScalecubeUser, expect, json_body, rate_limited,
+                                   unique_username)
 
 log = logging.getLogger("scalecube.locust.outage")
 
 KEEP_IDS = 50  # user ids remembered per shard, to read back
 
 
-class OutageUser(ScalecubeUser):
+class OutageUser(Cloning, ScalecubeUser):
     network_timeout = CLIENT_TIMEOUT  # the demo's definition of a hang (the same 15 s as every user class)
 
     def on_start(self) -> None:
@@ -50,14 +50,12 @@ class OutageUser(ScalecubeUser):
     @tag("api")
     @task(6)
     def root(self) -> None:
-        with self.client.get("/", name="/", catch_response=True) as response:
-            expect(response, 200)
+        self.get_root()
 
     @tag("api")
     @task(1)
     def cpu(self) -> None:
-        with self.client.get(f"/cpu?iterations={cpu_iterations(self.options)}", name="/cpu", catch_response=True) as response:
-            expect(response, 200)
+        self.get_cpu()
 
     @tag("sessions")
     @task(5)
@@ -87,7 +85,7 @@ class OutageUser(ScalecubeUser):
         body = {"name": f"outage {len(self.ids[shard])}", "country": random.choice(shards()[shard])}
         with self.client.post("/users", json=body, name=create_name(shard), catch_response=True) as response:
             if expect(response, 201):
-                user_id = _json(response).get("id")
+                user_id = json_body(response).get("id")
                 if isinstance(user_id, str):
                     self.ids[shard].append(user_id)
                 else:
@@ -127,14 +125,6 @@ class OutageUser(ScalecubeUser):
             body["password"] = PASSWORD
         with self.client.post("/session/login", json=body, name="/session/login", catch_response=True) as response:
             self.logged_in = expect(response, 200)
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except Exception:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 # -- every request, recorded ------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import uuid
 from collections import deque
 from typing import Any
 
-from locust import between, tag, task
+from locust import between, tag
 from locust.contrib.fasthttp import FastHttpUser, ResponseContextManager
 from locust.exception import StopUser
 
@@ -88,7 +88,7 @@ def _body(response: ResponseContextManager, limit: int = 160) -> str:
         return ""
 
 
-def _json(response: ResponseContextManager) -> dict[str, Any]:
+def json_body(response: ResponseContextManager) -> dict[str, Any]:
     try:
         body = response.json()
     except Exception:
@@ -245,7 +245,7 @@ class Splitting:
         body = {"name": f"{NAMES[self.created % len(NAMES)]} {self.created}", "country": pick_country()}
         with self.client.post(f"{self.router_base}/users", json=body, name="/users", catch_response=True) as response:
             if expect(response, 201):
-                user_id = _json(response).get("id")
+                user_id = json_body(response).get("id")
                 if isinstance(user_id, str):
                     self.ids.append(user_id)
                 else:
@@ -295,72 +295,82 @@ class Auth:
                 expect(response, 200)
 
 
+# The tasks, each defined once with its axis tag and its own; each class below is a table of their weights.
+@tag("cloning", "root")
+def root(user: Any) -> None:
+    user.get_root()
+
+
+@tag("cloning", "cpu")
+def cpu(user: Any) -> None:
+    user.get_cpu()
+
+
+@tag("sessions", "me")
+def me(user: Any) -> None:
+    user.session_me()  # logs in first when it has no session
+
+
+@tag("sessions", "login")
+def relogin(user: Any) -> None:
+    user.session_relogin()
+
+
+@tag("splitting", "users-create")
+def create(user: Any) -> None:
+    user.users_create()
+
+
+@tag("splitting", "users-read")
+def read(user: Any) -> None:
+    user.users_read()
+
+
+@tag("splitting", "users-list")
+def list_country(user: Any) -> None:
+    user.users_list()
+
+
+@tag("auth", "auth-register")
+def register(user: Any) -> None:
+    user.register_at_auth()
+
+
+@tag("auth", "auth-login")
+def login(user: Any) -> None:
+    user.login_at_auth()  # registers first when it has no account
+
+
+@tag("auth", "auth-login")
+def auth_login(user: Any) -> None:  # MixedUser's name for it
+    user.login_at_auth()
+
+
 class CloningUser(Cloning, ScalecubeUser):
     weight = 4
-
-    @tag("cloning", "root")
-    @task(3)
-    def root(self) -> None:
-        self.get_root()
-
-    @tag("cloning", "cpu")
-    @task(1)
-    def cpu(self) -> None:
-        self.get_cpu()
+    tasks = {root: 3, cpu: 1}
 
 
 class SessionUser(Sessions, ScalecubeUser):
     weight = 3
+    tasks = {me: 20, relogin: 1}
 
     def begin(self, here: Target) -> None:
         super().begin(here)
         self.session_login()
 
-    @tag("sessions", "me")
-    @task(20)
-    def me(self) -> None:
-        self.session_me()
-
-    @tag("sessions", "login")
-    @task(1)
-    def relogin(self) -> None:
-        self.session_relogin()
-
 
 class SplittingUser(Splitting, ScalecubeUser):
     weight = 2
-
-    @tag("splitting", "users-create")
-    @task(2)
-    def create(self) -> None:
-        self.users_create()
-
-    @tag("splitting", "users-read")
-    @task(5)
-    def read(self) -> None:
-        self.users_read()
-
-    @tag("splitting", "users-list")
-    @task(1)
-    def list_country(self) -> None:
-        self.users_list()
+    tasks = {create: 2, read: 5, list_country: 1}
 
 
 class AuthUser(Auth, ScalecubeUser):
     weight = 1
+    tasks = {login: 4, register: 1}
 
     def begin(self, here: Target) -> None:
         super().begin(here)
-        self.register_at_auth()
-
-    @tag("auth", "auth-login")
-    @task(4)
-    def login(self) -> None:
-        self.login_at_auth()
-
-    @tag("auth", "auth-register")
-    @task(1)
-    def register(self) -> None:
         self.register_at_auth()
 
 
@@ -368,38 +378,4 @@ class MixedUser(Cloning, Sessions, Splitting, Auth, ScalecubeUser):
     """One visitor doing a bit of everything, in the proportions of a typical page mix."""
 
     weight = 2
-
-    @tag("cloning", "root")
-    @task(6)
-    def root(self) -> None:
-        self.get_root()
-
-    @tag("cloning", "cpu")
-    @task(1)
-    def cpu(self) -> None:
-        self.get_cpu()
-
-    @tag("sessions", "me")
-    @task(5)
-    def me(self) -> None:
-        self.session_me()  # logs in first when it has no session
-
-    @tag("splitting", "users-create")
-    @task(1)
-    def create(self) -> None:
-        self.users_create()
-
-    @tag("splitting", "users-read")
-    @task(3)
-    def read(self) -> None:
-        self.users_read()
-
-    @tag("splitting", "users-list")
-    @task(1)
-    def list_country(self) -> None:
-        self.users_list()
-
-    @tag("auth", "auth-login")
-    @task(1)
-    def auth_login(self) -> None:
-        self.login_at_auth()  # registers first when it has no account
+    tasks = {root: 6, cpu: 1, me: 5, create: 1, read: 3, list_country: 1, auth_login: 1}
