@@ -14,8 +14,9 @@ from the environment variables they have always been (``env_var=``). Importing t
 ``--served-by-file`` ``SCALECUBE_SERVED_BY_FILE``  where to write the served-by tally (JSON) at test stop
 
 An empty value is the default; a wrong one ends Locust with exit code 1 and a line saying why (a
-``SystemExit`` from the converter: argparse would exit 2). The web UI does not show them (``include_in_web_ui=False``): they tune the
-users, not the swarm; a distributed run's workers take them from the master, as Locust does.
+``SystemExit`` from the converter: argparse would exit 2). The web UI does not show them
+(``include_in_web_ui=False``): they tune the users, not the swarm; a distributed run's workers take them from
+the master, as Locust does.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def _options(parser: Any) -> None:
         parser.add_argument(flag, env_var=env, type=convert, default=default, help=f"scalecube: {help} (${env})",
                             include_in_web_ui=False)  # fmt: skip
 
-    add("--cpu-iterations", "SCALECUBE_CPU_ITERATIONS", _number("SCALECUBE_CPU_ITERATIONS", DEFAULT_CPU_ITERATIONS, int),
-        DEFAULT_CPU_ITERATIONS, "iterations of GET /cpu")  # fmt: skip
+    iterations = _number("SCALECUBE_CPU_ITERATIONS", DEFAULT_CPU_ITERATIONS, int)
+    add("--cpu-iterations", "SCALECUBE_CPU_ITERATIONS", iterations, DEFAULT_CPU_ITERATIONS, "iterations of GET /cpu")
     add("--auth-passwords", "SCALECUBE_AUTH_PASSWORDS", _tristate, None,
         "1: session users register at auth and log in with a password; 0: a name is enough; default: as the target")
     add("--auth-url", "SCALECUBE_AUTH_URL", _url("SCALECUBE_AUTH_URL"), None, "where auth answers, if not at the host")
