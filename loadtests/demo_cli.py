@@ -9,6 +9,7 @@ the demo, or no claim judged at all (a demo that could not fail); ``demo all`` e
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -90,74 +91,36 @@ def _compose_balancer(name: str) -> tuple[str, str]:
         raise typer.Exit(2) from None
 
 
-@demo_app.command()
-def cloning(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-            docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """1 process vs a per-core cluster vs 3 clusters behind the balancer, same /cpu load (claim: cluster ≥ 1.6×)."""
-    _run("cloning", users, seconds, out, target, docker, smoke)
+# name -> the line `scalecube demo --help` shows for it, in the order `demo all` runs them (DEMOS).
+COMMANDS = {
+    "cloning": ("1 process vs a per-core cluster vs 3 clusters behind the balancer, same /cpu load (claim: cluster ≥"
+                " 1.6×)."),
+    "availability": ("Workers crash at random under load: a few users and the guides' 200 clients (≥ 99% / ≥ 99.5% "
+                     "succeed; 0 failed GETs through a retrying balancer)."),
+    "overload": ("Heavy /cpu beside cheap GET /: rr vs least vs uvicorn --workers, and no replica ejected behind a "
+                 "balancer."),
+    "reload": "Rolling reload of every worker, rolling restart of every replica, under load (claim: 0 failed).",
+    "sessions": "Memory vs Redis sessions × sticky off/on (claim: only memory without sticky loses sessions).",
+    "broadcast": ("Source reads per interval with 1, 2, 4 workers (claim: master broadcast ~1, each worker reading "
+                  "~N)."),
+    "splitting": "Users created through the router land on the shard of their country; router vs direct latency.",
+    "decomposing": "Login throughput with 1 vs 2 auth replicas; the api keeps answering while auth is saturated.",
+    "outage": ("Under mixed load, the sessions Redis, auth, a shard and the directory Redis frozen (SIGSTOP, "
+               "--seconds) then killed in turn: other routes ≥ 99.9%, only 503s naming the part, back ≤ 2 s."),
+    "all": "Every demo in turn, one folder each, and one index.html.",
+}
 
 
-@demo_app.command()
-def availability(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-                 docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Workers crash at random under load: a few users and the guides' 200 clients (≥ 99% / ≥ 99.5% succeed; 0 failed GETs through a retrying balancer)."""
-    _run("availability", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command()
-def overload(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-             docker: Docker = False, smoke: Smoke = False) -> None:
-    """Heavy /cpu beside cheap GET /: rr vs least vs uvicorn --workers, and no replica ejected behind a balancer."""
-    _run("overload", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command()
-def reload(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-           docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Rolling reload of every worker, rolling restart of every replica, under load (claim: 0 failed)."""
-    _run("reload", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command()
-def sessions(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-             docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Memory vs Redis sessions × sticky off/on (claim: only memory without sticky loses sessions)."""
-    _run("sessions", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command()
-def broadcast(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-              docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Source reads per interval with 1, 2, 4 workers (claim: master broadcast ~1, each worker reading ~N)."""
-    _run("broadcast", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command()
-def splitting(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-              docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Users created through the router land on the shard of their country; router vs direct latency."""
-    _run("splitting", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command()
-def decomposing(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
+def _command(name: str) -> Callable[..., None]:
+    def command(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
                 docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Login throughput with 1 vs 2 auth replicas; the api keeps answering while auth is saturated."""
-    _run("decomposing", users, seconds, out, target, docker, smoke)
+        _run(name, users, seconds, out, target, docker, smoke)
+
+    return command
 
 
-@demo_app.command()
-def outage(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-           docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Under mixed load, the sessions Redis, auth, a shard and the directory Redis frozen (SIGSTOP, --seconds) then killed in turn: other routes ≥ 99.9%, only 503s naming the part, back ≤ 2 s."""
-    _run("outage", users, seconds, out, target, docker, smoke)
-
-
-@demo_app.command(name="all")
-def all_demos(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-              docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
-    """Every demo in turn, one folder each, and one index.html."""
-    _run("all", users, seconds, out, target, docker, smoke)
+for _name, _help in COMMANDS.items():
+    demo_app.command(name=_name, help=_help)(_command(_name))
 
 
 if __name__ == "__main__":  # python -m loadtests.demo_cli NAME ... (the same as `scalecube demo NAME ...`)

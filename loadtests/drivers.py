@@ -1,25 +1,79 @@
-"""Load drivers for benchmarks: wrk when installed (C, not the bottleneck), else Python threads.
+"""The two load drivers of the benchmarks and demos: wrk (C, not the bottleneck) and Python threads.
 
-Both return the same summary, and every report names the driver that produced it.
+Both return a ``LoadSummary``, and every report names the driver that produced it.
+
+wrk always runs with a Lua script whose ``done()`` prints the summary on a line of its own
+(exact numbers, no parsing of wrk's human report). With ``tally`` the script also counts
+``X-Served-By`` per response: wrk runs one Lua state per thread plus one for setup/done;
+``setup(thread)`` keeps every thread, ``response()`` counts per thread (no locking on the hot
+path) and ``done()`` merges the threads' tables with ``thread:get``. Without ``tally`` there is
+no ``response()``, so wrk keeps its fast path (it parses no headers for a script that has none).
 """
 
 from __future__ import annotations
 
-import collections
-import re
-import statistics
 import shutil
+import statistics
 import subprocess
-import threading
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import httpx
+from infra.client_load import LoadGenerator
+
+TALLY = "scalecube-tally"  # prefix of the lines done() prints
+UNKNOWN = "?"  # a response without X-Served-By
+WRK_ERRORS = ("connect", "read", "write", "non-2xx", "timeout")  # the order done() prints them in
+
+_RESPONSE = f"""
+function response(status, headers, body)
+  local who = headers["x-served-by"] or headers["X-Served-By"]
+  if who == nil then
+    -- Header names arrive as each server spelled them.
+    for name, value in pairs(headers) do
+      if string.lower(name) == "x-served-by" then who = value end
+    end
+  end
+  who = who or "{UNKNOWN}"
+  served[who] = (served[who] or 0) + 1
+end
+"""
+
+_SCRIPT = f"""
+local threads = {{}}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  served = {{}}
+end
+-- response --
+function done(summary, latency, requests)
+  local merged = {{}}
+  for _, thread in ipairs(threads) do
+    for who, count in pairs(thread:get("served") or {{}}) do
+      merged[who] = (merged[who] or 0) + count
+    end
+  end
+  for who, count in pairs(merged) do
+    io.write(string.format("{TALLY} served %d %s\\n", count, who))
+  end
+  local e = summary.errors
+  io.write(string.format("{TALLY} summary %d %d %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
 
 
 @dataclass
 class LoadSummary:
+    """One run of one driver: ``served`` maps each ``X-Served-By`` value (host/pid) to its responses,
+    when the driver tallied them."""
+
     driver: str
     requests: int
     errors: int
@@ -27,86 +81,83 @@ class LoadSummary:
     p50_ms: float | None
     p99_ms: float | None
     error_kinds: dict[str, int] = field(default_factory=dict)  # wrk's: connect, read, write, timeout, non-2xx
+    served: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _UNITS[unit]
-
-
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
+def write_script(directory: Path, *, tally: bool = True) -> Path:
+    """The Lua script ``run_wrk`` runs, written once for many runs."""
+    path = directory / ("served_by.lua" if tally else "summary.lua")
+    path.write_text(_SCRIPT.replace("-- response --", _RESPONSE if tally else ""))
+    return path
+
+
 def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2, new_connections: bool = False,
-            timeout: float | None = None) -> LoadSummary:  # fmt: skip
-    """Load from wrk; errors = socket errors + non-2xx/3xx responses.
+            timeout: float | None = None, script: Path | None = None) -> LoadSummary:  # fmt: skip
+    """Load from wrk for whole seconds; errors = socket errors + responses >= 400.
 
     ``new_connections``: every request on a connection of its own (``Connection: close``, wrk
     reconnects), the shape of the guides' ``ab -c200``; else keep-alive. ``timeout``: seconds
     before wrk gives up on a response (its default, 2 s, counts a slow answer as an error).
+    ``script``: from ``write_script`` (with the served-by tally); default: the summary alone.
     """
     duration = max(1, round(seconds))  # wrk takes whole seconds only
-    argv = ["wrk", "--latency", "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{duration}s"]
+    argv = ["wrk", "-t", str(max(1, min(threads, connections))), "-c", str(connections), "-d", f"{duration}s"]
     if new_connections:
         argv += ["-H", "Connection: close"]
     if timeout is not None:
         argv += ["--timeout", f"{max(1, round(timeout))}s"]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 30 + (timeout or 0),
-                         check=True).stdout  # fmt: skip
-    found = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
-    requests, seconds = int(found.group(1)), _ms(found.group(2)) / 1000  # type: ignore[union-attr]
-    kinds = {kind: int(n) for kind, n in re.findall(r"(connect|read|write|timeout) (\d+)", out) if int(n)}
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        kinds["non-2xx"] = int(non2xx.group(1))
-    p50 = re.search(r"50%\s+([\d.]+\w+)", out)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
-    return LoadSummary("wrk", requests, sum(kinds.values()), seconds, _ms(p50.group(1)) if p50 else None,
-                       _ms(p99.group(1)) if p99 else None, kinds)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="scwrk-") as scratch:
+        script = script or write_script(Path(scratch), tally=False)
+        done = subprocess.run([*argv, "-s", str(script), url], capture_output=True, text=True,
+                              timeout=duration + 30 + (timeout or 0))  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+    return parse(done.stdout)
+
+
+def parse(output: str) -> LoadSummary:
+    """The lines the script's ``done()`` printed -> a ``LoadSummary`` (wrk's own report is ignored)."""
+    served: dict[str, int] = {}
+    summary: list[int] | None = None
+    for line in output.splitlines():
+        if not line.startswith(TALLY + " "):
+            continue
+        kind, rest = line[len(TALLY) + 1 :].split(" ", 1)
+        if kind == "served":
+            count, who = rest.split(" ", 1)
+            served[who] = served.get(who, 0) + int(count)
+        elif kind == "summary":
+            summary = [int(n) for n in rest.split()]
+    if summary is None:
+        raise RuntimeError(f"wrk printed no tally (is its Lua support there?):\n{output}")
+    requests, duration_us, *errors, p50_us, p99_us = summary
+    kinds = {kind: n for kind, n in zip(WRK_ERRORS, errors) if n}
+    return LoadSummary("wrk", requests, sum(errors), duration_us / 1e6, p50_us / 1000 if requests else None,
+                       p99_us / 1000 if requests else None, kinds, served)  # fmt: skip
 
 
 def run_threads(url: str, *, seconds: float, connections: int, keepalive: bool = True) -> LoadSummary:
-    """The fallback: Python threads with httpx (itself CPU-hungry: compare ratios, not absolutes)."""
-    latencies: list[float] = []
-    errors = collections.Counter[str]()
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    """The fallback: ``LoadGenerator``'s Python threads with httpx (itself CPU-hungry: compare ratios,
+    not absolutes)."""
+    load = LoadGenerator(url, concurrency=connections, keepalive=keepalive, max_requests=10**9, max_seconds=seconds)
+    load.start()
+    while load.running:
+        time.sleep(0.05)
+    result = load.stop()
 
-    def client() -> None:
-        limits = httpx.Limits(max_keepalive_connections=1 if keepalive else 0)
-        with httpx.Client(timeout=10, limits=limits) as http:
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                try:
-                    ok = http.get(url).status_code < 400
-                except httpx.HTTPError:
-                    ok = False
-                with lock:
-                    if ok:
-                        latencies.append((time.perf_counter() - started) * 1000)
-                    else:
-                        errors["failed"] += 1
+    def ms(quantile: float) -> float | None:
+        return result.latency(quantile) * 1000 if result.latencies else None
 
-    threads = [threading.Thread(target=client) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    latencies.sort()
-
-    def pct(q: float) -> float | None:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
-
-    return LoadSummary("python threads (httpx)", len(latencies) + errors.total(), errors.total(), seconds,
-                       pct(0.5), pct(0.99))  # fmt: skip
+    return LoadSummary("python threads (httpx)", result.total, result.failed, seconds, ms(0.5), ms(0.99),
+                       dict(result.errors), dict(result.served_by))  # fmt: skip
 
 
 def run_load(url: str, *, seconds: float, connections: int) -> LoadSummary:

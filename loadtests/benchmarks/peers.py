@@ -36,8 +36,7 @@ from cluster.cpus import available_cpus
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, serve_argv
 from infra.local.redis_server import RedisServer
-from loadtests.benchmarks.served_by import UNKNOWN, TalliedRun, run_wrk, spread, wrk_available, write_script
-from loadtests.drivers import median
+from loadtests.drivers import UNKNOWN, LoadSummary, median, run_wrk, wrk_available, write_script
 from services.api.clone import DEFAULT_ITERATIONS
 from services.common import secrets as secret_values
 
@@ -147,7 +146,7 @@ class Server:
         """Load until every worker has answered (or ``tries`` seconds): a worker still importing the app
         would otherwise sit out the first round. Some servers never spread, so this does not insist."""
         for _ in range(tries):
-            run = run_wrk(self.url + ROOT, script=script, seconds=1, connections=connections)
+            run = run_wrk(self.url + ROOT, script=script, seconds=1, connections=connections, timeout=10)
             self.workers_seen_in_warm_up = len(set(run.served) - {UNKNOWN})
             if self.workers_seen_in_warm_up >= self.workers:
                 break
@@ -349,7 +348,7 @@ def interleave(servers: list[Server], paths: dict[str, tuple[str, int]], script:
     return runs, held
 
 
-def measure(server: Server, url: str, script: Path, seconds: float, connections: int) -> tuple[TalliedRun, list[int]]:
+def measure(server: Server, url: str, script: Path, seconds: float, connections: int) -> tuple[LoadSummary, list[int]]:
     """One wrk run, and the connections each worker held: of snapshots taken through the run, the fullest
     (wrk may still be connecting at any one moment on a busy machine)."""
     fullest: list[int] = []
@@ -364,13 +363,26 @@ def measure(server: Server, url: str, script: Path, seconds: float, connections:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        return run_wrk(url, script=script, seconds=seconds, connections=connections), fullest
+        return run_wrk(url, script=script, seconds=seconds, connections=connections, timeout=10), fullest
     finally:
         finished.set()
         sampler.join()
 
 
-def summarise(runs: list[TalliedRun], workers: int, held: list[list[int]] | None = None) -> PhaseResult:
+def spread(served: dict[str, int], workers: int) -> float | None:
+    """(max - min) / mean of the requests each of ``workers`` served; a worker never seen served 0.
+
+    0 is a perfect split; with 2 workers 0.05 is 51.25 % / 48.75 %, and 2.0 is one worker doing all.
+    """
+    counts = [n for who, n in served.items() if who != UNKNOWN]
+    counts += [0] * max(0, workers - len(counts))
+    total = sum(counts)
+    if not total:
+        return None
+    return (max(counts) - min(counts)) / (total / len(counts))
+
+
+def summarise(runs: list[LoadSummary], workers: int, held: list[list[int]] | None = None) -> PhaseResult:
     spreads = [spread(r.served, workers) for r in runs]
     return PhaseResult(
         rps=median([r.rps for r in runs]), p50_ms=median([r.p50_ms for r in runs]),

@@ -27,8 +27,7 @@ import random
 from locust import task
 
 from loadtests.locust import run_clock, served_by  # noqa: F401  (their listeners)
-from loadtests.locust.actions import expect
-from loadtests.locust.users import ScalecubeUser
+from loadtests.locust.users import ScalecubeUser, expect
 
 PATHS = [path for path in os.environ.get("{PATHS_ENV}", "/").split(",") if path]
 NAME = os.environ.get("{NAME_ENV}") or PATHS[0]

@@ -5,9 +5,9 @@ CloningUser, SessionUser, SplittingUser, AuthUser, MixedUser; tags and weights i
 ``loadtests.locust.users``. Shapes are separate files, added with ``-f``:
 ``-f loadtests/locust/locustfile.py,loadtests/locust/shapes/step.py`` (or ``shapes/ramp.py``).
 Thresholds for CI: ``--max-fail-ratio``, ``--max-p95-ms``, ``--max-p99-ms`` (exit code 3).
-Environment: see ``loadtests.locust.knobs`` (SCALECUBE_CPU_ITERATIONS, SCALECUBE_AUTH_PASSWORDS,
-SCALECUBE_AUTH_URL, SCALECUBE_ROUTER_URL, SCALECUBE_NEW_CONNECTIONS, SCALECUBE_WAIT_MIN/MAX,
-SCALECUBE_SERVED_BY_FILE). Classes the ``--host`` cannot serve (no router, no auth) are not offered
+Options, on the command line or in the environment: ``loadtests.locust.options`` (SCALECUBE_CPU_ITERATIONS,
+SCALECUBE_AUTH_PASSWORDS, SCALECUBE_AUTH_URL, SCALECUBE_ROUTER_URL, SCALECUBE_NEW_CONNECTIONS,
+SCALECUBE_WAIT_MIN/MAX, SCALECUBE_SERVED_BY_FILE). Classes the ``--host`` cannot serve (no router, no auth) are not offered
 (``loadtests.locust.offered``).
 
 Everything lives in the installed ``loadtests`` package, so this file works from any path

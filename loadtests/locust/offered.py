@@ -17,7 +17,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.locust.knobs import Knobs
+from loadtests.locust.options import part_urls
 from loadtests.locust.tag_selection import kept_tasks, selected_tags
 from loadtests.locust.target import needs_of, target
 
@@ -29,7 +29,7 @@ def _offer_only_what_the_target_serves(environment: Environment, **_: Any) -> No
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, WorkerRunner) or not environment.host:
         return
-    here = target(environment.host, Knobs.from_env().urls)
+    here = target(environment.host, part_urls(options))
     if any(part.status is None for part in here.parts.values()):
         log.warning("%s did not answer every probe (%s): every class is offered", here.host,
                     "; ".join(part.why() for part in here.parts.values()))  # fmt: skip

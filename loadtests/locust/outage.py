@@ -28,36 +28,34 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.locust import run_clock, served_by, tag_selection  # noqa: F401  (their listeners)
-from loadtests.locust.actions import PASSWORD, expect, rate_limited, unique_username
 from loadtests.locust.dependencies import (CLIENT_TIMEOUT, REQUEST_LOG_ENV, RequestRecord, create_name, error_fields,
                                            list_name, read_name, shards)  # fmt: skip
-from loadtests.locust.users import KNOBS, ScalecubeUser
+from loadtests.locust.users import (PASSWORD, Cloning, ScalecubeUser, expect, json_body, rate_limited,
+                                   unique_username)
 
 log = logging.getLogger("scalecube.locust.outage")
 
 KEEP_IDS = 50  # user ids remembered per shard, to read back
 
 
-class OutageUser(ScalecubeUser):
+class OutageUser(Cloning, ScalecubeUser):
     network_timeout = CLIENT_TIMEOUT  # the demo's definition of a hang (the same 15 s as every user class)
 
     def on_start(self) -> None:
         self.username = unique_username("lo")
-        self.registered = not KNOBS.auth_passwords  # with auth, the account must exist first
+        self.registered = not self.options.auth_passwords  # with auth, the account must exist first
         self.logged_in = False
         self.ids: dict[str, deque[str]] = {shard: deque(maxlen=KEEP_IDS) for shard in shards()}
 
     @tag("api")
     @task(6)
     def root(self) -> None:
-        with self.client.get("/", name="/", catch_response=True) as response:
-            expect(response, 200)
+        self.get_root()
 
     @tag("api")
     @task(1)
     def cpu(self) -> None:
-        with self.client.get(f"/cpu?iterations={KNOBS.cpu_iterations}", name="/cpu", catch_response=True) as response:
-            expect(response, 200)
+        self.get_cpu()
 
     @tag("sessions")
     @task(5)
@@ -87,7 +85,7 @@ class OutageUser(ScalecubeUser):
         body = {"name": f"outage {len(self.ids[shard])}", "country": random.choice(shards()[shard])}
         with self.client.post("/users", json=body, name=create_name(shard), catch_response=True) as response:
             if expect(response, 201):
-                user_id = _json(response).get("id")
+                user_id = json_body(response).get("id")
                 if isinstance(user_id, str):
                     self.ids[shard].append(user_id)
                 else:
@@ -123,18 +121,10 @@ class OutageUser(ScalecubeUser):
         if not self._register():
             return
         body: dict[str, str] = {"user": self.username}
-        if KNOBS.auth_passwords:
+        if self.options.auth_passwords:
             body["password"] = PASSWORD
         with self.client.post("/session/login", json=body, name="/session/login", catch_response=True) as response:
             self.logged_in = expect(response, 200)
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except Exception:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 # -- every request, recorded ------------------------------------------------------------------------

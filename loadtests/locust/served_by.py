@@ -22,7 +22,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from loadtests.locust.knobs import Knobs
+from loadtests.locust import options as _options  # noqa: F401  (--served-by-file)
 
 log = logging.getLogger("scalecube.locust.served_by")
 
@@ -70,7 +70,6 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 TALLY = ServedByTally()
-OUTPUT = Knobs.from_env().served_by_file
 
 
 def _is_worker(environment: Environment) -> bool:
@@ -101,11 +100,12 @@ def _receive(client_id: str, data: dict[str, Any], **_: Any) -> None:
 
 
 def _write(environment: Environment, **_: Any) -> None:
-    if OUTPUT and not _is_worker(environment):
+    output = getattr(environment.parsed_options, "served_by_file", None)
+    if output and not _is_worker(environment):
         try:
-            TALLY.write(Path(OUTPUT))
+            TALLY.write(Path(output))
         except OSError as exc:
-            log.error("could not write the served-by tally to %s: %s", OUTPUT, exc)
+            log.error("could not write the served-by tally to %s: %s", output, exc)
 
 
 events.test_stop.add_listener(_write)

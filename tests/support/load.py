@@ -1,6 +1,6 @@
-"""The bounded load generator the tests use; it lives in product code (``loadtests.client_load``)
+"""The bounded load generator the tests use; it lives in product code (``infra.client_load``)
 since ``scalecube docker chaos`` reports what clients saw with it."""
 
-from loadtests.client_load import LoadGenerator, LoadResult
+from infra.client_load import LoadGenerator, LoadTally
 
-__all__ = ["LoadGenerator", "LoadResult"]
+__all__ = ["LoadGenerator", "LoadTally"]

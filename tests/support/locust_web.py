@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-# The request names each class's tasks report (loadtests.locust.actions); MixedUser reports all of them.
+# The request names each class's tasks report (loadtests.locust.users); MixedUser reports all of them.
 ENDPOINTS = {
     "CloningUser": ("/", "/cpu"),
     "SessionUser": ("/session/login", "/session/me"),

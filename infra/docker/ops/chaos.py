@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from infra.docker.ops.project import Project
-    from loadtests.client_load import LoadResult
+    from infra.client_load import LoadTally
 
 SERVICE = "api"
 TARGETS = ("container", "worker")
@@ -124,7 +124,7 @@ class Chaos:
         self.say = say
 
     def run(self) -> ChaosReport:
-        from loadtests.client_load import LoadGenerator
+        from infra.client_load import LoadGenerator
 
         self.project.require_service(SERVICE)
         count = len(self.project.containers(SERVICE))
@@ -142,7 +142,7 @@ class Chaos:
                          f"{f' pid {kill.pid}' if kill.pid else ''} {kill.note}".rstrip())  # fmt: skip
                 kills.append(kill)
             time.sleep(max(0.0, load.started + self.duration - time.monotonic()))
-        result: LoadResult = load.result
+        result: LoadTally = load.result
         report = ChaosReport(self.target, self.every, self.duration, kills, result.ok, result.failed,
                              dict(result.errors), result.elapsed,
                              failures_per_kill(kills, result.failure_times, result.elapsed),

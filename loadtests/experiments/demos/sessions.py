@@ -31,7 +31,7 @@ GUIDE = ("Sessions kept in a worker's memory are lost when the next request land
          "container; a shared store (Redis) or sticky sessions fix it (the guides).")  # fmt: skip
 LOST = "lost session"  # the name the locustfile gives a /session/me that found no session (a failure)
 CHECK = "/session/me"
-AUTH_PASSWORDS_ENV = "SCALECUBE_AUTH_PASSWORDS"  # loadtests/locust/knobs.py: register, then log in with a password
+AUTH_PASSWORDS_ENV = "SCALECUBE_AUTH_PASSWORDS"  # loadtests/locust/options.py: register, then log in with a password
 REPLICAS = 2
 WORKERS = 2
 

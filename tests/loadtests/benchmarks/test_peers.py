@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from loadtests.benchmarks import peers
+from loadtests.benchmarks.peers import spread
 from loadtests.benchmarks.peers_cli import EXIT_CANNOT_RUN
+from loadtests.drivers import parse, run_wrk, wrk_available, write_script
 from scalecube import cli as scalecube_cli
-from loadtests.benchmarks.served_by import parse, run_wrk, spread, wrk_available, write_script
 
 needs_wrk = pytest.mark.skipif(not wrk_available(), reason="wrk is not installed")
 
@@ -82,7 +83,7 @@ def test_lua_tally_counts_every_response_by_the_worker_that_served_it(start_clus
     cluster = start_cluster("services.api.app:app", workers=2, policy="rr",
                             env={"REDIS_URL": redis_url, "LOG_LEVEL": "warning"})  # fmt: skip
     workers = cluster.listening_pids()
-    run = run_wrk(cluster.url + "/", script=write_script(tmp_path), seconds=1, connections=16)
+    run = run_wrk(cluster.url + "/", script=write_script(tmp_path), seconds=1, connections=16, timeout=10)
 
     assert run.requests > 100 and run.errors == 0
     assert sum(run.served.values()) == run.requests  # every response tallied once, across wrk's threads

@@ -19,7 +19,7 @@ MAX_LATENCIES = 200_000  # latency samples kept (the first ones): percentiles of
 
 
 @dataclass
-class LoadResult:
+class LoadTally:
     ok: int = 0
     failed: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -62,7 +62,7 @@ class LoadGenerator:
         self.max_requests = max_requests
         self.max_seconds = max_seconds
         self.timeout = timeout
-        self.result = LoadResult()
+        self.result = LoadTally()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -120,7 +120,7 @@ class LoadGenerator:
             thread.start()
         return self
 
-    def stop(self) -> LoadResult:
+    def stop(self) -> LoadTally:
         self._stop.set()
         for thread in self._threads:
             thread.join(self.timeout + 5)
