@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.channel import Channel, ChannelClosed, Message, socketpair
-from cluster.config import ClusterConfig
+from cluster.config import KILL_GRACE, WORKER_CONFIG_ENV, ClusterConfig
 from cluster.control import ControlServer
 from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
@@ -42,7 +42,6 @@ from cluster.worker_handle import Worker, WorkerState
 log = logging.getLogger("scalecube.cluster")
 
 STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot be imported or its startup fails
-KILL_GRACE = 5.0  # after the drain timeout, how long before SIGKILL
 RELOAD_SIGNALS = (signal.SIGUSR2, signal.SIGHUP)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Workers start with default dispositions for everything the master handles.
@@ -245,21 +244,9 @@ class Cluster(EventEmitter):
     def _spawn(self, worker_id: int, slot: int, channel_end: socket.socket) -> int:
         cfg = self.config
         max_requests = cfg.max_requests + random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
-        argv = [
-            sys.executable, "-m", "cluster.worker",
-            "--app", cfg.app,
-            "--id", str(worker_id),
-            "--slot", str(slot),
-            "--channel-fd", str(channel_end.fileno()),
-            "--drain-timeout", str(cfg.drain_timeout),
-            "--settle", str(cfg.settle),
-            "--keep-alive", str(cfg.keep_alive),
-            "--max-requests", str(max_requests),
-            "--address", f"http://{cfg.host}:{self.port}",
-            "--app-dir", str(cfg.app_dir),
-        ]  # fmt: skip
-        if self._policy.passes_listener:
-            argv += ["--listen-fd", str(self._policy.listener.fileno())]
+        listen_fd = self._policy.listener.fileno() if self._policy.passes_listener else None
+        worker_config = cfg.worker_config(worker_id, slot, channel_end.fileno(), listen_fd, max_requests)
+        argv = [sys.executable, "-m", "cluster.worker"]
         env = {
             **os.environ,
             **cfg.env,
@@ -267,6 +254,7 @@ class Cluster(EventEmitter):
             "SCALECUBE_WORKER_SLOT": str(slot),
             "SCALECUBE_MASTER_PID": str(os.getpid()),
             "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir,
+            WORKER_CONFIG_ENV: worker_config.to_json(),
         }
         os.set_inheritable(channel_end.fileno(), True)
         output = None  # stdout and stderr: the master's, or the slot's log file (cluster.logfiles)

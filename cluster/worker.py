@@ -1,4 +1,4 @@
-"""A worker process: ``python -m cluster.worker --app module:app --channel-fd N ...``.
+"""A worker process: ``python -m cluster.worker``, told everything by its master in ``SCALECUBE_WORKER_CONFIG``.
 
 uvicorn serves the app. With the ``rr`` policy the worker has no listening
 socket of its own: connections arrive as descriptors on the channel and join
@@ -8,7 +8,6 @@ uvicorn's protocol machinery through ``loop.connect_accepted_socket``. With
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from cluster.channel import Channel, ChannelClosed, Message
+from cluster.config import WorkerConfig
 from cluster.context import WorkerContext, set_current_worker
 from cluster.draining import DrainingHttpToolsProtocol
 from cluster.handoff import DONE, TOOK, report_message
@@ -80,7 +80,7 @@ class HandedProtocol(DrainingHttpToolsProtocol):
 
 
 class WorkerServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, channel: Channel, options: argparse.Namespace) -> None:
+    def __init__(self, config: uvicorn.Config, channel: Channel, options: WorkerConfig) -> None:
         super().__init__(config)
         self.channel = channel
         self.options = options
@@ -188,22 +188,6 @@ def _context() -> WorkerContext | None:
     return current_worker()
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cluster.worker", description="one scalecube cluster worker")
-    parser.add_argument("--app", required=True)
-    parser.add_argument("--id", type=int, required=True)
-    parser.add_argument("--slot", type=int, required=True)
-    parser.add_argument("--channel-fd", type=int, required=True)
-    parser.add_argument("--listen-fd", type=int)
-    parser.add_argument("--drain-timeout", type=float, default=30.0)
-    parser.add_argument("--settle", type=float, default=0.25)
-    parser.add_argument("--keep-alive", type=float, default=20.0)
-    parser.add_argument("--max-requests", type=int, default=0)
-    parser.add_argument("--address", default="")
-    parser.add_argument("--app-dir", default=".")
-    return parser.parse_args(argv)
-
-
 def configure_logging(worker_id: int) -> None:
     """A default for apps that don't configure logging themselves.
 
@@ -222,8 +206,12 @@ def configure_logging(worker_id: int) -> None:
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(sys.argv[1:] if argv is None else argv)
+def main() -> int:
+    try:
+        options = WorkerConfig.from_environ()
+    except ValueError as exc:
+        print(f"cluster.worker: {exc}", file=sys.stderr)
+        return 2
     configure_logging(options.id)
     channel = Channel(socket.socket(fileno=options.channel_fd))
     set_current_worker(WorkerContext(options.id, options.slot, channel))
