@@ -42,7 +42,7 @@ from cluster.metrics import metrics_text
 from cluster.policies import HandoffPolicy, SharedSocketPolicy, listen, make_policy
 from cluster.protocol import Done, Leaving, Listening, Msg, Online, Recycle, Stats, Took
 from cluster.reaping import become_subreaper
-from cluster.supervision import STARTUP_FAILURE, Action, Drain, Finished, Fork, GiveUp, Supervisor
+from cluster.supervision import STARTUP_FAILURE, Action, Drain, Finished, Fork, GiveUp, Restart, Supervisor
 from cluster.worker_handle import Worker, WorkerState
 
 log = logging.getLogger("scalecube.cluster")
@@ -221,7 +221,7 @@ class Cluster(EventEmitter):
             self._stop_intake()
         for action in actions:
             match action:
-                case Fork(slot, delay) if slot in self.supervisor.pending:  # a crashed worker's restart
+                case Restart(slot, delay):
                     if delay:
                         log.warning("slot %d is crash-looping: restarting it in %.2fs", slot, delay)
                     self._pending_forks[slot] = self._loop.call_later(delay, self._restart_due, slot)

@@ -6,8 +6,8 @@ decisions (restart this slot now or later? give up? which worker goes on a scale
 down? in which order does a reload go?) could only be tested by starting real
 processes and waiting on real clocks. Here they are plain state transitions: the
 master reports what happened (``forked``, ``listening``, ``exited``, ...), the
-``Supervisor`` updates its books and answers with actions (``Fork``, ``Drain``,
-``GiveUp``), and time comes from an injected clock. gunicorn's arbiter keeps the
+``Supervisor`` updates its books and answers with actions (``Fork``, ``Restart``,
+``Drain``, ``GiveUp``, ``Finished``), and time comes from an injected clock. gunicorn's arbiter keeps the
 same split between what its signal handlers queue and what its loop decides.
 
 Crash accounting (backoff, giving up) is ``cluster.crashes``'s; this module asks it.
@@ -27,10 +27,17 @@ STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot be imported or it
 
 @dataclass(frozen=True)
 class Fork:
-    """Start a worker in ``slot``, after ``delay`` seconds (a crash-looping slot backs off)."""
+    """Start a worker in ``slot`` now."""
 
     slot: int
-    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Restart:
+    """A worker of ``slot`` crashed: call ``restart_due(slot)`` in ``delay`` seconds (crash loops back off)."""
+
+    slot: int
+    delay: float
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class Finished:
     """Stopping, and the last worker is gone: the master may exit."""
 
 
-Action = Fork | Drain | GiveUp | Finished
+Action = Fork | Restart | Drain | GiveUp | Finished
 
 
 @dataclass
@@ -132,7 +139,7 @@ class Supervisor:
             return []  # a swap under way: the worker it was replacing, or its successor, serves the slot
         self.restarts[member.slot] += 1
         self.pending.add(member.slot)
-        return [Fork(member.slot, delay)]
+        return [Restart(member.slot, delay)]
 
     def restart_due(self, slot: int) -> list[Action]:
         """A scheduled restart's time has come."""
