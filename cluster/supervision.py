@@ -130,7 +130,7 @@ class Supervisor:
 
     def _crashed(self, member: Member) -> list[Action]:
         if not self._ever_listening and member.listening_at is None:
-            return self._give_up(STARTUP_FAILURE, "the first workers cannot start")
+            return self._give_up(STARTUP_FAILURE, "the first workers cannot start (see the worker's error above)")
         now = self.clock()
         delay = self.crashes.record(member.slot, now - member.started_at, now)
         if self.crashes.exhausted():

@@ -99,7 +99,7 @@ def test_first_workers_that_never_listen_are_a_startup_failure(clock):
     first = cluster.fork(0, listen=False)
     second = cluster.fork(1, listen=False)
     actions = sup.exited(first)
-    assert actions[0] == GiveUp(STARTUP_FAILURE, "the first workers cannot start")
+    assert actions[0] == GiveUp(STARTUP_FAILURE, "the first workers cannot start (see the worker's error above)")
     assert actions[1:] == [Drain(second)]
     assert sup.exited(second) == [Finished()]
 
