@@ -48,25 +48,30 @@ def encode(message: Message) -> bytes:
 
 
 class Channel:
-    """One end of a worker channel, attached to an event loop."""
+    """One end of a worker channel, attached to an event loop.
 
-    def __init__(self, sock: socket.socket) -> None:
+    ``decode`` turns each datagram into what ``on_message`` gets (JSON by default;
+    the cluster passes ``cluster.protocol.decode``); a ``ValueError`` drops it, logged.
+    """
+
+    def __init__(self, sock: socket.socket, decode: Callable[[bytes], Any] = json.loads) -> None:
         sock.setblocking(False)
         self.sock = sock
+        self._decode = decode
         # (payload, descriptor that rides along or None); the descriptor stays its owner's.
         self._outbox: collections.deque[tuple[bytes, int | None]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
         self.closed = False
         self._losing = False
-        self._on_message: Callable[[Message, socket.socket | None], None] | None = None
+        self._on_message: Callable[[Any, socket.socket | None], None] | None = None
         self._on_close: Callable[[], None] | None = None
 
     # -- attach / detach -------------------------------------------------
     def attach(
         self,
         loop: asyncio.AbstractEventLoop,
-        on_message: Callable[[Message, socket.socket | None], None],
+        on_message: Callable[[Any, socket.socket | None], None],
         on_close: Callable[[], None],
     ) -> None:
         """``on_close()`` runs once when the peer goes away, after every message it sent was delivered."""
@@ -152,9 +157,9 @@ class Channel:
                 return
             conn = socket.socket(fileno=fds[0]) if fds else None
             try:
-                message = json.loads(data)
-            except ValueError:
-                log.warning("dropping an undecodable channel message (%d bytes)", len(data))
+                message = self._decode(data)
+            except ValueError as exc:
+                log.warning("dropping an undecodable channel message (%d bytes): %s", len(data), exc)
                 if conn is not None:
                     conn.close()
                 continue

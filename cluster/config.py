@@ -1,17 +1,29 @@
-"""Everything a cluster master is told at start; one immutable object."""
+"""Everything a cluster is told at start: the master's ``ClusterConfig``, and each worker's ``WorkerConfig``.
+
+Why one module: every default of the runtime is written here once. The CLI takes its
+defaults from ``ClusterConfig``'s fields, and a worker gets its ``WorkerConfig`` whole
+(JSON in ``SCALECUBE_WORKER_CONFIG``), built from the master's config, so no second
+parser holds a second copy of a default that could drift from this one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cluster.handoff import HandoffLimits
 
 POLICIES = ("rr", "least", "os")
 # A cluster's name (``scalecube reload NAME``): starts with a letter, so it never reads as a port.
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+KILL_GRACE = 5.0  # after a worker's drain timeout (and settle), how long before SIGKILL
+WORKER_CONFIG_ENV = "SCALECUBE_WORKER_CONFIG"  # a worker's WorkerConfig, as JSON
+MASTER_HOOK_ENV = "SCALECUBE_MASTER_HOOK"  # "module:attribute" of the hook run in the master (cluster.hooks)
 _GENERIC_MODULES = frozenset({"app", "apps", "main", "asgi", "server"})  # say nothing about which app it is
 
 
@@ -59,6 +71,7 @@ class ClusterConfig:
     app_dir: Path = field(default_factory=Path.cwd)  # put first on sys.path, as uvicorn's --app-dir
     name: str = ""  # how `scalecube reload NAME` & co. find it; "" = default_name(app)
     log_dir: Path | None = None  # each worker's output to <log_dir>/worker-<slot>.log; None = the master's stderr
+    master_hook: str = ""  # "module:attribute" run in the master; "" = <app package>.master:on_master if it exists
 
     def __post_init__(self) -> None:
         if ":" not in self.app:
@@ -75,3 +88,47 @@ class ClusterConfig:
 
     def control_socket(self, port: int) -> Path:
         return self.control_path or default_run_dir() / f"cluster-{port}.sock"
+
+    def worker_config(
+        self, worker_id: int, slot: int, channel_fd: int, listen_fd: int | None, max_requests: int
+    ) -> WorkerConfig:
+        """What one worker is told (``max_requests``: this worker's share, jitter included)."""
+        return WorkerConfig(
+            app=self.app, id=worker_id, slot=slot, channel_fd=channel_fd, listen_fd=listen_fd,
+            drain_timeout=self.drain_timeout, settle=self.settle, keep_alive=self.keep_alive,
+            max_requests=max_requests, app_dir=str(self.app_dir),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process is told, in one piece: no defaults here, they are ``ClusterConfig``'s."""
+
+    app: str
+    id: int
+    slot: int
+    channel_fd: int  # its end of the channel (cluster.channel), inherited
+    listen_fd: int | None  # the shared listening socket (policy os), or None: connections come over the channel
+    drain_timeout: float
+    settle: float
+    keep_alive: float
+    max_requests: int  # 0 = never recycle
+    app_dir: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerConfig:
+        try:
+            data: dict[str, Any] = json.loads(text)
+            return cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a worker config ({WORKER_CONFIG_ENV}): {exc}") from None
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> WorkerConfig:
+        text = (os.environ if environ is None else environ).get(WORKER_CONFIG_ENV)
+        if not text:
+            raise ValueError(f"{WORKER_CONFIG_ENV} is not set: workers are started by a cluster master")
+        return cls.from_json(text)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cluster.channel import Channel, ChannelClosed
+from cluster.protocol import Msg, encode
 
 log = logging.getLogger("scalecube.cluster")
 
@@ -34,7 +35,7 @@ class WorkerContext:
     def send(self, message: Any) -> bool:
         """Send a JSON-serialisable message to the master; False if the master is gone."""
         try:
-            self._channel.send({"t": "msg", "data": message})
+            self._channel.send_raw(encode(Msg(message)))
         except ChannelClosed:
             return False
         return True

@@ -18,13 +18,6 @@ class EventEmitter:
         self._listeners[event].append(listener)
         return listener
 
-    def once(self, event: str, listener: Callable[..., Any]) -> None:
-        def wrapper(*args: Any) -> None:
-            self.off(event, wrapper)
-            listener(*args)
-
-        self.on(event, wrapper)
-
     def off(self, event: str, listener: Callable[..., Any]) -> None:
         if listener in self._listeners[event]:
             self._listeners[event].remove(listener)

@@ -50,18 +50,6 @@ from dataclasses import dataclass
 
 log = logging.getLogger("scalecube.cluster")
 
-TOOK = "took"  # worker -> master: I read the first bytes of connection n (the master drops its copy)
-DONE = "done"  # worker -> master: connection n's first response is complete, or it closed first
-
-
-def conn_message(number: int) -> bytes:
-    return b'{"t":"conn","n":%d}' % number
-
-
-def report_message(kind: str, number: int) -> bytes:
-    return b'{"t":"%s","n":%d}' % (kind.encode(), number)
-
-
 @dataclass(frozen=True)
 class HandoffLimits:
     limit: int = 2  # rr: connections a worker may hold before it has started on them (2 hides the round trip)

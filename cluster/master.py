@@ -5,13 +5,16 @@ The master never serves HTTP. It owns the listening socket, starts workers
 disk is picked up by the next worker, as with Node's ``cluster.fork()``), hands
 them connections, replaces the ones that die, and rolls them over one at a time
 on a reload. It reaps every child, so it is safe as a container's PID 1.
+
+This module is the plumbing: processes, signals, sockets, channels, timers.
+What should exist and what to do when a worker goes is decided in
+``cluster.supervision`` (no processes there, so it is unit-tested with a fake clock);
+the master reports each event to its ``Supervisor`` and carries out the actions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import importlib
 import inspect
 import logging
 import os
@@ -26,23 +29,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.channel import Channel, ChannelClosed, Message, socketpair
-from cluster.config import ClusterConfig
+from cluster import protocol
+from cluster.channel import Channel, ChannelClosed, socketpair
+from cluster.config import KILL_GRACE, WORKER_CONFIG_ENV, ClusterConfig
 from cluster.control import ControlServer
 from cluster.crashes import CrashPolicy
 from cluster.events import EventEmitter
-from cluster.handoff import DONE, TOOK
 from cluster.health import HealthServer
+from cluster.hooks import load_master_hook
 from cluster.logfiles import worker_log
 from cluster.metrics import metrics_text
-from cluster.policies import listen, make_policy
+from cluster.policies import HandoffPolicy, SharedSocketPolicy, listen, make_policy
+from cluster.protocol import Done, Leaving, Listening, Msg, Online, Recycle, Stats, Took
 from cluster.reaping import become_subreaper
+from cluster.supervision import STARTUP_FAILURE, Action, Drain, Finished, Fork, GiveUp, Restart, Supervisor
 from cluster.worker_handle import Worker, WorkerState
 
 log = logging.getLogger("scalecube.cluster")
 
-STARTUP_FAILURE = 3  # uvicorn's exit code when the app cannot be imported or its startup fails
-KILL_GRACE = 5.0  # after the drain timeout, how long before SIGKILL
+__all__ = ["KILL_GRACE", "STARTUP_FAILURE", "Cluster", "ReloadOutcome", "run_cluster"]
+
 RELOAD_SIGNALS = (signal.SIGUSR2, signal.SIGHUP)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Workers start with default dispositions for everything the master handles.
@@ -61,24 +67,20 @@ class ReloadOutcome:
 
 
 class Cluster(EventEmitter):
-    """Events: fork, online, listening, disconnect, exit(worker, code, signal), message(worker, msg)."""
+    """Events: fork, online, listening, disconnect, exit(worker, code, signal), message(worker, msg).
 
-    def __init__(self, config: ClusterConfig) -> None:
+    Made inside a running loop, with its listening socket already bound (``run_cluster``):
+    everything loop- or socket-bound exists from construction on.
+    """
+
+    def __init__(self, config: ClusterConfig, loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
         super().__init__()
         self.config = config
         self.workers: dict[int, Worker] = {}
-        self.port = config.port
-        self.stopping = False
+        self.port: int = listener.getsockname()[1]
         self.exit_code = 0
-        self._slots = set(range(config.workers))
-        self._restarts: collections.Counter[int] = collections.Counter()
-        self._next_id = 1
-        self._ever_listening = False
-        self._replacing: set[int] = set()
-        self._reload: asyncio.Future[ReloadOutcome] | None = None  # the rolling reload under way
-        self._reload_again = False
-        self._pending_forks: dict[int, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop = loop
+        self._done = asyncio.Event()
         self._crashes = CrashPolicy(
             max_crashes=config.max_crashes,
             window=config.crash_window,
@@ -86,34 +88,38 @@ class Cluster(EventEmitter):
             backoff_base=config.backoff_base,
             backoff_cap=config.backoff_cap,
         )
+        self.supervisor = Supervisor(config.workers, self._crashes)
+        self._policy: SharedSocketPolicy | HandoffPolicy = make_policy(config.policy, listener, config.handoff)
+        self._next_id = 1
+        self._intake_stopped = False
+        self._reload: asyncio.Future[ReloadOutcome] | None = None  # the rolling reload under way
+        self._reload_again = False
+        self._pending_forks: dict[int, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._started_at = time.monotonic()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._done: asyncio.Event | None = None
         self._metrics_dir = ""
-        self._policy: Any = None
         self._control: ControlServer | None = None
         self._health: HealthServer | None = None
         self.health_port: int | None = None
 
+    @property
+    def stopping(self) -> bool:
+        return self.supervisor.stopping
+
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
         """Start everything, serve until stopped, return the process exit code."""
-        self._loop = loop = asyncio.get_running_loop()
-        self._done = asyncio.Event()
         if str(self.config.app_dir) not in sys.path:
             sys.path.insert(0, str(self.config.app_dir))
-        listener = listen(self.config.host, self.config.port, self.config.backlog)
-        self.port = listener.getsockname()[1]
-        self._policy = make_policy(self.config.policy, listener, self.config.handoff)
         if self._policy.passes_listener:
-            os.set_inheritable(listener.fileno(), True)
+            os.set_inheritable(self._policy.listener.fileno(), True)
         self._metrics_dir = tempfile.mkdtemp(prefix="scalecube-metrics-")
         become_subreaper()
         self._install_signals()
         self._control = await ControlServer.start(self.config.control_socket(self.port), self._on_control)
         log.info(
             "master pid %d: %s (%s) on http://%s:%d, %d worker(s), policy %s",
-            os.getpid(), self.config.name, self.config.app, self.config.host, self.port, len(self._slots),
+            os.getpid(), self.config.name, self.config.app, self.config.host, self.port, len(self.supervisor.slots),
             self.config.policy,
         )  # fmt: skip
         try:
@@ -123,26 +129,27 @@ class Cluster(EventEmitter):
             if not self._run_master_hook():
                 self.exit_code = STARTUP_FAILURE
                 return self.exit_code
-            self._policy.start(loop, self.workers)
-            for slot in sorted(self._slots):
-                self.fork(slot)
+            self._policy.start(self._loop, self.workers)
+            self._apply(self.supervisor.start())
             self.every(self.config.monitor_interval, self._monitor)
             await self._done.wait()
+            self.exit_code = self.supervisor.exit_code
         finally:
             await self._cleanup()
         log.info("master pid %d: stopped (exit code %d)", os.getpid(), self.exit_code)
         return self.exit_code
 
+    def _signal_handlers(self) -> dict[int, Callable[[], Any]]:
+        """Every signal the master handles, and what it does (the control socket's commands do the same)."""
+        stop = {sig: (lambda sig=sig: self._on_stop_signal(sig)) for sig in STOP_SIGNALS}
+        reload = {sig: (lambda: self.spawn_task(self.reload)) for sig in RELOAD_SIGNALS}
+        scale = {signal.SIGTTIN: lambda: self.scale(1), signal.SIGTTOU: lambda: self.scale(-1)}
+        return {signal.SIGCHLD: self._reap, **stop, **reload, **scale}
+
     def _install_signals(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        loop.add_signal_handler(signal.SIGCHLD, self._reap)
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, self._on_stop_signal, sig)
-        for sig in RELOAD_SIGNALS:
-            loop.add_signal_handler(sig, self.spawn_task, self.reload)
-        loop.add_signal_handler(signal.SIGTTIN, self.scale, 1)
-        loop.add_signal_handler(signal.SIGTTOU, self.scale, -1)
+        # The loop runs each handler as a callback of its own, never inside the signal: they may do real work.
+        for sig, handler in self._signal_handlers().items():
+            self._loop.add_signal_handler(sig, handler)
 
     def _on_stop_signal(self, sig: int) -> None:
         log.info("master: %s received, stopping gracefully", signal.Signals(sig).name)
@@ -159,14 +166,12 @@ class Cluster(EventEmitter):
             await self._control.close()
         if self._health is not None:
             await self._health.close()
-        if self._loop is not None:
-            for sig in (signal.SIGCHLD, *STOP_SIGNALS, *RELOAD_SIGNALS, signal.SIGTTIN, signal.SIGTTOU):
-                self._loop.remove_signal_handler(sig)
+        for sig in self._signal_handlers():
+            self._loop.remove_signal_handler(sig)
         shutil.rmtree(self._metrics_dir, ignore_errors=True)
 
     def spawn_task(self, fn: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any]:
         """Run a coroutine in the background; the master cancels it when it stops."""
-        assert self._loop is not None
         task = self._loop.create_task(fn())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -181,7 +186,6 @@ class Cluster(EventEmitter):
         next grid point. It never runs twice to catch up, so any window of W seconds
         holds at most W / seconds + 2 runs.
         """
-        assert self._loop is not None
         loop = self._loop
 
         async def repeat() -> None:
@@ -200,39 +204,62 @@ class Cluster(EventEmitter):
         return self.spawn_task(repeat)
 
     def _run_master_hook(self) -> bool:
-        """An app module may define ``on_master(cluster)`` to run code in the master (e.g. broadcasts).
-
-        Importing the module here also catches a broken app before any worker is
-        forked. Workers import it afresh, so a reload still picks up new code;
-        only the master hook itself stays as it was at start.
-        """
-        module_name, _, attribute = self.config.app.partition(":")
+        """Run the app's master hook, if it has one (``cluster.hooks``: found without importing the app)."""
         try:
-            module = importlib.import_module(module_name)
-            getattr(module, attribute)
-            hook = getattr(module, "on_master", None)
-            if callable(hook):
+            hook = load_master_hook(self.config.app, self.config.master_hook)
+            if hook is not None:
                 hook(self)
         except Exception as exc:
             log.error("cannot load %s: %s: %s", self.config.app, type(exc).__name__, exc)
             return False
         return True
 
+    # ------------------------------------------------------- supervisor actions
+    def _apply(self, actions: list[Action]) -> None:
+        """Carry out what the supervisor decided."""
+        if self.supervisor.stopping and not self._intake_stopped:
+            self._stop_intake()
+        for action in actions:
+            match action:
+                case Restart(slot, delay):
+                    if delay:
+                        log.warning("slot %d is crash-looping: restarting it in %.2fs", slot, delay)
+                    self._pending_forks[slot] = self._loop.call_later(delay, self._restart_due, slot)
+                case Fork(slot):
+                    self.fork(slot)
+                case Drain(worker_id) if worker_id in self.workers:
+                    self.disconnect(self.workers[worker_id])
+                case GiveUp(code, reason):
+                    log.error("%s (%s): the master gives up, exit code %d, so its supervisor can restart it",
+                              reason, self.config.app, code)  # fmt: skip
+                case Finished():
+                    self._done.set()
+
+    def _stop_intake(self) -> None:
+        self._intake_stopped = True
+        self._policy.stop()
+        for handle in self._pending_forks.values():
+            handle.cancel()
+        self._pending_forks.clear()
+
+    def _restart_due(self, slot: int) -> None:
+        self._pending_forks.pop(slot, None)
+        self._apply(self.supervisor.restart_due(slot))
+
     # ------------------------------------------------------------------ workers
-    def fork(self, slot: int | None = None) -> Worker:
+    def fork(self, slot: int | None = None, *, replacing: bool = False) -> Worker:
         """Start a new worker process (in ``slot``, or a new slot)."""
-        assert self._loop is not None
         if slot is None:
-            slot = self._free_slot()
-            self._slots.add(slot)
+            slot = self.supervisor.new_slot()
         master_end, worker_end = socketpair()
         worker_id = self._next_id
         self._next_id += 1
         pid = self._spawn(worker_id, slot, worker_end)
         worker_end.close()
-        channel = Channel(master_end)
+        channel = Channel(master_end, protocol.decode)
         worker = Worker(self, worker_id, slot, channel, pid)
         self.workers[worker_id] = worker
+        self.supervisor.forked(worker_id, slot, replacing=replacing)
         channel.attach(
             self._loop,
             lambda message, conn: self._on_message(worker, message, conn),
@@ -245,21 +272,9 @@ class Cluster(EventEmitter):
     def _spawn(self, worker_id: int, slot: int, channel_end: socket.socket) -> int:
         cfg = self.config
         max_requests = cfg.max_requests + random.randint(0, cfg.max_requests_jitter) if cfg.max_requests else 0
-        argv = [
-            sys.executable, "-m", "cluster.worker",
-            "--app", cfg.app,
-            "--id", str(worker_id),
-            "--slot", str(slot),
-            "--channel-fd", str(channel_end.fileno()),
-            "--drain-timeout", str(cfg.drain_timeout),
-            "--settle", str(cfg.settle),
-            "--keep-alive", str(cfg.keep_alive),
-            "--max-requests", str(max_requests),
-            "--address", f"http://{cfg.host}:{self.port}",
-            "--app-dir", str(cfg.app_dir),
-        ]  # fmt: skip
-        if self._policy.passes_listener:
-            argv += ["--listen-fd", str(self._policy.listener.fileno())]
+        listen_fd = self._policy.listener.fileno() if self._policy.passes_listener else None
+        worker_config = cfg.worker_config(worker_id, slot, channel_end.fileno(), listen_fd, max_requests)
+        argv = [sys.executable, "-m", "cluster.worker"]
         env = {
             **os.environ,
             **cfg.env,
@@ -267,6 +282,7 @@ class Cluster(EventEmitter):
             "SCALECUBE_WORKER_SLOT": str(slot),
             "SCALECUBE_MASTER_PID": str(os.getpid()),
             "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir,
+            WORKER_CONFIG_ENV: worker_config.to_json(),
         }
         os.set_inheritable(channel_end.fileno(), True)
         output = None  # stdout and stderr: the master's, or the slot's log file (cluster.logfiles)
@@ -277,14 +293,8 @@ class Cluster(EventEmitter):
                       (os.POSIX_SPAWN_DUP2, 1, 2)]  # fmt: skip
         return os.posix_spawn(sys.executable, argv, env, file_actions=output, setsigdef=CHILD_DEFAULT_SIGNALS)
 
-    def _free_slot(self) -> int:
-        slot = 0
-        while slot in self._slots:
-            slot += 1
-        return slot
-
     def restarts_of(self, slot: int) -> int:
-        return self._restarts[slot]
+        return self.supervisor.restarts[slot]
 
     def broadcast(self, message: Any) -> int:
         """Send ``message`` to every connected worker; returns how many got it."""
@@ -295,11 +305,11 @@ class Cluster(EventEmitter):
             return
         worker.exited_after_disconnect = True
         worker.state = WorkerState.DRAINING
+        self.supervisor.leaving(worker.id)
         try:
-            worker.channel.send({"t": "disconnect"})
+            worker.channel.send_raw(protocol.DISCONNECT)
         except ChannelClosed:
             worker.kill(signal.SIGTERM)
-        assert self._loop is not None
         deadline = self.config.drain_timeout + self.config.settle + KILL_GRACE
         self._loop.call_later(deadline, self._kill_if_alive, worker, "did not finish draining in time")
 
@@ -313,45 +323,44 @@ class Cluster(EventEmitter):
             self._kill_if_alive(worker, f"not listening after {self.config.startup_timeout:g}s")
 
     # ------------------------------------------------------------ worker events
-    def _on_message(self, worker: Worker, message: Message, conn: socket.socket | None) -> None:
+    def _on_message(self, worker: Worker, message: protocol.Message, conn: socket.socket | None) -> None:
         if conn is not None:  # workers never send descriptors
             conn.close()
         worker.last_heartbeat = time.monotonic()
-        kind = message.get("t")
-        if kind == DONE:  # the hot path: two small reports per handed connection
-            worker.ledger.done(message["n"])
-            self._policy.worker_freed(worker)
-        elif kind == TOOK:
-            worker.ledger.took(message["n"])
-            self._policy.worker_freed(worker)
-        elif kind == "stats":
-            worker.requests = int(message.get("requests", 0))
-            worker.inflight = int(message.get("inflight", 0))
-        elif kind == "msg":
-            self.emit("message", worker, message.get("data"))
-            worker.emit("message", message.get("data"))
-        elif kind == "online":
-            if worker.state is WorkerState.STARTING:
-                worker.state = WorkerState.ONLINE
-            self.emit("online", worker)
-            worker.emit("online")
-        elif kind == "listening":
-            self._on_listening(worker)
-        elif kind in ("recycle", "leaving"):
-            # Max requests reached, or someone sent the worker SIGTERM: swap it out without dropping anything.
-            if worker.routable and not worker.recycle_requested:
-                worker.recycle_requested = True
-                log.info("worker %d (pid %d) asked to be replaced (%s)", worker.id, worker.pid, kind)
-                self.spawn_task(lambda: self.replace(worker))
-        else:
-            log.warning("worker %d sent an unknown message type %r", worker.id, kind)
+        match message:
+            case Done(n):  # the hot path: two small reports per handed connection
+                worker.ledger.done(n)
+                self._policy.worker_freed(worker)
+            case Took(n):
+                worker.ledger.took(n)
+                self._policy.worker_freed(worker)
+            case Stats(requests, inflight):
+                worker.requests, worker.inflight = int(requests), int(inflight)
+            case Msg(data):
+                self.emit("message", worker, data)
+                worker.emit("message", data)
+            case Online():
+                if worker.state is WorkerState.STARTING:
+                    worker.state = WorkerState.ONLINE
+                self.emit("online", worker)
+                worker.emit("online")
+            case Listening():
+                self._on_listening(worker)
+            case Recycle() | Leaving():
+                # Max requests reached, or someone sent the worker SIGTERM: swap it out without dropping anything.
+                if worker.routable and not worker.recycle_requested:
+                    worker.recycle_requested = True
+                    log.info("worker %d (pid %d) asked to be replaced (%s)", worker.id, worker.pid, message.kind)
+                    self.spawn_task(lambda: self.replace(worker))
+            case _:
+                log.warning("worker %d sent a message only the master sends: %r", worker.id, message)
 
     def _on_listening(self, worker: Worker) -> None:
         if worker.state not in (WorkerState.STARTING, WorkerState.ONLINE):
             return  # a disconnect overtook it
         worker.state = WorkerState.LISTENING
         worker.listening_at = time.monotonic()
-        self._ever_listening = True
+        self.supervisor.listening(worker.id)
         log.info("worker %d (pid %d, slot %d) listening", worker.id, worker.pid, worker.slot)
         self._policy.worker_ready(worker)
         self.emit("listening", worker)
@@ -394,44 +403,7 @@ class Cluster(EventEmitter):
         )  # fmt: skip
         self.emit("exit", worker, worker.exit_code, worker.exit_signal)
         worker.emit("exit", worker.exit_code, worker.exit_signal)
-        if self.stopping:
-            if not self.workers and self._done is not None:
-                self._done.set()
-        elif not worker.exited_after_disconnect:
-            self._on_crash(worker)
-
-    def _on_crash(self, worker: Worker) -> None:
-        if not self._ever_listening and worker.listening_at is None:
-            log.error("the first workers cannot start %s: giving up (see the worker's error above)", self.config.app)
-            self.stop(exit_code=STARTUP_FAILURE)
-            return
-        delay = self._crashes.record(worker.slot, worker.uptime, time.monotonic())
-        if self._crashes.exhausted():
-            log.error(
-                "%d worker crashes within %gs: the master gives up so its supervisor can restart it",
-                self._crashes.recent, self.config.crash_window,
-            )  # fmt: skip
-            self.stop(exit_code=1)
-            return
-        if worker.id in self._replacing:
-            return  # a replacement that failed to start; the worker it was replacing still serves
-        if self._slot_covered(worker.slot):
-            return
-        self._restarts[worker.slot] += 1
-        if delay:
-            log.warning("slot %d is crash-looping: restarting it in %.2fs", worker.slot, delay)
-        assert self._loop is not None
-        self._pending_forks[worker.slot] = self._loop.call_later(delay, self._restart_slot, worker.slot)
-
-    def _slot_covered(self, slot: int) -> bool:
-        return slot not in self._slots or any(
-            w.slot == slot and w.state is not WorkerState.DRAINING for w in self.workers.values()
-        )
-
-    def _restart_slot(self, slot: int) -> None:
-        self._pending_forks.pop(slot, None)
-        if not self.stopping and not self._slot_covered(slot):
-            self.fork(slot)
+        self._apply(self.supervisor.exited(worker.id))
 
     def _forget_metrics(self, pid: int) -> None:
         try:
@@ -444,14 +416,14 @@ class Cluster(EventEmitter):
     # ------------------------------------------------------- zero-downtime swaps
     async def replace(self, worker: Worker) -> Worker | None:
         """Start a replacement, wait until it listens, then drain and stop ``worker``; returns the replacement."""
-        if not worker.routable or worker.id in self._replacing:
+        member = self.supervisor.members.get(worker.id)
+        if not worker.routable or member is None or member.replacing:
             return None
-        self._replacing.add(worker.id)
+        self.supervisor.swapping(worker.id, True)
         try:
-            successor = self.fork(worker.slot)
-            self._replacing.add(successor.id)
+            successor = self.fork(worker.slot, replacing=True)
             started = await self.wait_for(successor, "listening", self.config.startup_timeout + 1)
-            self._replacing.discard(successor.id)
+            self.supervisor.swapping(successor.id, False)
             if not started or successor.state is not WorkerState.LISTENING:
                 log.error("replacement for worker %d failed to start: keeping the old one", worker.id)
                 self._kill_if_alive(successor, "failed to start as a replacement")
@@ -461,11 +433,10 @@ class Cluster(EventEmitter):
                 await self.wait_for(worker, "exit", None)
             return successor
         finally:
-            self._replacing.discard(worker.id)
+            self.supervisor.swapping(worker.id, False)
 
     async def wait_for(self, worker: Worker, event: str, timeout: float | None) -> bool:
         """Wait until ``worker`` emits ``event`` (or exits); False on timeout or exit first."""
-        assert self._loop is not None
         future: asyncio.Future[bool] = self._loop.create_future()
 
         def settle(result: bool) -> Callable[..., None]:
@@ -491,7 +462,6 @@ class Cluster(EventEmitter):
         if self._reload is not None:
             self._reload_again = True
             return await asyncio.shield(self._reload)
-        assert self._loop is not None
         self._reload = self._loop.create_future()
         outcome = ReloadOutcome()
         try:
@@ -507,7 +477,8 @@ class Cluster(EventEmitter):
     async def _roll(self, outcome: ReloadOutcome) -> None:
         while True:
             self._reload_again = False
-            current = sorted((w for w in self.workers.values() if w.routable), key=lambda w: w.slot)
+            current = [self.workers[i] for i in self.supervisor.reload_order() if i in self.workers]
+            current = [w for w in current if w.routable]
             log.info("rolling reload of %d worker(s)", len(current))
             for worker in current:
                 if self.stopping:
@@ -528,17 +499,10 @@ class Cluster(EventEmitter):
 
     def scale(self, delta: int) -> None:
         """SIGTTIN adds a worker; SIGTTOU drains one away (never below one). ``delta`` is +1 or -1."""
-        if self.stopping:
-            return
-        if delta > 0:
-            self.fork()
-            log.info("scaled up to %d worker(s)", len(self._slots))
-        elif len(self._slots) > 1:
-            slot = max(self._slots)
-            self._slots.discard(slot)
-            for worker in [w for w in self.workers.values() if w.slot == slot]:
-                worker.disconnect()
-            log.info("scaled down to %d worker(s)", len(self._slots))
+        before = len(self.supervisor.slots)
+        self._apply(self.supervisor.scale(delta))
+        if len(self.supervisor.slots) != before:
+            log.info("scaled %s to %d worker(s)", "up" if delta > 0 else "down", len(self.supervisor.slots))
 
     # ---------------------------------------------------------------- stopping
     def stop(self, exit_code: int = 0) -> None:
@@ -548,17 +512,7 @@ class Cluster(EventEmitter):
             for worker in self.workers.values():
                 worker.kill(signal.SIGKILL)
             return
-        self.stopping = True
-        self.exit_code = exit_code
-        if self._policy is not None:
-            self._policy.stop()
-        for handle in self._pending_forks.values():
-            handle.cancel()
-        self._pending_forks.clear()
-        for worker in list(self.workers.values()):
-            self.disconnect(worker)
-        if not self.workers and self._done is not None:
-            self._done.set()
+        self._apply(self.supervisor.stop(exit_code))
 
     # -------------------------------------------------------------- monitoring
     def _monitor(self) -> None:
@@ -584,7 +538,7 @@ class Cluster(EventEmitter):
             "uptime": round(time.monotonic() - self._started_at, 1),
             "stopping": self.stopping,
             "listening": len(listening),
-            "target_workers": len(self._slots),
+            "target_workers": len(self.supervisor.slots),
             "busy": sum(1 for w in listening if w.ledger.unanswered),  # working on at least one connection
             **{k: v for k, v in self._policy.stats().items() if k in ("queued", "shed")},
         }
@@ -601,7 +555,7 @@ class Cluster(EventEmitter):
                 "logs": str(self.config.log_dir) if self.config.log_dir else None,
                 "health": f"http://{self.config.host}:{self.health_port}" if self.health_port else None,
                 "uptime": round(time.monotonic() - self._started_at, 1),
-                "target_workers": len(self._slots),
+                "target_workers": len(self.supervisor.slots),
                 "recent_crashes": self._crashes.recent,
                 "reloading": self._reload is not None,
                 "stopping": self.stopping,
@@ -610,37 +564,49 @@ class Cluster(EventEmitter):
             "workers": [w.describe() for w in sorted(self.workers.values(), key=lambda w: (w.slot, w.id))],
         }
 
+    # ------------------------------------------------------------ control socket
     async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
         """``status``; ``reload`` (``wait``: answer when it is done, with each worker replaced);
         ``scale`` by ``delta`` or ``to`` a count; ``stop`` (``force``: kill what still drains)."""
-        command = request.get("cmd")
-        if command == "status":
-            return self.status()
-        if command == "reload":
-            task = self.spawn_task(self.reload)
-            if not request.get("wait"):
-                return {"ok": True, "message": "rolling reload started"}
-            try:
-                return (await task).as_dict()
-            except asyncio.CancelledError:
-                return {"ok": False, "replaced": [], "error": "the master stopped during the reload"}
-        if command == "scale":
-            delta = int(request["to"]) - len(self._slots) if "to" in request else int(request.get("delta", 0))
-            if len(self._slots) + delta < 1:
-                return {"ok": False, "error": "a cluster keeps at least 1 worker (stop it instead)"}
-            for _ in range(abs(delta)):
-                self.scale(1 if delta > 0 else -1)
-            return {"ok": True, "workers": len(self._slots)}
-        if command == "stop":
-            if not self.stopping or request.get("force"):
-                self.stop()  # a second stop kills the stragglers
-            return {"ok": True, "pid": os.getpid(), "message": "stopping: every worker drains, then the master exits"}
-        return {"ok": False, "error": f"unknown command {command!r}; try status, reload, scale or stop"}
+        command = self._commands().get(request.get("cmd"))  # type: ignore[arg-type]
+        if command is None:
+            return {"ok": False, "error": f"unknown command {request.get('cmd')!r}; try status, reload, scale or stop"}
+        return await command(request)
+
+    def _commands(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
+        return {"status": self._status_command, "reload": self._reload_command, "scale": self._scale_command,
+                "stop": self._stop_command}  # fmt: skip
+
+    async def _status_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self.status()
+
+    async def _reload_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        task = self.spawn_task(self.reload)
+        if not request.get("wait"):
+            return {"ok": True, "message": "rolling reload started"}
+        try:
+            return (await task).as_dict()
+        except asyncio.CancelledError:
+            return {"ok": False, "replaced": [], "error": "the master stopped during the reload"}
+
+    async def _scale_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        count = len(self.supervisor.slots)
+        delta = int(request["to"]) - count if "to" in request else int(request.get("delta", 0))
+        if count + delta < 1:
+            return {"ok": False, "error": "a cluster keeps at least 1 worker (stop it instead)"}
+        for _ in range(abs(delta)):
+            self.scale(1 if delta > 0 else -1)
+        return {"ok": True, "workers": len(self.supervisor.slots)}
+
+    async def _stop_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        if not self.stopping or request.get("force"):
+            self.stop()  # a second stop kills the stragglers
+        return {"ok": True, "pid": os.getpid(), "message": "stopping: every worker drains, then the master exits"}
 
 
 def configure_master_logging(level: int = logging.INFO) -> None:
-    """The master's lines go to stderr on their own handler: importing the app for its
-    master hook may configure the root logger, and must not double or relabel them."""
+    """The master's lines go to stderr, labelled as the master's, on a handler of their own
+    (a master hook that sets up the root logger cannot double or relabel them)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s [master %(process)d] %(levelname)s %(message)s"))
     log.handlers[:] = [handler]
@@ -655,4 +621,9 @@ def run_cluster(config: ClusterConfig) -> int:
     every child (PID 1 duty), and libuv reserves that signal for itself. Workers,
     which do the serving, run on uvloop.
     """
-    return asyncio.run(Cluster(config).run())
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: ClusterConfig) -> int:
+    listener = listen(config.host, config.port, config.backlog)  # an OSError (port taken) is the caller's
+    return await Cluster(config, asyncio.get_running_loop(), listener).run()

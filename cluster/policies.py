@@ -26,7 +26,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from cluster.channel import ChannelClosed
-from cluster.handoff import HandoffLimits, HoldQueue, conn_message
+from cluster.handoff import HandoffLimits, HoldQueue
+from cluster.protocol import Conn, encode
 
 if TYPE_CHECKING:
     from cluster.worker_handle import Worker
@@ -173,7 +174,7 @@ class HandoffPolicy:
         number = self._number
         worker.ledger.handed(number, conn)  # before sending: a send that finds the worker dead reclaims it
         try:
-            worker.channel.send_raw(conn_message(number), conn.fileno())
+            worker.channel.send_raw(encode(Conn(number)), conn.fileno())
         except ChannelClosed:
             self.worker_gone(worker)  # closed under us: not routable any more, the conn goes back in line
             return

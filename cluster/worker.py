@@ -1,4 +1,4 @@
-"""A worker process: ``python -m cluster.worker --app module:app --channel-fd N ...``.
+"""A worker process: ``python -m cluster.worker``, told everything by its master in ``SCALECUBE_WORKER_CONFIG``.
 
 uvicorn serves the app. With the ``rr`` policy the worker has no listening
 socket of its own: connections arrive as descriptors on the channel and join
@@ -8,7 +8,6 @@ uvicorn's protocol machinery through ``loop.connect_accepted_socket``. With
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -20,10 +19,12 @@ from typing import Any
 
 import uvicorn
 
-from cluster.channel import Channel, ChannelClosed, Message
+from cluster import protocol
+from cluster.channel import Channel, ChannelClosed
+from cluster.config import WorkerConfig
 from cluster.context import WorkerContext, set_current_worker
 from cluster.draining import DrainingHttpToolsProtocol
-from cluster.handoff import DONE, TOOK, report_message
+from cluster.protocol import Conn, Disconnect, Done, Msg, Recycle, Stats, Took
 
 log = logging.getLogger("scalecube.cluster")
 
@@ -57,30 +58,30 @@ class HandedProtocol(DrainingHttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._took:
             self._took = True
-            self._report(TOOK)
+            self._report(Took(self.number))
         super().data_received(data)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self._answered:
             self._answered = True
-            self._report(DONE)
+            self._report(Done(self.number))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if not self._answered:
             self._answered = True
-            self._report(DONE)
+            self._report(Done(self.number))
 
-    def _report(self, kind: str) -> None:
+    def _report(self, message: Took | Done) -> None:
         try:
-            self.channel.send_raw(report_message(kind, self.number))
+            self.channel.send_raw(protocol.encode(message))
         except ChannelClosed:
             pass  # the master is gone; the worker is draining anyway
 
 
 class WorkerServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, channel: Channel, options: argparse.Namespace) -> None:
+    def __init__(self, config: uvicorn.Config, channel: Channel, options: WorkerConfig) -> None:
         super().__init__(config)
         self.channel = channel
         self.options = options
@@ -95,16 +96,15 @@ class WorkerServer(uvicorn.Server):
         self.channel.attach(self._loop, self._on_channel_message, self._on_master_gone)
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
-            self._send({"t": "listening"})
+            self._send(protocol.LISTENING)
 
     async def on_tick(self, counter: int) -> bool:
         if counter % 10 == 0:  # once a second: the master's status and hung-worker check feed on this
-            self._send({"t": "stats", "requests": self.server_state.total_requests,
-                        "inflight": len(self.server_state.tasks)})  # fmt: skip
+            self._send(protocol.encode(Stats(self.server_state.total_requests, len(self.server_state.tasks))))
         limit = self.options.max_requests
         if limit and not self._recycle_asked and self.server_state.total_requests >= limit:
             self._recycle_asked = True  # the master swaps us out without dropping a request
-            self._send({"t": "recycle", "requests": self.server_state.total_requests})
+            self._send(protocol.encode(Recycle(self.server_state.total_requests)))
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -118,27 +118,25 @@ class WorkerServer(uvicorn.Server):
 
     def _on_sigterm(self) -> None:
         # Ask the master to replace us gracefully; if it can't hear us, just leave.
-        if self._draining or not self._send({"t": "leaving"}):
+        if self._draining or not self._send(protocol.LEAVING):
             self._begin_drain()
 
     # -- channel ------------------------------------------------------------------
-    def _send(self, message: Message) -> bool:
+    def _send(self, payload: bytes) -> bool:
         try:
-            self.channel.send(message)
+            self.channel.send_raw(payload)
         except ChannelClosed:
             return False
         return True
 
-    def _on_channel_message(self, message: Message, conn: socket.socket | None) -> None:
+    def _on_channel_message(self, message: protocol.Message, conn: socket.socket | None) -> None:
         if conn is not None:
-            self._serve_connection(conn, int(message.get("n", 0)))
-            return
-        kind = message.get("t")
-        if kind == "msg":
+            self._serve_connection(conn, message.n if isinstance(message, Conn) else 0)
+        elif isinstance(message, Msg):
             context = _context()
             if context is not None:
-                context.dispatch(message.get("data"))
-        elif kind == "disconnect":
+                context.dispatch(message.data)
+        elif isinstance(message, Disconnect):
             self._begin_drain()
 
     def _serve_connection(self, conn: socket.socket, number: int) -> None:
@@ -188,22 +186,6 @@ def _context() -> WorkerContext | None:
     return current_worker()
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cluster.worker", description="one scalecube cluster worker")
-    parser.add_argument("--app", required=True)
-    parser.add_argument("--id", type=int, required=True)
-    parser.add_argument("--slot", type=int, required=True)
-    parser.add_argument("--channel-fd", type=int, required=True)
-    parser.add_argument("--listen-fd", type=int)
-    parser.add_argument("--drain-timeout", type=float, default=30.0)
-    parser.add_argument("--settle", type=float, default=0.25)
-    parser.add_argument("--keep-alive", type=float, default=20.0)
-    parser.add_argument("--max-requests", type=int, default=0)
-    parser.add_argument("--address", default="")
-    parser.add_argument("--app-dir", default=".")
-    return parser.parse_args(argv)
-
-
 def configure_logging(worker_id: int) -> None:
     """A default for apps that don't configure logging themselves.
 
@@ -222,13 +204,17 @@ def configure_logging(worker_id: int) -> None:
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse_args(sys.argv[1:] if argv is None else argv)
+def main() -> int:
+    try:
+        options = WorkerConfig.from_environ()
+    except ValueError as exc:
+        print(f"cluster.worker: {exc}", file=sys.stderr)
+        return 2
     configure_logging(options.id)
-    channel = Channel(socket.socket(fileno=options.channel_fd))
+    channel = Channel(socket.socket(fileno=options.channel_fd), protocol.decode)
     set_current_worker(WorkerContext(options.id, options.slot, channel))
     try:
-        channel.sock.send(b'{"t":"online"}')  # before the (slow) app import, like Node's 'online'
+        channel.sock.send(protocol.ONLINE)  # before the (slow) app import, like Node's 'online'
     except OSError:
         return 0  # the master died while we were starting
     if options.app_dir not in sys.path:

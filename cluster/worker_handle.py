@@ -6,16 +6,22 @@ import enum
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psutil
 
 from cluster.channel import Channel, ChannelClosed
 from cluster.events import EventEmitter
 from cluster.handoff import Ledger
+from cluster.protocol import Msg, encode
 
-if TYPE_CHECKING:
-    from cluster.master import Cluster
+
+class Owner(Protocol):
+    """What a worker handle asks of whoever runs it (the master), without importing it."""
+
+    def disconnect(self, worker: Worker) -> None: ...
+
+    def restarts_of(self, slot: int) -> int: ...
 
 
 class WorkerState(str, enum.Enum):
@@ -29,9 +35,9 @@ class WorkerState(str, enum.Enum):
 class Worker(EventEmitter):
     """Events: online, listening, message(msg), disconnect, exit(code, signal)."""
 
-    def __init__(self, cluster: Cluster, worker_id: int, slot: int, channel: Channel, pid: int) -> None:
+    def __init__(self, owner: Owner, worker_id: int, slot: int, channel: Channel, pid: int) -> None:
         super().__init__()
-        self.cluster = cluster
+        self._owner = owner
         self.id = worker_id
         self.slot = slot
         self.channel = channel
@@ -65,14 +71,14 @@ class Worker(EventEmitter):
     def send(self, message: Any) -> bool:
         """Send a JSON-serialisable message to the worker (``process.on('message')`` there)."""
         try:
-            self.channel.send({"t": "msg", "data": message})
+            self.channel.send_raw(encode(Msg(message)))
         except ChannelClosed:
             return False
         return True
 
     def disconnect(self) -> None:
         """Stop routing to this worker, let it finish in-flight work, then it exits."""
-        self.cluster.disconnect(self)
+        self._owner.disconnect(self)
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
         if self.state is not WorkerState.EXITED:
@@ -103,7 +109,7 @@ class Worker(EventEmitter):
             "inflight": self.inflight,
             "unanswered": self.ledger.unanswered,
             "untaken": self.ledger.untaken,
-            "restarts": self.cluster.restarts_of(self.slot),
+            "restarts": self._owner.restarts_of(self.slot),
             "rss_mb": round(self.rss_bytes / 2**20, 1),
             "cpu_percent": round(self.cpu_percent, 1),
         }

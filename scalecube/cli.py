@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 import typer
 
+from cluster.config import MASTER_HOOK_ENV, ClusterConfig
 from cluster.handoff import HandoffLimits
 
 _HANDOFF = HandoffLimits()  # the defaults, defined once in cluster.handoff
+_CLUSTER = ClusterConfig  # serve's defaults: its fields' (cluster.config), never copies
 
 app = typer.Typer(
     help="scalecube: clone, decompose and split a web application — and measure it.",
@@ -54,23 +56,24 @@ def _check_policy(value: str) -> str:
 def serve(
     target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="the ASGI app each worker imports")],
     workers: Annotated[str, typer.Option(envvar="WORKERS", callback=_check_workers, help="'auto' = the CPUs this process may use")] = "auto",
-    policy: Annotated[str, typer.Option(envvar="POLICY", callback=_check_policy, help="rr: the master hands each connection to the next worker with room; least: to an idle worker, else it waits in the master for the first to finish; os: the kernel decides")] = "rr",
-    host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
-    health_port: Annotated[int | None, typer.Option(envvar="HEALTH_PORT", help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)")] = None,
+    policy: Annotated[str, typer.Option(envvar="POLICY", callback=_check_policy, help="rr: the master hands each connection to the next worker with room; least: to an idle worker, else it waits in the master for the first to finish; os: the kernel decides")] = _CLUSTER.policy,
+    host: Annotated[str, typer.Option(envvar="HOST")] = _CLUSTER.host,
+    port: Annotated[int, typer.Option(envvar="PORT")] = _CLUSTER.port,
+    health_port: Annotated[int | None, typer.Option(envvar="HEALTH_PORT", help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)")] = _CLUSTER.health_port,
     handoff_limit: Annotated[int, typer.Option(envvar="HANDOFF_LIMIT", min=1, help="rr: connections one worker may hold before it has started on them (least: 1 unanswered); the rest wait in the master")] = _HANDOFF.limit,
     max_queue: Annotated[int, typer.Option(envvar="MAX_QUEUE", min=0, help="rr/least: connections the master holds when every worker is full; more get a fast 503")] = _HANDOFF.max_queue,
     queue_timeout: Annotated[float, typer.Option(envvar="QUEUE_TIMEOUT", help="rr/least: seconds a connection may wait in the master before a fast 503")] = _HANDOFF.queue_timeout,
-    drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = 30.0,
-    keep_alive: Annotated[float, typer.Option(help="seconds an idle keep-alive connection stays open (keep above any balancer's reuse window)")] = 20.0,
-    max_requests: Annotated[int, typer.Option(help="recycle a worker after N requests (0 = never)")] = 0,
-    max_requests_jitter: Annotated[int, typer.Option(help="plus up to N more, per worker")] = 0,
-    max_rss_mb: Annotated[float, typer.Option(help="recycle a worker above this RSS (0 = never)")] = 0.0,
-    max_crashes: Annotated[int, typer.Option(help="crashes within --crash-window before the master exits 1 (0 = never)")] = 10,
-    crash_window: Annotated[float, typer.Option()] = 60.0,
+    drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = _CLUSTER.drain_timeout,
+    keep_alive: Annotated[float, typer.Option(help="seconds an idle keep-alive connection stays open (keep above any balancer's reuse window)")] = _CLUSTER.keep_alive,
+    max_requests: Annotated[int, typer.Option(help="recycle a worker after N requests (0 = never)")] = _CLUSTER.max_requests,
+    max_requests_jitter: Annotated[int, typer.Option(help="plus up to N more, per worker")] = _CLUSTER.max_requests_jitter,
+    max_rss_mb: Annotated[float, typer.Option(help="recycle a worker above this RSS (0 = never)")] = _CLUSTER.max_rss_mb,
+    max_crashes: Annotated[int, typer.Option(help="crashes within --crash-window before the master exits 1 (0 = never)")] = _CLUSTER.max_crashes,
+    crash_window: Annotated[float, typer.Option()] = _CLUSTER.crash_window,
     control: Annotated[Path | None, typer.Option(help="control socket (default $SCALECUBE_RUN_DIR/cluster-PORT.sock)")] = None,
     name: Annotated[str | None, typer.Option(help="what `scalecube reload/scale/stop/logs NAME` call it (default: the app module's name, e.g. api)")] = None,
     log_dir: Annotated[Path | None, typer.Option(help="each worker's output to DIR/worker-SLOT.log (`scalecube logs`); default: this terminal")] = None,
+    master_hook: Annotated[str, typer.Option(envvar=MASTER_HOOK_ENV, help="MODULE:ATTR run in the master with the cluster (default: the app package's master:on_master, if there is one); the app itself is never imported there")] = _CLUSTER.master_hook,
 ) -> None:
     """Run MODULE:APP as a cluster: one master, one worker per core behind one port.
 
@@ -88,7 +91,7 @@ def serve(
             handoff=HandoffLimits(limit=handoff_limit, max_queue=max_queue, queue_timeout=queue_timeout),
             drain_timeout=drain_timeout, keep_alive=keep_alive, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
             max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,
-            name=name or "", log_dir=log_dir.resolve() if log_dir else None,
+            name=name or "", log_dir=log_dir.resolve() if log_dir else None, master_hook=master_hook,
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

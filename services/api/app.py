@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from cluster import current_worker
 from scalecube.signing import Signer
-from services.api import announcements, chaos, clone, sessions, users_count
+from services.api import announcements, chaos, clone, sessions, users_count, users_source
 from services.api.auth_client import AuthServiceAuthenticator
 from services.api.settings import ApiSettings
 from services.common.app import create_service_app
@@ -21,12 +21,8 @@ from shared_cache.sessions import MemorySessionStore, RedisSessionStore
 
 settings = ApiSettings.load()
 connector = RedisConnector(settings.redis_url, password=settings.redis_password_value)
-logins = users_count.LoginsSet(connector)
-# With ROUTER_URL the users count is the router's (the users created through /users); without it, the
-# stand-in. Either way every read is counted and slowed the same way: what the broadcast demo measures.
-router_users = (users_count.RouterUsers(settings.router_url, timeout=settings.router_timeout_seconds)
-                if settings.router_url else None)  # fmt: skip
-reading = users_count.Reading(users_count.CountedSource(router_users or logins, connector, settings.users_source_delay))
+# With ROUTER_URL the users count is the router's (the users created through /users); without it, the stand-in.
+reading, logins, router_users = users_source.reading_from(settings, connector)
 # With AUTH_URL the auth service checks credentials (decomposing); without it a name is enough.
 authenticator: sessions.Authenticator = (
     AuthServiceAuthenticator(settings.auth_url, timeout=settings.auth_timeout_seconds,
@@ -87,9 +83,3 @@ app.state.broadcast = RedisBroadcast(connector, announcements.CHANNEL)
 app.state.last_heard = announcements.LastHeard()
 for module in (clone, users_count, sessions, announcements):
     app.include_router(module.router)
-
-
-def on_master(cluster: Any) -> None:
-    """Runs in the cluster master (see ``cluster.master``): the one reader of the users count."""
-    if settings.users_count_mode == "broadcast":
-        users_count.broadcast_from_master(cluster, reading, settings.users_count_interval)

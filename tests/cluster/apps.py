@@ -10,6 +10,9 @@ from urllib.parse import parse_qs
 from cluster import current_worker
 
 received: list[object] = []
+if os.environ.get("TEST_IMPORTED_BY"):  # which processes imported this module: a line per pid
+    with open(os.environ["TEST_IMPORTED_BY"], "a") as imported_by:
+        imported_by.write(f"{os.getpid()}\n")
 
 
 def _params(scope) -> dict[str, str]:
@@ -87,8 +90,3 @@ async def app(scope, receive, send):
         await _reply(send, {"pid": os.getpid(), "value": os.environ.get(params["name"])})
         return
     await _reply(send, {"pid": os.getpid(), "worker": worker.id if worker else 0, "slot": worker.slot if worker else 0})
-
-
-def on_master(cluster):
-    """Echo worker messages back as broadcasts, to test both directions."""
-    cluster.on("message", lambda worker, message: cluster.broadcast({"echo": message, "via": worker.id}))
