@@ -307,7 +307,7 @@ def settings_problems(manifests: list[Manifest]) -> list[str]:
 def secret_problems(manifests: list[Manifest]) -> list[str]:
     """No Secret holds a known placeholder or a short value (the services and HAProxy would refuse it; the
     message names the key, never the value)."""
-    from services.common import secrets
+    from kit import secrets
 
     problems = []
     for secret in _of_kind(manifests, "Secret"):

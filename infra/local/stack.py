@@ -30,7 +30,7 @@ from infra.local.pids import log_tail
 from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
 from lb.config import SERVICE_ROUTES
 from lb.haproxy import runner
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 log = logging.getLogger("scalecube.stack")
 

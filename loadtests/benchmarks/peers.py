@@ -39,7 +39,7 @@ from infra.local.redis_server import RedisServer
 from loadtests.benchmarks.served_by import UNKNOWN, TalliedRun, run_wrk, spread, wrk_available, write_script
 from loadtests.drivers import median
 from services.api.clone import DEFAULT_ITERATIONS
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 API = "services.api.app:app"
 HOST = "127.0.0.1"

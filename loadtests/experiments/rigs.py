@@ -21,7 +21,7 @@ from infra.local.processes import ClusterProcess, ManagedProcess, wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
 from lb.haproxy.runner import HaproxyNotFound, HaproxySettings, find_haproxy
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 API = "services.api.app:app"
 READY_TIMEOUT = 60.0  # a replica's workers on a busy 2-core machine

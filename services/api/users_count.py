@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import httpx
 from fastapi import APIRouter, HTTPException, Request
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from services.common.errors import error_responses
 from shared_cache.connection import RedisConnector
 

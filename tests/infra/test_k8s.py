@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from infra.k8s import checks, copies, manifests
 from infra.k8s.manifests import Manifest, ManifestError
 from scalecube import cli as scalecube_cli
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 K8S_DIR = manifests.K8S_DIR
 STACK = {  # Deployment -> its image
