@@ -27,10 +27,10 @@ from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
 from infra.local.processes import serve_argv
 from infra.local.redis_server import APPENDFSYNC, LOG_NAME, RedisServer
+from infra.paths import REPO
 from lb.admin import write_password_file
 from lb.haproxy import runner
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m scalecube` and the apps import from
 # A cluster master drains for up to 30 s, then gives stragglers 5 s before SIGKILL; wait that out.
 CLUSTER_STOP_TIMEOUT = 35.0
 REDIS_START_TIMEOUT = 10.0
@@ -92,7 +92,7 @@ class ChildProcess:
     def launch(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
         """Start the process; a relaunch (a restart) appends to the log, so it still says why the last one died."""
         with open(log_path, "ab" if self.process is not None else "wb") as log:
-            self.process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(argv, cwd=REPO, env=dict(env), stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         self.ref = ProcessRef.of(self.process.pid)
 

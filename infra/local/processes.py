@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 
 from cluster import control
-
-REPO = Path(__file__).resolve().parents[2]  # the checkout: where `-m scalecube` and the apps import from
+from infra.paths import REPO  # the checkout: where `-m scalecube` and the apps import from
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:

@@ -104,6 +104,7 @@ def choose_balancer(api: int, lb: str | None, sticky: bool) -> str:
 
 
 def haproxy_installed() -> bool:
+    """Is there an ``haproxy`` to run (``lb.haproxy.runner.find_haproxy``)? The stack's and the demos' default."""
     try:
         runner.find_haproxy()
     except runner.HaproxyNotFound:
