@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import secrets
 import signal
 import socket
@@ -20,23 +21,39 @@ from typing import Any, Protocol
 
 import httpx
 
-from infra.local import dns
+from cluster.config import ClusterConfig
+from cluster.master import KILL_GRACE
+from infra.local import dns, redis_server
 from infra.local.errors import PortInUse, StackError
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
 from infra.local.processes import ManagedProcess, serve_argv
 from infra.local.redis_server import APPENDFSYNC, LOG_NAME, RedisServer
 from lb.admin import write_password_file
+from lb.config import load_config
 from lb.haproxy import runner
 
-# A cluster master drains for up to 30 s, then gives stragglers 5 s before SIGKILL; wait that out.
-CLUSTER_STOP_TIMEOUT = 35.0
-REDIS_START_TIMEOUT = 10.0
-REDIS_STOP_TIMEOUT = 5.0
-# haproxy.cfg's hard-stop-after (30 s) bounds a graceful stop; past it, and a little more, kill.
-HAPROXY_STOP_TIMEOUT = 35.0
-# The Python balancer drains for up to 30 s (lb/balancer.toml, timeouts.drain) on SIGTERM.
-PYTHON_LB_STOP_TIMEOUT = 35.0
+# How long each graceful stop may take, from its owner's own bound; past it, the stack kills. (`scalecube down`
+# waits for their sum.) A component that stops by itself at its bound gets STOP_MARGIN more to exit.
+STOP_MARGIN = 5.0
+# A cluster master drains its workers for up to drain_timeout (after settle), then gives stragglers
+# KILL_GRACE before it SIGKILLs them and exits.
+CLUSTER_STOP_TIMEOUT = ClusterConfig.drain_timeout + ClusterConfig.settle + KILL_GRACE
+REDIS_START_TIMEOUT = redis_server.START_TIMEOUT
+REDIS_STOP_TIMEOUT = redis_server.STOP_TIMEOUT
+
+
+def _hard_stop_after(config: Path = runner.CONFIG) -> float:
+    """haproxy.cfg's ``hard-stop-after`` in seconds: past it, a soft-stopping HAProxy closes what is left."""
+    match = re.search(r"^\s*hard-stop-after\s+(\d+)s\s*$", config.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"{config}: no `hard-stop-after <N>s` in its global section")
+    return float(match.group(1))
+
+
+HAPROXY_STOP_TIMEOUT = _hard_stop_after() + STOP_MARGIN
+# The Python balancer drains for up to timeouts.drain of its shipped configuration (lb/balancer.toml) on SIGTERM.
+PYTHON_LB_STOP_TIMEOUT = load_config().timeouts.drain + STOP_MARGIN
 DNS_STOP_TIMEOUT = 5.0
 MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
