@@ -22,7 +22,7 @@ from typing import Any, get_type_hints
 from lb.discovery import parse_address, parse_discovery_spec
 from lb.health import DEFAULT_CHECK_PATH
 from lb.pool import DEFAULT_PANIC_BELOW, DEFAULT_POLICY, POLICIES, Address
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 DEFAULT_CONFIG = Path(__file__).with_name("balancer.toml")
 UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # it names metrics labels and admin rows

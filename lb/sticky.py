@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from lb.pool import Backend, Pool
-from scalecube.signing import Signer
+from kit.signing import Signer
 
 COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 6265 token
 MAX_REMEMBERED = 4096  # valid tokens remembered; only ones we signed ever get in, so this is a backstop

@@ -74,7 +74,7 @@ def _compose_balancer(name: str) -> tuple[str, str]:
     """The running compose stack's balancer URL and project name, or exit 2 saying what is missing."""
     import os
 
-    from infra.docker.airgap import REPO
+    from infra.paths import REPO
     from infra.docker.compose import PROJECT
     from infra.docker.engine import DockerError
     from infra.docker.ops.balancer import balancer_url

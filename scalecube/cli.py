@@ -95,7 +95,7 @@ def serve(
         )  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    from services.common import secrets
+    from kit import secrets
 
     if secrets.provide("SESSION_SECRET"):  # before any worker starts: each one inherits it
         master_log.info(
@@ -375,8 +375,8 @@ def shard_move(
     """Move COUNTRY's users to SHARD online: copy, catch up, flip the map, clean up. Re-run to resume."""
     import asyncio
 
-    from scalecube.errors import DependencyUnavailable
-    from services.common import secrets
+    from kit.errors import DependencyUnavailable
+    from kit import secrets
     from services.router.move import MoveError, MoveReport, run_move
     from services.router.shard_map import DEFAULT_MAP_FILE, ShardMapError
 
@@ -412,7 +412,7 @@ def secrets_write(
     """One file per secret (SESSION_SECRET, LB_COOKIE_KEY, LB_STICKY_SECRET, REDIS_PASSWORD, LB_ADMIN_PASSWORD):
     the environment's value where set (it wins), else the file's own, else a new random one. Compose's
     `secrets` service runs it once into a volume every replica reads (NAME_FILE)."""
-    from services.common import secrets
+    from kit import secrets
 
     try:
         paths = secrets.write_missing(directory, environ=None, mode=int(mode, 8))
@@ -429,7 +429,7 @@ def secrets_k8s(
     """Write infra/k8s/secrets.env (kustomize's secretGenerator input, mode 0600): random values, keeping
     valid ones already there; the environment's values where set. `kubectl apply -k infra/k8s` needs it."""
     from infra.k8s.copies import K8S_DIR
-    from services.common import secrets
+    from kit import secrets
 
     target = path or K8S_DIR / "secrets.env"
     try:

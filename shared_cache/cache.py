@@ -27,7 +27,7 @@ from redis.asyncio.lock import Lock
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import LockNotOwnedError
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from shared_cache.connection import RedisConnector
 
 log = logging.getLogger(__name__)

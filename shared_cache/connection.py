@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 
 # What "Redis is unreachable" looks like: redis-py's connection/timeout errors and
 # the builtin TimeoutError raised when an operation overruns its deadline.

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.docker.engine import DockerError
+from infra.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "infra" / "docker"
 WHEELHOUSE = DOCKER_DIR / "wheelhouse"
 LOCKS = (DOCKER_DIR / "service.lock", DOCKER_DIR / "locust.lock")

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from infra.paths import REPO
+
 if TYPE_CHECKING:
     from infra.docker.ops.project import Project
-
-REPO = Path(__file__).resolve().parents[2]
 
 docker_app = typer.Typer(
     help="The compose stack's operations through the Docker SDK: ps, scale, rolling-restart, chaos, logs.",

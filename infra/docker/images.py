@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.docker.airgap import REPO, AirgapBuilder
+from infra.docker.airgap import AirgapBuilder
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError
+from infra.paths import REPO
 
 
 @dataclass(frozen=True)

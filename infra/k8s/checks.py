@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.k8s.copies import PROJECT_ROOT
+from infra.paths import REPO
 from infra.k8s.manifests import Manifest
 
 # The Kubernetes version the manifests are validated against (kubernetes-validate ships its schemas).
@@ -202,7 +202,7 @@ def image_problems(manifests: list[Manifest]) -> list[str]:
             problems.append(f"{c.where}: serves {target}, but there is no module {target.partition(':')[0]}")
         locustfile = c.option("-f") or ""
         relative = locustfile.removeprefix(IMAGE_APP_DIR)
-        if locustfile.startswith(IMAGE_APP_DIR) and not (PROJECT_ROOT / relative).is_file():
+        if locustfile.startswith(IMAGE_APP_DIR) and not (REPO / relative).is_file():
             problems.append(f"{c.where}: runs {locustfile}, but the project has no {relative}")
     return problems
 
@@ -244,7 +244,7 @@ def reference_problems(manifests: list[Manifest]) -> list[str]:
     return problems
 
 
-def config_copy_problems(manifests: list[Manifest], project_root: Path = PROJECT_ROOT) -> list[str]:
+def config_copy_problems(manifests: list[Manifest], project_root: Path = REPO) -> list[str]:
     """The haproxy and shard-map ConfigMaps hold exactly the repository's files."""
     problems = []
     for (name, key), original in CONFIG_ORIGINALS.items():
@@ -260,7 +260,7 @@ def config_copy_problems(manifests: list[Manifest], project_root: Path = PROJECT
 def grace_problems(manifests: list[Manifest]) -> list[str]:
     """A stopping pod gets the time its drain needs: preStop, then the cluster's drain or HAProxy's hard stop."""
     from cluster.config import ClusterConfig
-    from cluster.master import KILL_GRACE
+    from cluster.config import KILL_GRACE
 
     problems = []
     hard_stop = _haproxy_hard_stop_after(manifests)
@@ -307,7 +307,7 @@ def settings_problems(manifests: list[Manifest]) -> list[str]:
 def secret_problems(manifests: list[Manifest]) -> list[str]:
     """No Secret holds a known placeholder or a short value (the services and HAProxy would refuse it; the
     message names the key, never the value)."""
-    from services.common import secrets
+    from kit import secrets
 
     problems = []
     for secret in _of_kind(manifests, "Secret"):

@@ -11,8 +11,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-K8S_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = K8S_DIR.parents[1]
+from infra.paths import REPO
+
+K8S_DIR = REPO / "infra" / "k8s"
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,12 @@ COPIES = (
 )
 
 
-def drifted(project_root: Path = PROJECT_ROOT, k8s_dir: Path = K8S_DIR) -> list[Copy]:
+def drifted(project_root: Path = REPO, k8s_dir: Path = K8S_DIR) -> list[Copy]:
     """The copies that are missing or differ from their original."""
     return [copy for copy in COPIES if copy.drifted(project_root, k8s_dir)]
 
 
-def refresh(project_root: Path = PROJECT_ROOT, k8s_dir: Path = K8S_DIR) -> list[Copy]:
+def refresh(project_root: Path = REPO, k8s_dir: Path = K8S_DIR) -> list[Copy]:
     """Bring every drifted copy up to date; returns the ones it rewrote."""
     stale = drifted(project_root, k8s_dir)
     for copy in stale:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -21,24 +21,39 @@ from typing import Any, Protocol
 
 import httpx
 
-from infra.local import dns
+from cluster.config import ClusterConfig
+from cluster.config import KILL_GRACE
+from infra.local import dns, redis_server
 from infra.local.errors import PortInUse, StackError
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
-from infra.local.processes import serve_argv
+from infra.local.processes import ManagedProcess, serve_argv
 from infra.local.redis_server import APPENDFSYNC, LOG_NAME, RedisServer
 from lb.admin import write_password_file
+from lb.config import load_config
 from lb.haproxy import runner
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m scalecube` and the apps import from
-# A cluster master drains for up to 30 s, then gives stragglers 5 s before SIGKILL; wait that out.
-CLUSTER_STOP_TIMEOUT = 35.0
-REDIS_START_TIMEOUT = 10.0
-REDIS_STOP_TIMEOUT = 5.0
-# haproxy.cfg's hard-stop-after (30 s) bounds a graceful stop; past it, and a little more, kill.
-HAPROXY_STOP_TIMEOUT = 35.0
-# The Python balancer drains for up to 30 s (lb/balancer.toml, timeouts.drain) on SIGTERM.
-PYTHON_LB_STOP_TIMEOUT = 35.0
+# How long each graceful stop may take, from its owner's own bound; past it, the stack kills. (`scalecube down`
+# waits for their sum.) A component that stops by itself at its bound gets STOP_MARGIN more to exit.
+STOP_MARGIN = 5.0
+# A cluster master drains its workers for up to drain_timeout (after settle), then gives stragglers
+# KILL_GRACE before it SIGKILLs them and exits.
+CLUSTER_STOP_TIMEOUT = ClusterConfig.drain_timeout + ClusterConfig.settle + KILL_GRACE
+REDIS_START_TIMEOUT = redis_server.START_TIMEOUT
+REDIS_STOP_TIMEOUT = redis_server.STOP_TIMEOUT
+
+
+def _hard_stop_after(config: Path = runner.CONFIG) -> float:
+    """haproxy.cfg's ``hard-stop-after`` in seconds: past it, a soft-stopping HAProxy closes what is left."""
+    match = re.search(r"^\s*hard-stop-after\s+(\d+)s\s*$", config.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"{config}: no `hard-stop-after <N>s` in its global section")
+    return float(match.group(1))
+
+
+HAPROXY_STOP_TIMEOUT = _hard_stop_after() + STOP_MARGIN
+# The Python balancer drains for up to timeouts.drain of its shipped configuration (lb/balancer.toml) on SIGTERM.
+PYTHON_LB_STOP_TIMEOUT = load_config().timeouts.drain + STOP_MARGIN
 DNS_STOP_TIMEOUT = 5.0
 MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
@@ -73,52 +88,33 @@ class Component(Protocol):
     # before the next component without the flag, and at the end. Absent means False.
 
 
-class ChildProcess:
-    """The one process a component launches, and how it is stopped.
+class _OwnProcess:
+    """A component that is one process the stack launches: its current ``ManagedProcess`` (a new one on
+    every start; a restart appends to the log), which runs in a session of its own (``detached``):
+    Ctrl-C in the terminal reaches only the supervisor, which stops the stack in order."""
 
-    Each runs in its own session: Ctrl-C in the terminal reaches only the supervisor,
-    which stops the stack in order. Stopping sends each signal of ``steps`` in turn,
-    waiting a bounded time after each, then SIGKILLs the process and its descendants.
-    """
+    log_path: Path
+    _process: ManagedProcess | None = None
 
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ref: ProcessRef | None = None
+    def _launch(self, argv: list[str], *, env: Mapping[str, str] | None = None,
+                environ: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        self._process = ManagedProcess(argv, env=env, environ=environ, log_path=self.log_path, detached=True,
+                                       append=self._process is not None)  # fmt: skip
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    def launch(self, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        """Start the process; a relaunch (a restart) appends to the log, so it still says why the last one died."""
-        with open(log_path, "ab" if self.process is not None else "wb") as log:
-            self.process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=dict(env), stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        self.ref = ProcessRef.of(self.process.pid)
+        return self._process.pid if self._process is not None else None
 
     def poll(self) -> int | None:
-        return self.process.poll() if self.process is not None else None
+        return self._process.poll() if self._process is not None else None
 
-    def stop(self, steps: tuple[tuple[signal.Signals, float], ...]) -> None:
-        process = self.process
-        if process is None:
-            return
-        for sig, timeout in steps:
-            if process.poll() is not None:
-                break
-            process.send_signal(sig)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                continue
-        if process.poll() is None:
-            if self.ref is not None:
-                self.ref.kill_tree()
-            process.kill()
-        process.wait()
+    def _stop(self, steps: tuple[tuple[signal.Signals, float], ...]) -> None:
+        """Each signal of ``steps`` in turn, waiting a bounded time after each, then SIGKILL to the tree."""
+        if self._process is not None:
+            self._process.stop(steps=steps)
 
-    def describe(self) -> dict[str, Any]:
-        return {"pid": self.ref.pid if self.ref else None, "started": self.ref.started if self.ref else None}
+    def _pid(self) -> dict[str, Any]:
+        return _pid(self._process.ref if self._process is not None else None)
 
 
 class RedisComponent:
@@ -171,7 +167,7 @@ class RedisComponent:
                 "stop_timeout": REDIS_STOP_TIMEOUT, **_pid(self._ref)}  # fmt: skip
 
 
-class DnsComponent:
+class DnsComponent(_OwnProcess):
     """The loopback DNS server (``python -m infra.local.dns``), standing in for Docker's: it names the replicas.
 
     It answers from ``zone.json`` in ``state_dir``, which this component writes from
@@ -191,23 +187,19 @@ class DnsComponent:
         self.zone_path = state_dir / "zone.json"
         self.log_path = state_dir / f"{name}.log"
         self._port_option = port_option
-        self._child = ChildProcess()
 
     def write_zone(self) -> None:
         dns.write_zone(self.zone_path, self.records)
 
     def start(self) -> None:
         self.write_zone()
-        self._child.launch(dns.server_argv(self.zone_path, self.port, self.host), os.environ, self.log_path)
+        self._launch(dns.server_argv(self.zone_path, self.port, self.host))
 
     def ready(self) -> bool:
         return dns.answers(self.port, self.host)
 
-    def poll(self) -> int | None:
-        return self._child.poll()
-
     def stop(self) -> None:
-        self._child.stop(((signal.SIGTERM, DNS_STOP_TIMEOUT),))
+        self._stop(((signal.SIGTERM, DNS_STOP_TIMEOUT),))
 
     def check(self) -> None:
         if not port_is_free(self.port, self.host, udp=True):
@@ -216,10 +208,10 @@ class DnsComponent:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "dns", "url": self.url, "zone": str(self.zone_path),
                 "records": self.records, "log": str(self.log_path), "stop_timeout": DNS_STOP_TIMEOUT,
-                **self._child.describe()}  # fmt: skip
+                **self._pid()}  # fmt: skip
 
 
-class ClusterComponent:
+class ClusterComponent(_OwnProcess):
     """``scalecube serve APP``: a master and its workers behind one port, the master's health on another
     (``health_port``: what the balancers check); ready when the master says a worker listens."""
 
@@ -240,13 +232,12 @@ class ClusterComponent:
         self.control = state_dir / f"{name}.sock"
         self.log_path = state_dir / f"{name}.log"
         self._port_option = port_option
-        self._child = ChildProcess()
 
     def start(self) -> None:
         extra = ["--health-port", str(self.health_port)] if self.health_port else []
         argv = serve_argv(self.app, workers=self.workers, policy=self.policy, host=self.host, port=self.port,
                           control=self.control, extra=extra)  # fmt: skip
-        self._child.launch(argv, {**os.environ, **self.env}, self.log_path)
+        self._launch(argv, env=self.env)
 
     def ready(self) -> bool:
         try:
@@ -254,11 +245,8 @@ class ClusterComponent:
         except httpx.HTTPError:
             return False
 
-    def poll(self) -> int | None:
-        return self._child.poll()
-
     def stop(self) -> None:
-        self._child.stop(((signal.SIGTERM, CLUSTER_STOP_TIMEOUT),))  # the master drains its workers, then exits
+        self._stop(((signal.SIGTERM, CLUSTER_STOP_TIMEOUT),))  # the master drains its workers, then exits
 
     def check(self) -> None:
         ensure_port_free(self.name, self.host, self.port, self._port_option)
@@ -269,7 +257,7 @@ class ClusterComponent:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "cluster", "app": self.app, "url": self.url, "log": str(self.log_path),
                 "health": self.health_url, "control": str(self.control), "workers": self.workers, "policy": self.policy,
-                "stop_timeout": CLUSTER_STOP_TIMEOUT, **self._child.describe()}  # fmt: skip
+                "stop_timeout": CLUSTER_STOP_TIMEOUT, **self._pid()}  # fmt: skip
 
 
 # -- balancers ------------------------------------------------------------------------------
@@ -321,7 +309,7 @@ def python_lb_backends(stats_url: str, backend: str = "api", timeout: float = 1.
 BACKEND_READERS = {"haproxy": haproxy_backends, "python-lb": python_lb_backends}
 
 
-class _Balancer:
+class _Balancer(_OwnProcess):
     """What both balancers share: a front door and a stats port; ready once both answer and it sees
     ``backends`` servers up (0: replicas may come later, found by DNS)."""
 
@@ -338,7 +326,6 @@ class _Balancer:
         # The stats/admin port's password (user admin), where `scalecube status` and its user read it.
         self.admin_password = password
         self.password_path = state_dir / f"{name}.admin-password"
-        self._child = ChildProcess()
 
     @property
     def admin_auth(self) -> httpx.BasicAuth:
@@ -347,10 +334,6 @@ class _Balancer:
     def _write_password(self) -> None:
         """Into the state dir, readable by this user only (written before the process starts, every start)."""
         write_password_file(self.password_path, self.admin_password)
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
 
     def ready(self) -> bool:
         host, _, port = self.url.removeprefix("http://").rpartition(":")
@@ -361,11 +344,8 @@ class _Balancer:
             return False
         return sum(backend.up for backend in seen) >= self.backends
 
-    def poll(self) -> int | None:
-        return self._child.poll()
-
     def stop(self) -> None:
-        self._child.stop(self.stop_steps)
+        self._stop(self.stop_steps)
 
     def _check_ports(self, binds: tuple[str, str]) -> None:
         options = self.port_option if isinstance(self.port_option, tuple) else (self.port_option,) * 2
@@ -377,7 +357,7 @@ class _Balancer:
         return {"name": self.name, "kind": self.kind, "url": self.url, "stats": self.stats_url,
                 "admin_user": ADMIN_USER, "admin_password_file": str(self.password_path), **extra,
                 "log": str(self.log_path), "stop_timeout": sum(t for _, t in self.stop_steps),
-                **self._child.describe()}  # fmt: skip
+                **self._pid()}  # fmt: skip
 
 
 class HaproxyComponent(_Balancer):
@@ -404,7 +384,7 @@ class HaproxyComponent(_Balancer):
     def start(self) -> None:
         self._write_password()
         # HaproxyNotFound (a RuntimeError) says how to install it.
-        self._child.launch(runner.argv(), self.settings.environment(), self.log_path)
+        self._launch(runner.argv(), environ=self.settings.environment())
 
     def check(self) -> None:
         self._check_ports(self.settings.binds())
@@ -452,7 +432,7 @@ class PythonLbComponent(_Balancer):
 
     def start(self) -> None:
         self._write_password()
-        self._child.launch(self.argv(), {**os.environ, **self.env}, self.log_path)
+        self._launch(self.argv(), env=self.env)
 
     def check(self) -> None:
         self._check_ports((self.listen, self.admin))

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cluster import control
+from infra.local.pids import ProcessRef
+from infra.paths import REPO  # the checkout: where `-m scalecube` and the apps import from
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: where `-m scalecube` and the apps import from
+KILL_WAIT = 5.0  # seconds for a SIGKILLed process to be reaped
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
@@ -34,19 +37,36 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 class ManagedProcess:
-    """A child process the test owns; ``stop()`` is safe to call twice and always reaps."""
+    """A child process we started and own: ``argv`` run from the checkout, its output in ``log_path``.
 
-    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
-                 log_path: Path | None = None) -> None:  # fmt: skip
+    The one harness of the tests, the benchmarks, the demos and the local stack. ``stop()`` is bounded, safe to
+    call twice, and always reaps. ``detached``: in a session of its own with no stdin, so Ctrl-C in the terminal
+    reaches only whoever started it (the stack's supervisor, which stops its components in order), and a stop
+    that runs out of time kills its descendants too (a cluster master's workers). ``append``: a relaunch (a
+    restart) adds to the log, so it still says why the last one died.
+    """
+
+    def __init__(self, argv: list[str], *, env: Mapping[str, str] | None = None,
+                 environ: Mapping[str, str] | None = None, cwd: Path = REPO, log_path: Path | None = None,
+                 detached: bool = False, append: bool = False) -> None:  # fmt: skip
+        """``env`` is added to ``environ`` (default: this process's environment, as it is now)."""
         self.argv = argv
         self.log_path = log_path
-        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(env or {})},
-                                     stdout=self._log, stderr=subprocess.STDOUT)  # fmt: skip
+        self.detached = detached
+        full_env = {**(os.environ if environ is None else environ), **(env or {})}
+        log = open(log_path, "ab" if append else "wb") if log_path else contextlib.nullcontext(subprocess.DEVNULL)
+        with log as stdout:
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=stdout, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL if detached else None,
+                                         start_new_session=detached)  # fmt: skip
+        self.ref = ProcessRef.of(self.proc.pid)  # its pid and start time: what the stack's state file records
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
 
     def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
@@ -58,17 +78,23 @@ class ManagedProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
+    def stop(self, timeout: float = 15.0, *, steps: Sequence[tuple[int, float]] | None = None) -> int | None:
+        """Each signal of ``steps`` in turn (default: SIGTERM), waiting its time (default ``timeout``) for the
+        process to exit; then SIGKILL (the tree, if detached). Returns its exit code (0 after a tree kill:
+        the tree's reaper collects it before Popen can see how it died)."""
+        for sig, wait in steps or ((signal.SIGTERM, timeout),):
+            if self.proc.poll() is not None:
+                break
+            self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(wait)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log is not subprocess.DEVNULL:
-            self._log.close()
-            self._log = subprocess.DEVNULL
+                continue
+        if self.proc.poll() is None:
+            if self.detached and self.ref is not None:
+                self.ref.kill_tree()
+            self.proc.kill()
+            self.proc.wait(KILL_WAIT)
         return self.proc.returncode
 
 

@@ -19,6 +19,8 @@ from redis.retry import Retry
 from infra.local.ports import free_port
 
 LOG_NAME = "redis.log"
+START_TIMEOUT = 10.0  # seconds for a new server to answer PING
+STOP_TIMEOUT = 5.0  # seconds after SIGTERM before SIGKILL
 # What a server leaves in its data dir besides the log: Redis 7's multi-part AOF dir, Redis 6's single AOF file,
 # an RDB snapshot, and the temporary files of a rewrite or save a kill interrupted.
 DATA_FILES = ("appendonlydir", "appendonly.aof", "dump.rdb", "temp-*")
@@ -87,7 +89,7 @@ class RedisServer:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = START_TIMEOUT) -> None:
         """Launch the server and return once it answers PING."""
         if self.running:
             return
@@ -108,7 +110,7 @@ class RedisServer:
             raise
         self._ever_started = True
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM by pid, SIGKILL if it lingers; removes a temp data dir. Idempotent."""
         self._terminate(timeout)
         self._remove_own_data_dir()
@@ -127,7 +129,7 @@ class RedisServer:
                 else:
                     path.unlink(missing_ok=True)
 
-    def restart(self, timeout: float = 10.0) -> None:
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
         """Stop and start again on the same port and data dir (simulates an outage)."""
         self._terminate()
         self.start(timeout)

@@ -29,7 +29,7 @@ from infra.local.errors import StackError, StartAborted, StartFailed
 from infra.local.pids import log_tail
 from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
 from lb.haproxy import runner
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 log = logging.getLogger("scalecube.stack")
 
@@ -106,6 +106,7 @@ def choose_balancer(api: int, lb: str | None, sticky: bool) -> str:
 
 
 def haproxy_installed() -> bool:
+    """Is there an ``haproxy`` to run (``lb.haproxy.runner.find_haproxy``)? The stack's and the demos' default."""
     try:
         runner.find_haproxy()
     except runner.HaproxyNotFound:

@@ -24,13 +24,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from infra.local.components import PROJECT_ROOT
 from infra.local.errors import AlreadyRunning, StackError, StartAborted, StartFailed
 from infra.local.pids import ProcessRef, log_tail
 from infra.local.restarts import STARTING, Keeper, RestartPolicy, RestartReporter
 from infra.local.shutdown import DOWN_TIMEOUT, clean_stale
 from infra.local.stack import LocalStack, StackOptions, describe_exit
 from infra.local.state import READY, StackState, StateFile, prepare_state_dir
+from infra.paths import REPO
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 WATCH_INTERVAL = 0.25
@@ -162,7 +162,7 @@ def start_detached(options: StackOptions) -> StackState:
     log_path = options.state_dir / SUPERVISOR_LOG
     with open(log_path, "wb") as log:
         # A new session: the supervisor outlives this command and the terminal it ran in.
-        process = subprocess.Popen(supervisor_argv(options), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(supervisor_argv(options), cwd=REPO, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     # Only a safety net: the supervisor times out each component itself, and says why.
     timeout = stack.ready_timeout * len(stack.components) + DETACHED_GRACE

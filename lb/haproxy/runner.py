@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 CONFIG = Path(__file__).with_name("haproxy.cfg")
 INSTALL_HINT = "install Debian's haproxy (apt-get install haproxy)"

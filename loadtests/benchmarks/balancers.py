@@ -23,7 +23,7 @@ from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
 from lb.haproxy.runner import HaproxySettings
 from loadtests.drivers import LoadSummary, run_load, summarise
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 API = "services.api.app:app"
 TARGETS = ("direct (1 backend)", "haproxy", "python")

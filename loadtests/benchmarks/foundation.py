@@ -27,7 +27,7 @@ from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess, wait_until
 from infra.local.redis_server import RedisServer
 from loadtests.drivers import LoadSummary, run_load, run_threads
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 API = "services.api.app:app"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"

@@ -38,7 +38,7 @@ from infra.local.processes import ManagedProcess, serve_argv
 from infra.local.redis_server import RedisServer
 from loadtests.drivers import UNKNOWN, LoadSummary, median, run_wrk, wrk_available, write_script
 from services.api.clone import DEFAULT_ITERATIONS
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 API = "services.api.app:app"
 HOST = "127.0.0.1"

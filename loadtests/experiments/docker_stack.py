@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from infra.docker.airgap import REPO
+from infra.paths import REPO
 from infra.docker.engine import DockerError
 from infra.docker.ops.project import Project, hostname, ip_address, short_name
 from infra.docker.ops.project import redis_url as compose_redis_url

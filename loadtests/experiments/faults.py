@@ -38,7 +38,8 @@ from infra.docker.engine import DockerError
 from infra.local.errors import StackError
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port
-from infra.local.processes import REPO, wait_until
+from infra.local.processes import wait_until
+from infra.paths import REPO
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -234,8 +235,8 @@ class ComposeStack:
 
     @classmethod
     def connect(cls, name: str) -> ComposeStack:
-        from infra.docker.airgap import REPO as COMPOSE_DIR
         from infra.docker.ops.project import Project
+        from infra.paths import REPO as COMPOSE_DIR
 
         return cls(Project.connect(COMPOSE_DIR, name))
 

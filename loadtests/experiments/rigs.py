@@ -19,9 +19,10 @@ from infra.local.components import BACKEND_READERS, HaproxyComponent, PythonLbCo
 from infra.local.ports import free_port, shared_free_port
 from infra.local.processes import ClusterProcess, ManagedProcess, wait_until
 from infra.local.redis_server import RedisServer
+from infra.local.stack import haproxy_installed
 from infra.local.topology import HOSTS, LoopbackTopology
-from lb.haproxy.runner import HaproxyNotFound, HaproxySettings, find_haproxy
-from services.common import secrets as secret_values
+from lb.haproxy.runner import HaproxySettings
+from kit import secrets as secret_values
 
 API = "services.api.app:app"
 READY_TIMEOUT = 60.0  # a replica's workers on a busy 2-core machine
@@ -29,14 +30,6 @@ DEMO_SECRET = secret_values.generate()  # one per process: every replica a rig s
 GUIDES_CLUSTER = Path(__file__).with_name("guides_cluster.js")  # the guides' Node cluster, for comparison
 
 Balancer = HaproxyComponent | PythonLbComponent
-
-
-def haproxy_installed() -> bool:
-    try:
-        find_haproxy()
-    except HaproxyNotFound:
-        return False
-    return True
 
 
 class Rig:

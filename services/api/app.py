@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cluster import current_worker
-from scalecube.signing import Signer
+from kit.signing import Signer
 from services.api import announcements, chaos, clone, sessions, users_count, users_source
 from services.api.auth_client import AuthServiceAuthenticator
 from services.api.settings import ApiSettings

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from fastapi import HTTPException
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 
 log = logging.getLogger("scalecube.api.auth")
 # httpx logs every request at INFO (noise: one line per login and per /session/me), and httpcore logs

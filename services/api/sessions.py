@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from scalecube.errors import DependencyUnavailable
-from scalecube.signing import Signer
+from kit.errors import DependencyUnavailable
+from kit.signing import Signer
 from services.common.errors import error_responses
 from services.common.identity import current_identity
 from shared_cache.sessions import SessionStore

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from services.api.users_source import (READERS_KEY, READS_KEY, USERS_KEY, CountedSource, LoginsSet, Reading,
                                        RouterUsers, UsersSource)
 from services.common.errors import error_responses

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from shared_cache.connection import RedisConnector
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 
 log = logging.getLogger("scalecube.errors")
 

@@ -7,7 +7,7 @@
 
 Every secret field (``SecretStr``: SESSION_SECRET, REDIS_PASSWORD, ...) is read from ``NAME`` or, when that
 is unset, from the file ``NAME_FILE`` names (a mounted secret); a known placeholder or a short value is
-refused by name (``services.common.secrets``). There is no in-code secret: a service that signs with
+refused by name (``kit.secrets``). There is no in-code secret: a service that signs with
 SESSION_SECRET (``requires_session_secret``) refuses to start without one; ``scalecube serve`` makes one
 for its workers when none is set.
 """
@@ -24,7 +24,7 @@ from pydantic import Field, PositiveInt, SecretStr, ValidationError, ValidationI
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from services.common import secrets
+from kit import secrets
 
 log = logging.getLogger("scalecube.settings")
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from services.shard.model import is_country
 from shared_cache.connection import RedisConnector
 

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp.client import IDEMPOTENT_METHODS
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from services.common.settings import DEFAULT_MAX_BODY_BYTES
 from services.shard.model import MAX_BATCH_USERS
 

@@ -24,7 +24,8 @@ from cluster import control
 from cluster.status import collect, discover
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
-from infra.local.processes import REPO, ClusterProcess, wait_until
+from infra.local.processes import ClusterProcess, wait_until
+from infra.paths import REPO
 from tests.support.load import LoadGenerator
 
 APP = "tests.cluster.apps:app"

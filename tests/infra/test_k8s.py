@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from infra.k8s import checks, copies, manifests
 from infra.k8s.manifests import Manifest, ManifestError
+from infra.paths import REPO
 from scalecube import cli as scalecube_cli
-from services.common import secrets as secret_values
+from kit import secrets as secret_values
 
 K8S_DIR = manifests.K8S_DIR
 STACK = {  # Deployment -> its image
@@ -97,7 +98,7 @@ def test_a_drifted_copy_is_reported_then_refreshed(tmp_path: Path) -> None:
     for c in copies.COPIES:
         for root, relative in ((project, c.original), (k8s, c.copy)):
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(copies.PROJECT_ROOT / c.original, root / relative)
+            shutil.copyfile(REPO / c.original, root / relative)
     assert copies.drifted(project, k8s) == []
     with (project / "lb/haproxy/haproxy.cfg").open("a") as original:
         original.write("# a change nobody copied\n")

@@ -6,7 +6,7 @@ import pytest
 
 from lb.pool import Pool
 from lb.sticky import StickyCookie
-from scalecube.signing import Signer
+from kit.signing import Signer
 
 SECRET = "test-sticky-secret"
 

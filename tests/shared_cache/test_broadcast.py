@@ -7,7 +7,7 @@ import os
 import pytest
 import redis
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from shared_cache import RedisBroadcast, RedisConnector
 from tests.support.child_processes import running
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from shared_cache import CacheTimeout, ReadThroughCache, RedisConnector
 from tests.support.child_processes import running
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from shared_cache import RedisConnector, RedisSessionStore
 
 

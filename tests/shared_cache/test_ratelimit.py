@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from infra.local.processes import wait_until
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from shared_cache import RedisConnector, SlidingWindowLimiter
 from shared_cache.ratelimit import Decision
 

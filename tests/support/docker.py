@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from infra.docker.airgap import REPO
+from infra.paths import REPO
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError, engine_client
 from infra.docker.ops.project import health

@@ -166,7 +166,7 @@ def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str],
     """``--docker``: the compose stack's api containers cannot be given CHAOS_CRASH_AFTER while they run, so
     the demo kills a random worker inside a random api container every few seconds itself (``docker exec``,
     ``scalecube docker chaos --target worker``'s way), under both loads through the stack's balancer."""
-    from infra.docker.airgap import REPO
+    from infra.paths import REPO
     from infra.docker.ops.chaos import Chaos
     from infra.docker.ops.project import Project
 

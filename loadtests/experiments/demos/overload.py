@@ -114,7 +114,7 @@ def _against_target(ctx: DemoContext, report: DemoReport, workers: int, seconds:
     if ctx.docker_project:
         from infra.docker.ops.balancer import Balancer as ComposeBalancer
         from infra.docker.ops.project import Project
-        from infra.docker.airgap import REPO
+        from infra.paths import REPO
 
         stats = ComposeBalancer.of(Project.connect(REPO, ctx.docker_project))
         if stats is not None:

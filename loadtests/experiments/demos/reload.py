@@ -136,7 +136,7 @@ def restart_replicas(rig: Rig, balancer: Balancer, workers: int) -> int:
 
 def restart_containers(ctx: DemoContext, project_name: str, spec: LoadSpec, lead: float, tail: float) -> Phase:
     """--docker: `scalecube docker rolling-restart api` on the compose stack, under the same load."""
-    from infra.docker.airgap import REPO
+    from infra.paths import REPO
     from infra.docker.ops.project import Project
     from infra.docker.ops.rolling import RollingRestart
 

@@ -23,8 +23,8 @@ import redis
 from infra.docker.ops.balancer import Balancer
 from infra.docker.ops.project import SECRETS_DIR, ip_address
 from infra.local.processes import wait_until
-from scalecube.signing import Signer
-from services.common import secrets as secret_values
+from kit.signing import Signer
+from kit import secrets as secret_values
 from tests.support.haproxy import HAPROXY_CUT_RESPONSE
 from tests.support.docker import ComposeStack
 from tests.support.load import LoadGenerator

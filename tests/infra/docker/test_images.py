@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from infra.docker.airgap import REPO
+from infra.paths import REPO
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError
 from infra.docker.images import planned_builds

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.docker import swarm
-from infra.docker.airgap import REPO
+from infra.paths import REPO
 from infra.docker.compose import Compose
 from infra.local.ports import free_port
 from scalecube import cli as scalecube_cli

@@ -1,6 +1,7 @@
 """What `docker stack deploy` gets: the compose config, minus what Swarm refuses (no engine needed)."""
 
 from infra.docker.swarm import swarm_stack
+from infra.paths import REPO
 
 CONFIG = {
     "name": "scalecube",
@@ -52,11 +53,10 @@ def test_the_compose_files_network_and_trusted_forwarders_agree():
     """The subnet in docker-compose.yml, and FORWARDED_ALLOW_IPS of the api and auth: every address of it
     but the network's own and its gateway (.1), where published ports' connections from the host appear."""
     import ipaddress
-    from pathlib import Path
 
     import yaml
 
-    compose = yaml.safe_load((Path(__file__).parents[3] / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
     for service in ("api", "auth"):
         trusted = compose["services"][service]["environment"]["FORWARDED_ALLOW_IPS"]

@@ -13,7 +13,7 @@ import pytest
 from infra.local import stack as local_stack
 from infra.local.components import ClusterComponent, DnsComponent, HaproxyComponent, PythonLbComponent, RedisComponent
 from infra.local.stack import StackOptions, UsageError, build_components
-from services.common import secrets
+from kit import secrets
 
 SHAPES = {
     "one-api": dict(api=1, lb="none", services="api"),

@@ -24,7 +24,8 @@ from infra.local.pids import ProcessRef
 from infra.local.ports import free_port
 from infra.local.restarts import RestartPolicy
 
-from infra.local.processes import REPO, wait_until  # REPO: the checkout the CLI runs from
+from infra.local.processes import wait_until
+from infra.paths import REPO  # REPO: the checkout the CLI runs from
 from tests.support.haproxy import require_haproxy
 
 CLI_TIMEOUT = 120  # `up -d` waits for the stack; `down` for the api to drain

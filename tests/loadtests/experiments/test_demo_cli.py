@@ -23,7 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.local.ports import free_port
-from infra.local.processes import REPO, ClusterProcess
+from infra.local.processes import ClusterProcess
+from infra.paths import REPO
 from infra.local.redis_server import RedisServer
 from loadtests.demo_cli import demo_app
 

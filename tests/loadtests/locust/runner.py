@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.processes import REPO
+from infra.paths import REPO
 
 LOCUSTFILE = REPO / "loadtests" / "locust" / "locustfile.py"
 SHAPES = REPO / "loadtests" / "locust" / "shapes"

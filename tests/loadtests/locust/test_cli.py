@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from infra.local.ports import free_port
-from infra.local.processes import REPO
+from infra.paths import REPO
 from loadtests.locust_cli import USER_CLASSES
 from tests.loadtests.locust.runner import LOCUSTFILE
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from infra.local.ports import free_port
-from infra.local.processes import REPO
+from infra.paths import REPO
 from loadtests.locust.target import NEEDS, probe, target
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.ports import free_port
-from infra.local.processes import REPO
+from infra.paths import REPO
 from tests.support.locust_web import ALL_CLASSES, LocustWeb
 
 pytestmark = pytest.mark.slow

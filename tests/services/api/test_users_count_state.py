@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from fastapi import HTTPException
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from services.api.users_count import Reading, UsersCount
 
 

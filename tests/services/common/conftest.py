@@ -19,7 +19,8 @@ import httpx
 import pytest
 import uvicorn
 
-REPO = Path(__file__).resolve().parents[3]
+from infra.paths import REPO
+
 START_TIMEOUT = 20.0
 
 

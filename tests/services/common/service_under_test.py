@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
-from scalecube.errors import DependencyUnavailable
+from kit.errors import DependencyUnavailable
 from services.common.app import create_service_app
 from services.common.health import ReadinessCheck
 from services.common.settings import ServiceSettings

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from infra.local.ports import free_port
 from lb.haproxy import runner
 from scalecube import cli as scalecube_cli
-from scalecube.signing import Signer
-from services.common import secrets
+from kit.signing import Signer
+from kit import secrets
 from services.common.settings import InvalidSettings, ServiceSettings
 from shared_cache.connection import RedisConnector
 from tests.support.haproxy import require_haproxy

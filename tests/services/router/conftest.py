@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from infra.local.ports import free_port
-from infra.local.processes import REPO, ClusterProcess
+from infra.local.processes import ClusterProcess
+from infra.paths import REPO
 from infra.local.redis_server import RedisServer
 
 ROUTER = "services.router.app:app"

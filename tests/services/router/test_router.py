@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from infra.local.processes import REPO, wait_until
+from infra.local.processes import wait_until
+from infra.paths import REPO
 from services.router.shard_map import BaseMap, stable_hash
 from tests.services.router.conftest import SHARD_NAMES
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from scalecube.signing import MAX_TOKEN_LENGTH, Signer
+from kit.signing import MAX_TOKEN_LENGTH, Signer
 
 SECRET = "a-test-secret-of-reasonable-length"
 

@@ -107,8 +107,9 @@ def provide(name: str, environ: MutableMapping[str, str] | None = None) -> bool:
 def write_missing(directory: Path, names: Iterable[str] = SECRETS, environ: Mapping[str, str] | None = None,
                   mode: int = 0o600) -> dict[str, Path]:  # fmt: skip
     """One file per secret in ``directory`` (``directory/NAME``): the environment's value if set (NAME or
-    NAME_FILE, checked: it wins, and replaces the file's), else the file's if it is already there and valid, else a new random
-    one. Returns name -> path. Written whole (temporary file, then rename) so a reader never sees half."""
+    NAME_FILE, checked: it wins, and replaces the file's), else the file's if it is already there and valid,
+    else a new random one. Returns name -> path. Written whole (temporary file, then rename) so a reader never
+    sees half."""
     environ = os.environ if environ is None else environ
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
