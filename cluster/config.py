@@ -45,7 +45,9 @@ class ClusterConfig:
     app: str  # "module:attribute" of an ASGI app, imported by each worker
     workers: int = 1
     policy: str = "rr"
-    handoff: HandoffLimits = field(default_factory=HandoffLimits)  # rr/least: what a worker may hold, queueing, shedding
+    handoff: HandoffLimits = field(
+        default_factory=HandoffLimits
+    )  # rr/least: what a worker may hold, queueing, shedding
     host: str = "127.0.0.1"
     port: int = 8000
     health_port: int | None = None  # the master's /healthz and /readyz for probes (cluster.health); None = off
@@ -83,8 +85,10 @@ class ClusterConfig:
         if not self.name:
             object.__setattr__(self, "name", default_name(self.app))  # frozen: set once, here
         if not NAME_PATTERN.fullmatch(self.name):
-            raise ValueError(f"name must start with a letter and hold only letters, digits, '_', '.', '-' "
-                             f"(at most 64), got {self.name!r}")  # fmt: skip
+            raise ValueError(
+                f"name must start with a letter and hold only letters, digits, '_', '.', '-' "
+                f"(at most 64), got {self.name!r}"
+            )
 
     def control_socket(self, port: int) -> Path:
         return self.control_path or default_run_dir() / f"cluster-{port}.sock"
@@ -94,10 +98,17 @@ class ClusterConfig:
     ) -> WorkerConfig:
         """What one worker is told (``max_requests``: this worker's share, jitter included)."""
         return WorkerConfig(
-            app=self.app, id=worker_id, slot=slot, channel_fd=channel_fd, listen_fd=listen_fd,
-            drain_timeout=self.drain_timeout, settle=self.settle, keep_alive=self.keep_alive,
-            max_requests=max_requests, app_dir=str(self.app_dir),
-        )  # fmt: skip
+            app=self.app,
+            id=worker_id,
+            slot=slot,
+            channel_fd=channel_fd,
+            listen_fd=listen_fd,
+            drain_timeout=self.drain_timeout,
+            settle=self.settle,
+            keep_alive=self.keep_alive,
+            max_requests=max_requests,
+            app_dir=str(self.app_dir),
+        )
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The worker's side of the channel, for app code (Node's ``process.send`` / ``process.on('message')``).
 
-    from cluster import current_worker
+from cluster import current_worker
 
-    worker = current_worker()          # None when the app runs outside a cluster
-    if worker:
-        worker.on_message(handle)      # called with whatever the master sent / broadcast
-        worker.send({"hello": "master"})
+worker = current_worker()          # None when the app runs outside a cluster
+if worker:
+    worker.on_message(handle)      # called with whatever the master sent / broadcast
+    worker.send({"hello": "master"})
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class ControlServer:
                     line = await asyncio.wait_for(reader.readline(), 5)
                     request = json.loads(line[:MAX_REQUEST_BYTES] or b"{}")
                     answer = await handler(request if isinstance(request, dict) else {})
-                except (ValueError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, ValueError) as exc:
                     answer = {"ok": False, "error": f"bad request: {exc}"}
                 writer.write(json.dumps(answer).encode() + b"\n")
                 with contextlib.suppress(ConnectionError):

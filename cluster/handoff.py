@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger("scalecube.cluster")
 
+
 @dataclass(frozen=True)
 class HandoffLimits:
     limit: int = 2  # rr: connections a worker may hold before it has started on them (2 hides the round trip)
@@ -98,10 +99,12 @@ class Ledger:
         return conns
 
 
-SHED_BODY = json.dumps({
-    "error": "overloaded",
-    "message": "every worker of this replica is busy and the queue is full or too slow; retry shortly",
-}).encode()  # fmt: skip
+SHED_BODY = json.dumps(
+    {
+        "error": "overloaded",
+        "message": "every worker of this replica is busy and the queue is full or too slow; retry shortly",
+    }
+).encode()
 SHED_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
     b"connection: close\r\nx-shed-by: cluster-master\r\ncontent-length: %d\r\n\r\n%s" % (len(SHED_BODY), SHED_BODY)

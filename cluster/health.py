@@ -66,8 +66,12 @@ class HealthServer:
             self._runner = None
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})  # fmt: skip
+        return web.Response(
+            body=self._metrics(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
 
     async def _healthz(self, request: web.Request) -> web.Response:
         snapshot = self._snapshot()

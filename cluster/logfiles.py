@@ -92,8 +92,13 @@ def labelled(label: str, line: str) -> str:
     return f"{label:>6} | {line}"
 
 
-def follow(log_dir: Path, write: Callable[[str], None], slot: int | None = None,
-           interval: float = FOLLOW_INTERVAL, should_stop: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+def follow(
+    log_dir: Path,
+    write: Callable[[str], None],
+    slot: int | None = None,
+    interval: float = FOLLOW_INTERVAL,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Write every line added from now on (``tail -F``, over each file), until ``should_stop()``.
 
     New files (a worker in a new slot, after a scale-up) are read from their

@@ -97,8 +97,9 @@ def find(target: str, run_dir: Path | None = None) -> Running:
         return found[0]
     if not found:
         raise NotFound(f"no running cluster is named {target!r} or listens on port {target}; {_what_runs(clusters)}")
-    raise ManageError(f"{len(found)} clusters are named {target!r}: " + ", ".join(c.label() for c in found)
-                      + "; name one by its port")  # fmt: skip
+    raise ManageError(
+        f"{len(found)} clusters are named {target!r}: " + ", ".join(c.label() for c in found) + "; name one by its port"
+    )
 
 
 def _what_runs(clusters: list[Running]) -> str:
@@ -124,12 +125,26 @@ class AppSpec:
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
-            raise ManageError(f"bad name {self.name!r}: it must start with a letter and hold only letters, "
-                              "digits, '_', '.', '-'", exit_code=2)  # fmt: skip
+            raise ManageError(
+                f"bad name {self.name!r}: it must start with a letter and hold only letters, digits, '_', '.', '-'",
+                exit_code=2,
+            )
 
     def serve_argv(self, run_dir: Path) -> list[str]:
-        return [sys.executable, "-m", "scalecube", "serve", self.target, *self.options, "--name", self.name,
-                "--control", str(control_path(run_dir, self.name)), "--log-dir", str(log_dir(run_dir, self.name))]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "scalecube",
+            "serve",
+            self.target,
+            *self.options,
+            "--name",
+            self.name,
+            "--control",
+            str(control_path(run_dir, self.name)),
+            "--log-dir",
+            str(log_dir(run_dir, self.name)),
+        ]
 
 
 def control_path(run_dir: Path, name: str) -> Path:
@@ -175,17 +190,24 @@ def start(spec: AppSpec, run_dir: Path, timeout: float = START_TIMEOUT) -> Runni
     """
     for cluster in running(run_dir):
         if cluster.name == spec.name:
-            raise ManageError(f"{cluster.label()} already runs: `scalecube reload {spec.name}` or "
-                              f"`scalecube restart {spec.name}`, or give another --name")  # fmt: skip
+            raise ManageError(
+                f"{cluster.label()} already runs: `scalecube reload {spec.name}` or "
+                f"`scalecube restart {spec.name}`, or give another --name"
+            )
     folder = log_dir(run_dir, spec.name)
     folder.mkdir(parents=True, exist_ok=True)
     save_spec(run_dir, spec)
     master_log = logfiles.master_log(folder)
     with open(master_log, "ab") as output:
         process = subprocess.Popen(
-            spec.serve_argv(run_dir), cwd=spec.cwd, env={**os.environ, **spec.env, "SCALECUBE_RUN_DIR": str(run_dir)},
-            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            spec.serve_argv(run_dir),
+            cwd=spec.cwd,
+            env={**os.environ, **spec.env, "SCALECUBE_RUN_DIR": str(run_dir)},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         return _wait_started(spec, process, control_path(run_dir, spec.name), master_log, timeout)
     except BaseException:
@@ -196,21 +218,25 @@ def start(spec: AppSpec, run_dir: Path, timeout: float = START_TIMEOUT) -> Runni
         raise
 
 
-def _wait_started(spec: AppSpec, process: subprocess.Popen[bytes], path: Path, master_log: Path,
-                  timeout: float) -> Running:  # fmt: skip
+def _wait_started(
+    spec: AppSpec, process: subprocess.Popen[bytes], path: Path, master_log: Path, timeout: float
+) -> Running:
     deadline = time.monotonic() + timeout
     while True:
         code = process.poll()
         if code is not None:
-            raise ManageError(f"{spec.name} exited with code {code} before its workers listened\n"
-                              f"{_tail(master_log)}", exit_code=code if code > 0 else 1)  # fmt: skip
+            raise ManageError(
+                f"{spec.name} exited with code {code} before its workers listened\n{_tail(master_log)}",
+                exit_code=code if code > 0 else 1,
+            )
         with contextlib.suppress(ConnectionError, OSError, ValueError):
             cluster = Running(path, control.request(path, "status"))
             if cluster.pid == process.pid and cluster.listening() >= cluster.master["target_workers"]:
                 return cluster
         if time.monotonic() >= deadline:
-            raise ManageError(f"{spec.name}: its workers did not all listen within {timeout:g}s; stopped it\n"
-                              f"{_tail(master_log)}")  # fmt: skip
+            raise ManageError(
+                f"{spec.name}: its workers did not all listen within {timeout:g}s; stopped it\n{_tail(master_log)}"
+            )
         time.sleep(POLL)
 
 
@@ -232,8 +258,10 @@ def stop(cluster: Running, timeout: float = STOP_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while _alive(process, started):
         if time.monotonic() >= deadline:
-            raise ManageError(f"{cluster.label()} is still stopping after {timeout:g}s (workers draining); "
-                              "`scalecube status` shows them")  # fmt: skip
+            raise ManageError(
+                f"{cluster.label()} is still stopping after {timeout:g}s (workers draining); "
+                "`scalecube status` shows them"
+            )
         time.sleep(POLL)
 
 
@@ -249,13 +277,16 @@ def reload(cluster: Running, timeout: float = RELOAD_TIMEOUT) -> list[dict[str, 
     try:
         answer = control.request(cluster.control, "reload", timeout=timeout, wait=True)
     except TimeoutError:
-        raise ManageError(f"{cluster.label()}: the reload still runs after {timeout:g}s; "
-                          "`scalecube status` shows its progress") from None  # fmt: skip
+        raise ManageError(
+            f"{cluster.label()}: the reload still runs after {timeout:g}s; `scalecube status` shows its progress"
+        ) from None
     except (ConnectionError, OSError, ValueError) as exc:
         raise ManageError(f"{cluster.label()}: the reload got no answer: {exc}") from None
     if not answer.get("ok"):
-        raise ReloadFailed(f"{cluster.label()}: the reload stopped: {answer.get('error')}; the workers "
-                           "not yet replaced keep serving", answer.get("replaced", []))  # fmt: skip
+        raise ReloadFailed(
+            f"{cluster.label()}: the reload stopped: {answer.get('error')}; the workers not yet replaced keep serving",
+            answer.get("replaced", []),
+        )
     return list(answer["replaced"])
 
 
@@ -282,16 +313,20 @@ def scale(cluster: Running, count: str, timeout: float = START_TIMEOUT) -> Runni
         if now.listening() == len(now.snapshot["workers"]) == target:
             return now
         if time.monotonic() >= deadline:
-            raise ManageError(f"{cluster.label()}: not at {target} listening workers after {timeout:g}s "
-                              f"({now.listening()} listen, {len(now.snapshot['workers'])} run)")  # fmt: skip
+            raise ManageError(
+                f"{cluster.label()}: not at {target} listening workers after {timeout:g}s "
+                f"({now.listening()} listen, {len(now.snapshot['workers'])} run)"
+            )
         time.sleep(POLL)
 
 
 def remembered(name: str, run_dir: Path) -> AppSpec:
     spec = load_spec(run_dir, name)
     if spec is None:
-        raise ManageError(f"{name!r} was not started with `scalecube start` here (nothing remembered in "
-                          f"{run_dir / 'apps'}); {_what_runs(running(run_dir))}")  # fmt: skip
+        raise ManageError(
+            f"{name!r} was not started with `scalecube start` here (nothing remembered in "
+            f"{run_dir / 'apps'}); {_what_runs(running(run_dir))}"
+        )
     return spec
 
 

@@ -119,9 +119,14 @@ class Cluster(EventEmitter):
         self._control = await ControlServer.start(self.config.control_socket(self.port), self._on_control)
         log.info(
             "master pid %d: %s (%s) on http://%s:%d, %d worker(s), policy %s",
-            os.getpid(), self.config.name, self.config.app, self.config.host, self.port, len(self.supervisor.slots),
+            os.getpid(),
+            self.config.name,
+            self.config.app,
+            self.config.host,
+            self.port,
+            len(self.supervisor.slots),
             self.config.policy,
-        )  # fmt: skip
+        )
         try:
             if self.config.health_port is not None:
                 self._health = HealthServer(self.health_snapshot, metrics_text(self.status))
@@ -230,8 +235,12 @@ class Cluster(EventEmitter):
                 case Drain(worker_id) if worker_id in self.workers:
                     self.disconnect(self.workers[worker_id])
                 case GiveUp(code, reason):
-                    log.error("%s (%s): the master gives up, exit code %d, so its supervisor can restart it",
-                              reason, self.config.app, code)  # fmt: skip
+                    log.error(
+                        "%s (%s): the master gives up, exit code %d, so its supervisor can restart it",
+                        reason,
+                        self.config.app,
+                        code,
+                    )
                 case Finished():
                     self._done.set()
 
@@ -289,8 +298,10 @@ class Cluster(EventEmitter):
         if cfg.log_dir is not None:
             cfg.log_dir.mkdir(parents=True, exist_ok=True)  # again: someone may have removed it
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-            output = [(os.POSIX_SPAWN_OPEN, 1, str(worker_log(cfg.log_dir, slot)), flags, 0o644),
-                      (os.POSIX_SPAWN_DUP2, 1, 2)]  # fmt: skip
+            output = [
+                (os.POSIX_SPAWN_OPEN, 1, str(worker_log(cfg.log_dir, slot)), flags, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ]
         return os.posix_spawn(sys.executable, argv, env, file_actions=output, setsigdef=CHILD_DEFAULT_SIGNALS)
 
     def restarts_of(self, slot: int) -> int:
@@ -399,8 +410,12 @@ class Cluster(EventEmitter):
         expected = worker.exited_after_disconnect or self.stopping
         (log.info if expected else log.warning)(
             "worker %d (pid %d, slot %d) exited with %s%s",
-            worker.id, worker.pid, worker.slot, how, "" if expected else " — unexpectedly",
-        )  # fmt: skip
+            worker.id,
+            worker.pid,
+            worker.slot,
+            how,
+            "" if expected else " — unexpectedly",
+        )
         self.emit("exit", worker, worker.exit_code, worker.exit_signal)
         worker.emit("exit", worker.exit_code, worker.exit_signal)
         self._apply(self.supervisor.exited(worker.id))
@@ -447,7 +462,7 @@ class Cluster(EventEmitter):
         worker.on("exit", on_exit)
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             worker.off(event, on_event)
@@ -491,8 +506,15 @@ class Cluster(EventEmitter):
                     outcome.error = f"the replacement for worker {worker.id} (slot {worker.slot}) did not start"
                     log.error("rolling reload aborted at worker %d; the others keep serving", worker.id)
                     return
-                outcome.replaced.append({"slot": worker.slot, "old_id": worker.id, "old_pid": worker.pid,
-                                         "new_id": successor.id, "new_pid": successor.pid})  # fmt: skip
+                outcome.replaced.append(
+                    {
+                        "slot": worker.slot,
+                        "old_id": worker.id,
+                        "old_pid": worker.pid,
+                        "new_id": successor.id,
+                        "new_pid": successor.pid,
+                    }
+                )
             log.info("rolling reload done")
             if not self._reload_again:
                 return
@@ -526,8 +548,12 @@ class Cluster(EventEmitter):
                 self._kill_if_alive(worker, f"silent for {self.config.heartbeat_timeout:g}s (hung)")
             elif limit and worker.rss_bytes > limit and not worker.recycle_requested:
                 worker.recycle_requested = True
-                log.info("worker %d uses %.0f MiB > %g MiB: recycling it", worker.id, worker.rss_bytes / 2**20,
-                         self.config.max_rss_mb)  # fmt: skip
+                log.info(
+                    "worker %d uses %.0f MiB > %g MiB: recycling it",
+                    worker.id,
+                    worker.rss_bytes / 2**20,
+                    self.config.max_rss_mb,
+                )
                 self.spawn_task(lambda w=worker: self.replace(w))
 
     def health_snapshot(self) -> dict[str, Any]:
@@ -574,8 +600,12 @@ class Cluster(EventEmitter):
         return await command(request)
 
     def _commands(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
-        return {"status": self._status_command, "reload": self._reload_command, "scale": self._scale_command,
-                "stop": self._stop_command}  # fmt: skip
+        return {
+            "status": self._status_command,
+            "reload": self._reload_command,
+            "scale": self._scale_command,
+            "stop": self._stop_command,
+        }
 
     async def _status_command(self, request: dict[str, Any]) -> dict[str, Any]:
         return self.status()

@@ -34,27 +34,34 @@ class ClusterCollector:
             if key in master:
                 yield CounterMetricFamily(PREFIX + key, text, value=master[key])
         if "queued" in master:
-            yield GaugeMetricFamily(PREFIX + "queued", "Connections waiting in the master for a worker.",
-                                    value=master["queued"])  # fmt: skip
+            yield GaugeMetricFamily(
+                PREFIX + "queued", "Connections waiting in the master for a worker.", value=master["queued"]
+            )
         states = GaugeMetricFamily(PREFIX + "workers", "Workers by state.", labels=["state"])
         for state in ("starting", "online", "listening", "draining"):
             states.add_metric([state], sum(1 for w in workers if w["state"] == state))
         yield states
         yield GaugeMetricFamily(PREFIX + "target_workers", "Workers the master keeps.", value=master["target_workers"])
-        unanswered = GaugeMetricFamily(PREFIX + "worker_unanswered",
-                                       "Connections handed to the worker, first response not sent yet.", labels=["worker"])  # fmt: skip
-        inflight = GaugeMetricFamily(PREFIX + "worker_inflight", "Requests in flight, as the worker last reported.",
-                                     labels=["worker"])  # fmt: skip
-        restarts = CounterMetricFamily(PREFIX + "worker_restarts", "Times the slot's worker was replaced after a crash.",
-                                       labels=["worker"])  # fmt: skip
+        unanswered = GaugeMetricFamily(
+            PREFIX + "worker_unanswered",
+            "Connections handed to the worker, first response not sent yet.",
+            labels=["worker"],
+        )
+        inflight = GaugeMetricFamily(
+            PREFIX + "worker_inflight", "Requests in flight, as the worker last reported.", labels=["worker"]
+        )
+        restarts = CounterMetricFamily(
+            PREFIX + "worker_restarts", "Times the slot's worker was replaced after a crash.", labels=["worker"]
+        )
         for w in workers:
             slot = str(w["slot"])  # the `worker` label of the services' request metrics
             unanswered.add_metric([slot], w.get("unanswered", 0))
             inflight.add_metric([slot], w["inflight"])
             restarts.add_metric([slot], w["restarts"])
         yield from (unanswered, inflight, restarts)
-        yield CounterMetricFamily(PREFIX + "recent_crashes", "Worker crashes within the crash window.",
-                                  value=master["recent_crashes"])  # fmt: skip
+        yield CounterMetricFamily(
+            PREFIX + "recent_crashes", "Worker crashes within the crash window.", value=master["recent_crashes"]
+        )
 
 
 def metrics_text(status: Callable[[], dict[str, Any]]) -> Callable[[], bytes]:

@@ -120,8 +120,13 @@ class HandoffPolicy:
         self._arm_expiry()
 
     def stats(self) -> dict[str, Any]:
-        return {"handed": self.handed, "reclaimed": self.reclaimed, "shed": self.shed, "queued": len(self._queue),
-                "handoff_limit": self.limits.limit}  # fmt: skip
+        return {
+            "handed": self.handed,
+            "reclaimed": self.reclaimed,
+            "shed": self.shed,
+            "queued": len(self._queue),
+            "handoff_limit": self.limits.limit,
+        }
 
     def stop(self) -> None:
         self._stopped = True
@@ -213,8 +218,9 @@ class HandoffPolicy:
 
     def _count_shed(self, count: int) -> None:
         if self.shed == 0 or count > 1:
-            log.warning("overloaded: %d connection(s) answered 503 (every worker busy, the queue full or too slow)",
-                        count)  # fmt: skip
+            log.warning(
+                "overloaded: %d connection(s) answered 503 (every worker busy, the queue full or too slow)", count
+            )
         self.shed += count
 
 

@@ -110,8 +110,9 @@ class Msg:
 
 
 Message = Conn | Took | Done | Online | Listening | Stats | Recycle | Leaving | Disconnect | Msg
-KINDS: dict[str, type[Message]] = {cls.kind: cls for cls in (Conn, Took, Done, Online, Listening, Stats, Recycle,
-                                                                Leaving, Disconnect, Msg)}  # fmt: skip
+KINDS: dict[str, type[Message]] = {
+    cls.kind: cls for cls in (Conn, Took, Done, Online, Listening, Stats, Recycle, Leaving, Disconnect, Msg)
+}
 
 _NUMBERED = {Conn.kind: Conn, Took.kind: Took, Done.kind: Done}  # the hot path: prefix + number + "}"
 _PREFIX = {cls: b'{"t":"%s","n":' % cls.kind.encode() for cls in _NUMBERED.values()}

@@ -38,8 +38,10 @@ def _duration(seconds: float) -> str:
 def render(snapshots: list[dict[str, Any]], console: Console | None = None) -> None:
     console = console or Console()
     if not snapshots:
-        console.print("no running cluster found (start one with [bold]scalecube start[/], [bold]scalecube serve[/] "
-                      "or [bold]scalecube up[/])")
+        console.print(
+            "no running cluster found (start one with [bold]scalecube start[/], [bold]scalecube serve[/] "
+            "or [bold]scalecube up[/])"
+        )
         return
     for snap in snapshots:
         master = snap["master"]
@@ -53,7 +55,14 @@ def render(snapshots: list[dict[str, Any]], console: Console | None = None) -> N
         for w in snap["workers"]:
             colour = {"listening": "green", "draining": "yellow"}.get(w["state"], "cyan")
             table.add_row(
-                str(w["id"]), str(w["slot"]), str(w["pid"]), f"[{colour}]{w['state']}[/]", _duration(w["uptime"]),
-                str(w["requests"]), str(w["restarts"]), f"{w['cpu_percent']:.0f}%", f"{w['rss_mb']:.1f}mb",
-            )  # fmt: skip
+                str(w["id"]),
+                str(w["slot"]),
+                str(w["pid"]),
+                f"[{colour}]{w['state']}[/]",
+                _duration(w["uptime"]),
+                str(w["requests"]),
+                str(w["restarts"]),
+                f"{w['cpu_percent']:.0f}%",
+                f"{w['rss_mb']:.1f}mb",
+            )
         console.print(table)

@@ -40,8 +40,10 @@ def forwarded_allow_ips(environ: dict[str, str] | None = None) -> str:
     value = (os.environ if environ is None else environ).get("FORWARDED_ALLOW_IPS", "").strip()
     value = value or DEFAULT_FORWARDED_ALLOW_IPS
     if "*" in (part.strip() for part in value.split(",")):
-        log.warning("FORWARDED_ALLOW_IPS=*: every peer is trusted with X-Forwarded-For, so any client can choose "
-                    "the address the app sees (and dodge per-address limits); list the balancers' addresses instead")  # fmt: skip
+        log.warning(
+            "FORWARDED_ALLOW_IPS=*: every peer is trusted with X-Forwarded-For, so any client can choose "
+            "the address the app sees (and dodge per-address limits); list the balancers' addresses instead"
+        )
     return value
 
 
@@ -143,7 +145,8 @@ class WorkerServer(uvicorn.Server):
         assert self._loop is not None
         conn.setblocking(False)
         task = self._loop.create_task(
-            self._loop.connect_accepted_socket(lambda: self._make_protocol(number), sock=conn))  # fmt: skip
+            self._loop.connect_accepted_socket(lambda: self._make_protocol(number), sock=conn)
+        )
         self._handoffs.add(task)
         task.add_done_callback(self._handoffs.discard)
 
@@ -195,8 +198,9 @@ def configure_logging(worker_id: int) -> None:
     level = os.environ.get("LOG_LEVEL", "info").upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name("scalecube")
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s [worker {worker_id} pid %(process)d] %(levelname)s %(name)s: %(message)s"))  # fmt: skip
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s [worker {worker_id} pid %(process)d] %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)

@@ -47,15 +47,25 @@ class LoadTally:
 
     def __str__(self) -> str:
         rate = self.total / self.elapsed if self.elapsed else 0.0
-        return (f"{self.total} requests in {self.elapsed:.1f}s ({rate:.0f}/s), {self.failed} failed "
-                f"({self.failed_fraction:.2%}) {dict(self.errors)}")  # fmt: skip
+        return (
+            f"{self.total} requests in {self.elapsed:.1f}s ({rate:.0f}/s), {self.failed} failed "
+            f"({self.failed_fraction:.2%}) {dict(self.errors)}"
+        )
 
 
 class LoadGenerator:
     """Runs ``concurrency`` client threads until ``stop()``, ``max_requests`` or ``max_seconds``."""
 
-    def __init__(self, url: str, *, concurrency: int = 8, keepalive: bool = False,
-                 max_requests: int = 20_000, max_seconds: float = 60.0, timeout: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int = 8,
+        keepalive: bool = False,
+        max_requests: int = 20_000,
+        max_seconds: float = 60.0,
+        timeout: float = 10.0,
+    ) -> None:
         self.url = url
         self.concurrency = concurrency
         self.keepalive = keepalive

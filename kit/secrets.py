@@ -31,14 +31,16 @@ SECRETS = {
 }
 
 # Values published in this repository, now or before: each is as good as no secret.
-KNOWN_VALUES = frozenset({
-    "scalecube-insecure-development-session-secret",  # the api's old in-code default
-    "compose-dev-secret-change-me-0123456789abcdef",  # docker-compose.yml's old SESSION_SECRET default
-    "scalecube-dev-cookie-key",  # haproxy.cfg's old presetenv LB_COOKIE_KEY
-    "compose-dev-cookie-key",  # docker-compose.yml's old LB_COOKIE_KEY default
-    "CHANGE-ME-placeholder-session-secret",  # infra/k8s/secrets.env's old placeholders
-    "CHANGE-ME-placeholder-cookie-key",
-})  # fmt: skip
+KNOWN_VALUES = frozenset(
+    {
+        "scalecube-insecure-development-session-secret",  # the api's old in-code default
+        "compose-dev-secret-change-me-0123456789abcdef",  # docker-compose.yml's old SESSION_SECRET default
+        "scalecube-dev-cookie-key",  # haproxy.cfg's old presetenv LB_COOKIE_KEY
+        "compose-dev-cookie-key",  # docker-compose.yml's old LB_COOKIE_KEY default
+        "CHANGE-ME-placeholder-session-secret",  # infra/k8s/secrets.env's old placeholders
+        "CHANGE-ME-placeholder-cookie-key",
+    }
+)
 # Whole families of placeholders: any value starting so (any case) is one.
 KNOWN_PREFIXES = ("change-me", "changeme", "compose-dev-", "scalecube-dev-", "scalecube-insecure-")
 
@@ -104,8 +106,9 @@ def provide(name: str, environ: MutableMapping[str, str] | None = None) -> bool:
     return True
 
 
-def write_missing(directory: Path, names: Iterable[str] = SECRETS, environ: Mapping[str, str] | None = None,
-                  mode: int = 0o600) -> dict[str, Path]:  # fmt: skip
+def write_missing(
+    directory: Path, names: Iterable[str] = SECRETS, environ: Mapping[str, str] | None = None, mode: int = 0o600
+) -> dict[str, Path]:
     """One file per secret in ``directory`` (``directory/NAME``): the environment's value if set (NAME or
     NAME_FILE, checked: it wins, and replaces the file's), else the file's if it is already there and valid,
     else a new random one. Returns name -> path. Written whole (temporary file, then rename) so a reader never
@@ -128,8 +131,9 @@ def write_missing(directory: Path, names: Iterable[str] = SECRETS, environ: Mapp
     return paths
 
 
-def write_env_file(path: Path, names: Iterable[str] = SECRETS, environ: Mapping[str, str] | None = None,
-                   header: str = "") -> dict[str, str]:  # fmt: skip
+def write_env_file(
+    path: Path, names: Iterable[str] = SECRETS, environ: Mapping[str, str] | None = None, header: str = ""
+) -> dict[str, str]:
     """A ``NAME=value`` file (kustomize's secretGenerator ``envs``), mode 0600: the environment's values
     where set, else the file's own valid ones, else new random ones. Returns the values."""
     environ = os.environ if environ is None else environ

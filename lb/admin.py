@@ -84,13 +84,18 @@ class AdminLogin:
 
     async def __call__(self, request: Request) -> None:
         credentials: HTTPBasicCredentials | None = await self._basic(request)
-        ok = credentials is not None and all([  # both compared, whatever the first gives
-            secrets.compare_digest(credentials.username.encode(), self._user),
-            secrets.compare_digest(credentials.password.encode(), self._password),
-        ])  # fmt: skip
+        ok = credentials is not None and all(
+            [  # both compared, whatever the first gives
+                secrets.compare_digest(credentials.username.encode(), self._user),
+                secrets.compare_digest(credentials.password.encode(), self._password),
+            ]
+        )
         if not ok:
-            raise HTTPException(401, "the admin port needs its user and password (HTTP basic auth)",
-                                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})  # fmt: skip
+            raise HTTPException(
+                401,
+                "the admin port needs its user and password (HTTP basic auth)",
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
+            )
 
 
 def create_admin_app(state: BalancerState, *, password: str, user: str = "admin") -> FastAPI:
@@ -102,8 +107,9 @@ def create_admin_app(state: BalancerState, *, password: str, user: str = "admin"
     async def json_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # As the services answer: {"error", "message"} (FastAPI's own would be {"detail"}).
         error = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return JSONResponse({"error": error, "message": str(exc.detail)}, status_code=exc.status_code,
-                            headers=exc.headers)  # fmt: skip
+        return JSONResponse(
+            {"error": error, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/status.json", dependencies=[login])
     async def status_json() -> JSONResponse:

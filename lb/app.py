@@ -32,8 +32,7 @@ def sticky_cookie(config: BalancerConfig) -> StickyCookie | None:
     return StickyCookie(secret, name=config.sticky.cookie_name, max_age=config.sticky.max_age or None)
 
 
-def admin_password(config: BalancerConfig, generated_file: Path | None,
-                   environ: Mapping[str, str] = os.environ) -> str:  # fmt: skip
+def admin_password(config: BalancerConfig, generated_file: Path | None, environ: Mapping[str, str] = os.environ) -> str:
     """The admin port's password: the environment's (``admin.password_env``, or its ``_FILE``); else a random
     one, written to ``generated_file`` (mode 0600, readable by this user only) and its place logged, so
     whoever started the balancer can read it. Never none: the admin port is never open."""
@@ -41,23 +40,37 @@ def admin_password(config: BalancerConfig, generated_file: Path | None,
     if password:
         return password
     if generated_file is None:
-        raise ConfigError(f"{config.admin.password_env} is not set and no file to write a generated admin "
-                          "password to was given (--admin-password-file)")  # fmt: skip
+        raise ConfigError(
+            f"{config.admin.password_env} is not set and no file to write a generated admin "
+            "password to was given (--admin-password-file)"
+        )
     password = secrets.token_urlsafe(24)
     try:
         write_password_file(generated_file, password)
     except OSError as exc:
-        raise ConfigError(f"{config.admin.password_env} is not set and the generated admin password cannot be "
-                          f"written to {generated_file}: {exc.strerror or exc}") from None  # fmt: skip
-    log.warning("%s is not set: the admin port's password (user %s) was generated into %s",
-                config.admin.password_env, config.admin.user, generated_file)  # fmt: skip
+        raise ConfigError(
+            f"{config.admin.password_env} is not set and the generated admin password cannot be "
+            f"written to {generated_file}: {exc.strerror or exc}"
+        ) from None
+    log.warning(
+        "%s is not set: the admin port's password (user %s) was generated into %s",
+        config.admin.password_env,
+        config.admin.user,
+        generated_file,
+    )
     return password
 
 
-def with_cli_settings(config: BalancerConfig, *, policy: str | None = None, **settings: float | int | None) -> BalancerConfig:
+def with_cli_settings(
+    config: BalancerConfig, *, policy: str | None = None, **settings: float | int | None
+) -> BalancerConfig:
     """Apply the numeric flags (``--read-timeout 5`` ...) and ``--policy`` on top of the file."""
-    sections = {"timeouts": config.timeouts, "limits": config.limits, "health": config.health,
-                "discovery": config.discovery}  # fmt: skip
+    sections = {
+        "timeouts": config.timeouts,
+        "limits": config.limits,
+        "health": config.health,
+        "discovery": config.discovery,
+    }
     changes = {}
     for section, current in sections.items():
         fields = {k.split("__", 1)[1]: v for k, v in settings.items() if v is not None and k.startswith(section + "__")}
@@ -74,21 +87,40 @@ class BalancerApp:
     def __init__(self, config: BalancerConfig, admin_password: str) -> None:
         self.config = config
         self.admin_password = admin_password
-        pools = {name: Pool(name, policy=u.policy, rise=config.health.rise, fall=config.health.fall,
-                            panic_below=u.panic_below) for name, u in config.upstreams.items()}  # fmt: skip
-        discoveries = {name: discovery_from_spec(u.discovery, interval=config.discovery.interval)
-                       for name, u in config.upstreams.items()}  # fmt: skip
-        checks = {name: HealthChecker(pools[name], path=u.check_path, port=u.check_port or None,
-                                      interval=config.health.interval, timeout=config.health.timeout)
-                  for name, u in config.upstreams.items()}  # fmt: skip
-        self.state = BalancerState(pools=pools, stats=BalancerStats(), discoveries=discoveries,
-                                   health_checks=checks, routes=config.routes)  # fmt: skip
+        pools = {
+            name: Pool(
+                name, policy=u.policy, rise=config.health.rise, fall=config.health.fall, panic_below=u.panic_below
+            )
+            for name, u in config.upstreams.items()
+        }
+        discoveries = {
+            name: discovery_from_spec(u.discovery, interval=config.discovery.interval)
+            for name, u in config.upstreams.items()
+        }
+        checks = {
+            name: HealthChecker(
+                pools[name],
+                path=u.check_path,
+                port=u.check_port or None,
+                interval=config.health.interval,
+                timeout=config.health.timeout,
+            )
+            for name, u in config.upstreams.items()
+        }
+        self.state = BalancerState(
+            pools=pools, stats=BalancerStats(), discoveries=discoveries, health_checks=checks, routes=config.routes
+        )
         background = [d.run(pools[name]) for name, d in discoveries.items()] + [c.run() for c in checks.values()]
         self.balancer = Balancer(
-            pools=pools, router=Router(config.routes), timeouts=config.timeouts, limits=config.limits,
-            stats=self.state.stats, sticky=sticky_cookie(config), background=background,
+            pools=pools,
+            router=Router(config.routes),
+            timeouts=config.timeouts,
+            limits=config.limits,
+            stats=self.state.stats,
+            sticky=sticky_cookie(config),
+            background=background,
             internal=InternalPaths(config.internal),
-        )  # fmt: skip
+        )
         for name in config.unrouted():
             log.warning("upstream %s has no route: nothing will reach it", name)
 

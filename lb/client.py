@@ -129,8 +129,13 @@ class ClientConnection(asyncio.Protocol):
         if mine > self.limits.max_connections_per_client:
             self.stats.connections_rejected_per_client += 1
             cap = self.limits.max_connections_per_client
-            self.reply_and_close(error_response(429, "too_many_connections", f"this client already has {cap} "
-                                                f"connections open, the most one client may have"))  # fmt: skip
+            self.reply_and_close(
+                error_response(
+                    429,
+                    "too_many_connections",
+                    f"this client already has {cap} connections open, the most one client may have",
+                )
+            )
             return
         # A new connection owes us a request soon: waiting for its first byte is bounded by the header
         # timeout, not the (much longer) keep-alive idle one, or silent connections would hold slots for
@@ -178,8 +183,15 @@ class ClientConnection(asyncio.Protocol):
         return self._offset < len(self._data)
 
     def _may_parse(self) -> bool:
-        return not (self._flow_paused or self._stopped or self.closing or self.lingering or self.parser is None
-                    or len(self.queue) >= MAX_QUEUED or self.queued_bytes >= MAX_QUEUED_BYTES)  # fmt: skip
+        return not (
+            self._flow_paused
+            or self._stopped
+            or self.closing
+            or self.lingering
+            or self.parser is None
+            or len(self.queue) >= MAX_QUEUED
+            or self.queued_bytes >= MAX_QUEUED_BYTES
+        )
 
     def _pump(self) -> None:
         """Parse what was received while the rules allow, then read more only if everything was parsed."""
@@ -207,9 +219,14 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self.too_large:  # raised from our own callback; httptools wraps it
                 self.stats.rejected_431 += 1
-                self._reject(error_response(431, "request_header_fields_too_large",
-                                            f"request headers exceed {self.limits.max_header_bytes} bytes "
-                                            f"or {self.limits.max_headers} fields"))  # fmt: skip
+                self._reject(
+                    error_response(
+                        431,
+                        "request_header_fields_too_large",
+                        f"request headers exceed {self.limits.max_header_bytes} bytes "
+                        f"or {self.limits.max_headers} fields",
+                    )
+                )
                 return
             self.stats.rejected_400 += 1
             self._reject(error_response(400, "bad_request", f"malformed HTTP request: {exc}"))
@@ -290,8 +307,9 @@ class ClientConnection(asyncio.Protocol):
         assert pending is not None and parser is not None
         self.stats.requests += 1
         try:
-            pending.head = judge(parser.get_method(), pending.url, parser.get_http_version(), pending.headers,
-                                 parser.should_keep_alive())  # fmt: skip
+            pending.head = judge(
+                parser.get_method(), pending.url, parser.get_http_version(), pending.headers, parser.should_keep_alive()
+            )
         except Rejected as exc:
             if exc.status == 400:
                 self.stats.rejected_400 += 1
@@ -325,7 +343,9 @@ class ClientConnection(asyncio.Protocol):
             return  # an exchange finished while starting: the loop below takes the next one
         self._starting = True
         try:
-            while self.exchange is None and self.queue and self.queue[0].ready and not self.closing and not self.lingering:
+            while (
+                self.exchange is None and self.queue and self.queue[0].ready and not self.closing and not self.lingering
+            ):
                 pending = self.queue.popleft()
                 self.queued_bytes -= pending.size
                 self._disarm()

@@ -13,16 +13,16 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from urllib.parse import unquote_to_bytes
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import unquote_to_bytes
 
+from kit import secrets as secret_values
 from lb.discovery import parse_address, parse_discovery_spec
 from lb.health import DEFAULT_CHECK_PATH
 from lb.pool import DEFAULT_PANIC_BELOW, DEFAULT_POLICY, POLICIES, Address
-from kit import secrets as secret_values
 
 DEFAULT_CONFIG = Path(__file__).with_name("balancer.toml")
 UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # it names metrics labels and admin rows
@@ -66,8 +66,12 @@ class Limits:
     retries: int = 3  # other backends tried after one fails before any response byte
 
     def __post_init__(self) -> None:
-        _positive("limits", self, ("max_header_bytes", "max_headers", "max_connections", "max_connections_per_client"),
-                  "whole number")  # fmt: skip
+        _positive(
+            "limits",
+            self,
+            ("max_header_bytes", "max_headers", "max_connections", "max_connections_per_client"),
+            "whole number",
+        )
         if self.retries < 0:
             raise ConfigError(f"limits.retries must be 0 or more, got {self.retries}")
 
@@ -194,12 +198,14 @@ class Route:
 # lb/haproxy/haproxy.cfg mirrors this list (acl internal*, a test keeps them equal).
 DEFAULT_INTERNAL = (
     "/metrics",  # Prometheus scrapes every replica directly
-    "/docs", "/redoc", "/openapi.json",  # FastAPI's API docs: a map of every route
+    "/docs",
+    "/redoc",
+    "/openapi.json",  # FastAPI's API docs: a map of every route
     "/shards",  # the router's shard map, with the shards' internal URLs
     "/auth/users/count",  # how many accounts exist
     "POST /announcements",  # a message to every worker of every container; GET /announcements/last stays public
     "/admin",  # anything admin (the shards' moves live under /admin)
-)  # fmt: skip
+)
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 
@@ -247,8 +253,9 @@ class BalancerConfig:
         for route in self.routes:
             if route.upstream not in self.upstreams:
                 known = ", ".join(sorted(self.upstreams)) or "none"
-                raise ConfigError(f"routes: prefix {route.prefix!r} goes to unknown upstream {route.upstream!r} "
-                                  f"(declared: {known})")  # fmt: skip
+                raise ConfigError(
+                    f"routes: prefix {route.prefix!r} goes to unknown upstream {route.upstream!r} (declared: {known})"
+                )
             if route.prefix in seen:
                 raise ConfigError(f"routes: prefix {route.prefix!r} is declared twice")
             seen.add(route.prefix)
@@ -262,8 +269,14 @@ class BalancerConfig:
 
 # -- reading the file ------------------------------------------------------------
 
-_SECTIONS = {"timeouts": Timeouts, "limits": Limits, "sticky": StickySettings, "health": HealthSettings,
-             "discovery": DiscoverySettings, "admin": AdminSettings}  # fmt: skip
+_SECTIONS = {
+    "timeouts": Timeouts,
+    "limits": Limits,
+    "sticky": StickySettings,
+    "health": HealthSettings,
+    "discovery": DiscoverySettings,
+    "admin": AdminSettings,
+}
 _TOP_LEVEL = ("listen", "admin_listen", "internal", "upstreams", "routes", *_SECTIONS)
 
 
@@ -360,9 +373,16 @@ def _pair(text: str, option: str, example: str) -> tuple[str, str]:
     return left.strip(), right.strip()
 
 
-def with_overrides(config: BalancerConfig, *, upstreams: Iterable[str] = (), routes: Iterable[str] = (),
-                   listen: str | None = None, admin_listen: str | None = None, sticky: bool | None = None,
-                   check_ports: Iterable[str] = ()) -> BalancerConfig:  # fmt: skip
+def with_overrides(
+    config: BalancerConfig,
+    *,
+    upstreams: Iterable[str] = (),
+    routes: Iterable[str] = (),
+    listen: str | None = None,
+    admin_listen: str | None = None,
+    sticky: bool | None = None,
+    check_ports: Iterable[str] = (),
+) -> BalancerConfig:
     """Apply ``--upstream NAME=SPEC`` (replaces that group's discovery, keeping its other settings, or adds
     a group with the defaults), ``--check-port NAME=PORT`` (where that group's checks go: each backend's
     cluster master), ``--route PREFIX=UPSTREAM`` (replaces or adds a route) and the address/sticky flags."""
@@ -406,8 +426,9 @@ class InternalPaths:
     """The ``internal`` list as a per-request check: is this request refused on the public port?"""
 
     def __init__(self, entries: Iterable[InternalPath]) -> None:
-        self._entries = tuple((entry.path.encode(), entry.method.encode() if entry.method else None)
-                              for entry in entries)  # fmt: skip
+        self._entries = tuple(
+            (entry.path.encode(), entry.method.encode() if entry.method else None) for entry in entries
+        )
 
     def refuses(self, method: bytes, target: bytes) -> bool:
         if not self._entries:
@@ -418,9 +439,9 @@ class InternalPaths:
             path = b"/" + rest.partition(b"/")[2] if sep else path
         if b"%" in path:
             path = unquote_to_bytes(path)  # what the backend routes on (uvicorn decodes %XX)
-        return any(_segment_match(path, prefix) and (wanted is None or wanted == method)
-                   for prefix, wanted in self._entries)  # fmt: skip
-
+        return any(
+            _segment_match(path, prefix) and (wanted is None or wanted == method) for prefix, wanted in self._entries
+        )
 
 
 class Router:

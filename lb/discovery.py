@@ -83,8 +83,10 @@ def parse_discovery_spec(spec: str) -> DiscoverySpec:
     """Check a spec's syntax without touching the network or the Docker engine."""
     kind, sep, rest = spec.strip().partition(":")
     if not sep or kind not in KINDS:
-        raise ValueError(f"discovery spec {spec!r}: must start with one of {', '.join(k + ':' for k in KINDS)} "
-                         f"(e.g. static:127.0.0.1:8001, dns:api:8000, docker:api:8000)")  # fmt: skip
+        raise ValueError(
+            f"discovery spec {spec!r}: must start with one of {', '.join(k + ':' for k in KINDS)} "
+            f"(e.g. static:127.0.0.1:8001, dns:api:8000, docker:api:8000)"
+        )
     if kind == "static":
         items = [item for item in rest.split(",") if item.strip()]
         if not items:
@@ -97,8 +99,9 @@ def parse_discovery_spec(spec: str) -> DiscoverySpec:
             try:
                 ipaddress.ip_address(host)
             except ValueError:
-                raise ValueError(f"discovery spec {spec!r}: the nameserver must be an IP address, "
-                                 f"got {host!r}") from None  # fmt: skip
+                raise ValueError(
+                    f"discovery spec {spec!r}: the nameserver must be an IP address, got {host!r}"
+                ) from None
     else:
         target, _, options = rest.partition("?")
     name, sep, port = target.rpartition(":")
@@ -110,10 +113,16 @@ def parse_discovery_spec(spec: str) -> DiscoverySpec:
     params = {key: values[-1] for key, values in parse_qs(options, keep_blank_values=True).items()}
     unknown = set(params) - {"project", "network"}
     if unknown:
-        raise ValueError(f"discovery spec {spec!r}: unknown docker option(s) {', '.join(sorted(unknown))} "
-                         "(known: project, network)")  # fmt: skip
-    return DiscoverySpec("docker", name=name, port=port_number, project=params.get("project") or None,
-                         network=params.get("network") or None)  # fmt: skip
+        raise ValueError(
+            f"discovery spec {spec!r}: unknown docker option(s) {', '.join(sorted(unknown))} (known: project, network)"
+        )
+    return DiscoverySpec(
+        "docker",
+        name=name,
+        port=port_number,
+        project=params.get("project") or None,
+        network=params.get("network") or None,
+    )
 
 
 def discovery_from_spec(spec: str, *, interval: float = 2.0, docker_client: Any = None) -> Discovery:
@@ -122,8 +131,9 @@ def discovery_from_spec(spec: str, *, interval: float = 2.0, docker_client: Any 
         return StaticDiscovery(parsed.addresses)
     if parsed.kind == "dns":
         return DnsDiscovery(parsed.name, parsed.port, interval=interval, nameserver=parsed.nameserver)
-    return DockerDiscovery(parsed.name, parsed.port, project=parsed.project, network=parsed.network,
-                           client=docker_client)  # fmt: skip
+    return DockerDiscovery(
+        parsed.name, parsed.port, project=parsed.project, network=parsed.network, client=docker_client
+    )
 
 
 # -- sources -------------------------------------------------------------------
@@ -147,8 +157,14 @@ class Discovery(abc.ABC):
         """Where the addresses come from, for ``describe``."""
 
     def describe(self) -> dict[str, object]:
-        return {"kind": self.kind, **self.source(), "addresses": [f"{h}:{p}" for h, p in self.addresses],
-                "updated_at": self.updated_at, "error": self.error, "failures": self.failures}  # fmt: skip
+        return {
+            "kind": self.kind,
+            **self.source(),
+            "addresses": [f"{h}:{p}" for h, p in self.addresses],
+            "updated_at": self.updated_at,
+            "error": self.error,
+            "failures": self.failures,
+        }
 
     def _apply(self, pool: Pool, addresses: Iterable[Address]) -> None:
         self.addresses = sorted(set(addresses))
@@ -161,8 +177,13 @@ class Discovery(abc.ABC):
     def _failed(self, pool: Pool, why: str) -> None:
         self.failures += 1
         if self.error is None:  # once per outage, not once per round
-            log.warning("%s: %s discovery failed, keeping the last %d backends: %s", pool.name, self.kind,
-                        len(self.addresses), why)  # fmt: skip
+            log.warning(
+                "%s: %s discovery failed, keeping the last %d backends: %s",
+                pool.name,
+                self.kind,
+                len(self.addresses),
+                why,
+            )
         self.error = why
 
 
@@ -184,8 +205,9 @@ class StaticDiscovery(Discovery):
 class DnsDiscovery(Discovery):
     kind = "dns"
 
-    def __init__(self, name: str, port: int, *, interval: float = 2.0, nameserver: str | None = None,
-                 timeout: float = 2.0) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, port: int, *, interval: float = 2.0, nameserver: str | None = None, timeout: float = 2.0
+    ) -> None:
         super().__init__()
         self.name, self.port, self.interval, self.nameserver = name, port, interval, nameserver
         # With no nameserver, resolv.conf's: in a compose container that is Docker's DNS (127.0.0.11).
@@ -214,8 +236,12 @@ class DnsDiscovery(Discovery):
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def source(self) -> dict[str, object]:
-        return {"name": self.name, "port": self.port, "interval": self.interval,
-                "nameserver": self.nameserver or ",".join(map(str, self.resolver.nameservers)) or None}  # fmt: skip
+        return {
+            "name": self.name,
+            "port": self.port,
+            "interval": self.interval,
+            "nameserver": self.nameserver or ",".join(map(str, self.resolver.nameservers)) or None,
+        }
 
 
 def container_address(attrs: dict[str, Any], network: str | None = None, project: str | None = None) -> str | None:
@@ -233,8 +259,16 @@ def container_address(attrs: dict[str, Any], network: str | None = None, project
 class DockerDiscovery(Discovery):
     kind = "docker"
 
-    def __init__(self, service: str, port: int, *, project: str | None = None, network: str | None = None,
-                 client: Any = None, retry_delay: float = 2.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        service: str,
+        port: int,
+        *,
+        project: str | None = None,
+        network: str | None = None,
+        client: Any = None,
+        retry_delay: float = 2.0,
+    ) -> None:
         super().__init__()
         self.service, self.port, self.project, self.network = service, port, project, network
         self.client = client
@@ -253,8 +287,10 @@ class DockerDiscovery(Discovery):
             client.ping()
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-            raise DockerUnavailable(f"docker discovery of service {self.service!r}: no Docker engine reachable at "
-                                    f"{where} ({exc}); use dns: or static: discovery instead") from exc  # fmt: skip
+            raise DockerUnavailable(
+                f"docker discovery of service {self.service!r}: no Docker engine reachable at "
+                f"{where} ({exc}); use dns: or static: discovery instead"
+            ) from exc
         self.client = client
         return client
 
@@ -292,8 +328,12 @@ class DockerDiscovery(Discovery):
             self._apply(pool, await asyncio.to_thread(self.list_addresses, client))
             ended: asyncio.Future[None] = loop.create_future()
             # A daemon thread of our own, not the default executor: the blocking read must never hold up loop shutdown.
-            threading.Thread(target=self._watch, args=(events, client, pool, loop, ended, stop),
-                             name=f"docker-events-{self.service}", daemon=True).start()  # fmt: skip
+            threading.Thread(
+                target=self._watch,
+                args=(events, client, pool, loop, ended, stop),
+                name=f"docker-events-{self.service}",
+                daemon=True,
+            ).start()
             await ended
         finally:
             stop.set()
@@ -302,8 +342,15 @@ class DockerDiscovery(Discovery):
             except Exception as exc:  # already closed by the engine
                 log.debug("closing the docker events stream: %s", exc)
 
-    def _watch(self, events: Iterable[dict[str, Any]], client: Any, pool: Pool, loop: asyncio.AbstractEventLoop,
-               ended: asyncio.Future[None], stop: threading.Event) -> None:  # fmt: skip
+    def _watch(
+        self,
+        events: Iterable[dict[str, Any]],
+        client: Any,
+        pool: Pool,
+        loop: asyncio.AbstractEventLoop,
+        ended: asyncio.Future[None],
+        stop: threading.Event,
+    ) -> None:
         error: BaseException | None = None
         try:
             for event in events:

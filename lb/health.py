@@ -27,8 +27,15 @@ DEFAULT_CHECK_PATH = "/readyz"
 
 
 class HealthChecker:
-    def __init__(self, pool: Pool, *, path: str = DEFAULT_CHECK_PATH, port: int | None = None,
-                 interval: float = 1.0, timeout: float = 1.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        path: str = DEFAULT_CHECK_PATH,
+        port: int | None = None,
+        interval: float = 1.0,
+        timeout: float = 1.0,
+    ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"health check path must start with '/', got {path!r}")
         if port is not None and not 0 < port < 65536:
@@ -86,5 +93,12 @@ class HealthChecker:
                 await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def describe(self) -> dict[str, object]:
-        return {"path": self.path, "port": self.port, "interval": self.interval, "timeout": self.timeout,
-                "rise": self.pool.rise, "fall": self.pool.fall, "rounds": self.rounds}  # fmt: skip
+        return {
+            "path": self.path,
+            "port": self.port,
+            "interval": self.interval,
+            "timeout": self.timeout,
+            "rise": self.pool.rise,
+            "fall": self.pool.fall,
+            "rounds": self.rounds,
+        }

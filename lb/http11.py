@@ -33,11 +33,23 @@ import httptools
 
 # RFC 9110 §7.6.1's hop-by-hop fields, never forwarded; framing fields are rewritten because bodies
 # are re-framed on each side (lb.proxy reads them before dropping them).
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade", b"expect", b"content-length"})  # fmt: skip
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"content-length",
+    }
+)
 # What only the edge may say: the client's versions are dropped, never extended (see the docstring).
-CLIENT_CLAIMS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"forwarded", b"x-real-ip",
-                           b"x-forwarded-host", b"proxy-authorization"})  # fmt: skip
+CLIENT_CLAIMS = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"forwarded", b"x-real-ip", b"x-forwarded-host", b"proxy-authorization"}
+)
 CONTINUE = b"100-continue"
 # What never passes from a request, whatever its Connection header names besides.
 REQUEST_DROPPED = HOP_BY_HOP | CLIENT_CLAIMS | {b"host"}
@@ -88,15 +100,17 @@ def _origin_form(url: bytes) -> tuple[bytes, bytes | None]:
     except httptools.HttpParserInvalidURLError:
         parsed = None
     if parsed is None or (parsed.schema or b"").lower() not in (b"http", b"https") or not parsed.host:
-        raise Rejected(400, "bad_request", f"the request target {url[:200].decode('latin-1')!r} is neither a path "
-                                           "nor an http(s) URL")  # fmt: skip
+        raise Rejected(
+            400,
+            "bad_request",
+            f"the request target {url[:200].decode('latin-1')!r} is neither a path nor an http(s) URL",
+        )
     target = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query is not None else b"")
     authority = parsed.host + (b":%d" % parsed.port if parsed.port is not None else b"")
     return target, authority
 
 
-def judge(method: bytes, url: bytes, version: str, headers: list[tuple[bytes, bytes]],
-          keep_alive: bool) -> RequestHead:  # fmt: skip
+def judge(method: bytes, url: bytes, version: str, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> RequestHead:
     """Check a parsed head against the rules in the module docstring; ``Rejected`` says which it breaks."""
     hosts: list[bytes] = []
     expectations: list[bytes] = []
@@ -111,16 +125,29 @@ def judge(method: bytes, url: bytes, version: str, headers: list[tuple[bytes, by
             named += _tokens(value)
     http11 = version != "1.0"
     if len(hosts) > 1 or (http11 and not hosts):
-        raise Rejected(400, "bad_request", f"an HTTP/{version} request needs exactly one Host header "
-                                           f"(RFC 9112 section 3.2), this one has {len(hosts)}")  # fmt: skip
+        raise Rejected(
+            400,
+            "bad_request",
+            f"an HTTP/{version} request needs exactly one Host header "
+            f"(RFC 9112 section 3.2), this one has {len(hosts)}",
+        )
     target, authority = _origin_form(url)
     if not http11:
         expectations = []  # HTTP/1.0: ignored (RFC 9110 §10.1.1)
     unknown = [token for token in expectations if token != CONTINUE]
     if unknown:
-        raise Rejected(417, "expectation_failed", f"this balancer can only meet 'Expect: 100-continue', "
-                                                  f"not {unknown[0][:100].decode('latin-1')!r}")  # fmt: skip
+        raise Rejected(
+            417,
+            "expectation_failed",
+            f"this balancer can only meet 'Expect: 100-continue', not {unknown[0][:100].decode('latin-1')!r}",
+        )
     host = authority if authority is not None else (hosts[0].strip() if hosts else b"")
-    return RequestHead(method=method, target=target, host=host, headers=headers,
-                       dropped=REQUEST_DROPPED.union(named) if named else REQUEST_DROPPED, keep_alive=keep_alive,
-                       expect_continue=CONTINUE in expectations)  # fmt: skip
+    return RequestHead(
+        method=method,
+        target=target,
+        host=host,
+        headers=headers,
+        dropped=REQUEST_DROPPED.union(named) if named else REQUEST_DROPPED,
+        keep_alive=keep_alive,
+        expect_continue=CONTINUE in expectations,
+    )

@@ -34,20 +34,31 @@ class BalancerCollector(Collector):
         yield from self._balancer()
 
     def _backends(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily(PREFIX + "backend_up", "1 if the backend takes new requests (healthy and discovered).",
-                               labels=BACKEND_LABELS)  # fmt: skip
-        inflight = GaugeMetricFamily(PREFIX + "backend_inflight", "Requests in flight to the backend.",
-                                     labels=BACKEND_LABELS)  # fmt: skip
-        counters = {attr: CounterMetricFamily(PREFIX + f"backend_{attr}", help_text, labels=BACKEND_LABELS)
-                    for attr, help_text in BACKEND_COUNTERS.items()}  # fmt: skip
-        counts = GaugeMetricFamily(PREFIX + "upstream_backends", "Backends of an upstream, by state.",
-                                   labels=["upstream", "state"])  # fmt: skip
-        panic = GaugeMetricFamily(PREFIX + "upstream_panic",
-                                  "1 while too few of an upstream's backends are healthy and it routes to all of them.",
-                                  labels=["upstream"])  # fmt: skip
-        panic_requests = CounterMetricFamily(PREFIX + "upstream_panic_requests",
-                                             "Requests routed while their upstream was in panic.",
-                                             labels=["upstream"])  # fmt: skip
+        up = GaugeMetricFamily(
+            PREFIX + "backend_up",
+            "1 if the backend takes new requests (healthy and discovered).",
+            labels=BACKEND_LABELS,
+        )
+        inflight = GaugeMetricFamily(
+            PREFIX + "backend_inflight", "Requests in flight to the backend.", labels=BACKEND_LABELS
+        )
+        counters = {
+            attr: CounterMetricFamily(PREFIX + f"backend_{attr}", help_text, labels=BACKEND_LABELS)
+            for attr, help_text in BACKEND_COUNTERS.items()
+        }
+        counts = GaugeMetricFamily(
+            PREFIX + "upstream_backends", "Backends of an upstream, by state.", labels=["upstream", "state"]
+        )
+        panic = GaugeMetricFamily(
+            PREFIX + "upstream_panic",
+            "1 while too few of an upstream's backends are healthy and it routes to all of them.",
+            labels=["upstream"],
+        )
+        panic_requests = CounterMetricFamily(
+            PREFIX + "upstream_panic_requests",
+            "Requests routed while their upstream was in panic.",
+            labels=["upstream"],
+        )
         for name, pool in self.state.pools.items():
             by_state = {"available": 0, "ejected": 0, "removed": 0}
             for backend in pool.backends.values():
@@ -68,14 +79,17 @@ class BalancerCollector(Collector):
         for name, kind, help_text in stat_fields():
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(PREFIX + name, help_text, value=getattr(stats, name))
-        discovery_ok = GaugeMetricFamily(PREFIX + "discovery_ok",
-                                         "0 while an upstream's discovery fails (its last backend list is kept).",
-                                         labels=["upstream", "kind"])  # fmt: skip
+        discovery_ok = GaugeMetricFamily(
+            PREFIX + "discovery_ok",
+            "0 while an upstream's discovery fails (its last backend list is kept).",
+            labels=["upstream", "kind"],
+        )
         for name, discovery in getattr(self.state, "discoveries", {}).items():
             discovery_ok.add_metric([name, discovery.kind], 0 if discovery.error else 1)
         yield discovery_ok
-        yield GaugeMetricFamily(PREFIX + "start_time_seconds", "When the balancer started (Unix time).",
-                                value=self.state.started_at)  # fmt: skip
+        yield GaugeMetricFamily(
+            PREFIX + "start_time_seconds", "When the balancer started (Unix time).", value=self.state.started_at
+        )
 
 
 def balancer_registry(state: BalancerState) -> CollectorRegistry:

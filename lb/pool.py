@@ -76,17 +76,32 @@ class Backend:
 
     def describe(self) -> dict[str, object]:
         return {
-            "id": self.id, "address": self.label, "healthy": self.healthy, "removed": self.removed,
-            "reachable": self.reachable, "routable": self.routable, "inflight": self.inflight,
-            "served": self.served, "failed": self.failed, "timeouts": self.timeouts,
-            "retried_away": self.retried_away, "ejections": self.ejections,
+            "id": self.id,
+            "address": self.label,
+            "healthy": self.healthy,
+            "removed": self.removed,
+            "reachable": self.reachable,
+            "routable": self.routable,
+            "inflight": self.inflight,
+            "served": self.served,
+            "failed": self.failed,
+            "timeouts": self.timeouts,
+            "retried_away": self.retried_away,
+            "ejections": self.ejections,
             "since": round(time.monotonic() - self.changed_at, 1),
-        }  # fmt: skip
+        }
 
 
 class Pool:
-    def __init__(self, name: str, *, policy: str = DEFAULT_POLICY, rise: int = 2, fall: int = 2,
-                 panic_below: float = DEFAULT_PANIC_BELOW) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        *,
+        policy: str = DEFAULT_POLICY,
+        rise: int = 2,
+        fall: int = 2,
+        panic_below: float = DEFAULT_PANIC_BELOW,
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         if not 0.0 <= panic_below <= 1.0:
@@ -122,8 +137,7 @@ class Pool:
             if address not in wanted and not backend.removed:
                 backend.removed = True
                 backend.changed_at = time.monotonic()
-                log.info("%s: backend %s:%d removed (%d in flight finish first)", self.name, *address,
-                         backend.inflight)  # fmt: skip
+                log.info("%s: backend %s:%d removed (%d in flight finish first)", self.name, *address, backend.inflight)
         self.forget_drained()
         self._update()
 
@@ -178,8 +192,9 @@ class Pool:
     def _set_health(self, backend: Backend, healthy: bool, why: str) -> None:
         backend.healthy = healthy
         backend.changed_at = time.monotonic()
-        (log.info if healthy else log.warning)("%s: backend %s %s: %s", self.name, backend.label,
-                                               "healthy" if healthy else "ejected", why)  # fmt: skip
+        (log.info if healthy else log.warning)(
+            "%s: backend %s %s: %s", self.name, backend.label, "healthy" if healthy else "ejected", why
+        )
 
     def _update(self) -> None:
         """Work out who may be picked, and whether the pool is in panic: after every change, not per request."""
@@ -201,8 +216,13 @@ class Pool:
             self.panic = panic
             if panic:
                 self.panics += 1
-                log.warning("%s: PANIC: %d of %d backends healthy; routing to %d of them anyway", self.name,
-                            len(healthy), len(known), len(routable))  # fmt: skip
+                log.warning(
+                    "%s: PANIC: %d of %d backends healthy; routing to %d of them anyway",
+                    self.name,
+                    len(healthy),
+                    len(known),
+                    len(routable),
+                )
             else:
                 log.info("%s: panic over: %d of %d backends healthy", self.name, len(healthy), len(known))
 
@@ -237,6 +257,12 @@ class Pool:
         return self._by_id.get(backend_id)
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "policy": self.policy, "panic": self.panic, "panic_below": self.panic_below,
-                "panic_requests": self.panic_requests, "panics": self.panics,
-                "backends": [b.describe() for b in sorted(self.backends.values(), key=lambda b: b.address)]}  # fmt: skip
+        return {
+            "name": self.name,
+            "policy": self.policy,
+            "panic": self.panic,
+            "panic_below": self.panic_below,
+            "panic_requests": self.panic_requests,
+            "panics": self.panics,
+            "backends": [b.describe() for b in sorted(self.backends.values(), key=lambda b: b.address)],
+        }

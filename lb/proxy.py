@@ -37,7 +37,6 @@ not memory.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
 import logging
@@ -127,8 +126,10 @@ class TryEnd(enum.Enum):
 
 def error_response(status: int, error: str, message: str, *, close: bool = True, **extra: str) -> bytes:
     body = json.dumps({"error": error, "message": message, **extra}).encode()
-    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n")  # fmt: skip
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{'connection: close' if close else 'connection: keep-alive'}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -274,8 +275,9 @@ class Exchange:
         name, count = self.pool.name, len(self.tried)
         if self.connect_failures == count:
             self.stats.unreachable_503 += 1
-            self.fail(503, "backend_unreachable", f"no backend of {name} accepted a connection ({count} tried)",
-                      upstream=name)  # fmt: skip
+            self.fail(
+                503, "backend_unreachable", f"no backend of {name} accepted a connection ({count} tried)", upstream=name
+            )
         else:
             self.stats.upstream_failed_502 += 1
             self.fail(502, "bad_gateway", f"no backend of {name} answered ({count} tried)", upstream=name)
@@ -283,7 +285,7 @@ class Exchange:
     async def connect(self, backend: Backend) -> None:
         try:
             conn = await self.balancer.connections.connect(backend, self.timeouts.connect)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             if self.done:
                 return
             log.debug("connect to %s failed: %s", backend.label, exc)
@@ -375,8 +377,9 @@ class Exchange:
         self.client.uncork()
 
     # -- response ------------------------------------------------------------------------------
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, chunked: bool,
-                      length: int | None) -> None:  # fmt: skip
+    def response_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, chunked: bool, length: int | None
+    ) -> None:
         self._disarm()
         if status < 200:
             return  # interim (100 Continue): the final head follows
@@ -474,9 +477,14 @@ class Exchange:
         self._disarm()
         backend = self.backend
         self.stats.responses_cut += 1
-        log.warning("backend %s died mid-response (%s): %s %s cut off for the client, request id %s",
-                    backend.label if backend else "?", exc or "connection closed", self.method.decode("latin-1"),
-                    self.url.decode("latin-1"), self.request_id.decode("latin-1"))  # fmt: skip
+        log.warning(
+            "backend %s died mid-response (%s): %s %s cut off for the client, request id %s",
+            backend.label if backend else "?",
+            exc or "connection closed",
+            self.method.decode("latin-1"),
+            self.url.decode("latin-1"),
+            self.request_id.decode("latin-1"),
+        )
         self._backend_finished(backend, served=False)
         self.done = True
         self.client.close()
@@ -514,9 +522,14 @@ class Exchange:
             self.connect_failures += 1
         elif end is TryEnd.TIMEOUT and backend is not None:
             backend.timeouts += 1
-            log.warning("backend %s did not answer %s %s within %gs: 504, not retried, request id %s", backend.label,
-                        self.method.decode("latin-1"), self.url.decode("latin-1"), self.timeouts.read,
-                        self.request_id.decode("latin-1"))  # fmt: skip
+            log.warning(
+                "backend %s did not answer %s %s within %gs: 504, not retried, request id %s",
+                backend.label,
+                self.method.decode("latin-1"),
+                self.url.decode("latin-1"),
+                self.timeouts.read,
+                self.request_id.decode("latin-1"),
+            )
         # Failed (counted against it): refused, shed or lost. Neither: closed unsent, or busy (timed out).
         self._backend_finished(backend, served=False if end in (TryEnd.REFUSED, TryEnd.SHED, TryEnd.LOST) else None)
         if end is TryEnd.REFUSED and backend is not None:

@@ -28,9 +28,18 @@ log = logging.getLogger("scalecube.lb")
 class Balancer:
     """What ``lb.client.ClientConnection`` (its ``Door``) and ``lb.proxy.Exchange`` (its ``Gateway``) work in."""
 
-    def __init__(self, *, pools: dict[str, Pool], router: RouteTable, timeouts: Timeouts, limits: Limits,
-                 stats: BalancerStats, sticky: StickyCookie | None = None, background: Iterable[Awaitable[Any]] = (),
-                 internal: Refusals | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        pools: dict[str, Pool],
+        router: RouteTable,
+        timeouts: Timeouts,
+        limits: Limits,
+        stats: BalancerStats,
+        sticky: StickyCookie | None = None,
+        background: Iterable[Awaitable[Any]] = (),
+        internal: Refusals | None = None,
+    ) -> None:
         self.pools = pools
         self.router = router
         self.internal = internal  # requests the public port refuses (lb.config.InternalPaths); None: none
@@ -58,11 +67,16 @@ class Balancer:
         for work in self._background:
             self.spawn(work)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: ClientConnection(self), host, port, backlog=backlog,
-                                                reuse_address=True)  # fmt: skip
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), host, port, backlog=backlog, reuse_address=True
+        )
         bound = self._server.sockets[0].getsockname()[1]
-        log.info("balancer listening on http://%s:%d (%s)", host, bound,
-                 ", ".join(f"{p.name}: {p.policy}" for p in self.pools.values()))  # fmt: skip
+        log.info(
+            "balancer listening on http://%s:%d (%s)",
+            host,
+            bound,
+            ", ".join(f"{p.name}: {p.policy}" for p in self.pools.values()),
+        )
         return bound
 
     async def stop(self) -> None:

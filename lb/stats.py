@@ -41,8 +41,10 @@ class BalancerStats:
     no_backend_503: int = _counter("Requests answered 503: their upstream has no backend at all.")
     unreachable_503: int = _counter("Requests answered 503: no backend tried accepted a connection.")
     upstream_failed_502: int = _counter("Requests answered 502: every try failed to get a response.")
-    upstream_timeout_504: int = _counter("Requests answered 504: the backend took longer than the read timeout "
-                                         "(never retried: a slow request sent again only doubles the load).")
+    upstream_timeout_504: int = _counter(
+        "Requests answered 504: the backend took longer than the read timeout "
+        "(never retried: a slow request sent again only doubles the load)."
+    )
     client_body_timeout_408: int = _counter("Requests answered 408: the client's request body stalled.")
     client_aborts: int = _counter("Requests whose client went away before their response was complete.")
     responses_cut: int = _counter("Responses a backend broke off mid-body (it died): begun, so not replayable.")
@@ -51,8 +53,9 @@ class BalancerStats:
     internal_404: int = _counter("Requests for an internal path (the config's internal list), refused with a 404.")
     connections_total: int = _counter("Client connections accepted.")
     connections_rejected: int = _counter("Client connections closed at once: max connections reached.")
-    connections_rejected_per_client: int = _counter("Client connections answered 429 and closed: their address "
-                                                    "already had max_connections_per_client open.")
+    connections_rejected_per_client: int = _counter(
+        "Client connections answered 429 and closed: their address already had max_connections_per_client open."
+    )
     connections_open: int = _gauge("Client connections open now.")
 
     def snapshot(self) -> dict[str, int]:

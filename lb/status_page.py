@@ -10,8 +10,18 @@ from html import escape
 from typing import Any
 
 REFRESH_SECONDS = 2
-BACKEND_COLUMNS = ("address", "id", "state", "inflight", "served", "failed", "timeouts", "retried_away", "ejections",
-                   "since")  # fmt: skip
+BACKEND_COLUMNS = (
+    "address",
+    "id",
+    "state",
+    "inflight",
+    "served",
+    "failed",
+    "timeouts",
+    "retried_away",
+    "ejections",
+    "since",
+)
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -45,12 +55,16 @@ def _pool(pool: dict[str, Any]) -> str:
     discovery = pool.get("discovery") or {}
     health = pool.get("health") or {}
     where = ", ".join(f"{k}={v}" for k, v in discovery.items() if k not in ("addresses", "error") and v is not None)
-    parts = [f"<h2>{escape(name)} <span class='muted'>({escape(pool['policy'])}, "
-             f"{pool['available']} of {len(pool['backends'])} available)</span></h2>"]  # fmt: skip
+    parts = [
+        f"<h2>{escape(name)} <span class='muted'>({escape(pool['policy'])}, "
+        f"{pool['available']} of {len(pool['backends'])} available)</span></h2>"
+    ]
     if pool.get("panic"):
         routable = sum(1 for b in pool["backends"] if b.get("routable"))
-        parts.append(f"<div class='panic'>PANIC: too few healthy backends, routing to {routable} of them anyway "
-                     f"({pool['panic_requests']} requests so far)</div>")  # fmt: skip
+        parts.append(
+            f"<div class='panic'>PANIC: too few healthy backends, routing to {routable} of them anyway "
+            f"({pool['panic_requests']} requests so far)</div>"
+        )
     if where:
         parts.append(f"<div class='muted'>discovery: {escape(where)}</div>")
     if discovery.get("error"):
@@ -58,8 +72,10 @@ def _pool(pool: dict[str, Any]) -> str:
     if health:
         path = escape(str(health.get("path")))
         port = f" on port {health['port']}" if health.get("port") else ""
-        parts.append(f"<div class='muted'>checks: GET {path}{port} every {health.get('interval')}s, "
-                     f"rise {health.get('rise')}, fall {health.get('fall')}</div>")  # fmt: skip
+        parts.append(
+            f"<div class='muted'>checks: GET {path}{port} every {health.get('interval')}s, "
+            f"rise {health.get('rise')}, fall {health.get('fall')}</div>"
+        )
     header = "".join(f"<th>{c}</th>" for c in BACKEND_COLUMNS)
     rows = []
     for backend in pool["backends"]:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import re
 
-from lb.pool import Backend, Pool
 from kit.signing import Signer
+from lb.pool import Backend, Pool
 
 COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 6265 token
 MAX_REMEMBERED = 4096  # valid tokens remembered; only ones we signed ever get in, so this is a backstop
 
 
 class StickyCookie:
-    def __init__(self, secret: str | bytes, *, name: str = "SCALECUBE_LB", max_age: int | None = None,
-                 secure: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, secret: str | bytes, *, name: str = "SCALECUBE_LB", max_age: int | None = None, secure: bool = False
+    ) -> None:
         if not COOKIE_NAME.match(name):
             raise ValueError(f"sticky cookie name {name!r} is not a valid cookie name")
         if max_age is not None and max_age <= 0:

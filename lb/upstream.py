@@ -27,8 +27,9 @@ MAX_IDLE_AGE = 2.0
 class ExchangeSink(Protocol):
     """What an upstream connection reports to (implemented by ``lb.proxy.Exchange``)."""
 
-    def response_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, chunked: bool,
-                      length: int | None) -> None: ...  # fmt: skip
+    def response_head(
+        self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, chunked: bool, length: int | None
+    ) -> None: ...
     def response_body(self, data: bytes) -> None: ...
     def response_done(self) -> None: ...
     def upstream_lost(self, exc: Exception | None) -> None: ...
@@ -105,8 +106,13 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._head_delivered = True
         if self.sink is not None:
-            self.sink.response_head(self.parser.get_status_code(), self._headers, self.parser.should_keep_alive(),
-                                    self._chunked, self._length)  # fmt: skip
+            self.sink.response_head(
+                self.parser.get_status_code(),
+                self._headers,
+                self.parser.should_keep_alive(),
+                self._chunked,
+                self._length,
+            )
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:

@@ -27,14 +27,20 @@ Users = Annotated[int | None, typer.Option(min=1, help="Locust users per phase (
 Seconds = Annotated[float | None, typer.Option(min=1, help="seconds per phase (default: the demo's; 2 with --smoke)")]
 Out = Annotated[Path | None, typer.Option(help="output folder (default ./demo-reports/<name>-<timestamp>/)")]
 Target = Annotated[str | None, typer.Option(help="an existing stack's URL: run only the phases that start nothing")]
-Docker = Annotated[bool, typer.Option(help="against the running compose stack (`docker compose up`; the project in "
-                                           "COMPOSE_PROJECT_NAME, else scalecube): its balancer is the target, and the "
-                                           "demo scales, kills or pauses containers as it needs, then puts them back")]
+Docker = Annotated[
+    bool,
+    typer.Option(
+        help="against the running compose stack (`docker compose up`; the project in "
+        "COMPOSE_PROJECT_NAME, else scalecube): its balancer is the target, and the "
+        "demo scales, kills or pauses containers as it needs, then puts them back"
+    ),
+]
 Smoke = Annotated[bool, typer.Option(help="tiny load, ~2 s per phase (tests); performance targets not judged")]
 
 
-def _run(name: str, users: int | None, seconds: float | None, out: Path | None, target: str | None, docker: bool,
-         smoke: bool) -> None:  # fmt: skip
+def _run(
+    name: str, users: int | None, seconds: float | None, out: Path | None, target: str | None, docker: bool, smoke: bool
+) -> None:
     project = None
     if docker:
         if target is not None:
@@ -74,11 +80,11 @@ def _compose_balancer(name: str) -> tuple[str, str]:
     """The running compose stack's balancer URL and project name, or exit 2 saying what is missing."""
     import os
 
-    from infra.paths import REPO
     from infra.docker.compose import PROJECT
     from infra.docker.engine import DockerError
     from infra.docker.ops.balancer import balancer_url
     from infra.docker.ops.project import Project
+    from infra.paths import REPO
 
     project = os.environ.get("COMPOSE_PROJECT_NAME") or PROJECT
     try:
@@ -93,27 +99,40 @@ def _compose_balancer(name: str) -> tuple[str, str]:
 
 # name -> the line `scalecube demo --help` shows for it, in the order `demo all` runs them (DEMOS).
 COMMANDS = {
-    "cloning": ("1 process vs a per-core cluster vs 3 clusters behind the balancer, same /cpu load (claim: cluster ≥"
-                " 1.6×)."),
-    "availability": ("Workers crash at random under load: a few users and the guides' 200 clients (≥ 99% / ≥ 99.5% "
-                     "succeed; 0 failed GETs through a retrying balancer)."),
-    "overload": ("Heavy /cpu beside cheap GET /: rr vs least vs uvicorn --workers, and no replica ejected behind a "
-                 "balancer."),
+    "cloning": (
+        "1 process vs a per-core cluster vs 3 clusters behind the balancer, same /cpu load (claim: cluster ≥ 1.6×)."
+    ),
+    "availability": (
+        "Workers crash at random under load: a few users and the guides' 200 clients (≥ 99% / ≥ 99.5% "
+        "succeed; 0 failed GETs through a retrying balancer)."
+    ),
+    "overload": (
+        "Heavy /cpu beside cheap GET /: rr vs least vs uvicorn --workers, and no replica ejected behind a balancer."
+    ),
     "reload": "Rolling reload of every worker, rolling restart of every replica, under load (claim: 0 failed).",
     "sessions": "Memory vs Redis sessions × sticky off/on (claim: only memory without sticky loses sessions).",
-    "broadcast": ("Source reads per interval with 1, 2, 4 workers (claim: master broadcast ~1, each worker reading "
-                  "~N)."),
+    "broadcast": (
+        "Source reads per interval with 1, 2, 4 workers (claim: master broadcast ~1, each worker reading ~N)."
+    ),
     "splitting": "Users created through the router land on the shard of their country; router vs direct latency.",
     "decomposing": "Login throughput with 1 vs 2 auth replicas; the api keeps answering while auth is saturated.",
-    "outage": ("Under mixed load, the sessions Redis, auth, a shard and the directory Redis frozen (SIGSTOP, "
-               "--seconds) then killed in turn: other routes ≥ 99.9%, only 503s naming the part, back ≤ 2 s."),
+    "outage": (
+        "Under mixed load, the sessions Redis, auth, a shard and the directory Redis frozen (SIGSTOP, "
+        "--seconds) then killed in turn: other routes ≥ 99.9%, only 503s naming the part, back ≤ 2 s."
+    ),
     "all": "Every demo in turn, one folder each, and one index.html.",
 }
 
 
 def _command(name: str) -> Callable[..., None]:
-    def command(users: Users = None, seconds: Seconds = None, out: Out = None, target: Target = None,
-                docker: Docker = False, smoke: Smoke = False) -> None:  # fmt: skip
+    def command(
+        users: Users = None,
+        seconds: Seconds = None,
+        out: Out = None,
+        target: Target = None,
+        docker: Docker = False,
+        smoke: Smoke = False,
+    ) -> None:
         _run(name, users, seconds, out, target, docker, smoke)
 
     return command

@@ -99,8 +99,16 @@ def write_script(directory: Path, *, tally: bool = True) -> Path:
     return path
 
 
-def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2, new_connections: bool = False,
-            timeout: float | None = None, script: Path | None = None) -> LoadSummary:  # fmt: skip
+def run_wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 2,
+    new_connections: bool = False,
+    timeout: float | None = None,
+    script: Path | None = None,
+) -> LoadSummary:
     """Load from wrk for whole seconds; errors = socket errors + responses >= 400.
 
     ``new_connections``: every request on a connection of its own (``Connection: close``, wrk
@@ -116,8 +124,9 @@ def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 2, new
         argv += ["--timeout", f"{max(1, round(timeout))}s"]
     with tempfile.TemporaryDirectory(prefix="scwrk-") as scratch:
         script = script or write_script(Path(scratch), tally=False)
-        done = subprocess.run([*argv, "-s", str(script), url], capture_output=True, text=True,
-                              timeout=duration + 30 + (timeout or 0))  # fmt: skip
+        done = subprocess.run(
+            [*argv, "-s", str(script), url], capture_output=True, text=True, timeout=duration + 30 + (timeout or 0)
+        )
     if done.returncode != 0:
         raise RuntimeError(f"wrk exited with {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
     return parse(done.stdout)
@@ -139,9 +148,17 @@ def parse(output: str) -> LoadSummary:
     if summary is None:
         raise RuntimeError(f"wrk printed no tally (is its Lua support there?):\n{output}")
     requests, duration_us, *errors, p50_us, p99_us = summary
-    kinds = {kind: n for kind, n in zip(WRK_ERRORS, errors) if n}
-    return LoadSummary("wrk", requests, sum(errors), duration_us / 1e6, p50_us / 1000 if requests else None,
-                       p99_us / 1000 if requests else None, kinds, served)  # fmt: skip
+    kinds = {kind: n for kind, n in zip(WRK_ERRORS, errors, strict=True) if n}
+    return LoadSummary(
+        "wrk",
+        requests,
+        sum(errors),
+        duration_us / 1e6,
+        p50_us / 1000 if requests else None,
+        p99_us / 1000 if requests else None,
+        kinds,
+        served,
+    )
 
 
 def run_threads(url: str, *, seconds: float, connections: int, keepalive: bool = True) -> LoadSummary:
@@ -156,8 +173,16 @@ def run_threads(url: str, *, seconds: float, connections: int, keepalive: bool =
     def ms(quantile: float) -> float | None:
         return result.latency(quantile) * 1000 if result.latencies else None
 
-    return LoadSummary("python threads (httpx)", result.total, result.failed, seconds, ms(0.5), ms(0.99),
-                       dict(result.errors), dict(result.served_by))  # fmt: skip
+    return LoadSummary(
+        "python threads (httpx)",
+        result.total,
+        result.failed,
+        seconds,
+        ms(0.5),
+        ms(0.99),
+        dict(result.errors),
+        dict(result.served_by),
+    )
 
 
 def run_load(url: str, *, seconds: float, connections: int) -> LoadSummary:
@@ -173,6 +198,10 @@ def median(values: list[float | None]) -> float | None:
 
 def summarise(runs: list[LoadSummary]) -> dict[str, Any]:
     """Several runs of one target as medians (interleaved rounds make drift hit every target alike)."""
-    return {"rps": median([r.rps for r in runs]), "p50_ms": median([r.p50_ms for r in runs]),
-            "p99_ms": median([r.p99_ms for r in runs]), "errors": sum(r.errors for r in runs),
-            "runs": [round(r.rps, 1) for r in runs]}  # fmt: skip
+    return {
+        "rps": median([r.rps for r in runs]),
+        "p50_ms": median([r.p50_ms for r in runs]),
+        "p99_ms": median([r.p99_ms for r in runs]),
+        "errors": sum(r.errors for r in runs),
+        "runs": [round(r.rps, 1) for r in runs],
+    }

@@ -30,31 +30,112 @@ EXIT_NO_LOCUST = 2
 
 
 def locust_command(
-    host: Annotated[str, typer.Option(envvar="SCALECUBE_LOCUST_HOST", help="the stack's front door (`scalecube up` listens on 8080)")] = "http://127.0.0.1:8080",
-    web_host: Annotated[str, typer.Option(help="the web UI's address; 0.0.0.0 exposes it beyond this machine")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(envvar="SCALECUBE_LOCUST_HOST", help="the stack's front door (`scalecube up` listens on 8080)"),
+    ] = "http://127.0.0.1:8080",
+    web_host: Annotated[
+        str, typer.Option(help="the web UI's address; 0.0.0.0 exposes it beyond this machine")
+    ] = "127.0.0.1",
     web_port: Annotated[int, typer.Option(min=1, max=65535, help="the web UI's port")] = 8089,
     headless: Annotated[bool, typer.Option("--headless", help="no web UI: run now, print the statistics (CI)")] = False,
     users: Annotated[int | None, typer.Option("--users", "-u", min=1, help="peak number of users")] = None,
-    spawn_rate: Annotated[float | None, typer.Option("--spawn-rate", "-r", min=0.001, help="users started per second")] = None,
-    run_time: Annotated[str | None, typer.Option("--run-time", "-t", help="stop after e.g. 30s, 5m, 1h30m (headless)")] = None,
-    processes: Annotated[int | None, typer.Option(help="Locust worker processes (-1 = one per core): a master and N workers on this machine")] = None,
-    user_class: Annotated[list[str] | None, typer.Option("--class", help=f"user class to run, repeatable: {', '.join(USER_CLASSES)} (default: all, by weight)")] = None,
-    tags: Annotated[list[str] | None, typer.Option("--tags", help="run only tasks with this tag, repeatable (root, cpu, me, login, users-create, users-read, users-list, auth-register, auth-login, or an axis: cloning, sessions, splitting, auth)")] = None,
-    exclude_tags: Annotated[list[str] | None, typer.Option("--exclude-tags", help="skip tasks with this tag, repeatable")] = None,
-    shape: Annotated[str | None, typer.Option(help="step | ramp: users over time from a load shape (SCALECUBE_SHAPE_* variables; ignores --users/--run-time)")] = None,
-    max_fail_ratio: Annotated[float | None, typer.Option(min=0, max=1, help="threshold: most failures allowed, share of requests (0 = none); broken -> exit 3")] = None,
-    max_p95_ms: Annotated[float, typer.Option(min=0, help="threshold: highest p95 in ms (0 = off); broken -> exit 3")] = 0.0,
-    max_p99_ms: Annotated[float, typer.Option(min=0, help="threshold: highest p99 in ms (0 = off); broken -> exit 3")] = 0.0,
-    csv: Annotated[Path | None, typer.Option(help="write Locust's CSV statistics with this prefix (with the full history)")] = None,
-    served_by_file: Annotated[Path | None, typer.Option(help="write the X-Served-By tally here as JSON at test stop")] = None,
-    cpu_iterations: Annotated[int | None, typer.Option(min=1, help="iterations of GET /cpu (default 90000, ~3 ms)")] = None,
-    auth_passwords: Annotated[bool | None, typer.Option("--auth-passwords/--no-auth-passwords", show_default=False, help="session users register at auth and send passwords (the api checks them at AUTH_URL), or not (default: yes wherever the target has auth)")] = None,
-    auth_url: Annotated[str | None, typer.Option(envvar="SCALECUBE_AUTH_URL", help="where auth answers, if not at --host (default: the host, or the local stack's auth)")] = None,
-    router_url: Annotated[str | None, typer.Option(envvar="SCALECUBE_ROUTER_URL", help="where the shard router answers, if not at --host (default: the host, or the local stack's router)")] = None,
-    state_dir: Annotated[Path | None, typer.Option(envvar="SCALECUBE_STATE_DIR", show_default=False, help="the local stack to read auth's and the router's URLs from (default ~/.local/state/scalecube)")] = None,
-    new_connections: Annotated[bool, typer.Option("--new-connections", help="a new connection per request (Connection: close), so requests spread over workers")] = False,
-    no_check: Annotated[bool, typer.Option("--no-check", help="start even if the host does not answer /healthz")] = False,
-    locust_args: Annotated[list[str] | None, typer.Argument(metavar="[-- LOCUST OPTIONS]", help="anything else for Locust, after --")] = None,
+    spawn_rate: Annotated[
+        float | None, typer.Option("--spawn-rate", "-r", min=0.001, help="users started per second")
+    ] = None,
+    run_time: Annotated[
+        str | None, typer.Option("--run-time", "-t", help="stop after e.g. 30s, 5m, 1h30m (headless)")
+    ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(help="Locust worker processes (-1 = one per core): a master and N workers on this machine"),
+    ] = None,
+    user_class: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class", help=f"user class to run, repeatable: {', '.join(USER_CLASSES)} (default: all, by weight)"
+        ),
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tags",
+            help="run only tasks with this tag, repeatable (root, cpu, me, login, users-create, users-read, users-list, auth-register, auth-login, or an axis: cloning, sessions, splitting, auth)",
+        ),
+    ] = None,
+    exclude_tags: Annotated[
+        list[str] | None, typer.Option("--exclude-tags", help="skip tasks with this tag, repeatable")
+    ] = None,
+    shape: Annotated[
+        str | None,
+        typer.Option(
+            help="step | ramp: users over time from a load shape (SCALECUBE_SHAPE_* variables; ignores --users/--run-time)"
+        ),
+    ] = None,
+    max_fail_ratio: Annotated[
+        float | None,
+        typer.Option(
+            min=0, max=1, help="threshold: most failures allowed, share of requests (0 = none); broken -> exit 3"
+        ),
+    ] = None,
+    max_p95_ms: Annotated[
+        float, typer.Option(min=0, help="threshold: highest p95 in ms (0 = off); broken -> exit 3")
+    ] = 0.0,
+    max_p99_ms: Annotated[
+        float, typer.Option(min=0, help="threshold: highest p99 in ms (0 = off); broken -> exit 3")
+    ] = 0.0,
+    csv: Annotated[
+        Path | None, typer.Option(help="write Locust's CSV statistics with this prefix (with the full history)")
+    ] = None,
+    served_by_file: Annotated[
+        Path | None, typer.Option(help="write the X-Served-By tally here as JSON at test stop")
+    ] = None,
+    cpu_iterations: Annotated[
+        int | None, typer.Option(min=1, help="iterations of GET /cpu (default 90000, ~3 ms)")
+    ] = None,
+    auth_passwords: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth-passwords/--no-auth-passwords",
+            show_default=False,
+            help="session users register at auth and send passwords (the api checks them at AUTH_URL), or not (default: yes wherever the target has auth)",
+        ),
+    ] = None,
+    auth_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SCALECUBE_AUTH_URL",
+            help="where auth answers, if not at --host (default: the host, or the local stack's auth)",
+        ),
+    ] = None,
+    router_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SCALECUBE_ROUTER_URL",
+            help="where the shard router answers, if not at --host (default: the host, or the local stack's router)",
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="SCALECUBE_STATE_DIR",
+            show_default=False,
+            help="the local stack to read auth's and the router's URLs from (default ~/.local/state/scalecube)",
+        ),
+    ] = None,
+    new_connections: Annotated[
+        bool,
+        typer.Option(
+            "--new-connections",
+            help="a new connection per request (Connection: close), so requests spread over workers",
+        ),
+    ] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="start even if the host does not answer /healthz")
+    ] = False,
+    locust_args: Annotated[
+        list[str] | None, typer.Argument(metavar="[-- LOCUST OPTIONS]", help="anything else for Locust, after --")
+    ] = None,
 ) -> None:
     """Load the stack with Locust: the web UI on http://127.0.0.1:8089 (pick user classes and a shape there), or --headless.
 
@@ -81,8 +162,13 @@ def locust_command(
         argv.append("--headless")
     else:
         argv += ["--web-host", web_host, "--web-port", str(web_port), "--class-picker"]
-    for flag, value in (("--users", users), ("--spawn-rate", spawn_rate), ("--run-time", run_time),
-                        ("--processes", processes), ("--max-fail-ratio", max_fail_ratio)):  # fmt: skip
+    for flag, value in (
+        ("--users", users),
+        ("--spawn-rate", spawn_rate),
+        ("--run-time", run_time),
+        ("--processes", processes),
+        ("--max-fail-ratio", max_fail_ratio),
+    ):
         if value is not None:
             argv += [flag, str(value)]
     for flag, value in (("--max-p95-ms", max_p95_ms), ("--max-p99-ms", max_p99_ms)):
@@ -110,7 +196,9 @@ def locust_command(
     if new_connections:
         env["SCALECUBE_NEW_CONNECTIONS"] = "1"
     if not headless:
-        typer.echo(f"scalecube locust: web UI on http://{web_host}:{web_port} (Ctrl-C to stop), load on {host}", err=True)
+        typer.echo(
+            f"scalecube locust: web UI on http://{web_host}:{web_port} (Ctrl-C to stop), load on {host}", err=True
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)  # Locust takes over this process: its signals, its exit code
@@ -121,8 +209,9 @@ def _user_classes(given: list[str]) -> list[str]:
     names = [name.strip() for value in given for name in value.split(",") if name.strip()]
     unknown = [name for name in names if name not in USER_CLASSES]
     if unknown:
-        raise typer.BadParameter(f"unknown user class {', '.join(unknown)}; choose from {', '.join(USER_CLASSES)}",
-                                 param_hint="--class")  # fmt: skip
+        raise typer.BadParameter(
+            f"unknown user class {', '.join(unknown)}; choose from {', '.join(USER_CLASSES)}", param_hint="--class"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -130,7 +219,10 @@ def _require_locust() -> None:
     import importlib.util
 
     if importlib.util.find_spec("locust") is None:  # finds it without importing it
-        typer.echo("scalecube locust: Locust is not installed here; install the `load` extra: pip install -e '.[load]'", err=True)
+        typer.echo(
+            "scalecube locust: Locust is not installed here; install the `load` extra: pip install -e '.[load]'",
+            err=True,
+        )
         raise typer.Exit(EXIT_NO_LOCUST)
 
 
@@ -140,8 +232,9 @@ def _url(value: str | None, option: str) -> str | None:
     return value.rstrip("/") if value else None
 
 
-def _check_target(host: str, classes: list[str], urls: dict[str, str | None], state_dir: Path | None, *,
-                  tagged: bool = False) -> dict[str, str | None]:  # fmt: skip
+def _check_target(
+    host: str, classes: list[str], urls: dict[str, str | None], state_dir: Path | None, *, tagged: bool = False
+) -> dict[str, str | None]:
     """The host must answer /healthz. Where auth and the router answer: as given, else at the host, else the
     local stack's own. A class named with --class that still lacks a part is refused; the defaults say so.
     With --tags the classes' tasks change what they need: Locust judges them (``loadtests.locust.offered``)."""
@@ -162,8 +255,12 @@ def _check_target(host: str, classes: list[str], urls: dict[str, str | None], st
     if found:
         urls = {**urls, **found}
         here = probe(host, urls)
-        typer.echo("scalecube locust: " + ", ".join(f"{name} at {url}" for name, url in found.items())
-                   + f" (the local stack's: {host} does not route them)", err=True)  # fmt: skip
+        typer.echo(
+            "scalecube locust: "
+            + ", ".join(f"{name} at {url}" for name, url in found.items())
+            + f" (the local stack's: {host} does not route them)",
+            err=True,
+        )
     refused = {} if tagged else {name: why for name in classes or USER_CLASSES if (why := here.refusal(name))}
     if classes and refused:
         typer.echo("scalecube locust: " + "\n".join(refused.values()), err=True)
@@ -187,6 +284,9 @@ def _local_stack_urls(host: str, state_dir: Path | None) -> dict[str, str]:
 
 
 def _no_target(host: str, why: str) -> None:
-    typer.echo(f"scalecube locust: nothing healthy at {host} ({why}). Start the stack with `scalecube up`, "
-               "point --host at it, or pass --no-check to start anyway.", err=True)  # fmt: skip
+    typer.echo(
+        f"scalecube locust: nothing healthy at {host} ({why}). Start the stack with `scalecube up`, "
+        "point --host at it, or pass --no-check to start anyway.",
+        err=True,
+    )
     raise typer.Exit(EXIT_NO_TARGET)

@@ -49,7 +49,7 @@ def _app(path: Path, name: str, table: Any, serve: Any) -> AppSpec:
         raise ManageError(f"{where} must be a table", exit_code=2)
     target = table.get("app")
     if not isinstance(target, str):
-        raise ManageError(f"{where} app: required, a string like \"services.api.app:app\"", exit_code=2)
+        raise ManageError(f'{where} app: required, a string like "services.api.app:app"', exit_code=2)
     options = {p.name: p for p in serve.params if p.param_type_name == "option" and p.name not in MANAGED}
     argv: list[str] = []
     for key, value in table.items():
@@ -61,9 +61,10 @@ def _app(path: Path, name: str, table: Any, serve: Any) -> AppSpec:
             raise ManageError(f"{where} {key}: unknown option (known: {known})", exit_code=2)
         argv += _as_argv(where, key, option, value)
     env = table.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str | int | float) and not isinstance(v, bool)
-                                            for v in env.values()):  # fmt: skip
-        raise ManageError(f"{where} env: a table of strings, e.g. env = {{ LOG_LEVEL = \"debug\" }}", exit_code=2)
+    if not isinstance(env, dict) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in env.values()
+    ):
+        raise ManageError(f'{where} env: a table of strings, e.g. env = {{ LOG_LEVEL = "debug" }}', exit_code=2)
     cwd = table.get("cwd", ".")
     if not isinstance(cwd, str):
         raise ManageError(f"{where} cwd: a folder, relative to the file's", exit_code=2)

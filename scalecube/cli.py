@@ -55,25 +55,88 @@ def _check_policy(value: str) -> str:
 @app.command()
 def serve(
     target: Annotated[str, typer.Argument(metavar="MODULE:APP", help="the ASGI app each worker imports")],
-    workers: Annotated[str, typer.Option(envvar="WORKERS", callback=_check_workers, help="'auto' = the CPUs this process may use")] = "auto",
-    policy: Annotated[str, typer.Option(envvar="POLICY", callback=_check_policy, help="rr: the master hands each connection to the next worker with room; least: to an idle worker, else it waits in the master for the first to finish; os: the kernel decides")] = _CLUSTER.policy,
+    workers: Annotated[
+        str, typer.Option(envvar="WORKERS", callback=_check_workers, help="'auto' = the CPUs this process may use")
+    ] = "auto",
+    policy: Annotated[
+        str,
+        typer.Option(
+            envvar="POLICY",
+            callback=_check_policy,
+            help="rr: the master hands each connection to the next worker with room; least: to an idle worker, else it waits in the master for the first to finish; os: the kernel decides",
+        ),
+    ] = _CLUSTER.policy,
     host: Annotated[str, typer.Option(envvar="HOST")] = _CLUSTER.host,
     port: Annotated[int, typer.Option(envvar="PORT")] = _CLUSTER.port,
-    health_port: Annotated[int | None, typer.Option(envvar="HEALTH_PORT", help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)")] = _CLUSTER.health_port,
-    handoff_limit: Annotated[int, typer.Option(envvar="HANDOFF_LIMIT", min=1, help="rr: connections one worker may hold before it has started on them (least: 1 unanswered); the rest wait in the master")] = _HANDOFF.limit,
-    max_queue: Annotated[int, typer.Option(envvar="MAX_QUEUE", min=0, help="rr/least: connections the master holds when every worker is full; more get a fast 503")] = _HANDOFF.max_queue,
-    queue_timeout: Annotated[float, typer.Option(envvar="QUEUE_TIMEOUT", help="rr/least: seconds a connection may wait in the master before a fast 503")] = _HANDOFF.queue_timeout,
-    drain_timeout: Annotated[float, typer.Option(help="seconds a leaving worker may finish requests")] = _CLUSTER.drain_timeout,
-    keep_alive: Annotated[float, typer.Option(help="seconds an idle keep-alive connection stays open (keep above any balancer's reuse window)")] = _CLUSTER.keep_alive,
-    max_requests: Annotated[int, typer.Option(help="recycle a worker after N requests (0 = never)")] = _CLUSTER.max_requests,
-    max_requests_jitter: Annotated[int, typer.Option(help="plus up to N more, per worker")] = _CLUSTER.max_requests_jitter,
-    max_rss_mb: Annotated[float, typer.Option(help="recycle a worker above this RSS (0 = never)")] = _CLUSTER.max_rss_mb,
-    max_crashes: Annotated[int, typer.Option(help="crashes within --crash-window before the master exits 1 (0 = never)")] = _CLUSTER.max_crashes,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="HEALTH_PORT",
+            help="the master answers /healthz and /readyz here for probes, even when every worker is busy (0 = any free port)",
+        ),
+    ] = _CLUSTER.health_port,
+    handoff_limit: Annotated[
+        int,
+        typer.Option(
+            envvar="HANDOFF_LIMIT",
+            min=1,
+            help="rr: connections one worker may hold before it has started on them (least: 1 unanswered); the rest wait in the master",
+        ),
+    ] = _HANDOFF.limit,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            envvar="MAX_QUEUE",
+            min=0,
+            help="rr/least: connections the master holds when every worker is full; more get a fast 503",
+        ),
+    ] = _HANDOFF.max_queue,
+    queue_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="QUEUE_TIMEOUT", help="rr/least: seconds a connection may wait in the master before a fast 503"
+        ),
+    ] = _HANDOFF.queue_timeout,
+    drain_timeout: Annotated[
+        float, typer.Option(help="seconds a leaving worker may finish requests")
+    ] = _CLUSTER.drain_timeout,
+    keep_alive: Annotated[
+        float,
+        typer.Option(help="seconds an idle keep-alive connection stays open (keep above any balancer's reuse window)"),
+    ] = _CLUSTER.keep_alive,
+    max_requests: Annotated[
+        int, typer.Option(help="recycle a worker after N requests (0 = never)")
+    ] = _CLUSTER.max_requests,
+    max_requests_jitter: Annotated[
+        int, typer.Option(help="plus up to N more, per worker")
+    ] = _CLUSTER.max_requests_jitter,
+    max_rss_mb: Annotated[
+        float, typer.Option(help="recycle a worker above this RSS (0 = never)")
+    ] = _CLUSTER.max_rss_mb,
+    max_crashes: Annotated[
+        int, typer.Option(help="crashes within --crash-window before the master exits 1 (0 = never)")
+    ] = _CLUSTER.max_crashes,
     crash_window: Annotated[float, typer.Option()] = _CLUSTER.crash_window,
-    control: Annotated[Path | None, typer.Option(help="control socket (default $SCALECUBE_RUN_DIR/cluster-PORT.sock)")] = None,
-    name: Annotated[str | None, typer.Option(help="what `scalecube reload/scale/stop/logs NAME` call it (default: the app module's name, e.g. api)")] = None,
-    log_dir: Annotated[Path | None, typer.Option(help="each worker's output to DIR/worker-SLOT.log (`scalecube logs`); default: this terminal")] = None,
-    master_hook: Annotated[str, typer.Option(envvar=MASTER_HOOK_ENV, help="MODULE:ATTR run in the master with the cluster (default: the app package's master:on_master, if there is one); the app itself is never imported there")] = _CLUSTER.master_hook,
+    control: Annotated[
+        Path | None, typer.Option(help="control socket (default $SCALECUBE_RUN_DIR/cluster-PORT.sock)")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="what `scalecube reload/scale/stop/logs NAME` call it (default: the app module's name, e.g. api)"
+        ),
+    ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(help="each worker's output to DIR/worker-SLOT.log (`scalecube logs`); default: this terminal"),
+    ] = None,
+    master_hook: Annotated[
+        str,
+        typer.Option(
+            envvar=MASTER_HOOK_ENV,
+            help="MODULE:ATTR run in the master with the cluster (default: the app package's master:on_master, if there is one); the app itself is never imported there",
+        ),
+    ] = _CLUSTER.master_hook,
 ) -> None:
     """Run MODULE:APP as a cluster: one master, one worker per core behind one port.
 
@@ -87,12 +150,25 @@ def serve(
     configure_master_logging()
     try:
         config = ClusterConfig(
-            app=target, workers=parse_workers(workers), policy=policy, host=host, port=port, health_port=health_port,
+            app=target,
+            workers=parse_workers(workers),
+            policy=policy,
+            host=host,
+            port=port,
+            health_port=health_port,
             handoff=HandoffLimits(limit=handoff_limit, max_queue=max_queue, queue_timeout=queue_timeout),
-            drain_timeout=drain_timeout, keep_alive=keep_alive, max_requests=max_requests, max_requests_jitter=max_requests_jitter,
-            max_rss_mb=max_rss_mb, max_crashes=max_crashes, crash_window=crash_window, control_path=control,
-            name=name or "", log_dir=log_dir.resolve() if log_dir else None, master_hook=master_hook,
-        )  # fmt: skip
+            drain_timeout=drain_timeout,
+            keep_alive=keep_alive,
+            max_requests=max_requests,
+            max_requests_jitter=max_requests_jitter,
+            max_rss_mb=max_rss_mb,
+            max_crashes=max_crashes,
+            crash_window=crash_window,
+            control_path=control,
+            name=name or "",
+            log_dir=log_dir.resolve() if log_dir else None,
+            master_hook=master_hook,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     from kit import secrets
@@ -100,7 +176,8 @@ def serve(
     if secrets.provide("SESSION_SECRET"):  # before any worker starts: each one inherits it
         master_log.info(
             "SESSION_SECRET is not set: made a random one, shared by this cluster's workers only (one cluster, "
-            "one secret); set SESSION_SECRET or SESSION_SECRET_FILE for sessions valid across clusters")  # fmt: skip
+            "one secret); set SESSION_SECRET or SESSION_SECRET_FILE for sessions valid across clusters"
+        )
     try:
         code = run_cluster(config)
     except OSError as exc:  # e.g. the port is taken
@@ -111,9 +188,12 @@ def serve(
 
 StateDirOption = Annotated[
     Path | None,
-    typer.Option(envvar="SCALECUBE_STATE_DIR", show_default=False,
-                 help="the local stack's state file and logs (default ~/.local/state/scalecube)"),
-]  # fmt: skip
+    typer.Option(
+        envvar="SCALECUBE_STATE_DIR",
+        show_default=False,
+        help="the local stack's state file and logs (default ~/.local/state/scalecube)",
+    ),
+]
 
 
 def _state_dir(option: Path | None) -> Path:
@@ -158,18 +238,62 @@ def status(
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="the stack's front door: the balancer's, or the api's with --lb none")] = 8080,
-    api: Annotated[int, typer.Option(help="api replicas (1-8), each a cluster on its own loopback address (127.0.0.2...) like a container")] = 1,
-    lb: Annotated[str | None, typer.Option(show_default=False, help="python | haproxy | none (default: none for one replica, else haproxy if installed, else python)")] = None,
-    sticky: Annotated[bool, typer.Option("--sticky/--no-sticky", help="the balancer pins each client to a replica (cookie SCALECUBE_LB)")] = False,
-    workers: Annotated[str, typer.Option(envvar="WORKERS", help="workers per api replica; 'auto' = one per CPU")] = "auto",
-    policy: Annotated[str, typer.Option(envvar="POLICY", help="each cluster's: rr (master hands out connections), least (to an idle worker), os (kernel)")] = "rr",
+    port: Annotated[
+        int,
+        typer.Option(
+            envvar="PORT", min=1, max=65535, help="the stack's front door: the balancer's, or the api's with --lb none"
+        ),
+    ] = 8080,
+    api: Annotated[
+        int,
+        typer.Option(
+            help="api replicas (1-8), each a cluster on its own loopback address (127.0.0.2...) like a container"
+        ),
+    ] = 1,
+    lb: Annotated[
+        str | None,
+        typer.Option(
+            show_default=False,
+            help="python | haproxy | none (default: none for one replica, else haproxy if installed, else python)",
+        ),
+    ] = None,
+    sticky: Annotated[
+        bool,
+        typer.Option("--sticky/--no-sticky", help="the balancer pins each client to a replica (cookie SCALECUBE_LB)"),
+    ] = False,
+    workers: Annotated[
+        str, typer.Option(envvar="WORKERS", help="workers per api replica; 'auto' = one per CPU")
+    ] = "auto",
+    policy: Annotated[
+        str,
+        typer.Option(
+            envvar="POLICY",
+            help="each cluster's: rr (master hands out connections), least (to an idle worker), os (kernel)",
+        ),
+    ] = "rr",
     session_backend: Annotated[str, typer.Option(envvar="SESSION_BACKEND", help="redis or memory")] = "redis",
     redis_port: Annotated[int, typer.Option(min=0, max=65535, help="0 = any free port")] = 0,
-    stats_port: Annotated[int, typer.Option(min=1, max=65535, help="the balancer's stats page (HAProxy) / admin page (Python)")] = 8404,
-    api_port: Annotated[int, typer.Option(min=0, max=65535, help="the port every replica listens on, behind a balancer; 0 = any port free on all their addresses")] = 0,
-    dns_port: Annotated[int, typer.Option(min=0, max=65535, help="the loopback DNS server's (UDP), behind a balancer; 0 = any free port")] = 0,
-    services: Annotated[str, typer.Option(help="all: the api plus auth, the router and two shards, each with its Redis (one worker each); api: the api alone, lighter")] = "all",
+    stats_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="the balancer's stats page (HAProxy) / admin page (Python)")
+    ] = 8404,
+    api_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="the port every replica listens on, behind a balancer; 0 = any port free on all their addresses",
+        ),
+    ] = 0,
+    dns_port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, help="the loopback DNS server's (UDP), behind a balancer; 0 = any free port"),
+    ] = 0,
+    services: Annotated[
+        str,
+        typer.Option(
+            help="all: the api plus auth, the router and two shards, each with its Redis (one worker each); api: the api alone, lighter"
+        ),
+    ] = "all",
     state_dir: StateDirOption = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="run in the background (`scalecube down`)")] = False,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
@@ -199,10 +323,21 @@ def up(
     errors = Console(stderr=True, soft_wrap=True)
     try:
         balancer = choose_balancer(api, lb, sticky)  # before anything starts: HAProxy missing, --sticky alone...
-        options = StackOptions(state_dir=_state_dir(state_dir), port=port, workers=workers, policy=policy,
-                               session_backend=session_backend, redis_port=redis_port, api=api, lb=balancer,
-                               sticky=sticky, stats_port=stats_port, api_port=api_port, dns_port=dns_port,
-                               services=services)  # fmt: skip
+        options = StackOptions(
+            state_dir=_state_dir(state_dir),
+            port=port,
+            workers=workers,
+            policy=policy,
+            session_backend=session_backend,
+            redis_port=redis_port,
+            api=api,
+            lb=balancer,
+            sticky=sticky,
+            stats_port=stats_port,
+            api_port=api_port,
+            dns_port=dns_port,
+            services=services,
+        )
         stack_secrets(options.state_dir)  # made or checked before anything starts (a placeholder is refused here)
         reporter = ConsoleReporter()
         if detach:
@@ -231,15 +366,41 @@ def down(state_dir: StateDirOption = None) -> None:
 
 @app.command()
 def lb(
-    listen: Annotated[str | None, typer.Option(help="HOST:PORT for clients (default from the config: 0.0.0.0:8080)")] = None,
-    admin: Annotated[str | None, typer.Option(help="HOST:PORT of the status page, JSON and /metrics (default from the config: 127.0.0.1:8404); user admin, password LB_ADMIN_PASSWORD")] = None,
-    admin_password_file: Annotated[Path | None, typer.Option(help="where a generated admin password goes when LB_ADMIN_PASSWORD (and LB_ADMIN_PASSWORD_FILE) is unset (default: STATE_DIR/lb-admin-PORT.password, mode 0600)")] = None,
-    upstream: Annotated[list[str] | None, typer.Option(help="NAME=SPEC, repeatable; SPEC is static:H:P,H:P | dns:NAME:PORT[@NS] | docker:SERVICE:PORT, or with --discovery just the address part")] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT for clients (default from the config: 0.0.0.0:8080)")
+    ] = None,
+    admin: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the status page, JSON and /metrics (default from the config: 127.0.0.1:8404); user admin, password LB_ADMIN_PASSWORD"
+        ),
+    ] = None,
+    admin_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="where a generated admin password goes when LB_ADMIN_PASSWORD (and LB_ADMIN_PASSWORD_FILE) is unset (default: STATE_DIR/lb-admin-PORT.password, mode 0600)"
+        ),
+    ] = None,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=SPEC, repeatable; SPEC is static:H:P,H:P | dns:NAME:PORT[@NS] | docker:SERVICE:PORT, or with --discovery just the address part"
+        ),
+    ] = None,
     route: Annotated[list[str] | None, typer.Option(help="PREFIX=UPSTREAM, repeatable")] = None,
-    check_port: Annotated[list[str] | None, typer.Option(help="NAME=PORT, repeatable: that upstream's health checks go to this port of each backend (its cluster master's --health-port)")] = None,
-    discovery: Annotated[str | None, typer.Option(help="static|dns|docker: how to read --upstream values without a scheme")] = None,
+    check_port: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PORT, repeatable: that upstream's health checks go to this port of each backend (its cluster master's --health-port)"
+        ),
+    ] = None,
+    discovery: Annotated[
+        str | None, typer.Option(help="static|dns|docker: how to read --upstream values without a scheme")
+    ] = None,
     policy: Annotated[str | None, typer.Option(help="rr|leastconn for every upstream")] = None,
-    sticky: Annotated[bool | None, typer.Option("--sticky/--no-sticky", help="pin clients with a signed cookie")] = None,
+    sticky: Annotated[
+        bool | None, typer.Option("--sticky/--no-sticky", help="pin clients with a signed cookie")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="the balancer's TOML file (default lb/balancer.toml)")] = None,
     connect_timeout: Annotated[float | None, typer.Option()] = None,
     read_timeout: Annotated[float | None, typer.Option()] = None,
@@ -248,7 +409,9 @@ def lb(
     max_header_bytes: Annotated[int | None, typer.Option()] = None,
     max_headers: Annotated[int | None, typer.Option()] = None,
     max_connections: Annotated[int | None, typer.Option()] = None,
-    max_connections_per_client: Annotated[int | None, typer.Option(help="open connections one client address may hold; more get a 429")] = None,
+    max_connections_per_client: Annotated[
+        int | None, typer.Option(help="open connections one client address may hold; more get a 429")
+    ] = None,
     retries: Annotated[int | None, typer.Option()] = None,
     health_interval: Annotated[float | None, typer.Option()] = None,
     discovery_interval: Annotated[float | None, typer.Option()] = None,
@@ -260,15 +423,30 @@ def lb(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [lb %(process)d] %(levelname)s %(message)s")
     specs = [_with_scheme(text, discovery) for text in upstream or []]
     try:
-        settings = with_overrides(load_config(config), upstreams=specs, routes=route or [], listen=listen,
-                                  admin_listen=admin, sticky=sticky, check_ports=check_port or [])  # fmt: skip
+        settings = with_overrides(
+            load_config(config),
+            upstreams=specs,
+            routes=route or [],
+            listen=listen,
+            admin_listen=admin,
+            sticky=sticky,
+            check_ports=check_port or [],
+        )
         settings = lb_app.with_cli_settings(
-            settings, policy=policy, timeouts__connect=connect_timeout, timeouts__read=read_timeout,
-            timeouts__idle=idle_timeout, timeouts__header=header_timeout, limits__max_header_bytes=max_header_bytes,
-            limits__max_headers=max_headers, limits__max_connections=max_connections, limits__retries=retries,
+            settings,
+            policy=policy,
+            timeouts__connect=connect_timeout,
+            timeouts__read=read_timeout,
+            timeouts__idle=idle_timeout,
+            timeouts__header=header_timeout,
+            limits__max_header_bytes=max_header_bytes,
+            limits__max_headers=max_headers,
+            limits__max_connections=max_connections,
+            limits__retries=retries,
             limits__max_connections_per_client=max_connections_per_client,
-            health__interval=health_interval, discovery__interval=discovery_interval,
-        )  # fmt: skip
+            health__interval=health_interval,
+            discovery__interval=discovery_interval,
+        )
         settings.sticky.secret()  # a known or short LB_STICKY_SECRET(_FILE) refuses to start, sticky or not
         password_file = admin_password_file or _state_dir(None) / f"lb-admin-{settings.admin_listen[1]}.password"
         password = lb_app.admin_password(settings, password_file)
@@ -294,7 +472,9 @@ bench = typer.Typer(help="Benchmarks: side by side in one run, reported as ratio
 app.add_typer(bench, name="bench")
 
 
-def _show(report: object, as_dict: Callable[[Any], dict[str, Any]], render: Callable[[Any], None], as_json: bool) -> None:
+def _show(
+    report: object, as_dict: Callable[[Any], dict[str, Any]], render: Callable[[Any], None], as_json: bool
+) -> None:
     """Every benchmark prints the same way: a table for people, or JSON for scripts."""
     if as_json:
         typer.echo(json.dumps(as_dict(report), indent=2))
@@ -341,7 +521,12 @@ def bench_router(
     rounds: Annotated[int, typer.Option(help="interleaved rounds (medians are reported)")] = 3,
     router_workers: Annotated[int, typer.Option(help="router workers")] = 1,
     shard_workers: Annotated[int, typer.Option(help="shard workers")] = 1,
-    placement: Annotated[str, typer.Option(help="shared | split | router-alone | all: where the router, the shard and the load generator run")] = "all",
+    placement: Annotated[
+        str,
+        typer.Option(
+            help="shared | split | router-alone | all: where the router, the shard and the load generator run"
+        ),
+    ] = "all",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """GET /users/{id} through the router vs straight to the shard: same shard, same run, interleaved."""
@@ -350,8 +535,14 @@ def bench_router(
     placements = tuple(router_bench.PLACEMENTS) if placement == "all" else (placement,)
     if not set(placements) <= set(router_bench.PLACEMENTS):
         raise typer.BadParameter("shared, split, router-alone or all", param_hint="--placement")
-    report = router_bench.run(seconds=seconds, connections=connections, rounds=rounds, router_workers=router_workers,
-                              shard_workers=shard_workers, placements=placements)  # fmt: skip
+    report = router_bench.run(
+        seconds=seconds,
+        connections=connections,
+        rounds=rounds,
+        router_workers=router_workers,
+        shard_workers=shard_workers,
+        placements=placements,
+    )
     _show(report, router_bench.as_dict, router_bench.render, as_json)
 
 
@@ -363,30 +554,52 @@ app.add_typer(shard, name="shard")
 def shard_move(
     country: Annotated[str, typer.Argument(metavar="COUNTRY", help="ISO 3166-1 alpha-2 code, e.g. FR")],
     target: Annotated[str | None, typer.Argument(metavar="[SHARD]", help="where to move it (not with --abort)")] = None,
-    router_redis: Annotated[str, typer.Option(envvar=["ROUTER_REDIS_URL", "REDIS_URL"], help="the router's Redis: directory, map overrides, moves")] = "redis://127.0.0.1:6379/0",
-    shard_map: Annotated[Path | None, typer.Option(envvar="SHARD_MAP", show_default=False, help="the router's map file (default: the packaged one)")] = None,
+    router_redis: Annotated[
+        str,
+        typer.Option(
+            envvar=["ROUTER_REDIS_URL", "REDIS_URL"], help="the router's Redis: directory, map overrides, moves"
+        ),
+    ] = "redis://127.0.0.1:6379/0",
+    shard_map: Annotated[
+        Path | None,
+        typer.Option(envvar="SHARD_MAP", show_default=False, help="the router's map file (default: the packaged one)"),
+    ] = None,
     shard_urls: Annotated[str, typer.Option(envvar="SHARD_URLS", help="shard-a=http://HOST:PORT,shard-b=...")] = "",
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="users per copy and delete batch")] = 500,
     throttle: Annotated[float, typer.Option(min=0, help="seconds between batches, to spare the shards")] = 0.0,
-    grace: Annotated[float, typer.Option(min=0, help="seconds between the flip and deleting from the old shard (> the routers' MAP_CACHE_SECONDS)")] = 1.5,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0, help="seconds between the flip and deleting from the old shard (> the routers' MAP_CACHE_SECONDS)"
+        ),
+    ] = 1.5,
     abort: Annotated[bool, typer.Option("--abort", help="undo a move that has not flipped yet")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Move COUNTRY's users to SHARD online: copy, catch up, flip the map, clean up. Re-run to resume."""
     import asyncio
 
-    from kit.errors import DependencyUnavailable
     from kit import secrets
+    from kit.errors import DependencyUnavailable
     from services.router.move import MoveError, MoveReport, run_move
     from services.router.shard_map import DEFAULT_MAP_FILE, ShardMapError
 
     try:
-        outcome = asyncio.run(run_move(
-            country, target, router_redis_url=router_redis, shard_map=str(shard_map or DEFAULT_MAP_FILE),
-            redis_password=secrets.from_environment("REDIS_PASSWORD"),  # REDIS_PASSWORD or REDIS_PASSWORD_FILE
-            shard_urls=shard_urls, abort=abort, batch=batch, throttle=throttle, grace=grace,
-            say=None if as_json else (lambda line: typer.echo(f"scalecube shard move: {line}")),
-        ))  # fmt: skip
+        outcome = asyncio.run(
+            run_move(
+                country,
+                target,
+                router_redis_url=router_redis,
+                shard_map=str(shard_map or DEFAULT_MAP_FILE),
+                redis_password=secrets.from_environment("REDIS_PASSWORD"),  # REDIS_PASSWORD or REDIS_PASSWORD_FILE
+                shard_urls=shard_urls,
+                abort=abort,
+                batch=batch,
+                throttle=throttle,
+                grace=grace,
+                say=None if as_json else (lambda line: typer.echo(f"scalecube shard move: {line}")),
+            )
+        )
     except (MoveError, ShardMapError, secrets.SecretError) as exc:
         typer.echo(f"scalecube shard move: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -407,7 +620,9 @@ app.add_typer(secrets_app, name="secrets")
 @secrets_app.command("write")
 def secrets_write(
     directory: Annotated[Path, typer.Argument(help="one file per secret: DIRECTORY/NAME")],
-    mode: Annotated[str, typer.Option(help="the files' mode, octal (0444: containers running as other users read them)")] = "0600",
+    mode: Annotated[
+        str, typer.Option(help="the files' mode, octal (0444: containers running as other users read them)")
+    ] = "0600",
 ) -> None:
     """One file per secret (SESSION_SECRET, LB_COOKIE_KEY, LB_STICKY_SECRET, REDIS_PASSWORD, LB_ADMIN_PASSWORD):
     the environment's value where set (it wins), else the file's own, else a new random one. Compose's
@@ -424,7 +639,9 @@ def secrets_write(
 
 @secrets_app.command("k8s")
 def secrets_k8s(
-    path: Annotated[Path | None, typer.Argument(show_default=False, help="default: infra/k8s/secrets.env (gitignored)")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(show_default=False, help="default: infra/k8s/secrets.env (gitignored)")
+    ] = None,
 ) -> None:
     """Write infra/k8s/secrets.env (kustomize's secretGenerator input, mode 0600): random values, keeping
     valid ones already there; the environment's values where set. `kubectl apply -k infra/k8s` needs it."""

@@ -51,9 +51,18 @@ def _show(clusters: list[manage.Running]) -> None:
 
 def start_command(
     ctx: typer.Context,
-    target: Annotated[str | None, typer.Argument(metavar="[MODULE:APP|NAME]", show_default=False, help="an app to start (then any `scalecube serve` option), or the NAME of one started before; with --config, the apps to start (default: all)")] = None,
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[MODULE:APP|NAME]",
+            show_default=False,
+            help="an app to start (then any `scalecube serve` option), or the NAME of one started before; with --config, the apps to start (default: all)",
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="the cluster's name (default: the app module's, e.g. api)")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="start the apps of this TOML file (like PM2's ecosystem file)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="start the apps of this TOML file (like PM2's ecosystem file)")
+    ] = None,
     timeout: Timeout = None,
 ) -> None:
     """Start clusters in the background (`pm2 start app.js -i 0`); returns once every worker listens.
@@ -70,12 +79,16 @@ def start_command(
     with _reporting("start"):
         if config is not None:
             if name is not None:
-                raise manage.ManageError("--name goes with MODULE:APP; in a config file each [apps.NAME] names its app", 2)
+                raise manage.ManageError(
+                    "--name goes with MODULE:APP; in a config file each [apps.NAME] names its app", 2
+                )
             specs = load_apps(config, _serve_command())
             wanted = [*([target] if target else []), *ctx.args]
             unknown = sorted(set(wanted) - {spec.name for spec in specs})
             if unknown:
-                raise manage.ManageError(f"{config} has no app {unknown[0]!r} (it has {', '.join(s.name for s in specs)})", 2)
+                raise manage.ManageError(
+                    f"{config} has no app {unknown[0]!r} (it has {', '.join(s.name for s in specs)})", 2
+                )
             specs = [spec for spec in specs if not wanted or spec.name in wanted]
         elif target is None:
             raise manage.ManageError("give MODULE:APP, the NAME of an app started before, or --config FILE", 2)
@@ -125,8 +138,10 @@ def reload_command(target: NameArgument, timeout: Timeout = None) -> None:
 
     def report(replaced: list[dict[str, int]]) -> None:
         for r in replaced:
-            typer.echo(f"  slot {r['slot']}: worker {r['old_id']} (pid {r['old_pid']}) -> "
-                       f"worker {r['new_id']} (pid {r['new_pid']})")  # fmt: skip
+            typer.echo(
+                f"  slot {r['slot']}: worker {r['old_id']} (pid {r['old_pid']}) -> "
+                f"worker {r['new_id']} (pid {r['new_pid']})"
+            )
 
     with _reporting("reload"):
         for cluster in manage.running() if target == "all" else [manage.find(target)]:
@@ -156,9 +171,16 @@ def scale_command(
 
 def logs_command(
     target: NameArgument,
-    slot: Annotated[int | None, typer.Option(help="one worker's: its slot (status's slot column; like PM2's instance id, kept across restarts)")] = None,
+    slot: Annotated[
+        int | None,
+        typer.Option(
+            help="one worker's: its slot (status's slot column; like PM2's instance id, kept across restarts)"
+        ),
+    ] = None,
     lines: Annotated[int, typer.Option(min=0, help="how many of the last lines to show")] = 15,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="then print new lines as they come, until Ctrl-C")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="then print new lines as they come, until Ctrl-C")
+    ] = False,
 ) -> None:
     """A cluster's output (`pm2 logs`): the master's and every worker's, merged by time, each line labelled."""
     with _reporting("logs"):

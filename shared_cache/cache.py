@@ -43,9 +43,7 @@ class CacheTimeout(DependencyUnavailable):
     """
 
     def __init__(self, key: str, waited: float) -> None:
-        super().__init__(
-            "cache", f"no value for {key!r} after waiting {waited:g}s for its recomputation"
-        )
+        super().__init__("cache", f"no value for {key!r} after waiting {waited:g}s for its recomputation")
         self.key = key
 
 
@@ -74,9 +72,7 @@ class ReadThroughCache:
         self._stale_grace = stale_grace
         self._poll_backoff = EqualJitterBackoff(cap=0.2, base=0.01)
 
-    async def get_or_compute(
-        self, key: str, ttl: float, compute: Callable[[], Awaitable[Any]]
-    ) -> Any:
+    async def get_or_compute(self, key: str, ttl: float, compute: Callable[[], Awaitable[Any]]) -> Any:
         """The cached value of ``key``, recomputed by one caller when it expires.
 
         Raises ``DependencyUnavailable("redis")`` when Redis is unreachable,
@@ -97,9 +93,7 @@ class ReadThroughCache:
 
     # -- the protocol --------------------------------------------------------------
 
-    async def _refresh(
-        self, key: str, ttl: float, compute: Callable[[], Awaitable[Any]], stale: _Entry | None
-    ) -> Any:
+    async def _refresh(self, key: str, ttl: float, compute: Callable[[], Awaitable[Any]], stale: _Entry | None) -> Any:
         deadline = time.monotonic() + self._wait_timeout
         polls = 0
         while True:
@@ -119,9 +113,7 @@ class ReadThroughCache:
             # Still nothing: loop and try the lock again, in case the winner failed
             # or died and its lock is gone.
 
-    async def _recompute_holding(
-        self, lock: Lock, key: str, ttl: float, compute: Callable[[], Awaitable[Any]]
-    ) -> Any:
+    async def _recompute_holding(self, lock: Lock, key: str, ttl: float, compute: Callable[[], Awaitable[Any]]) -> Any:
         try:
             # Check again under the lock: the previous holder may have written the
             # value between our read and our lock, and must not be recomputed twice.
@@ -157,9 +149,7 @@ class ReadThroughCache:
 
     async def _try_lock(self, key: str) -> Lock | None:
         # A new Lock per attempt, not thread-local: concurrent tasks must not share a token.
-        lock = self._redis.client.lock(
-            self._lock_key(key), timeout=self._lock_ttl, blocking=False, thread_local=False
-        )
+        lock = self._redis.client.lock(self._lock_key(key), timeout=self._lock_ttl, blocking=False, thread_local=False)
         async with self._redis.operation("cache lock"):
             return lock if await lock.acquire() else None
 

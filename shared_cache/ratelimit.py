@@ -47,28 +47,39 @@ return {0, 0, tonumber(oldest[2]) + window - now}
 """
 
 # Record the attempt if there is room. Returns {allowed (0|1), attempts left, ms until one could be allowed}.
-_HIT = _PRUNE + """
+_HIT = (
+    _PRUNE
+    + """
 if used < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
   return {1, limit - used - 1, 0}
 end
-""" + _FULL
+"""
+    + _FULL
+)
 
 # The same answer, read only (the prune aside): whether one more would fit.
-_CHECK = _PRUNE + """
+_CHECK = (
+    _PRUNE
+    + """
 if used < limit then
   return {1, limit - used, 0}
 end
-""" + _FULL
+"""
+    + _FULL
+)
 
 # Record one event whatever the count; keep only the newest `limit` (all a check needs). Returns the count.
-_RECORD = _PRUNE + """
+_RECORD = (
+    _PRUNE
+    + """
 redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(limit + 1))
 redis.call('PEXPIRE', KEYS[1], window)
 return redis.call('ZCARD', KEYS[1])
 """
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,9 @@ class SlidingWindowLimiter:
         member = secrets.token_hex(8)  # unique, so attempts in the same millisecond all count
         async with self._redis.operation("rate limit"):
             script = self._redis.client.register_script(_HIT)  # EVALSHA, loading the script if Redis lacks it
-            allowed, remaining, retry_ms = await script(keys=[self.key(key)], args=[self._window_ms, self.limit, member])
+            allowed, remaining, retry_ms = await script(
+                keys=[self.key(key)], args=[self._window_ms, self.limit, member]
+            )
         return Decision(bool(allowed), int(remaining), max(0, int(retry_ms)) / 1000)
 
     async def check(self, key: str) -> Decision:

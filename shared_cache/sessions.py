@@ -24,11 +24,7 @@ def new_session_id() -> str:
 
 def is_plausible_session_id(sid: object) -> bool:
     """Cheap sanity check of a client-supplied id before it becomes a Redis key."""
-    return (
-        isinstance(sid, str)
-        and 0 < len(sid) <= MAX_SESSION_ID_LENGTH
-        and _SESSION_ID.fullmatch(sid) is not None
-    )
+    return isinstance(sid, str) and 0 < len(sid) <= MAX_SESSION_ID_LENGTH and _SESSION_ID.fullmatch(sid) is not None
 
 
 class SessionStore(Protocol):
@@ -44,8 +40,7 @@ class SessionStore(Protocol):
         """Move the data to a new id (e.g. at login); the old id stops working."""
         ...
 
-    async def delete(self, sid: str) -> None:
-        ...
+    async def delete(self, sid: str) -> None: ...
 
 
 # Rename and refresh the TTL in one step, so no reader ever sees both ids or neither.
@@ -92,9 +87,7 @@ class RedisSessionStore:
             return None
         new_sid = new_session_id()
         async with self._redis.operation("regenerate session"):
-            moved = await self._redis.client.eval(
-                _REGENERATE, 2, self._key(sid), self._key(new_sid), self._ttl_ms
-            )
+            moved = await self._redis.client.eval(_REGENERATE, 2, self._key(sid), self._key(new_sid), self._ttl_ms)
         return new_sid if moved else None
 
     async def delete(self, sid: str) -> None:

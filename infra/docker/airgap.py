@@ -37,12 +37,22 @@ SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "redis-server", "haproxy", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Not needed at run time: left out of the base to keep it small.
-PRUNE = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale",
-         "usr/share/info")  # fmt: skip
+PRUNE = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/locale",
+    "usr/share/info",
+)
 
 # Bookworm's glibc is 2.36: wheels tagged for any glibc up to it run on the base.
-GLIBC_TAGS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)),
-              "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64")  # fmt: skip
+GLIBC_TAGS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
 
 Step = Callable[[str], None]
 
@@ -53,8 +63,9 @@ def debian_mirror(sources: tuple[Path, ...] = (Path("/etc/apt/sources.list"), Pa
     for source in sources:
         files += sorted(source.glob("*")) if source.is_dir() else [source] if source.exists() else []
     for path in files:
-        for found in re.finditer(r"(?:^deb\s+(?:\[[^]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s*$", path.read_text(),
-                                 re.MULTILINE):  # fmt: skip
+        for found in re.finditer(
+            r"(?:^deb\s+(?:\[[^]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s*$", path.read_text(), re.MULTILINE
+        ):
             return found.group(1)
     return DEFAULT_MIRROR
 
@@ -89,19 +100,55 @@ class AirgapBuilder:
                 shutil.rmtree(rootfs / relative, ignore_errors=True)
             tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
             try:
-                run(["docker", "import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "--change", 'CMD ["python3"]', "-", BASE_IMAGE], stdin=tar.stdout)  # fmt: skip
+                run(
+                    [
+                        "docker",
+                        "import",
+                        "--change",
+                        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "--change",
+                        'CMD ["python3"]',
+                        "-",
+                        BASE_IMAGE,
+                    ],
+                    stdin=tar.stdout,
+                )
             finally:
                 tar.wait()
 
     def derived_image(self, tag: str, dockerfile: str) -> None:
         self.report(f"{tag}: docker build from {BASE_IMAGE}")
-        run(["docker", "build", "--quiet", "--network", "none", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-             "-t", tag, "-f", str(DOCKER_DIR / "airgap" / dockerfile), str(DOCKER_DIR / "airgap")])  # fmt: skip
+        run(
+            [
+                "docker",
+                "build",
+                "--quiet",
+                "--network",
+                "none",
+                "--build-arg",
+                f"BASE_IMAGE={BASE_IMAGE}",
+                "-t",
+                tag,
+                "-f",
+                str(DOCKER_DIR / "airgap" / dockerfile),
+                str(DOCKER_DIR / "airgap"),
+            ]
+        )
 
     def base_python(self) -> str:
-        out = run(["docker", "run", "--rm", "--network", "none", BASE_IMAGE, "python3", "-c",
-                   "import platform; print(platform.python_version())"])  # fmt: skip
+        out = run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                BASE_IMAGE,
+                "python3",
+                "-c",
+                "import platform; print(platform.python_version())",
+            ]
+        )
         return out.strip()
 
     def wheelhouse(self, python: str) -> None:
@@ -114,9 +161,27 @@ class AirgapBuilder:
                 # pip download judges markers by the host's Python, not --python-version: judge them here.
                 target = Path(folder) / lock.name
                 target.write_text(lock_for_target(lock.read_text(), target_environment(python)))
-                run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                     "--require-hashes", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
-                     *platforms, "-d", str(WHEELHOUSE), "-r", str(target)])  # fmt: skip
+                run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "download",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--require-hashes",
+                        "--only-binary=:all:",
+                        "--python-version",
+                        python,
+                        "--implementation",
+                        "cp",
+                        *platforms,
+                        "-d",
+                        str(WHEELHOUSE),
+                        "-r",
+                        str(target),
+                    ]
+                )
 
     def write_env(self) -> dict[str, str]:
         values = {"PYTHON_IMAGE": BASE_IMAGE, "REDIS_IMAGE": REDIS_IMAGE, "HAPROXY_IMAGE": HAPROXY_IMAGE}
@@ -127,10 +192,17 @@ class AirgapBuilder:
 
 def target_environment(python: str) -> dict[str, str]:
     """PEP 508 marker values of the base image: CPython ``python`` on x86-64 Linux."""
-    return {"python_full_version": python, "python_version": ".".join(python.split(".")[:2]),
-            "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "implementation_version": python}  # fmt: skip
+    return {
+        "python_full_version": python,
+        "python_version": ".".join(python.split(".")[:2]),
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "implementation_version": python,
+    }
 
 
 def lock_for_target(lock: str, environment: dict[str, str]) -> str:
@@ -151,8 +223,11 @@ def lock_for_target(lock: str, environment: dict[str, str]) -> str:
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Set ``values`` in a compose ``.env``, keeping the user's other lines."""
-    kept = [line for line in path.read_text().splitlines() if line.split("=", 1)[0].strip() not in values] \
-        if path.exists() else []  # fmt: skip
+    kept = (
+        [line for line in path.read_text().splitlines() if line.split("=", 1)[0].strip() not in values]
+        if path.exists()
+        else []
+    )
     header = "# written by `scalecube images --airgap`: images built here, no registry needed"
     kept = [line for line in kept if line != header]
     path.write_text("\n".join([*kept, header, *(f"{k}={v}" for k, v in values.items())]) + "\n")

@@ -11,7 +11,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,8 +27,9 @@ docker_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ProjectName = Annotated[str, typer.Option("--project", "-p", envvar="COMPOSE_PROJECT_NAME",
-                                          help="compose project name")]  # fmt: skip
+ProjectName = Annotated[
+    str, typer.Option("--project", "-p", envvar="COMPOSE_PROJECT_NAME", help="compose project name")
+]
 ProjectDir = Annotated[Path, typer.Option(help="folder with docker-compose.yml (and .env)")]
 Service = Annotated[str, typer.Argument(metavar="SERVICE", help="a compose service, e.g. api")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -39,14 +40,14 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
     """``--since``: a duration back from now (``90s``, ``10m``, ``2h``, ``1d``) or an ISO date/time (UTC if naive)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if match := _DURATION.match(value.strip()):
         return now - timedelta(seconds=float(match[1]) * _UNITS[match[2]])
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise typer.BadParameter(f"expected a duration like 10m or an ISO time, got {value!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @contextlib.contextmanager
@@ -137,8 +138,12 @@ def rolling_restart_command(
     from infra.docker.ops.rolling import RollingRestart, as_dict
 
     with _errors("rolling-restart"):
-        restart = RollingRestart(_project(project_dir, project), service, stop_timeout=stop_timeout,
-                                 say=(lambda _: None) if as_json else _say("rolling-restart"))  # fmt: skip
+        restart = RollingRestart(
+            _project(project_dir, project),
+            service,
+            stop_timeout=stop_timeout,
+            say=(lambda _: None) if as_json else _say("rolling-restart"),
+        )
         replacements = restart.run()
     if as_json:
         typer.echo(json.dumps(as_dict(replacements), indent=2))
@@ -151,12 +156,20 @@ def rolling_restart_command(
 def chaos_command(
     every: Annotated[float, typer.Option(min=0.5, help="seconds between kills")] = 10.0,
     duration: Annotated[float, typer.Option(min=1, max=3600, help="seconds the chaos (and its load) lasts")] = 60.0,
-    target: Annotated[str, typer.Option(help="container: SIGKILL an api container; worker: one worker inside one")] = "container",
+    target: Annotated[
+        str, typer.Option(help="container: SIGKILL an api container; worker: one worker inside one")
+    ] = "container",
     concurrency: Annotated[int, typer.Option(min=1, max=64, help="client threads of the GET load")] = 8,
-    keepalive: Annotated[bool, typer.Option(help="clients keep their connections (--no-keepalive: one per request)")] = True,
+    keepalive: Annotated[
+        bool, typer.Option(help="clients keep their connections (--no-keepalive: one per request)")
+    ] = True,
     seed: Annotated[int | None, typer.Option(help="seed for the choice of victims (repeatable runs)")] = None,
-    restart: Annotated[bool, typer.Option(help="start a killed container again, as a restart policy does after a crash")] = True,
-    url: Annotated[str | None, typer.Option(help="the balancer (default: where the lb container publishes 8080)")] = None,
+    restart: Annotated[
+        bool, typer.Option(help="start a killed container again, as a restart policy does after a crash")
+    ] = True,
+    url: Annotated[
+        str | None, typer.Option(help="the balancer (default: where the lb container publishes 8080)")
+    ] = None,
     as_json: AsJson = False,
     project: ProjectName = "scalecube",
     project_dir: ProjectDir = REPO,
@@ -174,9 +187,18 @@ def chaos_command(
         raise typer.BadParameter("no kill would happen: --every is longer than --duration", param_hint="--every")
     with _errors("chaos"):
         stack = _project(project_dir, project)
-        chaos = Chaos(stack, url or balancer_url(stack), every=every, duration=duration, target=target,
-                      concurrency=concurrency, keepalive=keepalive, seed=seed, restart=restart,
-                      say=(lambda _: None) if as_json else _say("chaos"))  # fmt: skip
+        chaos = Chaos(
+            stack,
+            url or balancer_url(stack),
+            every=every,
+            duration=duration,
+            target=target,
+            concurrency=concurrency,
+            keepalive=keepalive,
+            seed=seed,
+            restart=restart,
+            say=(lambda _: None) if as_json else _say("chaos"),
+        )
         report = chaos.run()
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -219,8 +241,12 @@ def logs_command(
 
 
 def images_command(
-    airgap: Annotated[bool, typer.Option("--airgap", help="no registry: base images from Debian packages, a wheelhouse, .env")] = False,
-    rebuild_base: Annotated[bool, typer.Option("--rebuild-base", help="with --airgap: build the base images again")] = False,
+    airgap: Annotated[
+        bool, typer.Option("--airgap", help="no registry: base images from Debian packages, a wheelhouse, .env")
+    ] = False,
+    rebuild_base: Annotated[
+        bool, typer.Option("--rebuild-base", help="with --airgap: build the base images again")
+    ] = False,
 ) -> None:
     """Build the stack's images (scalecube-service, scalecube-locust), from the registries or air-gapped."""
     from infra.docker.engine import DockerError

@@ -18,8 +18,14 @@ COMPOSE_FILE = "docker-compose.yml"
 
 
 class Compose:
-    def __init__(self, project_dir: Path, *, project: str | None = None, env: Mapping[str, str] | None = None,
-                 files: Sequence[Path] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        project_dir: Path,
+        *,
+        project: str | None = None,
+        env: Mapping[str, str] | None = None,
+        files: Sequence[Path] = (),
+    ) -> None:
         self.project_dir = project_dir
         self.project = project or os.environ.get("COMPOSE_PROJECT_NAME") or PROJECT
         self.env = {**os.environ, **(env or {})}
@@ -32,12 +38,14 @@ class Compose:
         docker = ["docker", "--log-level", log_level] if log_level else ["docker"]
         return [*docker, "compose", "--project-directory", str(self.project_dir), "-p", self.project, *files, *args]
 
-    def run(self, args: Sequence[str], *, capture: bool = True, timeout: float | None = None,
-            log_level: str | None = None) -> str:  # fmt: skip
+    def run(
+        self, args: Sequence[str], *, capture: bool = True, timeout: float | None = None, log_level: str | None = None
+    ) -> str:
         """Run ``docker compose ARGS``; a failure raises DockerError with compose's own last words.
         ``log_level`` ("error"): compose's own warnings below it are not printed."""
-        return self._run(self.argv(args, log_level=log_level), f"docker compose {' '.join(args)}", capture=capture,
-                         timeout=timeout)  # fmt: skip
+        return self._run(
+            self.argv(args, log_level=log_level), f"docker compose {' '.join(args)}", capture=capture, timeout=timeout
+        )
 
     def run_docker(self, args: Sequence[str], *, stdin: str | None = None, timeout: float | None = None) -> str:
         """Run another ``docker`` command (``stack deploy``, ...) in the same environment."""
@@ -45,11 +53,25 @@ class Compose:
             raise DockerError("the docker CLI is not installed")
         return self._run(["docker", *args], f"docker {' '.join(args[:2])}", stdin=stdin, timeout=timeout)
 
-    def _run(self, argv: list[str], what: str, *, capture: bool = True, stdin: str | None = None,
-             timeout: float | None = None) -> str:  # fmt: skip
-        done = subprocess.run(argv, env=self.env, text=True, timeout=timeout, input=stdin, cwd=self.project_dir,
-                              stdout=subprocess.PIPE if capture else None,
-                              stderr=subprocess.PIPE if capture else None)  # fmt: skip
+    def _run(
+        self,
+        argv: list[str],
+        what: str,
+        *,
+        capture: bool = True,
+        stdin: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        done = subprocess.run(
+            argv,
+            env=self.env,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+            cwd=self.project_dir,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+        )
         if done.returncode != 0:
             said = "\n".join(((done.stderr or "") + (done.stdout or "")).strip().splitlines()[-15:])
             if "is not a docker command" in said or "unknown command" in said:

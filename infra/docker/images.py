@@ -49,8 +49,9 @@ def planned_builds(config: dict[str, Any]) -> list[ImageBuild]:
             targets[tag] = service["build"].get("target")
     twice = {tag: names for tag, names in builders.items() if len(names) > 1}
     if twice:
-        raise DockerError("build each image once: " + "; ".join(f"{', '.join(names)} all build {tag}"
-                                                                for tag, names in twice.items()))  # fmt: skip
+        raise DockerError(
+            "build each image once: " + "; ".join(f"{', '.join(names)} all build {tag}" for tag, names in twice.items())
+        )
     return [ImageBuild(tag, targets[tag], tuple(names)) for tag, names in builders.items()]
 
 
@@ -61,8 +62,10 @@ def build_images(report: Callable[[str], None], *, airgap: bool, rebuild_base: b
     compose = Compose(REPO)
     builds = planned_builds(json.loads(compose.run(["config", "--format", "json"])))
     before = {build.tag: image_id(build.tag) for build in builds}
-    report("docker compose build: " + ", ".join(f"{b.tag} (target {b.target}, for {', '.join(b.services)})"
-                                                for b in builds))  # fmt: skip
+    report(
+        "docker compose build: "
+        + ", ".join(f"{b.tag} (target {b.target}, for {', '.join(b.services)})" for b in builds)
+    )
     compose.run(["build"], capture=False, log_level="error")
     replaced = [old for tag, old in before.items() if old and old != image_id(tag)]
     for line in remove_if_unused(replaced):
@@ -78,11 +81,15 @@ def remove_if_unused(ids: Iterable[str]) -> list[str]:
     """Remove each image that no tag names and no container uses (never forced); what was done, in words."""
     said = []
     for image in ids:
-        inspect = subprocess.run(["docker", "image", "inspect", "--format", "{{json .RepoTags}}", image],
-                                 capture_output=True, text=True)  # fmt: skip
+        inspect = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .RepoTags}}", image], capture_output=True, text=True
+        )
         if inspect.returncode != 0 or json.loads(inspect.stdout or "null"):
             continue  # gone already, or still tagged
         removed = subprocess.run(["docker", "image", "rm", image], capture_output=True, text=True)
-        said.append(f"removed the image it replaced ({image[:19]})" if removed.returncode == 0 else
-                    f"kept the image it replaced ({image[:19]}): {removed.stderr.strip()[-200:]}")  # fmt: skip
+        said.append(
+            f"removed the image it replaced ({image[:19]})"
+            if removed.returncode == 0
+            else f"kept the image it replaced ({image[:19]}): {removed.stderr.strip()[-200:]}"
+        )
     return said

@@ -30,15 +30,23 @@ def swarm_stack(config: dict[str, Any]) -> dict[str, Any]:
     """``docker compose config``'s JSON, made acceptable to ``docker stack deploy``."""
     services = {}
     for name, service in config["services"].items():
-        service = {key: value for key, value in service.items()
-                   if key not in DROPPED_SERVICE_KEYS and value is not None}  # fmt: skip
+        service = {
+            key: value for key, value in service.items() if key not in DROPPED_SERVICE_KEYS and value is not None
+        }
         if "ports" in service:
-            service["ports"] = [{**{key: value for key, value in port.items() if key != "host_ip"},
-                                 "published": int(port["published"]), "mode": "host"}
-                                for port in service["ports"]]  # fmt: skip
+            service["ports"] = [
+                {
+                    **{key: value for key, value in port.items() if key != "host_ip"},
+                    "published": int(port["published"]),
+                    "mode": "host",
+                }
+                for port in service["ports"]
+            ]
         if "tmpfs" in service:  # Swarm only knows tmpfs as a mount
-            service["volumes"] = [*service.get("volumes", []),
-                                  *({"type": "tmpfs", "target": target} for target in service.pop("tmpfs"))]
+            service["volumes"] = [
+                *service.get("volumes", []),
+                *({"type": "tmpfs", "target": target} for target in service.pop("tmpfs")),
+            ]
         service["deploy"] = {**service.get("deploy", {}), "endpoint_mode": "dnsrr"}
         services[name] = service
     stack = {key: value for key, value in config.items() if key in ("networks", "volumes", "secrets", "configs")}
@@ -51,8 +59,9 @@ def _overlay(network: dict[str, Any]) -> dict[str, Any]:
     """An overlay that keeps the network's fixed subnets, if any: the services' FORWARDED_ALLOW_IPS names
     addresses in them. The 3.8 format knows only ``subnet`` in an IPAM config (no ip_range, no gateway)."""
     overlay: dict[str, Any] = {"driver": "overlay", "attachable": True}
-    subnets = [{"subnet": entry["subnet"]} for entry in (network.get("ipam") or {}).get("config") or []
-               if entry.get("subnet")]  # fmt: skip
+    subnets = [
+        {"subnet": entry["subnet"]} for entry in (network.get("ipam") or {}).get("config") or [] if entry.get("subnet")
+    ]
     if subnets:
         overlay["ipam"] = {"config": subnets}
     return overlay
@@ -61,8 +70,9 @@ def _overlay(network: dict[str, Any]) -> dict[str, Any]:
 def deploy(compose: Compose, stack_name: str) -> None:
     """Render, adapt and deploy; images must exist on the nodes (``scalecube images``)."""
     rendered = json.loads(compose.run(["config", "--format", "json"]))
-    compose.run_docker(["stack", "deploy", "--resolve-image", "never", "-c", "-", stack_name],
-                       stdin=json.dumps(swarm_stack(rendered)))
+    compose.run_docker(
+        ["stack", "deploy", "--resolve-image", "never", "-c", "-", stack_name], stdin=json.dumps(swarm_stack(rendered))
+    )
 
 
 def remove(compose: Compose, stack_name: str) -> None:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.paths import REPO
 from infra.k8s.manifests import Manifest
+from infra.paths import REPO
 
 # The Kubernetes version the manifests are validated against (kubernetes-validate ships its schemas).
 # The preStop `sleep` action needs >= 1.30.
@@ -122,8 +122,13 @@ def schema_problems(manifests: list[Manifest], version: str = K8S_VERSION) -> li
 
 def probe_problems(manifests: list[Manifest]) -> list[str]:
     """Every container of every Deployment has a readiness and a liveness probe."""
-    return [f"{c.where} has no {probe}" for c in _containers(manifests) if c.spec in c.pod.get("containers", [])
-            for probe in ("readinessProbe", "livenessProbe") if probe not in c.spec]  # fmt: skip
+    return [
+        f"{c.where} has no {probe}"
+        for c in _containers(manifests)
+        if c.spec in c.pod.get("containers", [])
+        for probe in ("readinessProbe", "livenessProbe")
+        if probe not in c.spec
+    ]
 
 
 def service_problems(manifests: list[Manifest]) -> list[str]:
@@ -135,8 +140,11 @@ def service_problems(manifests: list[Manifest]) -> list[str]:
         if not selector:
             problems.append(f"{where} has no selector")
             continue
-        selected = [d for d in _of_kind(manifests, "Deployment")
-                    if selector.items() <= d["spec"]["template"]["metadata"].get("labels", {}).items()]  # fmt: skip
+        selected = [
+            d
+            for d in _of_kind(manifests, "Deployment")
+            if selector.items() <= d["spec"]["template"]["metadata"].get("labels", {}).items()
+        ]
         if not selected:
             problems.append(f"{where}: selector {selector} matches no Deployment's pods")
         for deployment in selected:
@@ -162,8 +170,10 @@ def autoscaler_problems(manifests: list[Manifest]) -> list[str]:
         elif "replicas" in target["spec"]:
             problems.append(f"{where}: Deployment/{ref['name']} sets replicas, which every apply would reset")
         if slots is not None and hpa["spec"]["maxReplicas"] > slots:
-            problems.append(f"{where}: maxReplicas {hpa['spec']['maxReplicas']} > the balancer's LB_SLOTS {slots}: "
-                            "replicas beyond the slots would get no traffic")  # fmt: skip
+            problems.append(
+                f"{where}: maxReplicas {hpa['spec']['maxReplicas']} > the balancer's LB_SLOTS {slots}: "
+                "replicas beyond the slots would get no traffic"
+            )
     return problems
 
 
@@ -229,7 +239,9 @@ def reference_problems(manifests: list[Manifest]) -> list[str]:
                 problems += _service_port_problems(manifests, c.where, host, int(port), f"URL in {text!r}")
         master, master_port = c.option("--master-host"), c.option("--master-port")
         if master is not None:
-            problems += _service_port_problems(manifests, c.where, master, int(master_port or LOCUST_MASTER_PORT), "--master-host")
+            problems += _service_port_problems(
+                manifests, c.where, master, int(master_port or LOCUST_MASTER_PORT), "--master-host"
+            )
         literal = c.literal_env()
         for name, value in literal.items():
             if name.endswith("_SERVICE") and value:
@@ -252,15 +264,15 @@ def config_copy_problems(manifests: list[Manifest], project_root: Path = REPO) -
         if config_map is None:
             problems.append(f"no ConfigMap {name} (from {original})")
         elif config_map.get("data", {}).get(key) != (project_root / original).read_text():
-            problems.append(f"ConfigMap/{_name(config_map)} key {key} differs from {original}: "
-                            "run python -m infra.k8s.copies")  # fmt: skip
+            problems.append(
+                f"ConfigMap/{_name(config_map)} key {key} differs from {original}: run python -m infra.k8s.copies"
+            )
     return problems
 
 
 def grace_problems(manifests: list[Manifest]) -> list[str]:
     """A stopping pod gets the time its drain needs: preStop, then the cluster's drain or HAProxy's hard stop."""
-    from cluster.config import ClusterConfig
-    from cluster.config import KILL_GRACE
+    from cluster.config import KILL_GRACE, ClusterConfig
 
     problems = []
     hard_stop = _haproxy_hard_stop_after(manifests)
@@ -328,8 +340,10 @@ def redis_auth_problems(manifests: list[Manifest]) -> list[str]:
             argv = c.argv
             index = argv.index("--requirepass") if "--requirepass" in argv[:-1] else None
             if index is None or argv[index + 1] != "$(REDIS_PASSWORD)":
-                problems.append(f"{c.where}: Redis without --requirepass $(REDIS_PASSWORD): anyone in the cluster "
-                                "may read and write it")  # fmt: skip
+                problems.append(
+                    f"{c.where}: Redis without --requirepass $(REDIS_PASSWORD): anyone in the cluster "
+                    "may read and write it"
+                )
             for name in ("REDIS_PASSWORD", "REDISCLI_AUTH"):
                 if name not in from_secret:
                     problems.append(f"{c.where}: env {name} does not come from a Secret")
@@ -340,10 +354,20 @@ def redis_auth_problems(manifests: list[Manifest]) -> list[str]:
 
 
 CHECKS: tuple[Check, ...] = (
-    schema_problems, probe_problems, service_problems, autoscaler_problems, security_problems, image_problems,
-    resource_problems, reference_problems, config_copy_problems, grace_problems, settings_problems,
-    secret_problems, redis_auth_problems,
-)  # fmt: skip
+    schema_problems,
+    probe_problems,
+    service_problems,
+    autoscaler_problems,
+    security_problems,
+    image_problems,
+    resource_problems,
+    reference_problems,
+    config_copy_problems,
+    grace_problems,
+    settings_problems,
+    secret_problems,
+    redis_auth_problems,
+)
 
 
 def all_problems(manifests: list[Manifest]) -> list[str]:
@@ -353,8 +377,9 @@ def all_problems(manifests: list[Manifest]) -> list[str]:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _service_port_problems(manifests: list[Manifest], where: str, host: str, port: int, what: str, *,
-                           headless: bool = False) -> list[str]:  # fmt: skip
+def _service_port_problems(
+    manifests: list[Manifest], where: str, host: str, port: int, what: str, *, headless: bool = False
+) -> list[str]:
     """``host`` (``name``, ``name.namespace``, ``name.$(POD_NAMESPACE).svc.cluster.local``) is a Service on ``port``."""
     name = host.split(".", 1)[0]
     service = _by_name(manifests, "Service", name)
@@ -411,8 +436,9 @@ def _balancer_slots(manifests: list[Manifest]) -> int | None:
 
 def _haproxy_hard_stop_after(manifests: list[Manifest]) -> float | None:
     config = _generated(manifests, "ConfigMap", "haproxy")
-    found = re.search(r"^\s*hard-stop-after\s+(\d+)(ms|s|m)?\s", (config or {}).get("data", {}).get("haproxy.cfg", ""),
-                      re.MULTILINE)  # fmt: skip
+    found = re.search(
+        r"^\s*hard-stop-after\s+(\d+)(ms|s|m)?\s", (config or {}).get("data", {}).get("haproxy.cfg", ""), re.MULTILINE
+    )
     if not found:
         return None
     return int(found.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 0.001}[found.group(2)]
@@ -434,8 +460,14 @@ def _settings_class(app_module: str) -> Any:
         module = importlib.import_module(f"{package}.settings")
     except ImportError:
         return None
-    found = [value for value in vars(module).values() if isinstance(value, type) and issubclass(value, ServiceSettings)
-             and value is not ServiceSettings and value.__module__ == module.__name__]  # fmt: skip
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value is not ServiceSettings
+        and value.__module__ == module.__name__
+    ]
     return found[0] if len(found) == 1 else None
 
 

@@ -1,7 +1,7 @@
 """The repository files kustomize needs, copied into ``infra/k8s/files/`` (it reads nothing outside its folder).
 
-    python -m infra.k8s.copies            # refresh the copies
-    python -m infra.k8s.copies --check    # exit 1, naming them, if a copy differs from its original
+python -m infra.k8s.copies            # refresh the copies
+python -m infra.k8s.copies --check    # exit 1, naming them, if a copy differs from its original
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def main(argv: list[str]) -> int:
     if argv == ["--check"]:
         stale = drifted()
         for copy in stale:
-            print(f"infra/k8s/{copy.copy} differs from {copy.original}: run python -m infra.k8s.copies",
-                  file=sys.stderr)
+            print(
+                f"infra/k8s/{copy.copy} differs from {copy.original}: run python -m infra.k8s.copies", file=sys.stderr
+            )
         return 1 if stale else 0
     for copy in refresh():
         print(f"infra/k8s/{copy.copy} <- {copy.original}")

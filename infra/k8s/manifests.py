@@ -67,11 +67,18 @@ def render_with_kubectl(directory: Path = K8S_DIR, kubectl: Path | None = None) 
     kubectl = kubectl or kubectl_path()
     generators = load_kustomization(directory).get("secretGenerator", [])
     if any(SECRETS_ENV in g.get("envs", []) for g in generators) and not (directory / SECRETS_ENV).is_file():
-        raise ManifestError(f"{directory / SECRETS_ENV} is missing: `scalecube secrets k8s` writes it "
-                            "(random values, gitignored); no secret ships with the manifests")  # fmt: skip
+        raise ManifestError(
+            f"{directory / SECRETS_ENV} is missing: `scalecube secrets k8s` writes it "
+            "(random values, gitignored); no secret ships with the manifests"
+        )
     try:
-        result = subprocess.run([str(kubectl), "kustomize", str(directory)], capture_output=True, text=True,
-                                timeout=KUBECTL_TIMEOUT, check=False)  # fmt: skip
+        result = subprocess.run(
+            [str(kubectl), "kustomize", str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=KUBECTL_TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ManifestError(f"kubectl kustomize {directory}: {exc}") from None
     if result.returncode != 0:

@@ -21,8 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from cluster.config import ClusterConfig
-from cluster.config import KILL_GRACE
+from cluster.config import KILL_GRACE, ClusterConfig
 from infra.local import dns, redis_server
 from infra.local.errors import PortInUse, StackError
 from infra.local.pids import ProcessRef
@@ -96,10 +95,12 @@ class _OwnProcess:
     log_path: Path
     _process: ManagedProcess | None = None
 
-    def _launch(self, argv: list[str], *, env: Mapping[str, str] | None = None,
-                environ: Mapping[str, str] | None = None) -> None:  # fmt: skip
-        self._process = ManagedProcess(argv, env=env, environ=environ, log_path=self.log_path, detached=True,
-                                       append=self._process is not None)  # fmt: skip
+    def _launch(
+        self, argv: list[str], *, env: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self._process = ManagedProcess(
+            argv, env=env, environ=environ, log_path=self.log_path, detached=True, append=self._process is not None
+        )
 
     @property
     def pid(self) -> int | None:
@@ -126,8 +127,15 @@ class RedisComponent:
     a stack is a fresh demo, and its ``SESSION_SECRET`` is new anyway.
     """
 
-    def __init__(self, data_dir: Path, *, port: int = 0, host: str = "127.0.0.1", name: str = "redis",
-                 port_option: str = "--redis-port") -> None:  # fmt: skip
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        name: str = "redis",
+        port_option: str = "--redis-port",
+    ) -> None:
         self.name = name
         self.start_with_previous = True  # start() returns once it answers PING: nothing to overlap with
         self.server = RedisServer(port, host=host, data_dir=data_dir, appendonly=True, new_session=True)
@@ -162,9 +170,16 @@ class RedisComponent:
         ensure_port_free(self.name, self.host, self.server.port, self._port_option)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "redis", "url": self.url, "log": str(self.log_path),
-                "persistence": f"aof appendfsync {APPENDFSYNC}", "data": str(self.server.data_dir),
-                "stop_timeout": REDIS_STOP_TIMEOUT, **_pid(self._ref)}  # fmt: skip
+        return {
+            "name": self.name,
+            "kind": "redis",
+            "url": self.url,
+            "log": str(self.log_path),
+            "persistence": f"aof appendfsync {APPENDFSYNC}",
+            "data": str(self.server.data_dir),
+            "stop_timeout": REDIS_STOP_TIMEOUT,
+            **_pid(self._ref),
+        }
 
 
 class DnsComponent(_OwnProcess):
@@ -175,8 +190,16 @@ class DnsComponent(_OwnProcess):
     server re-reads the file when it changes, so publishing a replica is a file write.
     """
 
-    def __init__(self, state_dir: Path, records: dict[str, list[str]] | None = None, *, port: int = 0,
-                 host: str = "127.0.0.1", name: str = "dns", port_option: str = "--dns-port") -> None:  # fmt: skip
+    def __init__(
+        self,
+        state_dir: Path,
+        records: dict[str, list[str]] | None = None,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        name: str = "dns",
+        port_option: str = "--dns-port",
+    ) -> None:
         self.name = name
         self.start_with_previous = True  # it needs nothing else running
         self.host = host
@@ -206,18 +229,37 @@ class DnsComponent(_OwnProcess):
             raise PortInUse(self.name, self.host, self.port, self._port_option)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "dns", "url": self.url, "zone": str(self.zone_path),
-                "records": self.records, "log": str(self.log_path), "stop_timeout": DNS_STOP_TIMEOUT,
-                **self._pid()}  # fmt: skip
+        return {
+            "name": self.name,
+            "kind": "dns",
+            "url": self.url,
+            "zone": str(self.zone_path),
+            "records": self.records,
+            "log": str(self.log_path),
+            "stop_timeout": DNS_STOP_TIMEOUT,
+            **self._pid(),
+        }
 
 
 class ClusterComponent(_OwnProcess):
     """``scalecube serve APP``: a master and its workers behind one port, the master's health on another
     (``health_port``: what the balancers check); ready when the master says a worker listens."""
 
-    def __init__(self, name: str, app: str, *, port: int, workers: str, policy: str, state_dir: Path,
-                 env: dict[str, str], host: str = "127.0.0.1", port_option: str = "--port",
-                 start_with_previous: bool = False, health_port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        *,
+        port: int,
+        workers: str,
+        policy: str,
+        state_dir: Path,
+        env: dict[str, str],
+        host: str = "127.0.0.1",
+        port_option: str = "--port",
+        start_with_previous: bool = False,
+        health_port: int | None = None,
+    ) -> None:
         self.name = name
         self.start_with_previous = start_with_previous  # True when what it needs (its Redis) is ready already
         self.app = app
@@ -235,8 +277,15 @@ class ClusterComponent(_OwnProcess):
 
     def start(self) -> None:
         extra = ["--health-port", str(self.health_port)] if self.health_port else []
-        argv = serve_argv(self.app, workers=self.workers, policy=self.policy, host=self.host, port=self.port,
-                          control=self.control, extra=extra)  # fmt: skip
+        argv = serve_argv(
+            self.app,
+            workers=self.workers,
+            policy=self.policy,
+            host=self.host,
+            port=self.port,
+            control=self.control,
+            extra=extra,
+        )
         self._launch(argv, env=self.env)
 
     def ready(self) -> bool:
@@ -251,13 +300,25 @@ class ClusterComponent(_OwnProcess):
     def check(self) -> None:
         ensure_port_free(self.name, self.host, self.port, self._port_option)
         if len(str(self.control).encode()) > MAX_UNIX_SOCKET_PATH:
-            raise StackError(f"the state dir path is too long for {self.name}'s control socket {self.control} "
-                             f"(unix sockets allow {MAX_UNIX_SOCKET_PATH} bytes): use a shorter --state-dir")
+            raise StackError(
+                f"the state dir path is too long for {self.name}'s control socket {self.control} "
+                f"(unix sockets allow {MAX_UNIX_SOCKET_PATH} bytes): use a shorter --state-dir"
+            )
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "cluster", "app": self.app, "url": self.url, "log": str(self.log_path),
-                "health": self.health_url, "control": str(self.control), "workers": self.workers, "policy": self.policy,
-                "stop_timeout": CLUSTER_STOP_TIMEOUT, **self._pid()}  # fmt: skip
+        return {
+            "name": self.name,
+            "kind": "cluster",
+            "app": self.app,
+            "url": self.url,
+            "log": str(self.log_path),
+            "health": self.health_url,
+            "control": str(self.control),
+            "workers": self.workers,
+            "policy": self.policy,
+            "stop_timeout": CLUSTER_STOP_TIMEOUT,
+            **self._pid(),
+        }
 
 
 # -- balancers ------------------------------------------------------------------------------
@@ -289,16 +350,21 @@ def read_admin_password(path: str | Path) -> str:
     return Path(path).read_text().strip()
 
 
-def haproxy_backends(stats_url: str, backend: str = "api", timeout: float = 1.0, *,
-                     auth: httpx.Auth | None = None) -> list[BackendState]:  # fmt: skip
+def haproxy_backends(
+    stats_url: str, backend: str = "api", timeout: float = 1.0, *, auth: httpx.Auth | None = None
+) -> list[BackendState]:
     """The servers of ``backend`` that have an address, from HAProxy's stats CSV (``/;csv``)."""
     text = httpx.get(stats_url + "/;csv", timeout=timeout, auth=auth).raise_for_status().text.removeprefix("# ")
-    return [BackendState(row["addr"], row["status"].startswith("UP")) for row in csv.DictReader(io.StringIO(text))
-            if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND") and row.get("addr")]  # fmt: skip
+    return [
+        BackendState(row["addr"], row["status"].startswith("UP"))
+        for row in csv.DictReader(io.StringIO(text))
+        if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND") and row.get("addr")
+    ]
 
 
-def python_lb_backends(stats_url: str, backend: str = "api", timeout: float = 1.0, *,
-                       auth: httpx.Auth | None = None) -> list[BackendState]:  # fmt: skip
+def python_lb_backends(
+    stats_url: str, backend: str = "api", timeout: float = 1.0, *, auth: httpx.Auth | None = None
+) -> list[BackendState]:
     """The backends of upstream ``backend``, from the Python balancer's admin ``/status.json``."""
     pools = httpx.get(stats_url + "/status.json", timeout=timeout, auth=auth).raise_for_status().json()["pools"]
     pool = next((p for p in pools if p["name"] == backend), {"backends": []})
@@ -354,10 +420,18 @@ class _Balancer(_OwnProcess):
             ensure_port_free(self.name, host or "0.0.0.0", int(port), option)
 
     def _describe(self, **extra: Any) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "url": self.url, "stats": self.stats_url,
-                "admin_user": ADMIN_USER, "admin_password_file": str(self.password_path), **extra,
-                "log": str(self.log_path), "stop_timeout": sum(t for _, t in self.stop_steps),
-                **self._pid()}  # fmt: skip
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "url": self.url,
+            "stats": self.stats_url,
+            "admin_user": ADMIN_USER,
+            "admin_password_file": str(self.password_path),
+            **extra,
+            "log": str(self.log_path),
+            "stop_timeout": sum(t for _, t in self.stop_steps),
+            **self._pid(),
+        }
 
 
 class HaproxyComponent(_Balancer):
@@ -372,8 +446,15 @@ class HaproxyComponent(_Balancer):
     # SIGUSR1 is HAProxy's soft stop: stop listening, finish the requests in flight, then exit.
     stop_steps = ((signal.SIGUSR1, HAPROXY_STOP_TIMEOUT), (signal.SIGTERM, 5.0))
 
-    def __init__(self, settings: runner.HaproxySettings, state_dir: Path, *, name: str = "lb",
-                 port_option: str | tuple[str, str] = "LB_BIND / LB_STATS_BIND", backends: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: runner.HaproxySettings,
+        state_dir: Path,
+        *,
+        name: str = "lb",
+        port_option: str | tuple[str, str] = "LB_BIND / LB_STATS_BIND",
+        backends: int = 0,
+    ) -> None:
         if not settings.admin_password:  # haproxy.cfg refuses to start without one
             settings = replace(settings, admin_password=admin_password())
         assert settings.admin_password is not None
@@ -405,11 +486,22 @@ class PythonLbComponent(_Balancer):
     kind = "python-lb"
     stop_steps = ((signal.SIGTERM, PYTHON_LB_STOP_TIMEOUT),)  # it stops accepting and drains
 
-    def __init__(self, state_dir: Path, *, listen: str, admin: str, upstream: str, sticky: bool = False,
-                 env: Mapping[str, str] | None = None, name: str = "lb", backends: int = 0,
-                 port_option: str | tuple[str, str] = ("--listen", "--admin"),
-                 upstreams: Mapping[str, str] | None = None, routes: Mapping[str, str] | None = None,
-                 check_ports: Mapping[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        listen: str,
+        admin: str,
+        upstream: str,
+        sticky: bool = False,
+        env: Mapping[str, str] | None = None,
+        name: str = "lb",
+        backends: int = 0,
+        port_option: str | tuple[str, str] = ("--listen", "--admin"),
+        upstreams: Mapping[str, str] | None = None,
+        routes: Mapping[str, str] | None = None,
+        check_ports: Mapping[str, int] | None = None,
+    ) -> None:
         self.env = dict(env or {})
         password = self.env.get(ADMIN_PASSWORD_ENV) or admin_password()
         self.env[ADMIN_PASSWORD_ENV] = password
@@ -427,8 +519,20 @@ class PythonLbComponent(_Balancer):
         more = [arg for name, spec in self.upstreams.items() for arg in ("--upstream", f"{name}={spec}")]
         more += [arg for prefix, name in self.routes.items() for arg in ("--route", f"{prefix}={name}")]
         more += [arg for name, port in self.check_ports.items() for arg in ("--check-port", f"{name}={port}")]
-        return [sys.executable, "-m", "scalecube", "lb", "--listen", self.listen, "--admin", self.admin,
-                "--upstream", f"api={self.upstream}", *more, "--sticky" if self.sticky else "--no-sticky"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "scalecube",
+            "lb",
+            "--listen",
+            self.listen,
+            "--admin",
+            self.admin,
+            "--upstream",
+            f"api={self.upstream}",
+            *more,
+            "--sticky" if self.sticky else "--no-sticky",
+        ]
 
     def start(self) -> None:
         self._write_password()
@@ -438,8 +542,11 @@ class PythonLbComponent(_Balancer):
         self._check_ports((self.listen, self.admin))
 
     def describe(self) -> dict[str, Any]:
-        return self._describe(upstream=self.upstream, sticky=self.sticky,
-                              **({"upstreams": self.upstreams, "routes": self.routes} if self.routes else {}))
+        return self._describe(
+            upstream=self.upstream,
+            sticky=self.sticky,
+            **({"upstreams": self.upstreams, "routes": self.routes} if self.routes else {}),
+        )
 
 
 def http_url(bind: str) -> str:

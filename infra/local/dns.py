@@ -80,8 +80,7 @@ def write_zone(path: Path, records: dict[str, list[str]]) -> None:
 
 def server_argv(zone_file: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     """The command line that runs this server (``python -m infra.local.dns``)."""
-    return [sys.executable, "-m", "infra.local.dns", "--zone-file", str(zone_file), "--host", host,
-            "--port", str(port)]  # fmt: skip
+    return [sys.executable, "-m", "infra.local.dns", "--zone-file", str(zone_file), "--host", host, "--port", str(port)]
 
 
 def answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
@@ -101,8 +100,9 @@ def answer(query: dns.message.Message, zone: Zone) -> dns.message.Message:
         if addresses is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif question.rdtype == dns.rdatatype.A and addresses:
-            response.answer.append(dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, dns.rdatatype.A,
-                                                            addresses))  # fmt: skip
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, dns.rdatatype.A, addresses)
+            )
         # Known name, other type (AAAA...): NOERROR with no answer, so resolvers fall back to A.
     return response
 

@@ -13,8 +13,7 @@ class AlreadyRunning(StackError):
     def __init__(self, pid: int, state_dir: object) -> None:
         self.pid = pid
         super().__init__(
-            f"a stack is already running (pid {pid}) in {state_dir}; scalecube down first"
-            f" (or use another --state-dir)"
+            f"a stack is already running (pid {pid}) in {state_dir}; scalecube down first (or use another --state-dir)"
         )
 
 
@@ -22,8 +21,10 @@ class PortInUse(StackError):
     exit_code = 2  # like `scalecube serve` on a taken port, and like a usage error: fix the command line
 
     def __init__(self, component: str, host: str, port: int, option: str) -> None:
-        super().__init__(f"port {port} on {host} (for {component}) is already in use: stop what listens there "
-                         f"or pick another with {option}")  # fmt: skip
+        super().__init__(
+            f"port {port} on {host} (for {component}) is already in use: stop what listens there "
+            f"or pick another with {option}"
+        )
 
 
 class StartFailed(StackError):

@@ -81,8 +81,11 @@ class ProcessRef:
         members = []
         for process in psutil.process_iter(["create_time", "status"]):
             try:
-                if (os.getpgid(process.pid) == self.pid and process.info["status"] != psutil.STATUS_ZOMBIE
-                        and process.info["create_time"] >= self.started - SAME_START):  # fmt: skip
+                if (
+                    os.getpgid(process.pid) == self.pid
+                    and process.info["status"] != psutil.STATUS_ZOMBIE
+                    and process.info["create_time"] >= self.started - SAME_START
+                ):
                     members.append(ProcessRef(process.pid, process.info["create_time"]))
             except (OSError, psutil.Error):
                 continue  # gone meanwhile

@@ -46,9 +46,17 @@ class ManagedProcess:
     restart) adds to the log, so it still says why the last one died.
     """
 
-    def __init__(self, argv: list[str], *, env: Mapping[str, str] | None = None,
-                 environ: Mapping[str, str] | None = None, cwd: Path = REPO, log_path: Path | None = None,
-                 detached: bool = False, append: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path = REPO,
+        log_path: Path | None = None,
+        detached: bool = False,
+        append: bool = False,
+    ) -> None:
         """``env`` is added to ``environ`` (default: this process's environment, as it is now)."""
         self.argv = argv
         self.log_path = log_path
@@ -56,9 +64,15 @@ class ManagedProcess:
         full_env = {**(os.environ if environ is None else environ), **(env or {})}
         log = open(log_path, "ab" if append else "wb") if log_path else contextlib.nullcontext(subprocess.DEVNULL)
         with log as stdout:
-            self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=stdout, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL if detached else None,
-                                         start_new_session=detached)  # fmt: skip
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=full_env,
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL if detached else None,
+                start_new_session=detached,
+            )
         self.ref = ProcessRef.of(self.proc.pid)  # its pid and start time: what the stack's state file records
 
     @property
@@ -98,26 +112,54 @@ class ManagedProcess:
         return self.proc.returncode
 
 
-def serve_argv(app: str, *, workers: int | str, policy: str, host: str, port: int, control: Path,
-               extra: list[str] | None = None) -> list[str]:  # fmt: skip
+def serve_argv(
+    app: str, *, workers: int | str, policy: str, host: str, port: int, control: Path, extra: list[str] | None = None
+) -> list[str]:
     """The command line of one cluster (``scalecube serve``), for whoever starts one."""
-    return [sys.executable, "-m", "scalecube", "serve", app, "--workers", str(workers), "--policy", policy,
-            "--host", host, "--port", str(port), "--control", str(control), *(extra or [])]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "scalecube",
+        "serve",
+        app,
+        "--workers",
+        str(workers),
+        "--policy",
+        policy,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--control",
+        str(control),
+        *(extra or []),
+    ]
 
 
 class ClusterProcess(ManagedProcess):
     """``scalecube serve`` on a given port, with its own control socket and log in ``workdir``."""
 
-    def __init__(self, app: str, *, port: int, workdir: Path, workers: int = 2, policy: str = "rr",
-                 args: list[str] | None = None, env: dict[str, str] | None = None, cwd: Path = REPO,
-                 host: str = "127.0.0.1") -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: str,
+        *,
+        port: int,
+        workdir: Path,
+        workers: int = 2,
+        policy: str = "rr",
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.host = host  # another loopback address (127.0.0.2, ...) stands for another machine
         self.port = port
         self.url = f"http://{host}:{port}"
         self.control_path = workdir / f"cluster-{port}.sock"
         self.workers = workers
-        argv = serve_argv(app, workers=workers, policy=policy, host=host, port=port,
-                          control=self.control_path, extra=args)  # fmt: skip
+        argv = serve_argv(
+            app, workers=workers, policy=policy, host=host, port=port, control=self.control_path, extra=args
+        )
         super().__init__(argv, env=env, cwd=cwd, log_path=workdir / f"cluster-{port}.log")
 
     def status(self) -> dict[str, Any]:

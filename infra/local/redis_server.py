@@ -181,21 +181,33 @@ class RedisServer:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             self._executable,
-            "--port", str(self._port),
-            "--bind", self._host,
-            "--dir", str(self._data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self._appendonly else "no",
-            "--appendfsync", self._appendfsync,
-            "--daemonize", "no",
-            "--protected-mode", "no",
+            "--port",
+            str(self._port),
+            "--bind",
+            self._host,
+            "--dir",
+            str(self._data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self._appendonly else "no",
+            "--appendfsync",
+            self._appendfsync,
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
             # Log to stdout, which goes to a file: that file also catches errors
             # printed before the config is parsed (bad option, port in use).
-            "--logfile", "",
+            "--logfile",
+            "",
         ]
         with open(self._data_dir / LOG_NAME, "ab") as log:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=self._new_session,
             )
         try:

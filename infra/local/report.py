@@ -24,8 +24,7 @@ class ConsoleReporter:
     def ready(self, state: StackState, state_dir: Path, detached: bool) -> None:
         grid = Table.grid(padding=(0, 2))
         for component in state.components:
-            grid.add_row(f"  [bold]{escape(component['name'])}[/]", escape(component["url"]),
-                         f"pid {component['pid']}")  # fmt: skip
+            grid.add_row(f"  [bold]{escape(component['name'])}[/]", escape(component["url"]), f"pid {component['pid']}")
             if component.get("stats"):
                 grid.add_row(f"  {escape(component['name'])} stats", escape(component["stats"] + "/"), "")
         grid.add_row("  logs", escape(str(state_dir)), "")
@@ -33,8 +32,11 @@ class ConsoleReporter:
         self.console.print(grid)
         for component in state.components:  # one line each, unwrapped: a path to copy
             if component.get("admin_password_file"):
-                self.console.print(f"  {escape(component['name'])} stats: user {escape(component['admin_user'])}, "
-                                   f"password in {escape(component['admin_password_file'])}", highlight=False)  # fmt: skip
+                self.console.print(
+                    f"  {escape(component['name'])} stats: user {escape(component['admin_user'])}, "
+                    f"password in {escape(component['admin_password_file'])}",
+                    highlight=False,
+                )
         how_to_stop = f"scalecube down --state-dir {state_dir}" if detached else "Ctrl-C"
         self.console.print(f"{escape(how_to_stop)} to stop")
 
@@ -50,8 +52,10 @@ class ConsoleReporter:
         self.console.print(f"[green]{escape(name)} is ready again[/] (after {restarts} restart{'s' * (restarts != 1)})")
 
     def component_failed(self, name: str, why: str, log_path: Path, tail: str) -> None:
-        self.console.print(f"[red bold]giving up on {escape(name)}[/]: {escape(why)}; the rest of the stack keeps "
-                           f"running (scalecube status; scalecube down to stop it)")  # fmt: skip
+        self.console.print(
+            f"[red bold]giving up on {escape(name)}[/]: {escape(why)}; the rest of the stack keeps "
+            f"running (scalecube status; scalecube down to stop it)"
+        )
         self._tail(log_path, tail)
 
     def _tail(self, log_path: Path, tail: str) -> None:
@@ -59,7 +63,9 @@ class ConsoleReporter:
         self.console.print(tail, markup=False, highlight=False)
 
     def stopping(self, reason: str) -> None:
-        self.console.print(f"{escape(reason)}: stopping the stack, last started first (the api drains before Redis stops)")
+        self.console.print(
+            f"{escape(reason)}: stopping the stack, last started first (the api drains before Redis stops)"
+        )
 
     def stopped(self, names: list[str]) -> None:
         self.console.print(f"stopped: {escape(', '.join(names)) or 'nothing was running'}")
@@ -84,17 +90,21 @@ def render_stack(stack: dict[str, Any], console: Console) -> None:
     running = "running" if supervisor["alive"] else "[red]gone (stale; scalecube down cleans up)[/]"
     table = Table(
         title=f"local stack  ·  supervisor pid {supervisor['pid']} {running}  ·  {stack['phase']} since "
-              f"{stack['started_at']}  ·  {escape(stack['state_dir'])}",
+        f"{stack['started_at']}  ·  {escape(stack['state_dir'])}",
         title_justify="left",
-    )  # fmt: skip
+    )
     for column in ("component", "pid", "url", "state", "restarts", "log"):
-        table.add_column(column, justify="right" if column in ("pid", "restarts") else "left",
-                         no_wrap=column in ("component", "pid", "state", "restarts"),  # whole words, for grep
-                         overflow="fold")  # a cut URL or path is useless  # fmt: skip
+        table.add_column(
+            column,
+            justify="right" if column in ("pid", "restarts") else "left",
+            no_wrap=column in ("component", "pid", "state", "restarts"),  # whole words, for grep
+            overflow="fold",
+        )  # a cut URL or path is useless
     for c in stack["components"]:
         url = c["url"] + (f"\nstats {c['stats']}/" if c.get("stats") else "")
-        table.add_row(escape(c["name"]), str(c["pid"]), escape(url), _state(c), str(c.get("restarts", 0)),
-                      escape(c["log"]))  # fmt: skip
+        table.add_row(
+            escape(c["name"]), str(c["pid"]), escape(url), _state(c), str(c.get("restarts", 0)), escape(c["log"])
+        )
     console.print(table)
     for c in stack["components"]:  # below the table: whole lines, never folded into a narrow column
         if c.get("last_exit"):

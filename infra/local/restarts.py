@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,8 +52,13 @@ class RestartPolicy:
     window: float = 120.0
 
     def crash_policy(self) -> CrashPolicy:
-        return CrashPolicy(max_crashes=self.max_crashes, window=self.window, min_uptime=self.min_uptime,
-                           backoff_base=self.backoff_base, backoff_cap=self.backoff_cap)  # fmt: skip
+        return CrashPolicy(
+            max_crashes=self.max_crashes,
+            window=self.window,
+            min_uptime=self.min_uptime,
+            backoff_base=self.backoff_base,
+            backoff_cap=self.backoff_cap,
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +89,13 @@ class Keeper:
     ready yet), failed (given up on).
     """
 
-    def __init__(self, component: Component, reporter: RestartReporter, policy: RestartPolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        component: Component,
+        reporter: RestartReporter,
+        policy: RestartPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.component = component
         self.reporter = reporter
         self.policy = policy or RestartPolicy()
@@ -116,9 +126,12 @@ class Keeper:
 
     def describe(self) -> dict[str, Any]:
         """What the state file adds to the component's own record."""
-        return {"state": self.state, "restarts": self.restarts,
-                "last_exit": asdict(self.last_exit) if self.last_exit else None,
-                "failure": self.failure or None}  # fmt: skip
+        return {
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_exit": asdict(self.last_exit) if self.last_exit else None,
+            "failure": self.failure or None,
+        }
 
     def _died(self, how: str, code: int | None) -> None:
         now = self._clock()
@@ -127,8 +140,7 @@ class Keeper:
         name, log_path = self.component.name, self.component.log_path
         kill_leftovers_of(self.component)  # a cluster's workers, HAProxy's worker: they would hold its port
         tail = log_tail(log_path)
-        self.last_exit = Exit(how, code, datetime.now(timezone.utc).isoformat(timespec="seconds"), round(uptime, 1),
-                              tail)  # fmt: skip
+        self.last_exit = Exit(how, code, datetime.now(UTC).isoformat(timespec="seconds"), round(uptime, 1), tail)
         if uptime >= self.policy.min_uptime:
             self._crashes.stable(SLOT)  # only young deaths count towards giving up
             delay = 0.0
@@ -136,8 +148,10 @@ class Keeper:
             delay = self._crashes.record(SLOT, uptime, now)
             if self._crashes.exhausted():
                 self.state = FAILED
-                self.failure = (f"{self._crashes.recent} deaths within {self.policy.window:g}s, each before it had "
-                                f"served {self.policy.min_uptime:g}s; the last: {how}")  # fmt: skip
+                self.failure = (
+                    f"{self._crashes.recent} deaths within {self.policy.window:g}s, each before it had "
+                    f"served {self.policy.min_uptime:g}s; the last: {how}"
+                )
                 self.reporter.component_failed(name, self.failure, log_path, tail)
                 return
         self.state, self._restart_at = RESTARTING, now + delay

@@ -23,13 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.local.components import (ClusterComponent, Component, DnsComponent, HaproxyComponent, PythonLbComponent,
-                                    RedisComponent)  # fmt: skip
+from infra.local.components import (
+    ClusterComponent,
+    Component,
+    DnsComponent,
+    HaproxyComponent,
+    PythonLbComponent,
+    RedisComponent,
+)
 from infra.local.errors import StackError, StartAborted, StartFailed
 from infra.local.pids import log_tail
 from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
-from lb.haproxy import runner
 from kit import secrets as secret_values
+from lb.haproxy import runner
 
 log = logging.getLogger("scalecube.stack")
 
@@ -86,8 +92,10 @@ def choose_balancer(api: int, lb: str | None, sticky: bool) -> str:
     """The balancer for ``api`` replicas: ``lb`` if given, else none for one replica, else HAProxy when
     installed, else the Python one. Raises ``UsageError`` for what cannot work (HAProxy missing included)."""
     if not 1 <= api <= MAX_REPLICAS:
-        raise UsageError(f"--api must be 1 to {MAX_REPLICAS}, got {api}: each replica needs its own loopback "
-                         f"address ({REPLICA_HOSTS[0]}-{REPLICA_HOSTS[-1]})")  # fmt: skip
+        raise UsageError(
+            f"--api must be 1 to {MAX_REPLICAS}, got {api}: each replica needs its own loopback "
+            f"address ({REPLICA_HOSTS[0]}-{REPLICA_HOSTS[-1]})"
+        )
     if lb is None:
         lb = NO_BALANCER if api == 1 else ("haproxy" if haproxy_installed() else "python")
     if lb not in (*BALANCERS, NO_BALANCER):
@@ -95,8 +103,10 @@ def choose_balancer(api: int, lb: str | None, sticky: bool) -> str:
     if lb == NO_BALANCER and sticky:
         raise UsageError("--sticky needs a balancer (the cookie is the balancer's): add --lb python or --lb haproxy")
     if lb == NO_BALANCER and api > 1:
-        raise UsageError(f"--api {api} needs a balancer in front of the replicas: --lb python or --lb haproxy "
-                         f"(--lb none runs one api directly on --port)")  # fmt: skip
+        raise UsageError(
+            f"--api {api} needs a balancer in front of the replicas: --lb python or --lb haproxy "
+            f"(--lb none runs one api directly on --port)"
+        )
     if lb == "haproxy":
         try:
             runner.find_haproxy()
@@ -157,19 +167,33 @@ def build_services(options: StackOptions, *, behind_balancer: bool) -> Services:
         return RedisComponent(state_dir / name, host=host, name=name, port_option=RERUN)
 
     def cluster(name: str, app: str, cluster_host: str, env: dict[str, str]) -> ClusterComponent:
-        return ClusterComponent(name, app, port=free_port(cluster_host), workers=SERVICE_WORKERS,
-                                policy=options.policy, state_dir=state_dir, host=cluster_host,
-                                env={**common, **env}, port_option=RERUN, start_with_previous=True,
-                                health_port=free_port(cluster_host))  # fmt: skip
+        return ClusterComponent(
+            name,
+            app,
+            port=free_port(cluster_host),
+            workers=SERVICE_WORKERS,
+            policy=options.policy,
+            state_dir=state_dir,
+            host=cluster_host,
+            env={**common, **env},
+            port_option=RERUN,
+            start_with_previous=True,
+            health_port=free_port(cluster_host),
+        )
 
     auth_redis = redis("auth-redis")
-    auth = cluster("auth", AUTH_APP, AUTH_HOST if behind_balancer else host, {
-        # Limits at their defaults: they count failed logins only, so load tests that log in never meet them.
-        # X-Forwarded-For is trusted from FORWARDED_ALLOW_IPS's default, 127.0.0.1 and ::1: the balancers and
-        # the api connect to auth from 127.0.0.1 (the kernel's source for any 127.0.0.N), while a client that
-        # connects from another loopback address is counted by that address, whatever it claims.
-        "AUTH_REDIS_URL": auth_redis.url,
-    })  # fmt: skip
+    auth = cluster(
+        "auth",
+        AUTH_APP,
+        AUTH_HOST if behind_balancer else host,
+        {
+            # Limits at their defaults: they count failed logins only, so load tests that log in never meet them.
+            # X-Forwarded-For is trusted from FORWARDED_ALLOW_IPS's default, 127.0.0.1 and ::1: the balancers and
+            # the api connect to auth from 127.0.0.1 (the kernel's source for any 127.0.0.N), while a client that
+            # connects from another loopback address is counted by that address, whatever it claims.
+            "AUTH_REDIS_URL": auth_redis.url,
+        },
+    )
     components: list[Component] = [auth_redis, auth]
     shard_urls = []
     for name in SHARDS:
@@ -178,9 +202,15 @@ def build_services(options: StackOptions, *, behind_balancer: bool) -> Services:
         components += [shard_redis, shard]
         shard_urls.append(f"{name}={shard.url}")
     directory_redis = redis("directory-redis")
-    router = cluster("router", ROUTER_APP, ROUTER_HOST if behind_balancer else host, {
-        "ROUTER_REDIS_URL": directory_redis.url, "SHARD_URLS": ",".join(shard_urls),
-    })  # fmt: skip
+    router = cluster(
+        "router",
+        ROUTER_APP,
+        ROUTER_HOST if behind_balancer else host,
+        {
+            "ROUTER_REDIS_URL": directory_redis.url,
+            "SHARD_URLS": ",".join(shard_urls),
+        },
+    )
     components += [directory_redis, router]
     return Services(components, auth, router)
 
@@ -201,9 +231,18 @@ def build_components(options: StackOptions) -> list[Component]:
     }
     before = [redis, *(services.components if services else [])]
     if not behind_balancer:
-        api = ClusterComponent("api", API_APP, port=options.port, workers=options.workers, policy=options.policy,
-                               state_dir=options.state_dir, host=options.host, env=env,
-                               start_with_previous=True, health_port=free_port(options.host))  # fmt: skip
+        api = ClusterComponent(
+            "api",
+            API_APP,
+            port=options.port,
+            workers=options.workers,
+            policy=options.policy,
+            state_dir=options.state_dir,
+            host=options.host,
+            env=env,
+            start_with_previous=True,
+            health_port=free_port(options.host),
+        )
         return [*before, api]
     hosts = REPLICA_HOSTS[: options.api]
     api_port = options.api_port or shared_free_port(hosts)
@@ -213,46 +252,85 @@ def build_components(options: StackOptions) -> list[Component]:
         records |= {"auth": [services.auth.host], "router": [services.router.host]}
     dns = DnsComponent(options.state_dir, records, port=options.dns_port, host=options.host)
     replicas: list[Component] = [
-        ClusterComponent(f"api-{number}", API_APP, port=api_port, workers=options.workers, policy=options.policy,
-                         state_dir=options.state_dir, host=host, env=env, port_option="--api-port",
-                         start_with_previous=True, health_port=health_port)
+        ClusterComponent(
+            f"api-{number}",
+            API_APP,
+            port=api_port,
+            workers=options.workers,
+            policy=options.policy,
+            state_dir=options.state_dir,
+            host=host,
+            env=env,
+            port_option="--api-port",
+            start_with_previous=True,
+            health_port=health_port,
+        )
         for number, host in enumerate(hosts, start=1)
-    ]  # fmt: skip
+    ]
     return [*before, dns, *replicas, build_balancer(options, dns, api_port, health_port, services, shared)]
 
 
-def build_balancer(options: StackOptions, dns: DnsComponent, api_port: int, health_port: int,
-                   services: Services | None = None, shared: dict[str, str] | None = None) -> Component:  # fmt: skip
+def build_balancer(
+    options: StackOptions,
+    dns: DnsComponent,
+    api_port: int,
+    health_port: int,
+    services: Services | None = None,
+    shared: dict[str, str] | None = None,
+) -> Component:
     """The balancer on the stack's port, finding the replicas as ``api``:``api_port`` through ``dns``
     (and, with ``services``, auth and the router as ``auth`` and ``router``, routed at ``/auth/`` and
     ``/users``); ready once it sees all the api replicas up."""
     listen, stats = f"{options.host}:{options.port}", f"{options.host}:{options.stats_port}"
     shared = shared if shared is not None else stack_secrets(options.state_dir)
     if options.lb == "haproxy":
-        routed = {} if services is None else {
-            "auth_service": "auth", "auth_port": services.auth.port, "auth_health_port": services.auth.health_port,
-            "router_service": "router", "router_port": services.router.port,
-            "router_health_port": services.router.health_port,
-        }  # fmt: skip
+        routed = (
+            {}
+            if services is None
+            else {
+                "auth_service": "auth",
+                "auth_port": services.auth.port,
+                "auth_health_port": services.auth.health_port,
+                "router_service": "router",
+                "router_port": services.router.port,
+                "router_health_port": services.router.health_port,
+            }
+        )
         settings = runner.HaproxySettings(
-            bind=listen, stats_bind=stats, dns=dns.address, api_service=API_SERVICE, api_port=api_port,
+            bind=listen,
+            stats_bind=stats,
+            dns=dns.address,
+            api_service=API_SERVICE,
+            api_port=api_port,
             api_health_port=health_port,
-            sticky=options.sticky, cookie_key=shared["LB_COOKIE_KEY"], **routed,
-        )  # fmt: skip
-        return HaproxyComponent(settings, options.state_dir, backends=options.api,
-                                port_option=("--port", "--stats-port"))  # fmt: skip
+            sticky=options.sticky,
+            cookie_key=shared["LB_COOKIE_KEY"],
+            **routed,
+        )
+        return HaproxyComponent(
+            settings, options.state_dir, backends=options.api, port_option=("--port", "--stats-port")
+        )
     upstreams, routes, check_ports = {}, {}, {"api": health_port}
     if services is not None:
-        upstreams = {"auth": f"dns:auth:{services.auth.port}@{dns.address}",
-                     "router": f"dns:router:{services.router.port}@{dns.address}"}  # fmt: skip
+        upstreams = {
+            "auth": f"dns:auth:{services.auth.port}@{dns.address}",
+            "router": f"dns:router:{services.router.port}@{dns.address}",
+        }
         routes = dict(SERVICE_ROUTES)
         check_ports |= {"auth": services.auth.health_port, "router": services.router.health_port}
     return PythonLbComponent(
-        options.state_dir, listen=listen, admin=stats, upstream=f"dns:{API_SERVICE}:{api_port}@{dns.address}",
-        sticky=options.sticky, backends=options.api, port_option=("--port", "--stats-port"),
+        options.state_dir,
+        listen=listen,
+        admin=stats,
+        upstream=f"dns:{API_SERVICE}:{api_port}@{dns.address}",
+        sticky=options.sticky,
+        backends=options.api,
+        port_option=("--port", "--stats-port"),
         env={"LB_STICKY_SECRET": shared["LB_STICKY_SECRET"]},
-        upstreams=upstreams, routes=routes, check_ports=check_ports,
-    )  # fmt: skip
+        upstreams=upstreams,
+        routes=routes,
+        check_ports=check_ports,
+    )
 
 
 class LocalStack:
@@ -270,8 +348,9 @@ class LocalStack:
         for component in self.components:
             component.check()
 
-    def start(self, on_launched: Callable[[Component], None] = lambda _: None,
-              should_stop: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+    def start(
+        self, on_launched: Callable[[Component], None] = lambda _: None, should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
         """Start every component in order, each ready before the next — except that one marked
         ``start_with_previous`` is launched while those before it are still getting ready (each is
         waited for before the next unmarked one, and at the end); on any failure stop them all.
@@ -333,13 +412,21 @@ class LocalStack:
             exited = self.exited()  # this one, or one it depends on (the api never gets ready without Redis)
             if exited is not None:
                 dead, code = exited
-                raise StartFailed(dead.name, f"exited ({describe_exit(code)}) before the stack was ready",
-                                  log_tail(dead.log_path), dead.log_path)  # fmt: skip
+                raise StartFailed(
+                    dead.name,
+                    f"exited ({describe_exit(code)}) before the stack was ready",
+                    log_tail(dead.log_path),
+                    dead.log_path,
+                )
             if should_stop():
                 raise StartAborted()
             if time.monotonic() >= deadline:
-                raise StartFailed(component.name, f"not ready after {self.ready_timeout:g}s",
-                                  log_tail(component.log_path), component.log_path)  # fmt: skip
+                raise StartFailed(
+                    component.name,
+                    f"not ready after {self.ready_timeout:g}s",
+                    log_tail(component.log_path),
+                    component.log_path,
+                )
             time.sleep(POLL_INTERVAL)
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +32,38 @@ def prepare_state_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StackError(f"cannot use {path} as the state dir: {exc.strerror or exc} "
-                         f"(pick another with --state-dir)") from None
+        raise StackError(
+            f"cannot use {path} as the state dir: {exc.strerror or exc} (pick another with --state-dir)"
+        ) from None
 
 
 @dataclass
 class StackState:
     supervisor: ProcessRef
     phase: str = STARTING
-    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     components: list[dict[str, Any]] = field(default_factory=list)  # Component.describe() of each one launched
 
     def component_refs(self) -> list[ProcessRef]:
         return [ProcessRef(c["pid"], c["started"]) for c in self.components if c.get("pid") and c.get("started")]
 
     def to_json(self) -> dict[str, Any]:
-        return {"supervisor": {"pid": self.supervisor.pid, "started": self.supervisor.started}, "phase": self.phase,
-                "started_at": self.started_at, "components": self.components}  # fmt: skip
+        return {
+            "supervisor": {"pid": self.supervisor.pid, "started": self.supervisor.started},
+            "phase": self.phase,
+            "started_at": self.started_at,
+            "components": self.components,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StackState:
         supervisor = data["supervisor"]
-        return cls(ProcessRef(int(supervisor["pid"]), float(supervisor["started"])), str(data["phase"]),
-                   str(data["started_at"]), list(data["components"]))  # fmt: skip
+        return cls(
+            ProcessRef(int(supervisor["pid"]), float(supervisor["started"])),
+            str(data["phase"]),
+            str(data["started_at"]),
+            list(data["components"]),
+        )
 
 
 class StateFile:

@@ -71,8 +71,15 @@ def claim(state_file: StateFile, state: StackState) -> None:
 
 
 class Supervisor:
-    def __init__(self, stack: LocalStack, state_file: StateFile, reporter: Reporter, *, detached: bool = False,
-                 restart_policy: RestartPolicy | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stack: LocalStack,
+        state_file: StateFile,
+        reporter: Reporter,
+        *,
+        detached: bool = False,
+        restart_policy: RestartPolicy | None = None,
+    ) -> None:
         self.stack = stack
         self.state_file = state_file
         self.reporter = reporter
@@ -144,12 +151,38 @@ class Supervisor:
 
 def supervisor_argv(options: StackOptions) -> list[str]:
     """The foreground `scalecube up` that a detached start runs in the background."""
-    return [sys.executable, "-m", "scalecube", "up", "--port", str(options.port), "--workers", options.workers,
-            "--policy", options.policy, "--session-backend", options.session_backend,
-            "--redis-port", str(options.redis_port), "--api", str(options.api), "--lb", options.lb,
-            "--sticky" if options.sticky else "--no-sticky", "--stats-port", str(options.stats_port),
-            "--api-port", str(options.api_port), "--dns-port", str(options.dns_port), "--services", options.services,
-            "--state-dir", str(options.state_dir), "--detached-child"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "scalecube",
+        "up",
+        "--port",
+        str(options.port),
+        "--workers",
+        options.workers,
+        "--policy",
+        options.policy,
+        "--session-backend",
+        options.session_backend,
+        "--redis-port",
+        str(options.redis_port),
+        "--api",
+        str(options.api),
+        "--lb",
+        options.lb,
+        "--sticky" if options.sticky else "--no-sticky",
+        "--stats-port",
+        str(options.stats_port),
+        "--api-port",
+        str(options.api_port),
+        "--dns-port",
+        str(options.dns_port),
+        "--services",
+        options.services,
+        "--state-dir",
+        str(options.state_dir),
+        "--detached-child",
+    ]
 
 
 def start_detached(options: StackOptions) -> StackState:
@@ -162,8 +195,14 @@ def start_detached(options: StackOptions) -> StackState:
     log_path = options.state_dir / SUPERVISOR_LOG
     with open(log_path, "wb") as log:
         # A new session: the supervisor outlives this command and the terminal it ran in.
-        process = subprocess.Popen(supervisor_argv(options), cwd=REPO, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            supervisor_argv(options),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     # Only a safety net: the supervisor times out each component itself, and says why.
     timeout = stack.ready_timeout * len(stack.components) + DETACHED_GRACE
     try:
@@ -184,8 +223,9 @@ def _stop_supervisor(process: subprocess.Popen[bytes]) -> None:
             process.wait(DOWN_TIMEOUT)
 
 
-def _wait_until_ready(process: subprocess.Popen[bytes], state_file: StateFile, log_path: Path,
-                      timeout: float) -> StackState:  # fmt: skip
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], state_file: StateFile, log_path: Path, timeout: float
+) -> StackState:
     deadline = time.monotonic() + timeout
     while True:
         state = state_file.read()
@@ -202,5 +242,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], state_file: StateFile, l
 class SupervisorExited(StackError):
     def __init__(self, code: int, log_path: Path) -> None:
         self.exit_code = code if code > 0 else 1  # 2 (port taken) stays 2
-        super().__init__(f"the stack's supervisor exited ({describe_exit(code)}) before the stack was ready\n"
-                         f"--- last lines of {log_path} ---\n{log_tail(log_path)}")  # fmt: skip
+        super().__init__(
+            f"the stack's supervisor exited ({describe_exit(code)}) before the stack was ready\n"
+            f"--- last lines of {log_path} ---\n{log_tail(log_path)}"
+        )

@@ -42,21 +42,38 @@ class LoopbackTopology:
     def start_dns(self) -> None:
         self._dns.start()
         try:
-            wait_until(lambda: self._dns.poll() is not None or self._dns.ready(), DNS_START_TIMEOUT,
-                       what="the loopback DNS server")  # fmt: skip
+            wait_until(
+                lambda: self._dns.poll() is not None or self._dns.ready(),
+                DNS_START_TIMEOUT,
+                what="the loopback DNS server",
+            )
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}:\n{log_text(self._dns.log_path)}") from None
         if self._dns.poll() is not None:
             raise RuntimeError(f"the DNS server exited with {self._dns.poll()}:\n{log_text(self._dns.log_path)}")
 
-    def start(self, service: str, host: str, app: str, *, workers: int = 2, env: dict[str, str] | None = None,
-              publish: bool = True) -> ClusterProcess:  # fmt: skip
+    def start(
+        self,
+        service: str,
+        host: str,
+        app: str,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        publish: bool = True,
+    ) -> ClusterProcess:
         """Start a cluster of ``app`` on ``host``:port (not waiting for it); publish it under ``service``."""
         workdir = self.workdir / f"{service}-{host.rsplit('.', 1)[-1]}"  # short: it holds a unix socket
         workdir.mkdir(exist_ok=True)
         # Its own run dir too, so nothing a cluster keeps by port collides with its neighbours'.
-        cluster = ClusterProcess(app, host=host, port=self.port, workdir=workdir, workers=workers,
-                                 env={"SCALECUBE_RUN_DIR": str(workdir), **(env or {})})  # fmt: skip
+        cluster = ClusterProcess(
+            app,
+            host=host,
+            port=self.port,
+            workdir=workdir,
+            workers=workers,
+            env={"SCALECUBE_RUN_DIR": str(workdir), **(env or {})},
+        )
         self.clusters[(service, host)] = cluster
         if publish:
             self.publish(service, host)
@@ -86,8 +103,12 @@ class LoopbackTopology:
 
     def hosts_of(self, served_by: list[str]) -> list[str | None]:
         """``host/pid`` values (X-Served-By) -> the replica address of each, in one status round per cluster."""
-        owners = {pid: host for (_, host), cluster in self.clusters.items() if cluster.proc.poll() is None
-                  for pid in _worker_pids(cluster)}  # fmt: skip
+        owners = {
+            pid: host
+            for (_, host), cluster in self.clusters.items()
+            if cluster.proc.poll() is None
+            for pid in _worker_pids(cluster)
+        }
         return [owners.get(int(value.rsplit("/", 1)[-1])) for value in served_by]
 
     def stop(self) -> None:

@@ -100,14 +100,26 @@ class HaproxySettings:
 
 # Field -> the environment variable haproxy.cfg reads (tests check both lists match the file).
 VARIABLES = {
-    "bind": "LB_BIND", "stats_bind": "LB_STATS_BIND", "dns": "LB_DNS", "slots": "LB_SLOTS",
-    "service_slots": "LB_SERVICE_SLOTS", "balance": "LB_BALANCE", "max_connections_per_client": "LB_MAXCONN_PER_CLIENT",
-    "sticky": "LB_STICKY", "cookie_key": "LB_COOKIE_KEY",
-    "api_service": "API_SERVICE", "api_port": "API_PORT", "auth_service": "AUTH_SERVICE", "auth_port": "AUTH_PORT",
-    "router_service": "ROUTER_SERVICE", "router_port": "ROUTER_PORT", "api_health_port": "API_HEALTH_PORT",
-    "auth_health_port": "AUTH_HEALTH_PORT", "router_health_port": "ROUTER_HEALTH_PORT",
+    "bind": "LB_BIND",
+    "stats_bind": "LB_STATS_BIND",
+    "dns": "LB_DNS",
+    "slots": "LB_SLOTS",
+    "service_slots": "LB_SERVICE_SLOTS",
+    "balance": "LB_BALANCE",
+    "max_connections_per_client": "LB_MAXCONN_PER_CLIENT",
+    "sticky": "LB_STICKY",
+    "cookie_key": "LB_COOKIE_KEY",
+    "api_service": "API_SERVICE",
+    "api_port": "API_PORT",
+    "auth_service": "AUTH_SERVICE",
+    "auth_port": "AUTH_PORT",
+    "router_service": "ROUTER_SERVICE",
+    "router_port": "ROUTER_PORT",
+    "api_health_port": "API_HEALTH_PORT",
+    "auth_health_port": "AUTH_HEALTH_PORT",
+    "router_health_port": "ROUTER_HEALTH_PORT",
     "admin_password": "LB_ADMIN_PASSWORD",
-}  # fmt: skip
+}
 STATS_USER = "admin"  # haproxy.cfg's userlist stats_users
 
 
@@ -118,8 +130,9 @@ def argv(haproxy: str | None = None) -> list[str]:
 
 def check_config(env: Mapping[str, str], *, warnings_are_errors: bool = False) -> None:
     """``haproxy -c`` on the file with ``env``; raise ``HaproxyConfigError`` with HAProxy's message if refused."""
-    result = subprocess.run([find_haproxy(), "-c", "-f", str(CONFIG)], env=dict(env), capture_output=True,
-                            text=True, timeout=CHECK_TIMEOUT)  # fmt: skip
+    result = subprocess.run(
+        [find_haproxy(), "-c", "-f", str(CONFIG)], env=dict(env), capture_output=True, text=True, timeout=CHECK_TIMEOUT
+    )
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
         raise HaproxyConfigError(f"haproxy -c refused {CONFIG} (exit {result.returncode}):\n{output}")

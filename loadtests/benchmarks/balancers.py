@@ -21,9 +21,9 @@ from infra.local.ports import free_port
 from infra.local.processes import wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.topology import HOSTS, LoopbackTopology
+from kit import secrets as secret_values
 from lb.haproxy.runner import HaproxySettings
 from loadtests.drivers import LoadSummary, run_load, summarise
-from kit import secrets as secret_values
 
 API = "services.api.app:app"
 TARGETS = ("direct (1 backend)", "haproxy", "python")
@@ -53,20 +53,34 @@ class Rig:
         try:
             self.redis.start()
             self.topology.start_dns()
-            env = {"REDIS_URL": self.redis.url, "SESSION_SECRET": secret_values.generate(),
-                   "LOG_LEVEL": "warning"}  # fmt: skip
+            env = {"REDIS_URL": self.redis.url, "SESSION_SECRET": secret_values.generate(), "LOG_LEVEL": "warning"}
             for host in HOSTS[:replicas]:
                 self.topology.start("api", host, API, workers=workers, env=env)
             self.topology.wait_ready()
             self.direct = f"http://{HOSTS[0]}:{self.topology.port}/"
             self.balancers = [
-                HaproxyComponent(HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
-                                                 dns=self.topology.dns_address, api_service="api",
-                                                 api_port=self.topology.port), workdir, name="haproxy", backends=replicas),
-                PythonLbComponent(workdir, listen=f"127.0.0.1:{free_port()}", admin=f"127.0.0.1:{free_port()}",
-                                  upstream=f"dns:api:{self.topology.port}@{self.topology.dns_address}",
-                                  env={"LOG_LEVEL": "warning"}, name="python-lb", backends=replicas),
-            ]  # fmt: skip
+                HaproxyComponent(
+                    HaproxySettings(
+                        bind=f"127.0.0.1:{free_port()}",
+                        stats_bind=f"127.0.0.1:{free_port()}",
+                        dns=self.topology.dns_address,
+                        api_service="api",
+                        api_port=self.topology.port,
+                    ),
+                    workdir,
+                    name="haproxy",
+                    backends=replicas,
+                ),
+                PythonLbComponent(
+                    workdir,
+                    listen=f"127.0.0.1:{free_port()}",
+                    admin=f"127.0.0.1:{free_port()}",
+                    upstream=f"dns:api:{self.topology.port}@{self.topology.dns_address}",
+                    env={"LOG_LEVEL": "warning"},
+                    name="python-lb",
+                    backends=replicas,
+                ),
+            ]
             for balancer in self.balancers:
                 balancer.start()
             for balancer in self.balancers:
@@ -85,8 +99,9 @@ class Rig:
         self.redis.stop()
 
 
-def run(*, seconds: float = 10.0, connections: int = 32, rounds: int = 3, replicas: int = 3,
-        workers: int = 1) -> BalancerReport:  # fmt: skip
+def run(
+    *, seconds: float = 10.0, connections: int = 32, rounds: int = 3, replicas: int = 3, workers: int = 1
+) -> BalancerReport:
     report = BalancerReport(replicas, workers, connections, seconds, rounds)
     with tempfile.TemporaryDirectory(prefix="scalecube-bench-") as tmp:
         rig = Rig(Path(tmp), replicas, workers)
@@ -109,9 +124,14 @@ def run(*, seconds: float = 10.0, connections: int = 32, rounds: int = 3, replic
     haproxy, python = report.throughput["haproxy"]["rps"], report.throughput["python"]["rps"]
     report.ratio_python_to_haproxy = round(python / haproxy, 3) if haproxy and python else None
     direct_p50 = report.latency[TARGETS[0]]["p50_ms"]
-    report.added_p50_ms = {t: (round(report.latency[t]["p50_ms"] - direct_p50, 3)
-                               if report.latency[t]["p50_ms"] is not None and direct_p50 is not None else None)
-                           for t in ("haproxy", "python")}  # fmt: skip
+    report.added_p50_ms = {
+        t: (
+            round(report.latency[t]["p50_ms"] - direct_p50, 3)
+            if report.latency[t]["p50_ms"] is not None and direct_p50 is not None
+            else None
+        )
+        for t in ("haproxy", "python")
+    }
     return report
 
 

@@ -26,8 +26,8 @@ from cluster.cpus import available_cpus
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess, wait_until
 from infra.local.redis_server import RedisServer
-from loadtests.drivers import LoadSummary, run_load, run_threads
 from kit import secrets as secret_values
+from loadtests.drivers import LoadSummary, run_load, run_threads
 
 API = "services.api.app:app"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
@@ -44,12 +44,17 @@ class FoundationReport:
 class Bench:
     def __init__(self, workdir: Path, redis_url: str) -> None:
         self.workdir = workdir
-        self.env = {"REDIS_URL": redis_url, "SESSION_SECRET": secret_values.generate(),
-                    "SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning"}  # fmt: skip
+        self.env = {
+            "REDIS_URL": redis_url,
+            "SESSION_SECRET": secret_values.generate(),
+            "SCALECUBE_RUN_DIR": str(workdir),
+            "LOG_LEVEL": "warning",
+        }
 
     def cluster(self, workers: int, policy: str = "rr") -> ClusterProcess:
-        cluster = ClusterProcess(API, port=free_port(), workdir=self.workdir, workers=workers, policy=policy,
-                                 env=self.env)  # fmt: skip
+        cluster = ClusterProcess(
+            API, port=free_port(), workdir=self.workdir, workers=workers, policy=policy, env=self.env
+        )
         cluster.wait_ready(timeout=60)
         return cluster
 
@@ -67,8 +72,11 @@ def spread(cluster: ClusterProcess, connections: int, concurrency: int) -> dict[
     with ThreadPoolExecutor(concurrency) as pool:
         counts = collections.Counter(pool.map(lambda _: one_request(cluster.port), range(connections)))
     per_worker = sorted(counts.values(), reverse=True) + [0] * (cluster.workers - len(counts))
-    return {"per_worker": per_worker, "max_minus_min": per_worker[0] - per_worker[-1],
-            "busiest_share": round(per_worker[0] / connections, 3)}  # fmt: skip
+    return {
+        "per_worker": per_worker,
+        "max_minus_min": per_worker[0] - per_worker[-1],
+        "busiest_share": round(per_worker[0] / connections, 3),
+    }
 
 
 def reload_under_load(bench: Bench, seconds: float, connections: int, keepalive: bool) -> dict[str, Any]:
@@ -76,17 +84,27 @@ def reload_under_load(bench: Bench, seconds: float, connections: int, keepalive:
     try:
         before = cluster.listening_pids()
         result: dict[str, LoadSummary] = {}
-        load = threading.Thread(target=lambda: result.setdefault("load", _load(cluster.url, seconds, connections, keepalive)))
+        load = threading.Thread(
+            target=lambda: result.setdefault("load", _load(cluster.url, seconds, connections, keepalive))
+        )
         load.start()
         time.sleep(seconds / 4)
         cluster.signal(signal.SIGUSR2)
         # Bounded on its own: a reload takes about a second whatever the load's length.
-        wait_until(lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
-                   max(30.0, seconds), what="the rolling reload")  # fmt: skip
+        wait_until(
+            lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
+            max(30.0, seconds),
+            what="the rolling reload",
+        )
         load.join()
         summary = result["load"]
-        return {"clients": "keep-alive" if keepalive else "new connection per request", "driver": summary.driver,
-                "requests": summary.requests, "failed": summary.errors, "workers_replaced": len(before)}  # fmt: skip
+        return {
+            "clients": "keep-alive" if keepalive else "new connection per request",
+            "driver": summary.driver,
+            "requests": summary.requests,
+            "failed": summary.errors,
+            "workers_replaced": len(before),
+        }
     finally:
         cluster.stop()
 
@@ -106,8 +124,13 @@ def cpu_scaling(bench: Bench, seconds: float, connections: int, cores: int) -> d
             summary = run_load(cluster.url + "/cpu", seconds=seconds, connections=connections)
         finally:
             cluster.stop()
-        rows[f"{workers} worker(s)"] = {"rps": round(summary.rps, 1), "p50_ms": summary.p50_ms,
-                                        "p99_ms": summary.p99_ms, "errors": summary.errors, "driver": summary.driver}  # fmt: skip
+        rows[f"{workers} worker(s)"] = {
+            "rps": round(summary.rps, 1),
+            "p50_ms": summary.p50_ms,
+            "p99_ms": summary.p99_ms,
+            "errors": summary.errors,
+            "driver": summary.driver,
+        }
     single, many = rows["1 worker(s)"]["rps"], rows[f"{cores} worker(s)"]["rps"]
     return {"rows": rows, "ratio": round(many / single, 2) if single else None}
 
@@ -120,8 +143,10 @@ def run(connections: int = 1000, seconds: float = 10.0, concurrency: int = 16) -
         for policy in ("rr", "os"):
             cluster = bench.cluster(2, policy)
             try:
-                report.spread[policy] = {"sequential": spread(cluster, connections, 1),
-                                         "concurrent": spread(cluster, connections, concurrency)}  # fmt: skip
+                report.spread[policy] = {
+                    "sequential": spread(cluster, connections, 1),
+                    "concurrent": spread(cluster, connections, concurrency),
+                }
             finally:
                 cluster.stop()
         report.reload["new_connections"] = reload_under_load(bench, seconds, concurrency, keepalive=False)

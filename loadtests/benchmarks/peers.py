@@ -36,9 +36,9 @@ from cluster.cpus import available_cpus
 from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, serve_argv
 from infra.local.redis_server import RedisServer
-from loadtests.drivers import UNKNOWN, LoadSummary, median, run_wrk, wrk_available, write_script
-from services.api.clone import DEFAULT_ITERATIONS
 from kit import secrets as secret_values
+from loadtests.drivers import UNKNOWN, LoadSummary, median, run_wrk, write_script, wrk_available
+from services.api.clone import DEFAULT_ITERATIONS
 
 API = "services.api.app:app"
 HOST = "127.0.0.1"
@@ -77,39 +77,117 @@ def _find_spec(module: str) -> Any:
 
 
 def _scalecube(policy: str) -> Peer:
-    return Peer(f"scalecube {policy}",
-                lambda n, port, workdir: serve_argv(API, workers=n, policy=policy, host=HOST, port=port,
-                                                    control=workdir / f"cluster-{port}.sock"),
-                f"keep-alive {KEEP_ALIVE}s (--keep-alive default), no access log, uvloop + httptools", ours=True)  # fmt: skip
+    return Peer(
+        f"scalecube {policy}",
+        lambda n, port, workdir: serve_argv(
+            API, workers=n, policy=policy, host=HOST, port=port, control=workdir / f"cluster-{port}.sock"
+        ),
+        f"keep-alive {KEEP_ALIVE}s (--keep-alive default), no access log, uvloop + httptools",
+        ours=True,
+    )
 
 
 PEERS: tuple[Peer, ...] = (
     _scalecube("rr"),
     _scalecube("os"),
-    Peer("uvicorn",
-         lambda n, port, _: [sys.executable, "-m", "uvicorn", API, "--workers", str(n), "--host", HOST, "--port", str(port),
-                             "--http", "httptools", "--loop", "uvloop", "--timeout-keep-alive", str(KEEP_ALIVE),
-                             "--no-access-log", "--no-server-header", "--log-level", "warning"],
-         f"--timeout-keep-alive {KEEP_ALIVE}, --no-access-log, --no-server-header, uvloop + httptools",
-         needs=("uvicorn", "uvloop", "httptools")),
-    Peer("gunicorn + uvicorn worker",
-         lambda n, port, _: [sys.executable, "-m", "gunicorn", API, "-k", "uvicorn.workers.UvicornWorker", "-w", str(n),
-                             "-b", f"{HOST}:{port}", "--keep-alive", str(KEEP_ALIVE), "--log-level", "warning"],
-         f"--keep-alive {KEEP_ALIVE}, access log off (gunicorn's default); uvicorn.workers (deprecated for the "
-         "uvicorn-worker package, still shipped) picks uvloop + httptools",
-         needs=("gunicorn", "uvicorn.workers")),
-    Peer("gunicorn asgi worker",
-         lambda n, port, _: [sys.executable, "-m", "gunicorn", API, "-k", "asgi", "-w", str(n), "-b", f"{HOST}:{port}",
-                             "--keep-alive", str(KEEP_ALIVE), "--log-level", "warning"],
-         f"--keep-alive {KEEP_ALIVE}, access log off (gunicorn's default); gunicorn's own ASGI worker (-k asgi)",
-         needs=("gunicorn.workers.gasgi",)),
-    Peer("granian",
-         lambda n, port, _: [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(n), "--host", HOST,
-                             "--port", str(port), "--loop", "uvloop", "--http", "1", "--no-ws", "--no-access-log",
-                             "--log-level", "warning", API],
-         "HTTP/1 keep-alive on (granian has no idle timeout option), --no-access-log, uvloop",
-         needs=("granian", "uvloop")),
-)  # fmt: skip
+    Peer(
+        "uvicorn",
+        lambda n, port, _: [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            API,
+            "--workers",
+            str(n),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--timeout-keep-alive",
+            str(KEEP_ALIVE),
+            "--no-access-log",
+            "--no-server-header",
+            "--log-level",
+            "warning",
+        ],
+        f"--timeout-keep-alive {KEEP_ALIVE}, --no-access-log, --no-server-header, uvloop + httptools",
+        needs=("uvicorn", "uvloop", "httptools"),
+    ),
+    Peer(
+        "gunicorn + uvicorn worker",
+        lambda n, port, _: [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            API,
+            "-k",
+            "uvicorn.workers.UvicornWorker",
+            "-w",
+            str(n),
+            "-b",
+            f"{HOST}:{port}",
+            "--keep-alive",
+            str(KEEP_ALIVE),
+            "--log-level",
+            "warning",
+        ],
+        f"--keep-alive {KEEP_ALIVE}, access log off (gunicorn's default); uvicorn.workers (deprecated for the "
+        "uvicorn-worker package, still shipped) picks uvloop + httptools",
+        needs=("gunicorn", "uvicorn.workers"),
+    ),
+    Peer(
+        "gunicorn asgi worker",
+        lambda n, port, _: [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            API,
+            "-k",
+            "asgi",
+            "-w",
+            str(n),
+            "-b",
+            f"{HOST}:{port}",
+            "--keep-alive",
+            str(KEEP_ALIVE),
+            "--log-level",
+            "warning",
+        ],
+        f"--keep-alive {KEEP_ALIVE}, access log off (gunicorn's default); gunicorn's own ASGI worker (-k asgi)",
+        needs=("gunicorn.workers.gasgi",),
+    ),
+    Peer(
+        "granian",
+        lambda n, port, _: [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--workers",
+            str(n),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "1",
+            "--no-ws",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            API,
+        ],
+        "HTTP/1 keep-alive on (granian has no idle timeout option), --no-access-log, uvloop",
+        needs=("granian", "uvloop"),
+    ),
+)
 
 
 class Server:
@@ -197,8 +275,9 @@ def established_sockets(port: int) -> set[int]:
     """Inodes of the established TCP sockets on local ``port``: ``ss`` filters in the kernel, where
     psutil would parse every socket of the machine (tens of milliseconds of CPU on a busy one)."""
     try:
-        out = subprocess.run(["ss", "-tnHe", "state", "established", f"( sport = :{port} )"], capture_output=True,
-                             text=True, timeout=5).stdout  # fmt: skip
+        out = subprocess.run(
+            ["ss", "-tnHe", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, timeout=5
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return set()
     return {int(inode) for inode in re.findall(r"\bino:(\d+)", out)}
@@ -282,15 +361,31 @@ def choose(names: list[str] | None = None) -> tuple[list[Peer], dict[str, str]]:
     return chosen, skipped
 
 
-def run(*, seconds: float = 8.0, rounds: int = 3, workers: int | None = None, connections: int = 64,
-        cpu_connections: int = 8, cpu_iterations: int = DEFAULT_ITERATIONS,
-        names: list[str] | None = None, progress: Callable[[str], None] = lambda _: None) -> PeersReport:  # fmt: skip
+def run(
+    *,
+    seconds: float = 8.0,
+    rounds: int = 3,
+    workers: int | None = None,
+    connections: int = 64,
+    cpu_connections: int = 8,
+    cpu_iterations: int = DEFAULT_ITERATIONS,
+    names: list[str] | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> PeersReport:
     if not wrk_available():
         raise BenchError("wrk is not installed: this bench needs it (apt-get install wrk)")
     workers = workers or available_cpus()
-    report = PeersReport(workers, available_cpus(), seconds, rounds, connections, cpu_connections, cpu_iterations,
-                         driver=f"{wrk_version()}, 2 threads, Lua tally of X-Served-By",
-                         loadavg_before=_loadavg())  # fmt: skip
+    report = PeersReport(
+        workers,
+        available_cpus(),
+        seconds,
+        rounds,
+        connections,
+        cpu_connections,
+        cpu_iterations,
+        driver=f"{wrk_version()}, 2 threads, Lua tally of X-Served-By",
+        loadavg_before=_loadavg(),
+    )
     peers, report.skipped = choose(names)
     if not any(p.ours for p in peers) or not any(not p.ours for p in peers):
         raise BenchError("need at least one scalecube target and one peer")
@@ -298,8 +393,12 @@ def run(*, seconds: float = 8.0, rounds: int = 3, workers: int | None = None, co
     with tempfile.TemporaryDirectory(prefix="scalecube-bench-") as tmp, RedisServer() as redis:
         workdir = Path(tmp)
         script = write_script(workdir)
-        env = {"REDIS_URL": redis.url, "SESSION_SECRET": secret_values.generate(), "LOG_LEVEL": "warning",
-               "SCALECUBE_RUN_DIR": str(workdir)}  # fmt: skip
+        env = {
+            "REDIS_URL": redis.url,
+            "SESSION_SECRET": secret_values.generate(),
+            "LOG_LEVEL": "warning",
+            "SCALECUBE_RUN_DIR": str(workdir),
+        }
         servers: list[Server] = []
         try:
             progress(f"starting {len(peers)} servers, {workers} workers each: {', '.join(p.name for p in peers)}")
@@ -319,12 +418,17 @@ def run(*, seconds: float = 8.0, rounds: int = 3, workers: int | None = None, co
                 server.stop()
         for server in servers:
             report.targets[server.peer.name] = {
-                "command": " ".join(server.argv), "settings": server.peer.settings, "master_pid": server.process.pid,
-                "pids": sorted(server.seen), "workers_seen_in_warm_up": server.workers_seen_in_warm_up,
-            }  # fmt: skip
+                "command": " ".join(server.argv),
+                "settings": server.peer.settings,
+                "master_pid": server.process.pid,
+                "pids": sorted(server.seen),
+                "workers_seen_in_warm_up": server.workers_seen_in_warm_up,
+            }
     report.loadavg_after = _loadavg()
-    report.phases = {phase: {name: summarise(r, workers, held[phase][name]) for name, r in by_target.items()}
-                     for phase, by_target in runs.items()}  # fmt: skip
+    report.phases = {
+        phase: {name: summarise(r, workers, held[phase][name]) for name, r in by_target.items()}
+        for phase, by_target in runs.items()
+    }
     judge(report, {p.name for p in peers if not p.ours})
     return report
 
@@ -332,8 +436,15 @@ def run(*, seconds: float = 8.0, rounds: int = 3, workers: int | None = None, co
 Rounds = dict[str, dict[str, list[Any]]]  # phase -> target -> one entry per round
 
 
-def interleave(servers: list[Server], paths: dict[str, tuple[str, int]], script: Path, *, rounds: int, seconds: float,
-               progress: Callable[[str], None]) -> tuple[Rounds, Rounds]:  # fmt: skip
+def interleave(
+    servers: list[Server],
+    paths: dict[str, tuple[str, int]],
+    script: Path,
+    *,
+    rounds: int,
+    seconds: float,
+    progress: Callable[[str], None],
+) -> tuple[Rounds, Rounds]:
     """Round after round, each phase on every server in turn (A B C, A B C, ...), so drift and noisy
     neighbours hit every target alike. The wrk runs, and the connections per worker of each."""
     runs: Rounds = {phase: {s.peer.name: [] for s in servers} for phase in paths}
@@ -385,12 +496,16 @@ def spread(served: dict[str, int], workers: int) -> float | None:
 def summarise(runs: list[LoadSummary], workers: int, held: list[list[int]] | None = None) -> PhaseResult:
     spreads = [spread(r.served, workers) for r in runs]
     return PhaseResult(
-        rps=median([r.rps for r in runs]), p50_ms=median([r.p50_ms for r in runs]),
-        p99_ms=median([r.p99_ms for r in runs]), errors=sum(r.errors for r in runs), spread=median(spreads),
-        runs=[round(r.rps, 1) for r in runs], spreads=[None if s is None else round(s, 4) for s in spreads],
+        rps=median([r.rps for r in runs]),
+        p50_ms=median([r.p50_ms for r in runs]),
+        p99_ms=median([r.p99_ms for r in runs]),
+        errors=sum(r.errors for r in runs),
+        spread=median(spreads),
+        runs=[round(r.rps, 1) for r in runs],
+        spreads=[None if s is None else round(s, 4) for s in spreads],
         per_worker=[sorted(r.served.values(), reverse=True) + [0] * max(0, workers - len(r.served)) for r in runs],
         connections_per_worker=[h + [0] * max(0, workers - len(h)) for h in held or []],
-    )  # fmt: skip
+    )
 
 
 def judge(report: PeersReport, peer_names: set[str]) -> None:
@@ -408,15 +523,29 @@ def judge(report: PeersReport, peer_names: set[str]) -> None:
     throughput = root[JUDGED].vs_best_peer
     p99 = cpu[JUDGED].vs_best_peer
     report.verdicts = [
-        Verdict(f"{JUDGED}: requests/s on / ≥ best peer's", throughput, THROUGHPUT_AT_LEAST,
-                None if throughput is None else throughput >= THROUGHPUT_AT_LEAST),
-        Verdict(f"{JUDGED}: p99 on /cpu ≤ {CPU_P99_AT_MOST}× best peer's", p99, CPU_P99_AT_MOST,
-                None if p99 is None else p99 <= CPU_P99_AT_MOST),
-    ]  # fmt: skip
+        Verdict(
+            f"{JUDGED}: requests/s on / ≥ best peer's",
+            throughput,
+            THROUGHPUT_AT_LEAST,
+            None if throughput is None else throughput >= THROUGHPUT_AT_LEAST,
+        ),
+        Verdict(
+            f"{JUDGED}: p99 on /cpu ≤ {CPU_P99_AT_MOST}× best peer's",
+            p99,
+            CPU_P99_AT_MOST,
+            None if p99 is None else p99 <= CPU_P99_AT_MOST,
+        ),
+    ]
     for phase, rows in report.phases.items():
         value = rows[JUDGED].spread
-        report.verdicts.append(Verdict(f"{JUDGED}: per-worker spread of requests on {phase} ≤ {SPREAD_AT_MOST:.0%}",
-                                       value, SPREAD_AT_MOST, None if value is None else value <= SPREAD_AT_MOST))  # fmt: skip
+        report.verdicts.append(
+            Verdict(
+                f"{JUDGED}: per-worker spread of requests on {phase} ≤ {SPREAD_AT_MOST:.0%}",
+                value,
+                SPREAD_AT_MOST,
+                None if value is None else value <= SPREAD_AT_MOST,
+            )
+        )
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -444,33 +573,60 @@ def render(report: PeersReport, console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    phases = {ROOT: f"GET / — {report.connections} connections", CPU: f"GET /cpu?iterations={report.cpu_iterations} — "
-              f"{report.cpu_connections} connections"}  # fmt: skip
+    phases = {
+        ROOT: f"GET / — {report.connections} connections",
+        CPU: f"GET /cpu?iterations={report.cpu_iterations} — {report.cpu_connections} connections",
+    }
     for phase, rows in report.phases.items():
         best = report.best_peer.get(phase)
-        title = (f"{phases[phase]}; {report.workers} workers each, {report.rounds} interleaved rounds of "
-                 f"{report.seconds:g}s — load: {report.driver}")  # fmt: skip
+        title = (
+            f"{phases[phase]}; {report.workers} workers each, {report.rounds} interleaved rounds of "
+            f"{report.seconds:g}s — load: {report.driver}"
+        )
         table = Table(title=title, title_justify="left")
         ratio = "req/s ÷ best peer" if phase == ROOT else "p99 ÷ best peer"
-        for column in ("target", "req/s (median)", ratio, "p50 ms", "p99 ms", "errors", "spread (median)",
-                       "requests per worker", "connections per worker", "req/s per round"):  # fmt: skip
+        for column in (
+            "target",
+            "req/s (median)",
+            ratio,
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "spread (median)",
+            "requests per worker",
+            "connections per worker",
+            "req/s per round",
+        ):
             table.add_column(column)
         for name, row in rows.items():
             label = f"{name} (best peer)" if name == best else name
-            table.add_row(label, _num(row.rps, "{:.0f}"), _num(row.vs_best_peer, "{:.2f}×"), _num(row.p50_ms, "{:.2f}"),
-                          _num(row.p99_ms, "{:.2f}"), str(row.errors), _num(row.spread, "{:.1%}"),
-                          " | ".join("/".join(map(str, counts)) for counts in row.per_worker),
-                          " | ".join("/".join(map(str, counts)) for counts in row.connections_per_worker),
-                          " / ".join(f"{r:.0f}" for r in row.runs))  # fmt: skip
+            table.add_row(
+                label,
+                _num(row.rps, "{:.0f}"),
+                _num(row.vs_best_peer, "{:.2f}×"),
+                _num(row.p50_ms, "{:.2f}"),
+                _num(row.p99_ms, "{:.2f}"),
+                str(row.errors),
+                _num(row.spread, "{:.1%}"),
+                " | ".join("/".join(map(str, counts)) for counts in row.per_worker),
+                " | ".join("/".join(map(str, counts)) for counts in row.connections_per_worker),
+                " / ".join(f"{r:.0f}" for r in row.runs),
+            )
         console.print(table)
     for verdict in report.verdicts:
-        state = {True: "[green]holds[/]", False: "[red]does not hold[/]", None: "[yellow]not measured[/]"}[verdict.holds]
+        state = {True: "[green]holds[/]", False: "[red]does not hold[/]", None: "[yellow]not measured[/]"}[
+            verdict.holds
+        ]
         value = "—" if verdict.value is None else f"{verdict.value:.3f}"
         console.print(f"{verdict.target}: {value} (limit {verdict.limit:g}) — {state}")
-    console.print("spread = (max − min) / mean of the requests each worker served in a run (a worker that served none "
-                  "counts 0); median over rounds. 0 is an even split; 5 % with 2 workers is 51.25 / 48.75.")  # fmt: skip
-    console.print(f"load average (1/5/15 min) before {report.loadavg_before}, after {report.loadavg_after}; "
-                  f"{report.cpus} CPU(s) shared by the servers and wrk — compare ratios, not absolutes.")  # fmt: skip
+    console.print(
+        "spread = (max − min) / mean of the requests each worker served in a run (a worker that served none "
+        "counts 0); median over rounds. 0 is an even split; 5 % with 2 workers is 51.25 / 48.75."
+    )
+    console.print(
+        f"load average (1/5/15 min) before {report.loadavg_before}, after {report.loadavg_after}; "
+        f"{report.cpus} CPU(s) shared by the servers and wrk — compare ratios, not absolutes."
+    )
     for name, reason in report.skipped.items():
         console.print(f"skipped {name}: {reason}")
     for name, target in report.targets.items():

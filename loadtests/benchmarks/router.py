@@ -59,9 +59,11 @@ PLACEMENTS: dict[str, tuple[set[int] | None, set[int] | None, set[int] | None]] 
     "split": ({0}, {1}, {1}),
     "router-alone": ({0}, {1}, {0}),
 }
-PLACEMENT_NOTES = {"shared": "every process on every core",
-                   "split": "shard on CPU 0, router + load generator on CPU 1",
-                   "router-alone": "shard + load generator on CPU 0, router alone on CPU 1"}  # fmt: skip
+PLACEMENT_NOTES = {
+    "shared": "every process on every core",
+    "split": "shard on CPU 0, router + load generator on CPU 1",
+    "router-alone": "shard + load generator on CPU 0, router alone on CPU 1",
+}
 # The router's pool per worker, as the bench starts it (SHARD_MAX_CONNECTIONS unset).
 ROUTER_POOL_PER_WORKER: int = RouterSettings.model_fields["shard_max_connections"].default
 
@@ -137,9 +139,18 @@ class Rig:
                 self.clusters.append(shard)
             with pinned(router_cpus):
                 self.redis["router"].start()
-                router = ClusterProcess(ROUTER, port=free_port(), workdir=workdir, workers=router_workers,
-                                        env={**common, "ROUTER_REDIS_URL": self.redis["router"].url,
-                                             "SHARD_MAP": str(map_file), "SHARD_URLS": f"shard-a={shard.url}"})  # fmt: skip
+                router = ClusterProcess(
+                    ROUTER,
+                    port=free_port(),
+                    workdir=workdir,
+                    workers=router_workers,
+                    env={
+                        **common,
+                        "ROUTER_REDIS_URL": self.redis["router"].url,
+                        "SHARD_MAP": str(map_file),
+                        "SHARD_URLS": f"shard-a={shard.url}",
+                    },
+                )
                 self.clusters.append(router)
             for cluster in self.clusters:
                 cluster.wait_ready(timeout=60)
@@ -153,7 +164,9 @@ class Rig:
     def populate(self, users: int) -> str:
         """Create ``users`` users through the router; the id of one of them (the one every request reads)."""
         with httpx.Client(base_url=self.router_url, timeout=10) as client:
-            ids = [client.post("/users", json={"name": f"user {n}", "country": "FR"}).json()["id"] for n in range(users)]
+            ids = [
+                client.post("/users", json={"name": f"user {n}", "country": "FR"}).json()["id"] for n in range(users)
+            ]
             chosen = ids[len(ids) // 2]
             assert client.get(f"/users/{chosen}").json() == httpx.get(f"{self.shard_url}/users/{chosen}").json()
         return chosen
@@ -173,8 +186,11 @@ class Rig:
 
     def shard_connections(self) -> int:
         """Connections established on the shard's port (run when no load generator is connected)."""
-        return sum(1 for conn in psutil.net_connections(kind="tcp")
-                   if conn.laddr and conn.laddr.port == self.shard_port and conn.status == psutil.CONN_ESTABLISHED)  # fmt: skip
+        return sum(
+            1
+            for conn in psutil.net_connections(kind="tcp")
+            if conn.laddr and conn.laddr.port == self.shard_port and conn.status == psutil.CONN_ESTABLISHED
+        )
 
     def close(self) -> None:
         for cluster in self.clusters:
@@ -200,11 +216,13 @@ def measure(rig: Rig, user_id: str, *, seconds: float, connections: int, rounds:
             cpu[target].append({side: (after[side] - before[side]) * 1000 / max(1, summary.requests) for side in after})
         for target, url in urls.items():
             light[target].append(run_load(url, seconds=max(2.0, seconds / 3), connections=1))
-    result = PlacementResult({t: summarise(runs) for t, runs in heavy.items()},
-                             {t: summarise(runs) for t, runs in light.items()})  # fmt: skip
+    result = PlacementResult(
+        {t: summarise(runs) for t, runs in heavy.items()}, {t: summarise(runs) for t, runs in light.items()}
+    )
     sides = {TARGETS[0]: ("shard", "load"), TARGETS[1]: ("router", "shard", "load")}
-    result.cpu_ms_per_request = {t: {side: median([c[side] for c in cpu[t]]) or 0.0 for side in sides[t]}
-                                 for t in TARGETS}  # fmt: skip
+    result.cpu_ms_per_request = {
+        t: {side: median([c[side] for c in cpu[t]]) or 0.0 for side in sides[t]} for t in TARGETS
+    }
     direct, routed = (result.throughput[t]["rps"] for t in TARGETS)
     if direct and routed:
         result.ratio = round(routed / direct, 3)
@@ -216,9 +234,16 @@ def measure(rig: Rig, user_id: str, *, seconds: float, connections: int, rounds:
     return result
 
 
-def run(*, seconds: float = 5.0, connections: int = 32, rounds: int = 3, router_workers: int = 1,
-        shard_workers: int = 1, users: int = 1000,
-        placements: tuple[str, ...] = tuple(PLACEMENTS)) -> RouterBenchReport:  # fmt: skip
+def run(
+    *,
+    seconds: float = 5.0,
+    connections: int = 32,
+    rounds: int = 3,
+    router_workers: int = 1,
+    shard_workers: int = 1,
+    users: int = 1000,
+    placements: tuple[str, ...] = tuple(PLACEMENTS),
+) -> RouterBenchReport:
     report = RouterBenchReport(router_workers, shard_workers, connections, seconds, rounds, users)
     for placement in placements:
         if not can_place(placement):
@@ -255,31 +280,46 @@ def render(report: RouterBenchReport, console: Any = None) -> None:
     console = console or Console()
     for placement, result in report.placements.items():
         where = PLACEMENT_NOTES[placement]
-        title = (f"GET /users/{{id}} — {placement}: {where}; router {report.router_workers} worker(s), shard "
-                 f"{report.shard_workers}, {report.connections} connections, {report.rounds} interleaved rounds of "
-                 f"{report.seconds:g}s — load: {report.driver}")  # fmt: skip
+        title = (
+            f"GET /users/{{id}} — {placement}: {where}; router {report.router_workers} worker(s), shard "
+            f"{report.shard_workers}, {report.connections} connections, {report.rounds} interleaved rounds of "
+            f"{report.seconds:g}s — load: {report.driver}"
+        )
         table = Table(title=title, title_justify="left")
         for column in ("path", "requests/s (median)", "p50 ms", "p99 ms", "errors", "per round", "p50 ms @1 conn"):
             table.add_column(column)
         for target, row in result.throughput.items():
             light = result.latency[target]
-            table.add_row(target, f"{row['rps']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}", str(row["errors"]),
-                          " / ".join(f"{r:.0f}" for r in row["runs"]), f"{light['p50_ms']:.2f}")  # fmt: skip
+            table.add_row(
+                target,
+                f"{row['rps']:.0f}",
+                f"{row['p50_ms']:.2f}",
+                f"{row['p99_ms']:.2f}",
+                str(row["errors"]),
+                " / ".join(f"{r:.0f}" for r in row["runs"]),
+                f"{light['p50_ms']:.2f}",
+            )
         console.print(table)
         routed = result.cpu_ms_per_request.get(TARGETS[1], {})
         direct = result.cpu_ms_per_request.get(TARGETS[0], {})
-        console.print(f"CPU per request: direct — shard {direct.get('shard', 0):.3f} ms; through the router — router "
-                      f"{routed.get('router', 0):.3f} ms + shard {routed.get('shard', 0):.3f} ms "
-                      f"(router / shard: {_ratio(routed.get('router'), routed.get('shard'))}×)"
-                      + (f"; load generator {direct['load']:.3f} / {routed['load']:.3f} ms" if direct.get("load") else ""))  # fmt: skip
-        console.print(f"router cores needed per shard core for no throughput cost: about "
-                      f"{_ratio(routed.get('router'), direct.get('shard'))} (router CPU per request / shard's, direct); "
-                      f"connections open on the shard after the runs: {result.shard_connections} "
-                      f"(pool limit {result.shard_connections_limit})")  # fmt: skip
+        console.print(
+            f"CPU per request: direct — shard {direct.get('shard', 0):.3f} ms; through the router — router "
+            f"{routed.get('router', 0):.3f} ms + shard {routed.get('shard', 0):.3f} ms "
+            f"(router / shard: {_ratio(routed.get('router'), routed.get('shard'))}×)"
+            + (f"; load generator {direct['load']:.3f} / {routed['load']:.3f} ms" if direct.get("load") else "")
+        )
+        console.print(
+            f"router cores needed per shard core for no throughput cost: about "
+            f"{_ratio(routed.get('router'), direct.get('shard'))} (router CPU per request / shard's, direct); "
+            f"connections open on the shard after the runs: {result.shard_connections} "
+            f"(pool limit {result.shard_connections_limit})"
+        )
         verdict = "met" if result.cost is not None and result.cost <= TARGET_COST else "NOT met"
-        console.print(f"{placement}: router / direct throughput [bold]{result.ratio}×[/] (cost {result.cost:.1%}; "
-                      f"target ≤ {TARGET_COST:.0%}: {verdict}); added p50 at one connection: "
-                      f"{result.added_p50_ms} ms\n")  # fmt: skip
+        console.print(
+            f"{placement}: router / direct throughput [bold]{result.ratio}×[/] (cost {result.cost:.1%}; "
+            f"target ≤ {TARGET_COST:.0%}: {verdict}); added p50 at one connection: "
+            f"{result.added_p50_ms} ms\n"
+        )
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -299,9 +339,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     placements = tuple(PLACEMENTS) if args.placement == "all" else (args.placement,)
-    report = run(seconds=args.seconds, connections=args.connections, rounds=args.rounds,
-                 router_workers=args.router_workers, shard_workers=args.shard_workers, users=args.users,
-                 placements=placements)  # fmt: skip
+    report = run(
+        seconds=args.seconds,
+        connections=args.connections,
+        rounds=args.rounds,
+        router_workers=args.router_workers,
+        shard_workers=args.shard_workers,
+        users=args.users,
+        placements=placements,
+    )
     if args.json:
         print(json.dumps(as_dict(report), indent=2))
     else:

@@ -39,8 +39,15 @@ def _label(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 or value == int(value) else f"{value:.1f}"
 
 
-def line_chart(title: str, lines: Mapping[str, Line], *, x_label: str = "seconds", y_label: str = "",
-               width: int = 640, height: int = 240) -> str:  # fmt: skip
+def line_chart(
+    title: str,
+    lines: Mapping[str, Line],
+    *,
+    x_label: str = "seconds",
+    y_label: str = "",
+    width: int = 640,
+    height: int = 240,
+) -> str:
     """One line per entry of ``lines``, on shared axes starting at 0; the legend below, one line each."""
     left, right, top, bottom = 56, 12, 28, 40
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -59,24 +66,31 @@ def line_chart(title: str, lines: Mapping[str, Line], *, x_label: str = "seconds
     parts = [_open(width, height, title), _text(left, 16, title, weight="bold")]
     for i in range(GRID_LINES + 1):  # horizontal grid with its labels
         value = y_max * i / GRID_LINES
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(value):.1f}" y2="{py(value):.1f}" '
-                     f'stroke="#ddd"/>')  # fmt: skip
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(value):.1f}" y2="{py(value):.1f}" stroke="#ddd"/>'
+        )
         parts.append(_text(left - 4, py(value) + 4, _label(value), anchor="end"))
     for i in range(GRID_LINES + 1):
         value = x_max * i / GRID_LINES
         parts.append(_text(px(value), top + plot_h + 14, _label(value), anchor="middle"))
     parts.append(_text(left + plot_w / 2, top + plot_h + 28, x_label, anchor="middle"))
     if y_label:
-        parts.append(f'<text x="12" y="{top + plot_h / 2:.1f}" {FONT} text-anchor="middle" '
-                     f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')  # fmt: skip
+        parts.append(
+            f'<text x="12" y="{top + plot_h / 2:.1f}" {FONT} text-anchor="middle" '
+            f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(y_label)}</text>'
+        )
     for index, (name, line) in enumerate(lines.items()):
         color = PALETTE[index % len(PALETTE)]
         for segment in _segments(line):
             points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in segment)
             if len(segment) == 1:
-                parts.append(f'<circle cx="{px(segment[0][0]):.1f}" cy="{py(segment[0][1]):.1f}" r="2" fill="{color}"/>')
+                parts.append(
+                    f'<circle cx="{px(segment[0][0]):.1f}" cy="{py(segment[0][1]):.1f}" r="2" fill="{color}"/>'
+                )
             else:
-                parts.append(f'<polyline class="series" points="{points}" fill="none" stroke="{color}" stroke-width="1.8"/>')
+                parts.append(
+                    f'<polyline class="series" points="{points}" fill="none" stroke="{color}" stroke-width="1.8"/>'
+                )
         legend_y = top + plot_h + bottom + 14 * index
         parts.append(f'<rect x="{left}" y="{legend_y - 4}" width="14" height="3" fill="{color}"/>')
         parts.append(_text(left + 20, legend_y, name))
@@ -97,8 +111,9 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, width: int = 640
         y = top + index * row
         length = plot_w * value / top_value
         parts.append(_text(left - 6, y + 12, name, anchor="end"))
-        parts.append(f'<rect class="bar" x="{left}" y="{y + 2}" width="{length:.1f}" height="{row - 5}" '
-                     f'fill="{PALETTE[0]}"/>')  # fmt: skip
+        parts.append(
+            f'<rect class="bar" x="{left}" y="{y + 2}" width="{length:.1f}" height="{row - 5}" fill="{PALETTE[0]}"/>'
+        )
         parts.append(_text(left + length + 4, y + 12, _label(value)))
     parts.append("</svg>")
     return "\n".join(parts)
@@ -117,10 +132,11 @@ def _segments(line: Line) -> list[list[tuple[float, float]]]:
 
 
 def _open(width: int, height: int, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">')  # fmt: skip
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+    )
 
 
 def _text(x: float, y: float, text: str, *, anchor: str = "start", weight: str = "normal") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" {FONT} text-anchor="{anchor}" font-weight="{weight}">'
-            f"{escape(text)}</text>")
+    return f'<text x="{x:.1f}" y="{y:.1f}" {FONT} text-anchor="{anchor}" font-weight="{weight}">{escape(text)}</text>'

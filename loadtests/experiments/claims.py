@@ -39,8 +39,17 @@ class Claim:
         return self.verdict in (Verdict.HOLDS, Verdict.FAILS)
 
 
-def _judge(name: str, measured: float | None, threshold: float | None, ok: bool, text: str, *, judge: bool,
-           why_not: str, unit: str) -> Claim:  # fmt: skip
+def _judge(
+    name: str,
+    measured: float | None,
+    threshold: float | None,
+    ok: bool,
+    text: str,
+    *,
+    judge: bool,
+    why_not: str,
+    unit: str,
+) -> Claim:
     if not judge:
         return Claim(name, measured, threshold, Verdict.NOT_JUDGED, f"{text} — not judged: {why_not}", unit)
     return Claim(name, measured, threshold, Verdict.HOLDS if ok else Verdict.FAILS, text, unit)
@@ -50,29 +59,50 @@ def skipped(name: str, reason: str, threshold: float | None = None, unit: str = 
     return Claim(name, None, threshold, Verdict.SKIPPED, reason, unit)
 
 
-def ratio_at_least(name: str, value: float, baseline: float, threshold: float, *, what: str, baseline_what: str,
-                   judge: bool = True, why_not: str = "too little load to measure throughput") -> Claim:  # fmt: skip
+def ratio_at_least(
+    name: str,
+    value: float,
+    baseline: float,
+    threshold: float,
+    *,
+    what: str,
+    baseline_what: str,
+    judge: bool = True,
+    why_not: str = "too little load to measure throughput",
+) -> Claim:
     """``value / baseline >= threshold`` (e.g. cluster req/s over one process's)."""
     if baseline <= 0 or value <= 0:
-        return _judge(name, None, threshold, False, f"no throughput measured ({what} {value:.1f}, "
-                      f"{baseline_what} {baseline:.1f} req/s)", judge=judge, why_not=why_not, unit="×")  # fmt: skip
+        return _judge(
+            name,
+            None,
+            threshold,
+            False,
+            f"no throughput measured ({what} {value:.1f}, {baseline_what} {baseline:.1f} req/s)",
+            judge=judge,
+            why_not=why_not,
+            unit="×",
+        )
     ratio = value / baseline
     text = f"{what} {value:.1f} req/s = {ratio:.2f}× {baseline_what} {baseline:.1f} req/s (needs ≥ {threshold:g}×)"
     return _judge(name, round(ratio, 3), threshold, ratio >= threshold, text, judge=judge, why_not=why_not, unit="×")
 
 
-def success_at_least(name: str, requests: int, failures: int, threshold_pct: float, *, judge: bool = True,
-                     why_not: str = "") -> Claim:  # fmt: skip
+def success_at_least(
+    name: str, requests: int, failures: int, threshold_pct: float, *, judge: bool = True, why_not: str = ""
+) -> Claim:
     """At least ``threshold_pct`` % of ``requests`` succeeded."""
     if requests <= 0:
         return _judge(name, None, threshold_pct, False, "no requests measured", judge=judge, why_not=why_not, unit="%")
     pct = 100.0 * (requests - failures) / requests
     text = f"{requests - failures:,} of {requests:,} succeeded ({pct:.2f}%, {failures:,} failed; needs ≥ {threshold_pct:g}%)"
-    return _judge(name, round(pct, 3), threshold_pct, pct >= threshold_pct, text, judge=judge, why_not=why_not, unit="%")
+    return _judge(
+        name, round(pct, 3), threshold_pct, pct >= threshold_pct, text, judge=judge, why_not=why_not, unit="%"
+    )
 
 
-def no_failures(name: str, requests: int, failures: int, *, what: str = "requests", judge: bool = True,
-                why_not: str = "") -> Claim:  # fmt: skip
+def no_failures(
+    name: str, requests: int, failures: int, *, what: str = "requests", judge: bool = True, why_not: str = ""
+) -> Claim:
     """Not one of ``requests`` failed (and there were some)."""
     if requests <= 0:
         return _judge(name, None, 0, False, f"no {what} measured", judge=judge, why_not=why_not, unit="failed")

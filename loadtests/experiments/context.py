@@ -76,25 +76,51 @@ class DemoContext:
         """A ``Rig`` in ``workdir/name`` whose logs end up in ``<out>/logs/<name>/``."""
         return Rig(workdir / name, keep_logs=self.out / "logs" / name)
 
-    def load(self, phase: str, spec: LoadSpec, *, during: Callable[[], None] | None = None,
-             end_after_during: float | None = None, expected: float | None = None,
-             locustfile: Path | None = None) -> LoadResult:  # fmt: skip
+    def load(
+        self,
+        phase: str,
+        spec: LoadSpec,
+        *,
+        during: Callable[[], None] | None = None,
+        end_after_during: float | None = None,
+        expected: float | None = None,
+        locustfile: Path | None = None,
+    ) -> LoadResult:
         """One Locust run, with a progress bar on stderr (elapsed / expected seconds); ``locustfile``: a demo's
         own user classes (default: the options', else the packaged locustfile)."""
         total = expected or spec.seconds
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                   TextColumn(f"/ ~{total:.0f}s, {spec.users} users"))  # fmt: skip
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TextColumn(f"/ ~{total:.0f}s, {spec.users} users"),
+        )
         spec = replace(spec, env={**FLAT_OUT, **spec.env})
         with Progress(*columns, console=self.err, transient=False) as progress:
             task = progress.add_task(phase, total=total)
-            result = run_load(spec, self.out / "locust", phase, during=during, end_after_during=end_after_during,
-                              locustfile=locustfile or self.options.locustfile,
-                              progress=lambda elapsed: progress.update(task, completed=min(elapsed, 0.99 * total)))  # fmt: skip
+            result = run_load(
+                spec,
+                self.out / "locust",
+                phase,
+                during=during,
+                end_after_during=end_after_during,
+                locustfile=locustfile or self.options.locustfile,
+                progress=lambda elapsed: progress.update(task, completed=min(elapsed, 0.99 * total)),
+            )
             progress.update(task, completed=total)
         return result
 
-    def wrk(self, phase: str, url: str, *, connections: int, seconds: float, new_connections: bool = True,
-            timeout: float = 10.0) -> LoadResult:  # fmt: skip
+    def wrk(
+        self,
+        phase: str,
+        url: str,
+        *,
+        connections: int,
+        seconds: float,
+        new_connections: bool = True,
+        timeout: float = 10.0,
+    ) -> LoadResult:
         """Many clients at once, the guides' way (``ab -c200``: a new connection per request): wrk,
         whose C costs little per connection where 200 Locust users would need the cores being measured.
         A request wrk lost to a socket error (reset, closed before the answer, timeout) is a failure,
@@ -103,9 +129,16 @@ class DemoContext:
             raise RuntimeError("wrk is not installed (apt-get install wrk): it drives the 200-client phases")
         how = "new connection per request" if new_connections else "keep-alive"
         self.say(f"{phase}: wrk, {connections} connections, {how}, {seconds:g} s")
-        summary = run_wrk(url, seconds=seconds, connections=connections, new_connections=new_connections,
-                          timeout=timeout)  # fmt: skip
+        summary = run_wrk(
+            url, seconds=seconds, connections=connections, new_connections=new_connections, timeout=timeout
+        )
         lost = summary.errors - summary.error_kinds.get("non-2xx", 0)  # never answered: not in wrk's count
-        return LoadResult(label=phase, requests=summary.requests + lost, failures=summary.errors,
-                          seconds=summary.seconds, p50_ms=summary.p50_ms, p99_ms=summary.p99_ms,
-                          failures_by_error=dict(summary.error_kinds))  # fmt: skip
+        return LoadResult(
+            label=phase,
+            requests=summary.requests + lost,
+            failures=summary.errors,
+            seconds=summary.seconds,
+            p50_ms=summary.p50_ms,
+            p99_ms=summary.p99_ms,
+            failures_by_error=dict(summary.error_kinds),
+        )

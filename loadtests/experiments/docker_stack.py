@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from infra.paths import REPO
 from infra.docker.engine import DockerError
 from infra.docker.ops.project import Project, hostname, ip_address, short_name
 from infra.docker.ops.project import redis_url as compose_redis_url
 from infra.docker.ops.scale import ScaleOutcome, scale
 from infra.docker.ops.workers import workers_of
+from infra.paths import REPO
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -94,8 +94,10 @@ class DockerStack:
             with redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3) as client:
                 client.ping()
         except redis.RedisError as exc:
-            raise StackUnsupported(f"--docker: {service} at {address}:{REDIS_PORT} does not answer from this host "
-                                   f"({exc}); the demo reads it directly, so it runs where the engine runs") from exc
+            raise StackUnsupported(
+                f"--docker: {service} at {address}:{REDIS_PORT} does not answer from this host "
+                f"({exc}); the demo reads it directly, so it runs where the engine runs"
+            ) from exc
         return url
 
     def service_url(self, service: str, port: int = 8000) -> str:

@@ -63,10 +63,12 @@ class Faults(Protocol):
     def kill(self, part: str) -> str:
         """Kill it and get it restarted (or see to it, under Docker); returns what was done, in words."""
         ...
+
     def ready(self, part: str) -> bool: ...
     def restarts(self, part: str) -> int | None:
         """How many times its supervisor restarted it (Docker: the container's RestartCount); None where nothing counts them."""
         ...
+
     def all_running(self) -> bool:
         """Every part is up as far as its supervisor knows (none restarting, none frozen)."""
         ...
@@ -116,16 +118,35 @@ class LocalStack:
         return f"http://127.0.0.1:{self.port}"
 
     def _cli(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "scalecube", *args, "--state-dir", str(self.state_dir)], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "scalecube", *args, "--state-dir", str(self.state_dir)],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def up(self) -> str:
-        result = self._cli("up", "-d", "--api", str(self.API_REPLICAS), "--workers", "1", "--port", str(self.port),
-                           "--stats-port", str(self.stats_port), timeout=UP_TIMEOUT)  # fmt: skip
+        result = self._cli(
+            "up",
+            "-d",
+            "--api",
+            str(self.API_REPLICAS),
+            "--workers",
+            "1",
+            "--port",
+            str(self.port),
+            "--stats-port",
+            str(self.stats_port),
+            timeout=UP_TIMEOUT,
+        )
         with contextlib.suppress(StackError):
             self.components()  # remember what started, even if not all of it
         if result.returncode != 0:
-            raise StackError(f"scalecube up failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            raise StackError(
+                f"scalecube up failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
         lb = self.components().get("lb", {})
         self.where = f"local stack ({lb.get('kind', 'no balancer')}, {self.API_REPLICAS} api replicas)"
         return self.url
@@ -137,7 +158,9 @@ class LocalStack:
             raise StackError(f"scalecube status failed (exit {result.returncode}): {result.stderr[-1000:]}")
         stack = json.loads(result.stdout)["stack"]
         found = self.records = {c["name"]: c for c in stack["components"]}
-        self.seen.update(ProcessRef(c["pid"], c["started"]) for c in found.values() if c.get("pid") and c.get("started"))
+        self.seen.update(
+            ProcessRef(c["pid"], c["started"]) for c in found.values() if c.get("pid") and c.get("started")
+        )
         for component in found.values():
             for worker in (component.get("cluster") or {}).get("workers", []):
                 if (ref := ProcessRef.of(worker["pid"])) is not None:
@@ -169,8 +192,12 @@ class LocalStack:
         self.frozen[part] = ref.pid
         os.killpg(ref.pid, signal.SIGSTOP)
         # Seen stopped, not assumed: a fault that did not happen would make every claim about it hold.
-        wait_until(lambda: psutil.Process(ref.pid).status() == psutil.STATUS_STOPPED, GONE_TIMEOUT, interval=0.01,
-                   what=f"{part} (pid {ref.pid}) to be stopped")  # fmt: skip
+        wait_until(
+            lambda: psutil.Process(ref.pid).status() == psutil.STATUS_STOPPED,
+            GONE_TIMEOUT,
+            interval=0.01,
+            what=f"{part} (pid {ref.pid}) to be stopped",
+        )
 
     def thaw(self, part: str) -> None:
         """SIGCONT to the group ``freeze`` stopped (not looked up again: `status` would ask the frozen master)."""
@@ -272,8 +299,10 @@ class ComposeStack:
         container.wait(timeout=30)
         started = time.monotonic()
         container.start()
-        return (f"container.kill() (the engine's pids are not this host's); Docker leaves that exited, "
-                f"so the demo started it again ({time.monotonic() - started:.1f}s)")  # fmt: skip
+        return (
+            f"container.kill() (the engine's pids are not this host's); Docker leaves that exited, "
+            f"so the demo started it again ({time.monotonic() - started:.1f}s)"
+        )
 
     def ready(self, part: str) -> bool:
         from infra.docker.ops.project import ip_address

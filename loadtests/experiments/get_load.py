@@ -54,6 +54,7 @@ def get_spec(host: str, paths: list[str], users: int, seconds: float, *, name: s
 
 def load_gets(ctx: DemoContext, phase: str, spec: LoadSpec) -> LoadResult:
     """``ctx.load`` with this module's locustfile (written under ``<out>/locust/``)."""
-    own = DemoContext(ctx.name, replace(ctx.options, out=ctx.out, locustfile=locustfile(ctx.out / "locust")),
-                      err=ctx.err)  # fmt: skip
+    own = DemoContext(
+        ctx.name, replace(ctx.options, out=ctx.out, locustfile=locustfile(ctx.out / "locust")), err=ctx.err
+    )
     return own.load(phase, spec)

@@ -21,9 +21,15 @@ PERCENTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
 
 
 def entry_summary(entry: StatsEntry) -> dict[str, Any]:
-    summary: dict[str, Any] = {"method": entry.method, "name": entry.name, "requests": entry.num_requests,
-                               "failures": entry.num_failures, "avg_ms": entry.avg_response_time,
-                               "start_time": entry.start_time, "last_request_timestamp": entry.last_request_timestamp}  # fmt: skip
+    summary: dict[str, Any] = {
+        "method": entry.method,
+        "name": entry.name,
+        "requests": entry.num_requests,
+        "failures": entry.num_failures,
+        "avg_ms": entry.avg_response_time,
+        "start_time": entry.start_time,
+        "last_request_timestamp": entry.last_request_timestamp,
+    }
     for key, percent in PERCENTILES.items():
         summary[key] = entry.get_response_time_percentile(percent) if entry.num_requests else None
     return summary
@@ -47,8 +53,15 @@ def write_final_stats(**_: Any) -> None:
     data = {
         "total": entry_summary(stats.total),
         "entries": [entry_summary(entry) for entry in stats.entries.values()],
-        "errors": [{"method": error.method, "name": error.name, "error": StatsError.parse_error(error.error),
-                    "occurrences": error.occurrences} for error in stats.errors.values()],  # fmt: skip
+        "errors": [
+            {
+                "method": error.method,
+                "name": error.name,
+                "error": StatsError.parse_error(error.error),
+                "occurrences": error.occurrences,
+            }
+            for error in stats.errors.values()
+        ],
     }
     with open(path, "w", encoding="utf-8") as file:
         json.dump(data, file, indent=1)

@@ -50,8 +50,10 @@ def check_locust(locustfile: Path | None = None) -> None:
     path = locustfile or default_locustfile()
     if not path.is_file():
         raise LocustError(f"the locustfile {path} does not exist (the load profiles of loadtests/locust/)")
-    probe = subprocess.run([sys.executable, "-c", "import importlib.util, sys; "
-                            "sys.exit(importlib.util.find_spec('locust') is None)"], capture_output=True)  # fmt: skip
+    probe = subprocess.run(
+        [sys.executable, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('locust') is None)"],
+        capture_output=True,
+    )
     if probe.returncode != 0:
         raise LocustError("locust is not installed: pip install 'scalecube[load]' (or locust>=2.30)")
 
@@ -69,10 +71,29 @@ class LoadSpec:
     env: dict[str, str] = field(default_factory=dict)
 
     def argv(self, prefix: Path, locustfile: Path) -> list[str]:
-        argv = [sys.executable, "-m", "locust", "-f", f"{locustfile},{PLUGIN}", self.user_class,
-                "--headless", "-u", str(self.users), "-r", f"{self.spawn_rate or self.users:g}",
-                "-t", f"{max(1, round(self.seconds))}s", "--host", self.host, "--csv", str(prefix),
-                "--csv-full-history", "--only-summary", "--stop-timeout", "2"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            f"{locustfile},{PLUGIN}",
+            self.user_class,
+            "--headless",
+            "-u",
+            str(self.users),
+            "-r",
+            f"{self.spawn_rate or self.users:g}",
+            "-t",
+            f"{max(1, round(self.seconds))}s",
+            "--host",
+            self.host,
+            "--csv",
+            str(prefix),
+            "--csv-full-history",
+            "--only-summary",
+            "--stop-timeout",
+            "2",
+        ]
         if self.tags:
             argv += ["--tags", *self.tags]
         return argv
@@ -152,9 +173,14 @@ def parse_stats_csv(path: Path) -> dict[str, dict[str, float | None]]:
     """``PREFIX_stats.csv`` -> {name: {requests, failures, p50_ms, p95_ms, p99_ms, avg_ms}}; "Aggregated" is the total."""
     table: dict[str, dict[str, float | None]] = {}
     for row in _rows(path):
-        table[row["Name"]] = {"requests": _number(row["Request Count"]), "failures": _number(row["Failure Count"]),
-                              "p50_ms": _number(row["50%"]), "p95_ms": _number(row["95%"]),
-                              "p99_ms": _number(row["99%"]), "avg_ms": _number(row["Average Response Time"])}  # fmt: skip
+        table[row["Name"]] = {
+            "requests": _number(row["Request Count"]),
+            "failures": _number(row["Failure Count"]),
+            "p50_ms": _number(row["50%"]),
+            "p95_ms": _number(row["95%"]),
+            "p99_ms": _number(row["99%"]),
+            "avg_ms": _number(row["Average Response Time"]),
+        }
     return table
 
 
@@ -180,8 +206,17 @@ def parse_history_csv(path: Path) -> list[SeriesPoint]:
             p50, p95, p99 = (_number(row[column]) for column in ("50%", "95%", "99%"))
             if not p99:  # Locust writes 0 (or N/A) before its rolling window has data
                 p50 = p95 = p99 = None
-            points.append(SeriesPoint(now - start, users, (requests - previous_requests) / span,
-                                      (failures - previous_failures) / span, p50, p95, p99))  # fmt: skip
+            points.append(
+                SeriesPoint(
+                    now - start,
+                    users,
+                    (requests - previous_requests) / span,
+                    (failures - previous_failures) / span,
+                    p50,
+                    p95,
+                    p99,
+                )
+            )
         previous_time, previous_requests, previous_failures = now, requests, failures
     return points
 
@@ -253,11 +288,22 @@ class LocustProcess:
         self.spec = spec
         self.prefix = prefix
         self.log_path = Path(f"{prefix}_locust.log")
-        env = {**os.environ, **spec.env, FINAL_STATS_ENV: f"{prefix}_final.json",
-               SERVED_BY_ENV: f"{prefix}_served_by.json", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        env = {
+            **os.environ,
+            **spec.env,
+            FINAL_STATS_ENV: f"{prefix}_final.json",
+            SERVED_BY_ENV: f"{prefix}_served_by.json",
+            "PYTHONUNBUFFERED": "1",
+        }
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(spec.argv(prefix, locustfile), env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                spec.argv(prefix, locustfile),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -290,9 +336,16 @@ class LocustProcess:
 ProgressCallback = Callable[[float], None]  # told the seconds elapsed
 
 
-def run_load(spec: LoadSpec, workdir: Path, label: str, *, during: Callable[[], None] | None = None,
-             end_after_during: float | None = None, progress: ProgressCallback | None = None,
-             locustfile: Path | None = None) -> LoadResult:  # fmt: skip
+def run_load(
+    spec: LoadSpec,
+    workdir: Path,
+    label: str,
+    *,
+    during: Callable[[], None] | None = None,
+    end_after_during: float | None = None,
+    progress: ProgressCallback | None = None,
+    locustfile: Path | None = None,
+) -> LoadResult:
     """Run Locust for ``spec`` (files ``workdir/<label>_*``) and return what it measured.
 
     ``during`` runs in this thread once Locust is sending (a reload, a rolling restart); with
@@ -316,14 +369,17 @@ def run_load(spec: LoadSpec, workdir: Path, label: str, *, during: Callable[[], 
             _sleep_while_running(locust, deadline)
         if locust.poll() is None:
             locust.stop()
-            raise LocustError(f"Locust overran {spec.seconds:g}s by {STARTUP_GRACE:g}s and was stopped; "
-                              f"log: {locust.log_path}\n{locust.log_tail()}")  # fmt: skip
+            raise LocustError(
+                f"Locust overran {spec.seconds:g}s by {STARTUP_GRACE:g}s and was stopped; "
+                f"log: {locust.log_path}\n{locust.log_tail()}"
+            )
     finally:
         code = locust.stop()
     result = read_result(label, prefix, code)
     if not Path(f"{prefix}_final.json").is_file() and not Path(f"{prefix}_stats.csv").is_file():
-        raise LocustError(f"Locust exited with {code} and wrote no results; log: {locust.log_path}\n"
-                          f"{locust.log_tail()}")  # fmt: skip
+        raise LocustError(
+            f"Locust exited with {code} and wrote no results; log: {locust.log_path}\n{locust.log_tail()}"
+        )
     return result
 
 
@@ -384,6 +440,14 @@ def _ticking(progress: ProgressCallback | None, started: float) -> Iterator[None
 
 def as_row(result: LoadResult) -> dict[str, Any]:
     """The summary of a run as flat values (CSV, JSON)."""
-    return {"requests": result.requests, "failures": result.failures, "failure_pct": round(100 * result.failure_ratio, 3),
-            "rps": round(result.rps, 2), "p50_ms": result.p50_ms, "p95_ms": result.p95_ms, "p99_ms": result.p99_ms,
-            "seconds": round(result.seconds, 2), "workers_seen": len(result.served_by)}  # fmt: skip
+    return {
+        "requests": result.requests,
+        "failures": result.failures,
+        "failure_pct": round(100 * result.failure_ratio, 3),
+        "rps": round(result.rps, 2),
+        "p50_ms": result.p50_ms,
+        "p95_ms": result.p95_ms,
+        "p99_ms": result.p99_ms,
+        "seconds": round(result.seconds, 2),
+        "workers_seen": len(result.served_by),
+    }

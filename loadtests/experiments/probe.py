@@ -40,9 +40,16 @@ class Answer:
 class Probe:
     """``GET url`` every ``interval`` seconds in a thread of its own, from ``start()`` to ``stop()``."""
 
-    def __init__(self, url: str, *, cookies: httpx.Cookies | None = None, interval: float = INTERVAL,
-                 timeout: float = CLIENT_TIMEOUT, max_in_flight: int = MAX_IN_FLIGHT,
-                 max_seconds: float = 600.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        *,
+        cookies: httpx.Cookies | None = None,
+        interval: float = INTERVAL,
+        timeout: float = CLIENT_TIMEOUT,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        max_seconds: float = 600.0,
+    ) -> None:
         self.url = url
         self.cookies = cookies
         self.interval = interval
@@ -91,8 +98,9 @@ class Probe:
         limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
         out: set[asyncio.Task[None]] = set()
         deadline = time.monotonic() + self.max_seconds
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, cookies=self.cookies,
-                                     trust_env=False) as client:  # fmt: skip
+        async with httpx.AsyncClient(
+            timeout=self.timeout, limits=limits, cookies=self.cookies, trust_env=False
+        ) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 if len(out) < self.max_in_flight:
                     probe = asyncio.create_task(self._one(client))

@@ -26,12 +26,31 @@ from loadtests.experiments.locust_runner import as_row, safe_name
 from loadtests.experiments.results import DemoReport, Phase
 from loadtests.experiments.results import Table as ExtraTable
 
-VERDICT_STYLE = {Verdict.HOLDS: "green", Verdict.FAILS: "bold red", Verdict.NOT_JUDGED: "yellow",
-                 Verdict.SKIPPED: "dim"}  # fmt: skip
-VERDICT_COLOR = {Verdict.HOLDS: "#1a7f37", Verdict.FAILS: "#cf222e", Verdict.NOT_JUDGED: "#9a6700",
-                 Verdict.SKIPPED: "#6e7781"}  # fmt: skip
-PHASE_COLUMNS = ["phase", "requests", "failures", "failure_pct", "rps", "p50_ms", "p95_ms", "p99_ms", "seconds",
-                 "workers_seen", "note"]  # fmt: skip
+VERDICT_STYLE = {
+    Verdict.HOLDS: "green",
+    Verdict.FAILS: "bold red",
+    Verdict.NOT_JUDGED: "yellow",
+    Verdict.SKIPPED: "dim",
+}
+VERDICT_COLOR = {
+    Verdict.HOLDS: "#1a7f37",
+    Verdict.FAILS: "#cf222e",
+    Verdict.NOT_JUDGED: "#9a6700",
+    Verdict.SKIPPED: "#6e7781",
+}
+PHASE_COLUMNS = [
+    "phase",
+    "requests",
+    "failures",
+    "failure_pct",
+    "rps",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "seconds",
+    "workers_seen",
+    "note",
+]
 
 
 def _ms(value: float | None) -> str:
@@ -44,16 +63,24 @@ def _ms(value: float | None) -> str:
 def render_table(report: DemoReport, console: Console) -> None:
     phases = Table(title=f"{report.title}", title_justify="left")
     for column in ("phase", "req", "failed", "failed %", "req/s", "p50 ms", "p95 ms", "p99 ms", "workers", "note"):
-        phases.add_column(column, justify="left" if column in ("phase", "note") else "right",
-                          overflow="fold")  # fmt: skip
+        phases.add_column(column, justify="left" if column in ("phase", "note") else "right", overflow="fold")
     for phase in report.phases:
         result = phase.result
         if result is None:
             phases.add_row(phase.name, *("—",) * 8, f"[dim]{phase.note}[/dim]")
             continue
-        phases.add_row(phase.name, f"{result.requests:,}", f"{result.failures:,}", f"{100 * result.failure_ratio:.2f}",
-                       f"{result.rps:,.1f}", _ms(result.p50_ms), _ms(result.p95_ms), _ms(result.p99_ms),
-                       str(len(result.served_by)), phase.note)  # fmt: skip
+        phases.add_row(
+            phase.name,
+            f"{result.requests:,}",
+            f"{result.failures:,}",
+            f"{100 * result.failure_ratio:.2f}",
+            f"{result.rps:,.1f}",
+            _ms(result.p50_ms),
+            _ms(result.p95_ms),
+            _ms(result.p99_ms),
+            str(len(result.served_by)),
+            phase.note,
+        )
     console.print(phases)
     for extra in report.tables:
         table = Table(title=extra.name, title_justify="left")
@@ -70,8 +97,11 @@ def render_table(report: DemoReport, console: Console) -> None:
         claims.add_row(claim.name, _measured(claim), f"[{style}]{claim.verdict.value.upper()}[/{style}]", claim.text)
     console.print(claims)
     for phase, errors in failures(report):
-        console.print(f"failures in {phase}: " + "; ".join(f"{count:,}× {error}" for error, count in errors),
-                      highlight=False, markup=False)  # fmt: skip
+        console.print(
+            f"failures in {phase}: " + "; ".join(f"{count:,}× {error}" for error, count in errors),
+            highlight=False,
+            markup=False,
+        )
     for note in report.notes:
         console.print(f"• {note}", highlight=False)
     style = "green" if report.exit_code == 0 else "bold red"
@@ -116,8 +146,18 @@ def write_csv(report: DemoReport, out: Path) -> list[Path]:
         writer.writerow(["phase", "t", "users", "rps", "failures_per_s", "p50_ms", "p95_ms", "p99_ms"])
         for phase in report.phases:
             for p in phase.result.series if phase.result else []:
-                writer.writerow([phase.name, p.t, p.users, round(p.rps, 3), round(p.failures_per_s, 3),
-                                 p.p50_ms, p.p95_ms, p.p99_ms])  # fmt: skip
+                writer.writerow(
+                    [
+                        phase.name,
+                        p.t,
+                        p.users,
+                        round(p.rps, 3),
+                        round(p.failures_per_s, 3),
+                        p.p50_ms,
+                        p.p95_ms,
+                        p.p99_ms,
+                    ]
+                )
     with open(paths[2], "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["phase", "served_by", "replica", "requests"])
@@ -150,8 +190,10 @@ h2{margin-top:28px;border-bottom:1px solid #d0d7de}.note{color:#57606a}
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def _verdict_html(verdict: Verdict) -> str:
@@ -159,15 +201,32 @@ def _verdict_html(verdict: Verdict) -> str:
 
 
 def _phases_html(phases: Sequence[Phase]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in ("phase", "requests", "failed", "failed %", "req/s", "p50 ms",
-                                                      "p95 ms", "p99 ms", "workers", "note"))  # fmt: skip
+    head = "".join(
+        f"<th>{escape(c)}</th>"
+        for c in ("phase", "requests", "failed", "failed %", "req/s", "p50 ms", "p95 ms", "p99 ms", "workers", "note")
+    )
     rows = []
     for phase in phases:
         r = phase.result
-        cells = ([f"{r.requests:,}", f"{r.failures:,}", f"{100 * r.failure_ratio:.2f}", f"{r.rps:,.1f}", _ms(r.p50_ms),
-                  _ms(r.p95_ms), _ms(r.p99_ms), str(len(r.served_by))] if r else ["—"] * 8)  # fmt: skip
-        rows.append(f"<tr><td>{escape(phase.name)}</td>" + "".join(f'<td class="n">{c}</td>' for c in cells)
-                    + f'<td class="note">{escape(phase.note)}</td></tr>')  # fmt: skip
+        cells = (
+            [
+                f"{r.requests:,}",
+                f"{r.failures:,}",
+                f"{100 * r.failure_ratio:.2f}",
+                f"{r.rps:,.1f}",
+                _ms(r.p50_ms),
+                _ms(r.p95_ms),
+                _ms(r.p99_ms),
+                str(len(r.served_by)),
+            ]
+            if r
+            else ["—"] * 8
+        )
+        rows.append(
+            f"<tr><td>{escape(phase.name)}</td>"
+            + "".join(f'<td class="n">{c}</td>' for c in cells)
+            + f'<td class="note">{escape(phase.note)}</td></tr>'
+        )
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
@@ -178,27 +237,44 @@ def _table_html(table: ExtraTable) -> str:
 
 
 def _claims_html(claims: Sequence[Claim]) -> str:
-    rows = "".join(f"<tr><td>{escape(c.name)}</td><td class='n'>{escape(_measured(c))}</td>"
-                   f"<td>{_verdict_html(c.verdict)}</td><td>{escape(c.text)}</td></tr>" for c in claims)  # fmt: skip
+    rows = "".join(
+        f"<tr><td>{escape(c.name)}</td><td class='n'>{escape(_measured(c))}</td>"
+        f"<td>{_verdict_html(c.verdict)}</td><td>{escape(c.text)}</td></tr>"
+        for c in claims
+    )
     return f"<table><tr><th>claim</th><th>measured</th><th>verdict</th><th>how</th></tr>{rows}</table>"
 
 
 def _charts_html(report: DemoReport) -> str:
     ran = [phase for phase in report.phases if phase.result is not None]
     parts = ['<h2>Throughput over time</h2><div class="charts">']
-    parts.append(charts.line_chart("requests/s, per phase",
-                                   {p.name: [(s.t, s.rps) for s in p.result.series] for p in ran if p.result},
-                                   y_label="req/s"))  # fmt: skip
-    failing = {p.name: [(s.t, s.failures_per_s) for s in p.result.series] for p in ran if p.result and p.result.failures}
+    parts.append(
+        charts.line_chart(
+            "requests/s, per phase",
+            {p.name: [(s.t, s.rps) for s in p.result.series] for p in ran if p.result},
+            y_label="req/s",
+        )
+    )
+    failing = {
+        p.name: [(s.t, s.failures_per_s) for s in p.result.series] for p in ran if p.result and p.result.failures
+    }
     if failing:
         parts.append(charts.line_chart("failures/s, per phase", failing, y_label="failures/s"))
     parts.append('</div><h2>Latency over time (p50 / p95 / p99, Locust\'s rolling window)</h2><div class="charts">')
     for phase in ran:
         series = phase.result.series if phase.result else []
-        parts.append(charts.line_chart(phase.name, {"p50": [(s.t, s.p50_ms) for s in series],
-                                                    "p95": [(s.t, s.p95_ms) for s in series],
-                                                    "p99": [(s.t, s.p99_ms) for s in series]},
-                                       y_label="ms", width=540))  # fmt: skip
+        parts.append(
+            charts.line_chart(
+                phase.name,
+                {
+                    "p50": [(s.t, s.p50_ms) for s in series],
+                    "p95": [(s.t, s.p95_ms) for s in series],
+                    "p99": [(s.t, s.p99_ms) for s in series],
+                },
+                y_label="ms",
+                width=540,
+            )
+        )
     parts.append('</div><h2>Requests per worker (host/pid) and per container (replica)</h2><div class="charts">')
     for phase in ran:
         parts.append(charts.bar_chart(f"{phase.name}: per worker", phase.per_worker(), width=540))
@@ -210,13 +286,19 @@ def _charts_html(report: DemoReport) -> str:
 def render_html(report: DemoReport) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in report.settings.items())
     notes = "".join(f"<li>{escape(note)}</li>" for note in [*report.notes, f"outcome: {report.outcome}"])
-    notes += "".join(f"<li>failures in {escape(phase)}: " + "; ".join(f"{count:,}× {escape(error)}" for error, count in errors)
-                     + "</li>" for phase, errors in failures(report))  # fmt: skip
-    body = (f"<h1>{escape(report.title)}</h1><p><b>The guides:</b> {escape(report.guide_claim)}</p>"
-            f"<p class='note'>scalecube demo {escape(report.name)} — {escape(report.started)} — {escape(settings)}</p>"
-            f"<h2>Claims</h2>{_claims_html(report.claims)}<h2>Phases</h2>{_phases_html(report.phases)}"
-            f"{''.join(_table_html(table) for table in report.tables)}"
-            f"{'<ul>' + notes + '</ul>' if notes else ''}{_charts_html(report)}")  # fmt: skip
+    notes += "".join(
+        f"<li>failures in {escape(phase)}: "
+        + "; ".join(f"{count:,}× {escape(error)}" for error, count in errors)
+        + "</li>"
+        for phase, errors in failures(report)
+    )
+    body = (
+        f"<h1>{escape(report.title)}</h1><p><b>The guides:</b> {escape(report.guide_claim)}</p>"
+        f"<p class='note'>scalecube demo {escape(report.name)} — {escape(report.started)} — {escape(settings)}</p>"
+        f"<h2>Claims</h2>{_claims_html(report.claims)}<h2>Phases</h2>{_phases_html(report.phases)}"
+        f"{''.join(_table_html(table) for table in report.tables)}"
+        f"{'<ul>' + notes + '</ul>' if notes else ''}{_charts_html(report)}"
+    )
     return _page(f"scalecube demo {report.name}", body)
 
 
@@ -233,11 +315,15 @@ def write_index(entries: Sequence[tuple[DemoReport, Path]], out: Path) -> Path:
     for report, html in entries:
         link = html.relative_to(out) if html.is_relative_to(out) else html
         verdicts = "<br>".join(f"{_verdict_html(c.verdict)} {escape(c.name)}" for c in report.claims)
-        rows.append(f"<tr><td><a href='{escape(str(link))}'>{escape(report.name)}</a></td>"
-                    f"<td>{escape(report.title)}</td><td>{verdicts}</td>"
-                    f"<td>exit {report.exit_code}: {escape(report.outcome)}</td></tr>")  # fmt: skip
-    body = ("<h1>scalecube demo all</h1><table><tr><th>demo</th><th>what</th><th>claims</th><th>outcome</th></tr>"
-            f"{''.join(rows)}</table>")  # fmt: skip
+        rows.append(
+            f"<tr><td><a href='{escape(str(link))}'>{escape(report.name)}</a></td>"
+            f"<td>{escape(report.title)}</td><td>{verdicts}</td>"
+            f"<td>exit {report.exit_code}: {escape(report.outcome)}</td></tr>"
+        )
+    body = (
+        "<h1>scalecube demo all</h1><table><tr><th>demo</th><th>what</th><th>claims</th><th>outcome</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
     path = out / "index.html"
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(_page("scalecube demo all", body), encoding="utf-8")

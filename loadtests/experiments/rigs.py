@@ -21,8 +21,8 @@ from infra.local.processes import ClusterProcess, ManagedProcess, wait_until
 from infra.local.redis_server import RedisServer
 from infra.local.stack import haproxy_installed
 from infra.local.topology import HOSTS, LoopbackTopology
-from lb.haproxy.runner import HaproxySettings
 from kit import secrets as secret_values
+from lb.haproxy.runner import HaproxySettings
 
 API = "services.api.app:app"
 READY_TIMEOUT = 60.0  # a replica's workers on a busy 2-core machine
@@ -67,8 +67,19 @@ class Rig:
         """The api as one plain uvicorn process (no master, no workers): the guides' ``node server.js``;
         with ``workers`` > 1, ``uvicorn --workers N`` (its own supervisor; the kernel hands out connections)."""
         port = free_port()
-        argv = [sys.executable, "-m", "uvicorn", API, "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            API,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
         if workers > 1:
             argv += ["--workers", str(workers)]
         process = ManagedProcess(argv, env=self.api_env(**(env or {})), log_path=self.workdir / f"uvicorn-{port}.log")
@@ -118,12 +129,25 @@ class Rig:
         server.start()
         return server
 
-    def cluster(self, workers: int, env: dict[str, str] | None = None, args: list[str] | None = None, *,
-                app: str = API, wait: bool = True) -> ClusterProcess:  # fmt: skip
+    def cluster(
+        self,
+        workers: int,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        *,
+        app: str = API,
+        wait: bool = True,
+    ) -> ClusterProcess:
         """``scalecube serve APP`` (the api unless told) on 127.0.0.1 with ``workers`` workers, ready
         (unless ``wait`` is False: several start together, the caller waits for each)."""
-        cluster = ClusterProcess(app, port=free_port(), workdir=self.workdir, workers=workers, args=args,
-                                 env={"SCALECUBE_RUN_DIR": str(self.workdir), **self.api_env(**(env or {}))})  # fmt: skip
+        cluster = ClusterProcess(
+            app,
+            port=free_port(),
+            workdir=self.workdir,
+            workers=workers,
+            args=args,
+            env={"SCALECUBE_RUN_DIR": str(self.workdir), **self.api_env(**(env or {}))},
+        )
         self.processes.append(cluster)
         if wait:
             cluster.wait_ready(timeout=READY_TIMEOUT)
@@ -147,8 +171,17 @@ class Rig:
             self._topology.start_dns()
         return self._topology
 
-    def replica(self, service: str, host: str, workers: int, env: dict[str, str] | None = None,
-                args: list[str] | None = None, *, publish: bool = True, app: str = API) -> ClusterProcess:  # fmt: skip
+    def replica(
+        self,
+        service: str,
+        host: str,
+        workers: int,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        *,
+        publish: bool = True,
+        app: str = API,
+    ) -> ClusterProcess:
         """A cluster on ``host``:topology port, named ``service`` in the loopback DNS (not waited for).
 
         ``LoopbackTopology.start`` without its fixed command line: the availability demo needs
@@ -158,16 +191,31 @@ class Rig:
         workdir = topology.workdir / f"{service}-{host.rsplit('.', 1)[-1]}"  # short: it holds a unix socket
         workdir.mkdir(exist_ok=True)
         args = [*(args or []), "--health-port", str(self.health_port)]
-        cluster = ClusterProcess(app, host=host, port=topology.port, workdir=workdir, workers=workers, args=args,
-                                 env={"SCALECUBE_RUN_DIR": str(workdir), **self.api_env(**(env or {}))})  # fmt: skip
+        cluster = ClusterProcess(
+            app,
+            host=host,
+            port=topology.port,
+            workdir=workdir,
+            workers=workers,
+            args=args,
+            env={"SCALECUBE_RUN_DIR": str(workdir), **self.api_env(**(env or {}))},
+        )
         topology.clusters[(service, host)] = cluster
         if publish:
             topology.publish(service, host)
         self.watcher.watch(cluster, host)
         return cluster
 
-    def replicas(self, service: str, hosts: Iterable[str], workers: int, env: dict[str, str] | None = None,
-                 args: list[str] | None = None, *, app: str = API) -> list[ClusterProcess]:  # fmt: skip
+    def replicas(
+        self,
+        service: str,
+        hosts: Iterable[str],
+        workers: int,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        *,
+        app: str = API,
+    ) -> list[ClusterProcess]:
         clusters = [self.replica(service, host, workers, env, args, app=app) for host in hosts]
         for cluster in clusters:
             cluster.wait_ready(timeout=READY_TIMEOUT)
@@ -180,21 +228,36 @@ class Rig:
         name = f"{kind}-{service}{'-sticky' if sticky else ''}"
         balancer: Balancer
         if kind == "haproxy":
-            settings = HaproxySettings(bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}",
-                                       dns=topology.dns_address, api_service=service, api_port=topology.port,
-                                       api_health_port=self.health_port, sticky=sticky,
-                                       cookie_key=secret_values.generate())  # fmt: skip
+            settings = HaproxySettings(
+                bind=f"127.0.0.1:{free_port()}",
+                stats_bind=f"127.0.0.1:{free_port()}",
+                dns=topology.dns_address,
+                api_service=service,
+                api_port=topology.port,
+                api_health_port=self.health_port,
+                sticky=sticky,
+                cookie_key=secret_values.generate(),
+            )
             balancer = HaproxyComponent(settings, self.workdir, name=name, backends=replicas)
         else:
-            balancer = PythonLbComponent(self.workdir, listen=f"127.0.0.1:{free_port()}",
-                                         admin=f"127.0.0.1:{free_port()}", name=name, backends=replicas,
-                                         upstream=f"dns:{service}:{topology.port}@{topology.dns_address}",
-                                         sticky=sticky, env={"LOG_LEVEL": "warning"},
-                                         check_ports={"api": self.health_port})  # fmt: skip
+            balancer = PythonLbComponent(
+                self.workdir,
+                listen=f"127.0.0.1:{free_port()}",
+                admin=f"127.0.0.1:{free_port()}",
+                name=name,
+                backends=replicas,
+                upstream=f"dns:{service}:{topology.port}@{topology.dns_address}",
+                sticky=sticky,
+                env={"LOG_LEVEL": "warning"},
+                check_ports={"api": self.health_port},
+            )
         self.balancers.append(balancer)
         balancer.start()
-        wait_until(lambda: balancer.poll() is None and balancer.ready(), READY_TIMEOUT,
-                   what=f"{name} to see {replicas} replica(s) up")  # fmt: skip
+        wait_until(
+            lambda: balancer.poll() is None and balancer.ready(),
+            READY_TIMEOUT,
+            what=f"{name} to see {replicas} replica(s) up",
+        )
         return balancer
 
     def close(self) -> None:

@@ -45,8 +45,9 @@ def run_all(options: DemoOptions, *, out: Console, err: Console) -> tuple[list[D
             entries.append(run_demo(name, replace(options, out=folder), out=out, err=err))
         except DEMO_ERRORS as exc:
             err.print(f"scalecube demo {name}: {exc}", highlight=False, markup=False)
-            refused = DemoReport(name, f"scalecube demo {name}", "", refused=str(exc).splitlines()[0] if str(exc) else
-                                 type(exc).__name__)  # fmt: skip
+            refused = DemoReport(
+                name, f"scalecube demo {name}", "", refused=str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            )
             refused.started = ctx.started.isoformat(timespec="seconds")
             entries.append((refused, render.write_html(refused, folder)))
     index = render.write_index(entries, ctx.out)
@@ -64,7 +65,10 @@ def summary(reports: list[DemoReport], console: Console) -> None:
     for report in reports:
         code = report.exit_code
         style = "green" if code == 0 else "bold red"
-        table.add_row(report.name, *(str(report.count(v)) for v in (Verdict.HOLDS, Verdict.FAILS, Verdict.NOT_JUDGED,
-                                                                      Verdict.SKIPPED)),
-                      f"[{style}]{code}[/{style}]", report.outcome)  # fmt: skip
+        table.add_row(
+            report.name,
+            *(str(report.count(v)) for v in (Verdict.HOLDS, Verdict.FAILS, Verdict.NOT_JUDGED, Verdict.SKIPPED)),
+            f"[{style}]{code}[/{style}]",
+            report.outcome,
+        )
     console.print(table)

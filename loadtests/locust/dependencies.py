@@ -60,10 +60,13 @@ def list_name(shard: str) -> str:
 def needs_table() -> dict[str, frozenset[str]]:
     """Request name -> the parts it needs, besides the balancer and the service that answers it."""
     table: dict[str, frozenset[str]] = {
-        "/": frozenset(), "/cpu": frozenset(),  # the api alone: no Redis, no auth
-        "/session/login": _SESSIONS, "/session/me": _SESSIONS,
-        "/auth/register": frozenset({AUTH}), "/auth/login": frozenset({AUTH}),
-    }  # fmt: skip
+        "/": frozenset(),
+        "/cpu": frozenset(),  # the api alone: no Redis, no auth
+        "/session/login": _SESSIONS,
+        "/session/me": _SESSIONS,
+        "/auth/register": frozenset({AUTH}),
+        "/auth/login": frozenset({AUTH}),
+    }
     for shard in shards():
         # A new user's directory entry is written before the shard; a read looks the id up first. A list
         # needs only the owner: the router routes on its cached map when its Redis is down (LiveMap).

@@ -31,8 +31,11 @@ def _offer_only_what_the_target_serves(environment: Environment, **_: Any) -> No
         return
     here = target(environment.host, part_urls(options))
     if any(part.status is None for part in here.parts.values()):
-        log.warning("%s did not answer every probe (%s): every class is offered", here.host,
-                    "; ".join(part.why() for part in here.parts.values()))  # fmt: skip
+        log.warning(
+            "%s did not answer every probe (%s): every class is offered",
+            here.host,
+            "; ".join(part.why() for part in here.parts.values()),
+        )
         return
     tags, exclude_tags = selected_tags(options)
     refused = {}

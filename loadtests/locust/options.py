@@ -66,21 +66,42 @@ def _number(env: str, default: float, kind: type = float) -> Callable[[str], Any
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     def add(flag: str, env: str, convert: Callable[[str], Any], default: Any, help: str) -> None:
-        parser.add_argument(flag, env_var=env, type=convert, default=default, help=f"scalecube: {help} (${env})",
-                            include_in_web_ui=False)  # fmt: skip
+        parser.add_argument(
+            flag,
+            env_var=env,
+            type=convert,
+            default=default,
+            help=f"scalecube: {help} (${env})",
+            include_in_web_ui=False,
+        )
 
     iterations = _number("SCALECUBE_CPU_ITERATIONS", DEFAULT_CPU_ITERATIONS, int)
     add("--cpu-iterations", "SCALECUBE_CPU_ITERATIONS", iterations, DEFAULT_CPU_ITERATIONS, "iterations of GET /cpu")
-    add("--auth-passwords", "SCALECUBE_AUTH_PASSWORDS", _tristate, None,
-        "1: session users register at auth and log in with a password; 0: a name is enough; default: as the target")
+    add(
+        "--auth-passwords",
+        "SCALECUBE_AUTH_PASSWORDS",
+        _tristate,
+        None,
+        "1: session users register at auth and log in with a password; 0: a name is enough; default: as the target",
+    )
     add("--auth-url", "SCALECUBE_AUTH_URL", _url("SCALECUBE_AUTH_URL"), None, "where auth answers, if not at the host")
-    add("--router-url", "SCALECUBE_ROUTER_URL", _url("SCALECUBE_ROUTER_URL"), None,
-        "where the shard router answers, if not at the host")
+    add(
+        "--router-url",
+        "SCALECUBE_ROUTER_URL",
+        _url("SCALECUBE_ROUTER_URL"),
+        None,
+        "where the shard router answers, if not at the host",
+    )
     add("--new-connections", "SCALECUBE_NEW_CONNECTIONS", _flag, False, "1: every request on a new connection")
     add("--wait-min", "SCALECUBE_WAIT_MIN", _number("SCALECUBE_WAIT_MIN", 0.05), 0.05, "seconds between tasks, least")
     add("--wait-max", "SCALECUBE_WAIT_MAX", _number("SCALECUBE_WAIT_MAX", 0.25), 0.25, "seconds between tasks, most")
-    add("--served-by-file", "SCALECUBE_SERVED_BY_FILE", lambda raw: raw or None, None,
-        "where to write the served-by tally (JSON) at test stop")
+    add(
+        "--served-by-file",
+        "SCALECUBE_SERVED_BY_FILE",
+        lambda raw: raw or None,
+        None,
+        "where to write the served-by tally (JSON) at test stop",
+    )
 
 
 def cpu_iterations(options: Any) -> int:

@@ -28,10 +28,17 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.locust import run_clock, served_by, tag_selection  # noqa: F401  (their listeners)
-from loadtests.locust.dependencies import (CLIENT_TIMEOUT, REQUEST_LOG_ENV, RequestRecord, create_name, error_fields,
-                                           list_name, read_name, shards)  # fmt: skip
-from loadtests.locust.users import (PASSWORD, Cloning, ScalecubeUser, expect, json_body, rate_limited,
-                                   unique_username)
+from loadtests.locust.dependencies import (
+    CLIENT_TIMEOUT,
+    REQUEST_LOG_ENV,
+    RequestRecord,
+    create_name,
+    error_fields,
+    list_name,
+    read_name,
+    shards,
+)
+from loadtests.locust.users import PASSWORD, Cloning, ScalecubeUser, expect, json_body, rate_limited, unique_username
 
 log = logging.getLogger("scalecube.locust.outage")
 
@@ -140,8 +147,9 @@ class RequestLog:
         if not status and exception is not None:  # no answer: the connection's own error, not Locust's wrapper
             cause = getattr(response, "error", None) or exception
             error = f"{type(cause).__name__}: {cause}"[:200]
-        self.records.append(RequestRecord(name, start_time, round(response_time, 1), status, exception is None,
-                                          dependency, error))  # fmt: skip
+        self.records.append(
+            RequestRecord(name, start_time, round(response_time, 1), status, exception is None, dependency, error)
+        )
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,8 +170,9 @@ OUTPUT = os.environ.get(REQUEST_LOG_ENV) or None
 
 
 @events.request.add_listener
-def _record(name: str, start_time: float, response_time: float, response: Any = None, exception: Any = None,
-            **_: Any) -> None:  # fmt: skip
+def _record(
+    name: str, start_time: float, response_time: float, response: Any = None, exception: Any = None, **_: Any
+) -> None:
     if OUTPUT:
         REQUESTS.add(name, start_time, response_time, response, exception)
 

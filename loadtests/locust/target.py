@@ -72,9 +72,11 @@ class Target:
             return None
         what = " and ".join(DESCRIBED[part.name] for part in lacking)
         why = "; ".join(part.why() for part in lacking)
-        return (f"{class_name} needs {what}, which {self.host} does not route ({why}). Run the whole stack "
-                "(compose, or `scalecube up --services all`), or point SCALECUBE_AUTH_URL / SCALECUBE_ROUTER_URL "
-                "at them")  # fmt: skip
+        return (
+            f"{class_name} needs {what}, which {self.host} does not route ({why}). Run the whole stack "
+            "(compose, or `scalecube up --services all`), or point SCALECUBE_AUTH_URL / SCALECUBE_ROUTER_URL "
+            "at them"
+        )
 
     @property
     def passwords(self) -> bool:

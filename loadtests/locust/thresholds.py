@@ -25,15 +25,33 @@ EXIT_THRESHOLD_BROKEN = 3
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
     # On the parser itself (not a group), so the web UI shows them too. Broken at quit: exit code 3.
-    parser.add_argument("--max-fail-ratio", type=float, default=None, metavar="RATIO", env_var="LOCUST_MAX_FAIL_RATIO",
-                        help="scalecube threshold: the most failures allowed, as a share of all requests "
-                             "(0..1; 0 = none at all; unset = off). Broken at quit: exit code 3")  # fmt: skip
-    parser.add_argument("--max-p95-ms", type=float, default=0.0, metavar="MS", env_var="LOCUST_MAX_P95_MS",
-                        help="scalecube threshold: the highest 95th percentile response time allowed, "
-                             "over all requests, in ms (0 = off). Broken at quit: exit code 3")  # fmt: skip
-    parser.add_argument("--max-p99-ms", type=float, default=0.0, metavar="MS", env_var="LOCUST_MAX_P99_MS",
-                        help="scalecube threshold: the highest 99th percentile response time allowed, "
-                             "over all requests, in ms (0 = off). Broken at quit: exit code 3")  # fmt: skip
+    parser.add_argument(
+        "--max-fail-ratio",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        env_var="LOCUST_MAX_FAIL_RATIO",
+        help="scalecube threshold: the most failures allowed, as a share of all requests "
+        "(0..1; 0 = none at all; unset = off). Broken at quit: exit code 3",
+    )
+    parser.add_argument(
+        "--max-p95-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        env_var="LOCUST_MAX_P95_MS",
+        help="scalecube threshold: the highest 95th percentile response time allowed, "
+        "over all requests, in ms (0 = off). Broken at quit: exit code 3",
+    )
+    parser.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        env_var="LOCUST_MAX_P99_MS",
+        help="scalecube threshold: the highest 99th percentile response time allowed, "
+        "over all requests, in ms (0 = off). Broken at quit: exit code 3",
+    )
 
 
 @dataclass(frozen=True)
@@ -45,9 +63,11 @@ class Thresholds:
     @classmethod
     def from_options(cls, options: Any) -> Thresholds:
         # Values typed in the web UI arrive as strings: read both.
-        return cls(max_fail_ratio=_number(getattr(options, "max_fail_ratio", None)),
-                   max_p95_ms=_number(getattr(options, "max_p95_ms", None)) or 0.0,
-                   max_p99_ms=_number(getattr(options, "max_p99_ms", None)) or 0.0)  # fmt: skip
+        return cls(
+            max_fail_ratio=_number(getattr(options, "max_fail_ratio", None)),
+            max_p95_ms=_number(getattr(options, "max_p95_ms", None)) or 0.0,
+            max_p99_ms=_number(getattr(options, "max_p99_ms", None)) or 0.0,
+        )
 
     @property
     def any(self) -> bool:
@@ -61,8 +81,10 @@ class Thresholds:
             return ["no requests were made: nothing to judge the thresholds on"]
         reasons = []
         if self.max_fail_ratio is not None and total.fail_ratio > self.max_fail_ratio:
-            reasons.append(f"failure ratio {total.fail_ratio:.4f} ({total.num_failures} of {total.num_requests}) "
-                           f"> --max-fail-ratio {self.max_fail_ratio:g}")  # fmt: skip
+            reasons.append(
+                f"failure ratio {total.fail_ratio:.4f} ({total.num_failures} of {total.num_requests}) "
+                f"> --max-fail-ratio {self.max_fail_ratio:g}"
+            )
         for percent, limit in ((0.95, self.max_p95_ms), (0.99, self.max_p99_ms)):
             observed = total.get_response_time_percentile(percent)
             if limit > 0 and observed > limit:

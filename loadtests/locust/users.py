@@ -31,7 +31,6 @@ is ``/auth/login [429 rate limited]``, counted as a success): they are the servi
 must stay visible without counting as failures.
 """
 
-
 from __future__ import annotations
 
 import uuid
@@ -136,9 +135,15 @@ class ScalecubeUser(FastHttpUser):
             self.begin(here)
             return
         self.environment.events.request.fire(
-            request_type="CHECK", name=f"{type(self).__name__} {CANNOT_RUN}", response_time=0, response_length=0,
-            exception=TargetLacksAPart(refusal), context={}, url=self.host, response=None,
-        )  # fmt: skip
+            request_type="CHECK",
+            name=f"{type(self).__name__} {CANNOT_RUN}",
+            response_time=0,
+            response_length=0,
+            exception=TargetLacksAPart(refusal),
+            context={},
+            url=self.host,
+            response=None,
+        )
         self.tasks = [_stop]  # the next task this user runs is its last
 
     def begin(self, here: Target) -> None:
@@ -189,10 +194,12 @@ class Sessions:
             if rate_limited(response, "/session/login"):
                 self.logged_in = False
             elif response.status_code == 401 and not self.passwords:
-                response.failure(f"401 for a name without a password: {_body(response)}. The api checks passwords "
-                                 "at auth (AUTH_URL): session users need an account there. They register and send "
-                                 "one wherever they find auth (unless SCALECUBE_AUTH_PASSWORDS=0): at the host, or "
-                                 "at SCALECUBE_AUTH_URL (`scalecube locust` sets it for the local stack)")  # fmt: skip
+                response.failure(
+                    f"401 for a name without a password: {_body(response)}. The api checks passwords "
+                    "at auth (AUTH_URL): session users need an account there. They register and send "
+                    "one wherever they find auth (unless SCALECUBE_AUTH_PASSWORDS=0): at the host, or "
+                    "at SCALECUBE_AUTH_URL (`scalecube locust` sets it for the local stack)"
+                )
                 self.logged_in = False
             else:
                 self.logged_in = expect(response, 200)
@@ -205,7 +212,9 @@ class Sessions:
         with self.client.get("/session/me", name="/session/me", catch_response=True) as response:
             if response.status_code == 401:
                 response.request_meta["name"] = LOST_SESSION
-                response.failure(f"401 at /session/me after a successful login ({_served_by(response)}): {_body(response)}")
+                response.failure(
+                    f"401 at /session/me after a successful login ({_served_by(response)}): {_body(response)}"
+                )
                 self.logged_in = False
             else:
                 expect(response, 200)
@@ -221,8 +230,9 @@ class Sessions:
 
     def _session_register(self) -> bool:
         body = {"username": self.session_user, "password": PASSWORD}
-        with self.client.post(f"{self.session_auth_base}/auth/register", json=body, name="/auth/register",
-                              catch_response=True) as response:  # fmt: skip
+        with self.client.post(
+            f"{self.session_auth_base}/auth/register", json=body, name="/auth/register", catch_response=True
+        ) as response:
             if rate_limited(response, "/auth/register"):  # too many from this address: try again at the next login
                 return False
             self.registered = expect(response, 201, 409)  # 409: registered by an earlier attempt that timed out
@@ -256,8 +266,9 @@ class Splitting:
             self.users_create()
             return
         user_id = self.ids[int(uuid.uuid4().int % len(self.ids))]
-        with self.client.get(f"{self.router_base}/users/{user_id}", name="/users/[id]",
-                             catch_response=True) as response:  # fmt: skip
+        with self.client.get(
+            f"{self.router_base}/users/{user_id}", name="/users/[id]", catch_response=True
+        ) as response:
             expect(response, 200)  # a 404 for an id this user created is data lost: a failure
 
     def users_list(self) -> None:
@@ -279,8 +290,9 @@ class Auth:
     def register_at_auth(self) -> None:
         username = unique_username("la")
         body = {"username": username, "password": PASSWORD}
-        with self.client.post(f"{self.auth_base}/auth/register", json=body, name="/auth/register",
-                              catch_response=True) as response:  # fmt: skip
+        with self.client.post(
+            f"{self.auth_base}/auth/register", json=body, name="/auth/register", catch_response=True
+        ) as response:
             if not rate_limited(response, "/auth/register") and expect(response, 201):
                 self.auth_user = username
 
@@ -289,8 +301,9 @@ class Auth:
             self.register_at_auth()
             return
         body = {"username": self.auth_user, "password": PASSWORD}
-        with self.client.post(f"{self.auth_base}/auth/login", json=body, name="/auth/login",
-                              catch_response=True) as response:  # fmt: skip
+        with self.client.post(
+            f"{self.auth_base}/auth/login", json=body, name="/auth/login", catch_response=True
+        ) as response:
             if not rate_limited(response, "/auth/login"):
                 expect(response, 200)
 

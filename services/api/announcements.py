@@ -36,7 +36,9 @@ router = APIRouter(prefix="/announcements", tags=["shared state"])
 
 @router.post("", status_code=202, responses=error_responses(503))
 async def announce(body: Announcement, request: Request) -> dict[str, Any]:
-    receivers = await request.app.state.broadcast.publish({"message": body.message, "from": current_identity().served_by})
+    receivers = await request.app.state.broadcast.publish(
+        {"message": body.message, "from": current_identity().served_by}
+    )
     return {"published": True, "receivers": receivers}
 
 

@@ -25,19 +25,29 @@ connector = RedisConnector(settings.redis_url, password=settings.redis_password_
 reading, logins, router_users = users_source.reading_from(settings, connector)
 # With AUTH_URL the auth service checks credentials (decomposing); without it a name is enough.
 authenticator: sessions.Authenticator = (
-    AuthServiceAuthenticator(settings.auth_url, timeout=settings.auth_timeout_seconds,
-                             connect_timeout=settings.auth_connect_timeout_seconds)
-    if settings.auth_url else sessions.NameOnly()
-)  # fmt: skip
+    AuthServiceAuthenticator(
+        settings.auth_url, timeout=settings.auth_timeout_seconds, connect_timeout=settings.auth_connect_timeout_seconds
+    )
+    if settings.auth_url
+    else sessions.NameOnly()
+)
 
 
 def make_session_service() -> sessions.SessionService:
-    store = (RedisSessionStore(connector, ttl_seconds=settings.session_ttl_seconds)
-             if settings.session_backend == "redis" else MemorySessionStore(ttl_seconds=settings.session_ttl_seconds))  # fmt: skip
+    store = (
+        RedisSessionStore(connector, ttl_seconds=settings.session_ttl_seconds)
+        if settings.session_backend == "redis"
+        else MemorySessionStore(ttl_seconds=settings.session_ttl_seconds)
+    )
     return sessions.SessionService(
-        store, Signer(settings.session_secret_value, salt="session"), authenticator, logins,
-        ttl_seconds=settings.session_ttl_seconds, secure_cookie=settings.cookie_secure, backend=settings.session_backend,
-    )  # fmt: skip
+        store,
+        Signer(settings.session_secret_value, salt="session"),
+        authenticator,
+        logins,
+        ttl_seconds=settings.session_ttl_seconds,
+        secure_cookie=settings.cookie_secure,
+        backend=settings.session_backend,
+    )
 
 
 def follows_master_broadcast() -> bool:
@@ -51,11 +61,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     worker = current_worker()
     if follows_master_broadcast():
         assert worker is not None
-        worker.on_message(lambda message: isinstance(message, dict) and "users_count" in message
-                          and holder.update(message["users_count"]))  # fmt: skip
+        worker.on_message(
+            lambda message: (
+                isinstance(message, dict) and "users_count" in message and holder.update(message["users_count"])
+            )
+        )
     else:
-        background.append(asyncio.create_task(
-            users_count.poll_forever(reading, holder, settings.users_count_interval)))  # fmt: skip
+        background.append(asyncio.create_task(users_count.poll_forever(reading, holder, settings.users_count_interval)))
     background.append(asyncio.create_task(app.state.broadcast.listen(app.state.last_heard.hear)))
     crash_timer = chaos.arm(chaos.parse_crash_after(settings.chaos_crash_after))  # the availability demo
     try:
@@ -77,8 +89,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 # balancers. Only the requests that need them (login, /session/me) answer 503 naming them.
 app = create_service_app("api", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
 app.state.sessions = make_session_service()
-app.state.users_count = users_count.UsersCount("master broadcast" if follows_master_broadcast() else "worker poll",
-                                               reading.source.origin)  # fmt: skip
+app.state.users_count = users_count.UsersCount(
+    "master broadcast" if follows_master_broadcast() else "worker poll", reading.source.origin
+)
 app.state.broadcast = RedisBroadcast(connector, announcements.CHANNEL)
 app.state.last_heard = announcements.LastHeard()
 for module in (clone, users_count, sessions, announcements):

@@ -45,8 +45,9 @@ class AuthServiceAuthenticator:
     first use (the app module is imported in the master too, which must not own it).
     """
 
-    def __init__(self, base_url: str, *, connect_timeout: float = 1.0, timeout: float = 5.0,
-                 max_connections: int = 100) -> None:  # fmt: skip
+    def __init__(
+        self, base_url: str, *, connect_timeout: float = 1.0, timeout: float = 5.0, max_connections: int = 100
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 5)
@@ -58,14 +59,15 @@ class AuthServiceAuthenticator:
         owner = (os.getpid(), asyncio.get_running_loop())
         if self._client is None or self._owner != owner:
             self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=self._timeout,
+                base_url=self.base_url,
+                timeout=self._timeout,
                 trust_env=False,  # auth is an internal service: never through an HTTP(S)_PROXY from the environment
                 # One client serves every user: it must never keep auth's cookie from one login
                 # and send it along with the next user's requests.
                 cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
                 # A refused or timed-out connect never reached auth: safe to try once more.
                 transport=httpx.AsyncHTTPTransport(retries=1, limits=self._limits),
-            )  # fmt: skip
+            )
             self._owner = owner
         return self._client
 
@@ -74,8 +76,9 @@ class AuthServiceAuthenticator:
             return None  # auth always wants a password
         # auth's per-IP login limit must count the real client, not this api replica.
         headers = {"X-Forwarded-For": client_ip} if client_ip else {}
-        response = await self._call("POST", "/auth/login", json={"username": user, "password": password},
-                                    headers=headers)  # fmt: skip
+        response = await self._call(
+            "POST", "/auth/login", json={"username": user, "password": password}, headers=headers
+        )
         if response.status_code == 200:
             body = response.json()
             return {"user": body["username"], "auth_token": body["token"]}
@@ -83,8 +86,11 @@ class AuthServiceAuthenticator:
             return None
         if response.status_code == 429:
             retry_after = response.headers.get("retry-after", "1")
-            raise HTTPException(429, {"error": "too_many_requests", "message": _message(response, "too many login attempts")},
-                                headers={"Retry-After": retry_after})  # fmt: skip
+            raise HTTPException(
+                429,
+                {"error": "too_many_requests", "message": _message(response, "too many login attempts")},
+                headers={"Retry-After": retry_after},
+            )
         raise self._unavailable("login", response)
 
     async def verify(self, session: dict[str, Any]) -> bool:
@@ -128,7 +134,9 @@ class AuthServiceAuthenticator:
 
     @staticmethod
     def _unavailable(action: str, response: httpx.Response) -> DependencyUnavailable:
-        return DependencyUnavailable(DEPENDENCY, f"{action}: auth answered {response.status_code} {_message(response, '')}"[:_DETAIL_LIMIT])
+        return DependencyUnavailable(
+            DEPENDENCY, f"{action}: auth answered {response.status_code} {_message(response, '')}"[:_DETAIL_LIMIT]
+        )
 
 
 def _message(response: httpx.Response, default: str) -> str:

@@ -18,8 +18,13 @@ MAX_ITERATIONS = 10_000_000  # the guides' own loop (1e7): ~0.35 s here; more is
 @router.get("/")
 async def whoami() -> dict[str, object]:
     me = current_identity()
-    return {"message": f"Handled by process {me.pid}", "pid": me.pid, "worker": me.worker_id, "slot": me.slot,
-            "host": me.host}  # fmt: skip
+    return {
+        "message": f"Handled by process {me.pid}",
+        "pid": me.pid,
+        "worker": me.worker_id,
+        "slot": me.slot,
+        "host": me.host,
+    }
 
 
 def burn(iterations: int) -> int:
@@ -36,5 +41,10 @@ async def cpu(iterations: int = Query(DEFAULT_ITERATIONS, ge=1, le=MAX_ITERATION
     started = time.perf_counter()
     result = burn(iterations)
     me = current_identity()
-    return {"iterations": iterations, "result": result, "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
-            "pid": me.pid, "worker": me.worker_id}  # fmt: skip
+    return {
+        "iterations": iterations,
+        "result": result,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 3),
+        "pid": me.pid,
+        "worker": me.worker_id,
+    }

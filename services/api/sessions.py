@@ -28,8 +28,12 @@ USER_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 
 
 class LoginRequest(BaseModel):
-    user: str = Field(min_length=1, max_length=64, pattern=USER_PATTERN,
-                      description="letters, digits and _ . @ - (1 to 64 characters)")  # fmt: skip
+    user: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=USER_PATTERN,
+        description="letters, digits and _ . @ - (1 to 64 characters)",
+    )
     password: str | None = Field(default=None, max_length=256)
 
 
@@ -73,8 +77,17 @@ class UserRecorder(Protocol):
 
 
 class SessionService:
-    def __init__(self, store: SessionStore, signer: Signer, authenticator: Authenticator, users: UserRecorder,
-                 *, ttl_seconds: int, secure_cookie: bool, backend: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: SessionStore,
+        signer: Signer,
+        authenticator: Authenticator,
+        users: UserRecorder,
+        *,
+        ttl_seconds: int,
+        secure_cookie: bool,
+        backend: str,
+    ) -> None:
         self.store = store
         self.signer = signer
         self.authenticator = authenticator
@@ -98,8 +111,15 @@ class SessionService:
         me = current_identity()
         sid = await self.store.create({**identity, "created_at": time.time(), "created_by": me.served_by})
         await self._record_user(identity["user"])
-        response.set_cookie(COOKIE_NAME, self.signer.sign(sid), max_age=self.ttl_seconds, httponly=True,
-                            samesite="lax", secure=self.secure_cookie, path="/")  # fmt: skip
+        response.set_cookie(
+            COOKIE_NAME,
+            self.signer.sign(sid),
+            max_age=self.ttl_seconds,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure_cookie,
+            path="/",
+        )
         return {"user": identity["user"], "backend": self.backend, "served_by": me.served_by}
 
     async def me(self, request: Request) -> dict[str, Any]:
@@ -107,13 +127,21 @@ class SessionService:
         session = await self.store.get(sid) if sid else None
         me = current_identity()
         if session is None:
-            message = "not logged in" if not sid else "no such session here (expired, logged out, or stored in another worker's memory)"
+            message = (
+                "not logged in"
+                if not sid
+                else "no such session here (expired, logged out, or stored in another worker's memory)"
+            )
             raise HTTPException(401, message)
         if not await self.authenticator.verify(session):
             await self.store.delete(sid)
             raise HTTPException(401, "this login is no longer valid (expired or revoked at auth); log in again")
-        return {"user": session["user"], "backend": self.backend, "created_by": session.get("created_by"),
-                "served_by": me.served_by}  # fmt: skip
+        return {
+            "user": session["user"],
+            "backend": self.backend,
+            "created_by": session.get("created_by"),
+            "served_by": me.served_by,
+        }
 
     async def logout(self, request: Request, response: Response) -> dict[str, Any]:
         sid = self.session_id(request)
@@ -146,16 +174,34 @@ def _service(request: Request) -> SessionService:
 SESSIONS_DOWN = "the sessions' Redis (`redis`) or the auth service (`auth`) is unavailable"
 
 
-@router.post("/login", responses=error_responses(401, 429, 503, why={
-    401: "wrong user name or password (with AUTH_URL)",
-    429: "too many login attempts (auth's limit, with AUTH_URL): Retry-After says when to try again",
-    503: SESSIONS_DOWN}))  # fmt: skip
+@router.post(
+    "/login",
+    responses=error_responses(
+        401,
+        429,
+        503,
+        why={
+            401: "wrong user name or password (with AUTH_URL)",
+            429: "too many login attempts (auth's limit, with AUTH_URL): Retry-After says when to try again",
+            503: SESSIONS_DOWN,
+        },
+    ),
+)
 async def login(credentials: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
     return await _service(request).login(request, response, credentials)
 
 
-@router.get("/me", responses=error_responses(401, 503, why={
-    401: "not logged in, or the session expired, was logged out, or is in another worker's memory", 503: SESSIONS_DOWN}))  # fmt: skip
+@router.get(
+    "/me",
+    responses=error_responses(
+        401,
+        503,
+        why={
+            401: "not logged in, or the session expired, was logged out, or is in another worker's memory",
+            503: SESSIONS_DOWN,
+        },
+    ),
+)
 async def me(request: Request) -> dict[str, Any]:
     return await _service(request).me(request)
 

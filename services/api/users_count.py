@@ -20,12 +20,31 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from kit.errors import DependencyUnavailable
-from services.api.users_source import (READERS_KEY, READS_KEY, USERS_KEY, CountedSource, LoginsSet, Reading,
-                                       RouterUsers, UsersSource)
+from services.api.users_source import (
+    READERS_KEY,
+    READS_KEY,
+    USERS_KEY,
+    CountedSource,
+    LoginsSet,
+    Reading,
+    RouterUsers,
+    UsersSource,
+)
 from services.common.errors import error_responses
 
-__all__ = ["READERS_KEY", "READS_KEY", "USERS_KEY", "CountedSource", "LoginsSet", "Reading", "RouterUsers",
-           "UsersCount", "UsersSource", "poll_forever", "router"]  # fmt: skip
+__all__ = [
+    "READERS_KEY",
+    "READS_KEY",
+    "USERS_KEY",
+    "CountedSource",
+    "LoginsSet",
+    "Reading",
+    "RouterUsers",
+    "UsersCount",
+    "UsersSource",
+    "poll_forever",
+    "router",
+]
 
 
 class UsersCount:
@@ -43,14 +62,24 @@ class UsersCount:
         if count is None or at is None:
             if failed is not None:  # never read, and the last attempt failed: 503 naming the part
                 raise DependencyUnavailable(failed["dependency"], "no users count read yet")
-            raise HTTPException(503, "the users count has not been read yet; try again shortly",
-                                headers={"Retry-After": "1"})  # fmt: skip
-        answer = {"count": int(count), "age_seconds": round(max(0.0, time.time() - at), 3), "source": self.source,
-                  "interval_seconds": interval, "origin": self.state["origin"], "read_at": _iso(at),
-                  "stale": failed is not None, "stale_reason": None}  # fmt: skip
+            raise HTTPException(
+                503, "the users count has not been read yet; try again shortly", headers={"Retry-After": "1"}
+            )
+        answer = {
+            "count": int(count),
+            "age_seconds": round(max(0.0, time.time() - at), 3),
+            "source": self.source,
+            "interval_seconds": interval,
+            "origin": self.state["origin"],
+            "read_at": _iso(at),
+            "stale": failed is not None,
+            "stale_reason": None,
+        }
         if failed is not None:
-            answer["stale_reason"] = (f"{failed['dependency']} unavailable at the last read ({_iso(failed['at'])}): "
-                                      "this is the last value read")  # fmt: skip
+            answer["stale_reason"] = (
+                f"{failed['dependency']} unavailable at the last read ({_iso(failed['at'])}): "
+                "this is the last value read"
+            )
         return answer
 
 
@@ -68,7 +97,12 @@ async def poll_forever(reading: Reading, holder: UsersCount, interval: float) ->
 router = APIRouter(tags=["cloning"])
 
 
-@router.get("/users/count", responses=error_responses(503, why={
-    503: "no count read yet: the source (`router` or `redis`, named when its read failed) has not answered"}))  # fmt: skip
+@router.get(
+    "/users/count",
+    responses=error_responses(
+        503,
+        why={503: "no count read yet: the source (`router` or `redis`, named when its read failed) has not answered"},
+    ),
+)
 async def users_count(request: Request) -> dict[str, Any]:
     return request.app.state.users_count.describe(request.app.state.settings.users_count_interval)

@@ -94,8 +94,9 @@ class RouterUsers:
         if self._client is None or self._owner != owner:
             # trust_env off: an internal call, never through an HTTP(S)_PROXY from the environment. A refused
             # or timed-out connect never reached the router: tried once more.
-            self._client = httpx.AsyncClient(timeout=self._timeout, trust_env=False,
-                                             transport=httpx.AsyncHTTPTransport(retries=1))  # fmt: skip
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout, trust_env=False, transport=httpx.AsyncHTTPTransport(retries=1)
+            )
             self._owner = owner
         return self._client
 
@@ -193,5 +194,7 @@ def reading_from(settings: ApiSettings, connector: RedisConnector) -> tuple[Read
     either way counted and slowed the same way (what the broadcast demo measures). Also returns the
     logins set (sessions record names in it) and the router client (to close)."""
     logins = LoginsSet(connector)
-    router_users = RouterUsers(settings.router_url, timeout=settings.router_timeout_seconds) if settings.router_url else None
+    router_users = (
+        RouterUsers(settings.router_url, timeout=settings.router_timeout_seconds) if settings.router_url else None
+    )
     return Reading(CountedSource(router_users or logins, connector, settings.users_source_delay)), logins, router_users

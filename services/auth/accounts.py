@@ -86,10 +86,14 @@ class Accounts:
     async def login(self, username: str, password: str, client_ip: str | None) -> str:
         """A new token for ``username``; raises RateLimited or InvalidCredentials."""
         client = client_key(client_ip)
-        counted = [(limiter, scope, key) for limiter, scope, key in (
-            (self.limits.per_ip, "ip", f"ip:{client}"),
-            (self.limits.per_username, "username", f"user:{username}@{client}"),
-        ) if limiter is not None]  # fmt: skip
+        counted = [
+            (limiter, scope, key)
+            for limiter, scope, key in (
+                (self.limits.per_ip, "ip", f"ip:{client}"),
+                (self.limits.per_username, "username", f"user:{username}@{client}"),
+            )
+            if limiter is not None
+        ]
         async with self._verifying:
             for limiter, scope, key in counted:
                 decision = await limiter.check(key)

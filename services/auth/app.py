@@ -24,15 +24,21 @@ def limiter(limit: int, window: float) -> SlidingWindowLimiter | None:
     return SlidingWindowLimiter(connector, limit=limit, window=window, prefix=RATE_LIMIT_PREFIX) if limit else None
 
 
-passwords = Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
-                      parallelism=settings.argon2_parallelism, threads=settings.hash_threads)  # fmt: skip
+passwords = Passwords(
+    time_cost=settings.argon2_time_cost,
+    memory_kib=settings.argon2_memory_kib,
+    parallelism=settings.argon2_parallelism,
+    threads=settings.hash_threads,
+)
 accounts = Accounts(
     CredentialStore(connector, token_ttl_seconds=settings.token_ttl_seconds),
     passwords,
-    LoginLimits(per_username=limiter(settings.login_user_limit, settings.login_user_window_seconds),
-                per_ip=limiter(settings.login_ip_limit, settings.login_ip_window_seconds),
-                registrations_per_ip=limiter(settings.register_ip_limit, settings.register_ip_window_seconds)),
-)  # fmt: skip
+    LoginLimits(
+        per_username=limiter(settings.login_user_limit, settings.login_user_window_seconds),
+        per_ip=limiter(settings.login_ip_limit, settings.login_ip_window_seconds),
+        registrations_per_ip=limiter(settings.register_ip_limit, settings.register_ip_window_seconds),
+    ),
+)
 
 
 @contextlib.asynccontextmanager

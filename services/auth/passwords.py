@@ -21,8 +21,9 @@ log = logging.getLogger("scalecube.auth.passwords")
 
 class Passwords:
     def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, threads: int) -> None:
-        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
-                                      type=Type.ID)  # fmt: skip
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
         self.threads = threads
         # Threads start on first use, so importing the app (the cluster master does) starts none.
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")

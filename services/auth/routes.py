@@ -21,8 +21,10 @@ from services.common.errors import error_responses
 
 COOKIE_NAME = "scalecube_auth"
 USERNAME_RULE = "3 to 32 characters: lowercase letters, digits, and _ . -"
-PASSWORD_RULE = (f"{PASSWORD_MIN} to {PASSWORD_MAX} characters ({PASSWORD_MIN} without the username in it), not one "
-                 f"of the {len(common_passwords()):,} most common passwords")  # fmt: skip
+PASSWORD_RULE = (
+    f"{PASSWORD_MIN} to {PASSWORD_MAX} characters ({PASSWORD_MIN} without the username in it), not one "
+    f"of the {len(common_passwords()):,} most common passwords"
+)
 _USERNAME = re.compile(r"[a-z0-9_.-]{3,32}")
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -34,8 +36,10 @@ def _lowercase(value: Any) -> Any:
 
 class RegisterRequest(BaseModel):
     # The schema shows the format (case-insensitive: "Ada" is "ada"); the validator below enforces it, naming the rule.
-    username: str = Field(description=USERNAME_RULE,
-                          json_schema_extra={"pattern": "^[A-Za-z0-9_.-]{3,32}$", "minLength": 3, "maxLength": 32})  # fmt: skip
+    username: str = Field(
+        description=USERNAME_RULE,
+        json_schema_extra={"pattern": "^[A-Za-z0-9_.-]{3,32}$", "minLength": 3, "maxLength": 32},
+    )
     # The static rules as constraints: the OpenAPI schema shows them (minLength, maxLength).
     password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, description=PASSWORD_RULE)
 
@@ -52,16 +56,20 @@ class RegisterRequest(BaseModel):
     @classmethod
     def _password_not_common(cls, value: str) -> str:
         if is_common(value):
-            raise PydanticCustomError("password_common", "password is one of the most common passwords "
-                                                         "(services/auth/common-passwords.txt): choose another")
+            raise PydanticCustomError(
+                "password_common",
+                "password is one of the most common passwords (services/auth/common-passwords.txt): choose another",
+            )
         return value
 
     @model_validator(mode="after")
     def _password_not_username(self) -> RegisterRequest:
         # "ada" may be in a password ("canada-geese-fly-south"), not most of it ("ada2026ada!").
         if len(self.password.lower().replace(self.username, "")) < PASSWORD_MIN:
-            raise PydanticCustomError("password_contains_username",
-                                      f"password must be {PASSWORD_MIN} characters long without the username in it")
+            raise PydanticCustomError(
+                "password_contains_username",
+                f"password must be {PASSWORD_MIN} characters long without the username in it",
+            )
         return self
 
 
@@ -87,14 +95,19 @@ def _client_ip(request: Request) -> str | None:
 
 def _too_many(limited: RateLimited, what: str) -> HTTPException:
     wait = limited.decision.retry_after_header
-    return HTTPException(429, {
-        "error": "too_many_requests", "message": f"{what}; retry in {wait} s",
-        "limit": limited.scope, "retry_after": int(wait),
-    }, headers={"Retry-After": wait})  # fmt: skip
+    return HTTPException(
+        429,
+        {
+            "error": "too_many_requests",
+            "message": f"{what}; retry in {wait} s",
+            "limit": limited.scope,
+            "retry_after": int(wait),
+        },
+        headers={"Retry-After": wait},
+    )
 
 
-@router.post("/register", status_code=201,
-             responses=error_responses(409, 429, 503, why={409: "the username is taken"}))  # fmt: skip
+@router.post("/register", status_code=201, responses=error_responses(409, 429, 503, why={409: "the username is taken"}))
 async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
     """409 tells that a name is taken, as it must for someone choosing one: rate-limited per address (README)."""
     try:
@@ -102,7 +115,9 @@ async def register(body: RegisterRequest, request: Request) -> dict[str, str]:
     except RateLimited as limited:
         raise _too_many(limited, "too many registrations from this address") from None
     except UsernameTaken:
-        raise HTTPException(409, {"error": "username_taken", "message": f"the username {body.username!r} is taken"}) from None
+        raise HTTPException(
+            409, {"error": "username_taken", "message": f"the username {body.username!r} is taken"}
+        ) from None
     return {"username": body.username}
 
 
@@ -113,28 +128,48 @@ async def login(body: LoginRequest, request: Request, response: Response) -> dic
     except InvalidCredentials:
         raise HTTPException(401, {"error": "invalid_credentials", "message": "wrong username or password"}) from None
     except RateLimited as limited:
-        what = ("too many failed logins from this address" if limited.scope == "ip"
-                else "too many failed logins for this username from this address")  # fmt: skip
+        what = (
+            "too many failed logins from this address"
+            if limited.scope == "ip"
+            else "too many failed logins for this username from this address"
+        )
         raise _too_many(limited, what) from None
     settings = request.app.state.settings
-    response.set_cookie(COOKIE_NAME, token, max_age=settings.token_ttl_seconds, httponly=True, samesite="lax",
-                        secure=settings.cookie_secure, path="/")  # fmt: skip
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=settings.token_ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+        path="/",
+    )
     response.headers.update(NO_STORE)
     return {"username": body.username, "token": token}
 
 
-@router.get("/verify", responses=error_responses(401, 503, why={401: "no token, or an unknown, expired or revoked one"}))
+@router.get(
+    "/verify", responses=error_responses(401, 503, why={401: "no token, or an unknown, expired or revoked one"})
+)
 async def verify(request: Request) -> dict[str, str]:
     """Session introspection for other services: whose token is this?"""
     token = presented_token(request)
     if not token:
-        raise HTTPException(401, {"error": "unauthorized",
-                                  "message": f"no token: send Authorization: Bearer <token> or the {COOKIE_NAME} cookie"},
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            401,
+            {
+                "error": "unauthorized",
+                "message": f"no token: send Authorization: Bearer <token> or the {COOKIE_NAME} cookie",
+            },
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     username = await _accounts(request).verify(token)
     if username is None:
-        raise HTTPException(401, {"error": "invalid_token", "message": "the token is unknown, expired or revoked"},
-                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+        raise HTTPException(
+            401,
+            {"error": "invalid_token", "message": "the token is unknown, expired or revoked"},
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     return {"username": username}
 
 

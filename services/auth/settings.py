@@ -49,8 +49,10 @@ class AuthSettings(ServiceSettings):
     @classmethod
     def _auth_redis_url_is_set(cls, value: str) -> str:
         if not value:
-            raise ValueError("required: the URL of auth's own Redis (credentials, tokens, rate limits), "
-                             "not the sessions Redis of REDIS_URL")  # fmt: skip
+            raise ValueError(
+                "required: the URL of auth's own Redis (credentials, tokens, rate limits), "
+                "not the sessions Redis of REDIS_URL"
+            )
         if urlsplit(value).scheme not in REDIS_SCHEMES:
             raise ValueError(f"must be a redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)}...)")
         return value

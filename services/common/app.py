@@ -1,14 +1,15 @@
 """``create_service_app``: the one way a scalecube FastAPI service is assembled.
 
-    settings = ApiSettings.load()
-    app = create_service_app("api", settings, readiness={"redis": connector.ping})
-    app.include_router(users.router)
+settings = ApiSettings.load()
+app = create_service_app("api", settings, readiness={"redis": connector.ping})
+app.include_router(users.router)
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+
 from fastapi import FastAPI
 from starlette.types import Lifespan
 
@@ -23,8 +24,13 @@ from services.common.settings import ServiceSettings
 log = logging.getLogger("scalecube.service")
 
 
-def create_service_app(name: str, settings: ServiceSettings, *, readiness: Mapping[str, ReadinessCheck] | None = None,
-                       lifespan: Lifespan[FastAPI] | None = None) -> FastAPI:  # fmt: skip
+def create_service_app(
+    name: str,
+    settings: ServiceSettings,
+    *,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    lifespan: Lifespan[FastAPI] | None = None,
+) -> FastAPI:
     """A FastAPI app with logging, JSON errors (documented in its OpenAPI schema), body limit,
     X-Served-By, metrics, ``/healthz``, ``/readyz`` (running ``readiness``) and ``/metrics``."""
     configure_logging(settings.log_level, access_log=settings.access_log)
@@ -49,6 +55,12 @@ def create_service_app(name: str, settings: ServiceSettings, *, readiness: Mappi
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(ServedByMiddleware)
 
-    log.info("%s app created: worker %d, slot %d, pid %d, host %s",
-             name, identity.worker_id, identity.slot, identity.pid, identity.host)  # fmt: skip
+    log.info(
+        "%s app created: worker %d, slot %d, pid %d, host %s",
+        name,
+        identity.worker_id,
+        identity.slot,
+        identity.pid,
+        identity.host,
+    )
     return app

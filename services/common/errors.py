@@ -89,9 +89,13 @@ def error_responses(*statuses: int, why: dict[int, str] | None = None) -> dict[i
     ``why`` replaces the generic description of a status with this route's reason.
     """
     why = why or {}
-    return {status: {"model": ERROR_MODELS.get(status, ErrorBody),
-                     "description": why.get(status) or ERROR_DESCRIPTIONS.get(status) or HTTPStatus(status).phrase}
-            for status in statuses}  # fmt: skip
+    return {
+        status: {
+            "model": ERROR_MODELS.get(status, ErrorBody),
+            "description": why.get(status) or ERROR_DESCRIPTIONS.get(status) or HTTPStatus(status).phrase,
+        }
+        for status in statuses
+    }
 
 
 def document_errors(app: FastAPI) -> None:
@@ -123,7 +127,9 @@ def _replace_default_validation_error(schema: dict[str, Any]) -> None:
                 response["description"] = ERROR_DESCRIPTIONS[422]
                 replaced = True
     if replaced:
-        components["ValidationErrorBody"] = ValidationErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components["ValidationErrorBody"] = ValidationErrorBody.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
     # FastAPI's own models, once nothing refers to them.
     for name in ("HTTPValidationError", "ValidationError"):
         if name in components and not _refers_to(schema, f"#/components/schemas/{name}"):
@@ -146,8 +152,9 @@ def error_code(status: int) -> str:
     return ERROR_CODES.get(status) or re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
 
 
-def error_response(status: int, error: str, message: str, *, headers: dict[str, str] | None = None,
-                   **fields: Any) -> JSONResponse:  # fmt: skip
+def error_response(
+    status: int, error: str, message: str, *, headers: dict[str, str] | None = None, **fields: Any
+) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, **fields}, status_code=status, headers=headers)
 
 
@@ -250,8 +257,11 @@ def allowed_methods(app: Any, scope: Scope) -> list[str]:
     """Every method some route of ``app`` serves at this request's path, asked of the routes
     themselves (included routers too): the same matching that routes a request."""
     routes = app.router.routes
-    return [method for method in PROBED_METHODS
-            if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)]  # fmt: skip
+    return [
+        method
+        for method in PROBED_METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
 
 
 def _http_message(request: Request, status: int, detail: Any) -> str:

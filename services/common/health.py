@@ -11,6 +11,7 @@ So ``/readyz`` answers 200 with ``"status": "degraded"`` and the missing names.
 Probes should use the cluster master's health port (``cluster.health``), which
 answers even when every worker is busy; this endpoint is for people and dashboards.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,9 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 DEFAULT_CHECK_TIMEOUT = 1.0
 
 
-def health_router(checks: Mapping[str, ReadinessCheck] | None = None, *,
-                  timeout: float = DEFAULT_CHECK_TIMEOUT) -> APIRouter:  # fmt: skip
+def health_router(
+    checks: Mapping[str, ReadinessCheck] | None = None, *, timeout: float = DEFAULT_CHECK_TIMEOUT
+) -> APIRouter:
     """``checks`` name async callables answering "is this dependency usable?"."""
     checks = dict(checks or {})
     router = APIRouter()
@@ -43,8 +45,7 @@ def health_router(checks: Mapping[str, ReadinessCheck] | None = None, *,
         results = dict(zip(names, outcomes, strict=True))
         failing = [name for name, ok in results.items() if not ok]
         if failing:
-            message = ("serving; unavailable: " + ", ".join(failing)
-                       + " (the routes that need it answer 503 naming it)")  # fmt: skip
+            message = "serving; unavailable: " + ", ".join(failing) + " (the routes that need it answer 503 naming it)"
             return JSONResponse({"status": "degraded", "checks": results, "message": message})
         return JSONResponse({"status": "ready", "checks": results})
 

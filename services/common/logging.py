@@ -32,10 +32,12 @@ def configure_logging(level: str = "info", *, access_log: bool = False) -> None:
     identity = current_identity()
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(HANDLER_NAME)
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)-7s [worker={identity.worker_id} slot={identity.slot} pid=%(process)d] "
-        "%(name)s: %(message)s"
-    ))  # fmt: skip
+    handler.setFormatter(
+        logging.Formatter(
+            f"%(asctime)s %(levelname)-7s [worker={identity.worker_id} slot={identity.slot} pid=%(process)d] "
+            "%(name)s: %(message)s"
+        )
+    )
 
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -41,14 +41,14 @@ def http_metrics() -> HttpMetrics:
     """Created on first use, so the value class follows PROMETHEUS_MULTIPROC_DIR and a
     re-created app in the same process reuses the already registered metrics."""
     return HttpMetrics(
-        requests=Counter(
-            "http_requests_total", "HTTP requests answered.", ["method", "route", "status", "worker"]
-        ),
+        requests=Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status", "worker"]),
         duration=Histogram(
-            "http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "route", "worker"],
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["method", "route", "worker"],
             buckets=DURATION_BUCKETS,
         ),
-    )  # fmt: skip
+    )
 
 
 def route_template(scope: Scope) -> str:

@@ -94,10 +94,14 @@ class ServiceSettings(BaseSettings):
             raise InvalidSettings(f"invalid {cls.__name__} configuration:\n  {exc}") from None
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings, file_secret_settings
 
     @property
@@ -125,8 +129,10 @@ class ServiceSettings(BaseSettings):
     def _secret_is_usable(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None:
             if info.field_name == "session_secret" and cls.requires_session_secret:
-                raise ValueError("required: it signs the session cookies; set SESSION_SECRET or SESSION_SECRET_FILE "
-                                 "(`scalecube serve` makes one for its own workers when neither is set)")  # fmt: skip
+                raise ValueError(
+                    "required: it signs the session cookies; set SESSION_SECRET or SESSION_SECRET_FILE "
+                    "(`scalecube serve` makes one for its own workers when neither is set)"
+                )
             return value
         reason = secrets.problem(value.get_secret_value())
         if reason:
@@ -150,4 +156,3 @@ class ServiceSettings(BaseSettings):
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"  {variable}{shown}: {message}")
         return "\n".join(lines)
-

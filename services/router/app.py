@@ -36,8 +36,12 @@ except ShardMapError as exc:
     raise InvalidSettings(str(exc)) from None
 
 connector = RedisConnector(settings.directory_url, password=settings.redis_password_value)
-shard_client = ShardClient(settings.urls, timeout=settings.shard_timeout, connect_timeout=settings.shard_connect_timeout,
-                           max_connections=settings.shard_max_connections)  # fmt: skip
+shard_client = ShardClient(
+    settings.urls,
+    timeout=settings.shard_timeout,
+    connect_timeout=settings.shard_connect_timeout,
+    max_connections=settings.shard_max_connections,
+)
 
 
 @contextlib.asynccontextmanager
@@ -51,6 +55,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = create_service_app("router", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
-app.state.routing = UserRouting(Directory(connector), LiveMap(MapStore(connector, base_map), settings.map_cache_seconds),
-                                shard_client, move_wait=settings.move_wait_seconds)  # fmt: skip
+app.state.routing = UserRouting(
+    Directory(connector),
+    LiveMap(MapStore(connector, base_map), settings.map_cache_seconds),
+    shard_client,
+    move_wait=settings.move_wait_seconds,
+)
 app.include_router(users.router)

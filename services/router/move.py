@@ -95,8 +95,16 @@ class MoveReport:
 
 
 class ShardMover:
-    def __init__(self, store: MapStore, shards: ShardClient, *, batch: int = 500, throttle: float = 0.0,
-                 grace: float = 1.5, say: Callable[[str], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: MapStore,
+        shards: ShardClient,
+        *,
+        batch: int = 500,
+        throttle: float = 0.0,
+        grace: float = 1.5,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         """``throttle``: seconds between copy batches (spare the source); ``grace``: seconds between
         the flip and deleting from the source — longer than the routers' ``MAP_CACHE_SECONDS``."""
         self.store = store
@@ -114,9 +122,11 @@ class ShardMover:
         existing = shard_map.moves.get(country)
         if existing is not None:
             if existing.target != target:
-                raise MoveError(f"{country} is already moving {existing.source} -> {existing.target} (phase "
-                                f"{existing.phase}, by {existing.by}); finish it (same command) or abort it "
-                                "(--abort)")  # fmt: skip
+                raise MoveError(
+                    f"{country} is already moving {existing.source} -> {existing.target} (phase "
+                    f"{existing.phase}, by {existing.by}); finish it (same command) or abort it "
+                    "(--abort)"
+                )
             move = existing.but(token=_token(), by=_me())  # take the record over: the old run, if alive, stops
             if not await self.store.transition(country, existing, move):
                 raise MoveError(f"the move of {country} changed while resuming it; run the command again")
@@ -144,8 +154,11 @@ class ShardMover:
         await self._clean_up(country, move, report, wait=report.resumed_from != "cleaning")
         await self._count(report, "after")
         report.seconds = round(time.monotonic() - started, 3)
-        self._step(report, f"done in {report.seconds:.1f}s: {country} on {move.target} has {report.target_after} users, "
-                           f"{move.source} has {report.source_after}")  # fmt: skip
+        self._step(
+            report,
+            f"done in {report.seconds:.1f}s: {country} on {move.target} has {report.target_after} users, "
+            f"{move.source} has {report.source_after}",
+        )
         return report
 
     async def abort(self, country: str) -> str:
@@ -154,16 +167,20 @@ class ShardMover:
         if move is None:
             return f"no move of {country} under way"
         if move.phase == "cleaning":
-            raise MoveError(f"{country} already flipped to {move.target}: finish the move (same command), "
-                            f"then move it back to {move.source} if needed")  # fmt: skip
+            raise MoveError(
+                f"{country} already flipped to {move.target}: finish the move (same command), "
+                f"then move it back to {move.source} if needed"
+            )
         if not await self.store.transition(country, move, None):
             raise MoveError(f"the move of {country} changed while aborting it; run the command again")
         # Fence the target before emptying it: a mover still running can add no copy after this.
         await self.shards.fence(move.target, country, "moved")
         deleted = await self._delete_all(move.target, country)
         await self.shards.unfence(move.source, country)
-        return (f"aborted {country} {move.source} -> {move.target}: {move.source} keeps it; "
-                f"{deleted} copies removed from {move.target}")
+        return (
+            f"aborted {country} {move.source} -> {move.target}: {move.source} keeps it; "
+            f"{deleted} copies removed from {move.target}"
+        )
 
     # -- steps ---------------------------------------------------------------------
 
@@ -197,8 +214,11 @@ class ShardMover:
             await asyncio.shield(self._reopen_unless_flipped(country, flipping))
             raise
         report.pause_ms = round((time.monotonic() - paused) * 1000, 1)
-        self._step(report, f"flipped {country} to {flipping.target} (writes paused {report.pause_ms:.0f} ms; the "
-                           f"final catch-up copied {copied})")  # fmt: skip
+        self._step(
+            report,
+            f"flipped {country} to {flipping.target} (writes paused {report.pause_ms:.0f} ms; the "
+            f"final catch-up copied {copied})",
+        )
         return cleaning
 
     async def _reopen_unless_flipped(self, country: str, flipping: Move) -> None:
@@ -212,8 +232,12 @@ class ShardMover:
                 await self.shards.unfence(flipping.source, country)
                 log.warning("move of %s interrupted before the flip: writes re-opened on %s", country, flipping.source)
         except Exception as exc:  # resuming (same command) or --abort lifts it
-            log.error("move of %s interrupted; %s may still fence it until the move is resumed or aborted: %s",
-                      country, flipping.source, exc)  # fmt: skip
+            log.error(
+                "move of %s interrupted; %s may still fence it until the move is resumed or aborted: %s",
+                country,
+                flipping.source,
+                exc,
+            )
 
     async def _copy(self, move: Move, country: str, *, after: int, throttle: bool = True) -> tuple[int, int]:
         """Upsert on the target every user the source wrote after sequence ``after``:
@@ -225,8 +249,10 @@ class ShardMover:
                 try:
                     await self.shards.import_users(move.target, page.users)
                 except CountryFenced as exc:
-                    raise MoveError(f"{move.target} refuses {country} writes ({exc.state}): the move was aborted, "
-                                    "or another one fenced it; check `GET /shards`") from None  # fmt: skip
+                    raise MoveError(
+                        f"{move.target} refuses {country} writes ({exc.state}): the move was aborted, "
+                        "or another one fenced it; check `GET /shards`"
+                    ) from None
                 copied += len(page.users)
             if page.last is not None:
                 after = page.last
@@ -273,9 +299,20 @@ def _me() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
-async def run_move(country: str, target: str | None, *, router_redis_url: str, shard_map: str, shard_urls: str,
-                   redis_password: str | None = None, abort: bool = False, batch: int = 500, throttle: float = 0.0, grace: float = 1.5,
-                   say: Callable[[str], None] | None = None) -> MoveReport | str:  # fmt: skip
+async def run_move(
+    country: str,
+    target: str | None,
+    *,
+    router_redis_url: str,
+    shard_map: str,
+    shard_urls: str,
+    redis_password: str | None = None,
+    abort: bool = False,
+    batch: int = 500,
+    throttle: float = 0.0,
+    grace: float = 1.5,
+    say: Callable[[str], None] | None = None,
+) -> MoveReport | str:
     """What ``scalecube shard move`` runs: build the pieces from the router's settings, move (or abort)."""
     from services.router.shard_map import check_urls, load_base_map, parse_shard_urls
     from services.shard.model import normalise_country

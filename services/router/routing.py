@@ -55,10 +55,16 @@ def now_iso() -> str:
 
 class CountryMoving(HTTPException):
     def __init__(self, country: str, waited: float) -> None:
-        super().__init__(503, {"error": "country_moving", "country": country,
-                               "message": f"{country} is being moved between shards and its writes are paused "
-                                          f"(waited {waited:.1f}s); retry shortly"},
-                         headers={"Retry-After": "1"})  # fmt: skip
+        super().__init__(
+            503,
+            {
+                "error": "country_moving",
+                "country": country,
+                "message": f"{country} is being moved between shards and its writes are paused "
+                f"(waited {waited:.1f}s); retry shortly",
+            },
+            headers={"Retry-After": "1"},
+        )
 
 
 class UserRouting:
@@ -141,8 +147,10 @@ class UserRouting:
         listed = shard_map.listed()
         shards: dict[str, Any] = {}
         for name, answer in zip(shard_map.shards, answers, strict=True):
-            entry: dict[str, Any] = {"url": self.shards.urls[name],
-                                     "countries": sorted(cc for cc, owner in listed.items() if owner == name)}  # fmt: skip
+            entry: dict[str, Any] = {
+                "url": self.shards.urls[name],
+                "countries": sorted(cc for cc, owner in listed.items() if owner == name),
+            }
             if isinstance(answer, BaseException):
                 if not isinstance(answer, Exception):
                     raise answer
@@ -150,9 +158,13 @@ class UserRouting:
             else:
                 per_country: dict[str, int] = answer["per_country"]
                 owned = {cc: n for cc, n in per_country.items() if shard_map.owner(cc) == name}
-                entry |= {"status": "up", "users": sum(owned.values()), "per_country": owned,
-                          # copies held for countries another shard owns: a move's copy or cleanup under way
-                          "not_owned": {cc: n for cc, n in per_country.items() if cc not in owned},
-                          "fences": answer.get("fences", {})}  # fmt: skip
+                entry |= {
+                    "status": "up",
+                    "users": sum(owned.values()),
+                    "per_country": owned,
+                    # copies held for countries another shard owns: a move's copy or cleanup under way
+                    "not_owned": {cc: n for cc, n in per_country.items() if cc not in owned},
+                    "fences": answer.get("fences", {}),
+                }
             shards[name] = entry
         return {"shards": shards, "map": shard_map.describe(), "directory": {"entries": await self.directory.count()}}

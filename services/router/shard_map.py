@@ -131,14 +131,28 @@ class Move:
     by: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({"source": self.source, "target": self.target, "phase": self.phase, "token": self.token,
-                           "started_at": self.started_at, "by": self.by})  # fmt: skip
+        return json.dumps(
+            {
+                "source": self.source,
+                "target": self.target,
+                "phase": self.phase,
+                "token": self.token,
+                "started_at": self.started_at,
+                "by": self.by,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Move:
         data = json.loads(text)
-        return cls(data["source"], data["target"], data["phase"], str(data.get("token", "")),
-                   float(data.get("started_at", 0)), str(data.get("by", "")))  # fmt: skip
+        return cls(
+            data["source"],
+            data["target"],
+            data["phase"],
+            str(data.get("token", "")),
+            float(data.get("started_at", 0)),
+            str(data.get("by", "")),
+        )
 
     def but(self, **changes: Any) -> Move:
         return dataclasses.replace(self, **changes)
@@ -168,9 +182,11 @@ class ShardMap:
             "shards": list(self.shards),
             "countries": self.listed(),
             "overrides": dict(sorted(self.overrides.items())),
-            "moving": {cc: {"from": m.source, "to": m.target, "phase": m.phase} for cc, m in sorted(self.moves.items())},
+            "moving": {
+                cc: {"from": m.source, "to": m.target, "phase": m.phase} for cc, m in sorted(self.moves.items())
+            },
             "unlisted": f"shards[crc32(code) % {len(self.shards)}] of {list(self.shards)}",
-        }  # fmt: skip
+        }
 
 
 def _text(value: Any) -> str:
@@ -214,8 +230,16 @@ class MapStore:
             assert new is not None
             override = "-" if self.base.owner(country) == new.target else new.target  # "-": the file says so already
         async with self.connector.operation("update move"):
-            done = await _TRANSITION(self.connector.client, MOVES_KEY, OVERRIDES_KEY, country, expected.token,
-                                     expected.phase, new.to_json() if new else "", override)  # fmt: skip
+            done = await _TRANSITION(
+                self.connector.client,
+                MOVES_KEY,
+                OVERRIDES_KEY,
+                country,
+                expected.token,
+                expected.phase,
+                new.to_json() if new else "",
+                override,
+            )
         return bool(done)
 
 
@@ -259,7 +283,11 @@ class LiveMap:
         if self._map is not None and time.monotonic() - self._read_at < self.max_age:
             return self._map
         try:
-            if self._reading is None or self._reading.done() or self._reading.get_loop() is not asyncio.get_running_loop():
+            if (
+                self._reading is None
+                or self._reading.done()
+                or self._reading.get_loop() is not asyncio.get_running_loop()
+            ):
                 self._reading = asyncio.ensure_future(self.refresh())
             return await asyncio.shield(self._reading)
         except DependencyUnavailable:

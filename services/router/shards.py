@@ -74,8 +74,9 @@ class ShardClient:
     for a pooled connection included; ``connect_timeout`` bounds dialling a shard.
     """
 
-    def __init__(self, urls: Mapping[str, str], *, timeout: float = 2.0, connect_timeout: float = 0.5,
-                 max_connections: int = 16) -> None:  # fmt: skip
+    def __init__(
+        self, urls: Mapping[str, str], *, timeout: float = 2.0, connect_timeout: float = 0.5, max_connections: int = 16
+    ) -> None:
         self.urls = {name: url.rstrip("/") for name, url in urls.items()}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_connections = max_connections
@@ -91,11 +92,14 @@ class ShardClient:
         owner = (os.getpid(), asyncio.get_running_loop())
         if self._session is None or self._owner != owner:
             # Plain HTTP on loopback or a private network: no cookies, no proxies from the environment.
-            connector = aiohttp.TCPConnector(limit=self._max_connections * max(1, len(self.urls)),
-                                             limit_per_host=self._max_connections,
-                                             keepalive_timeout=IDLE_KEEPALIVE_SECONDS)  # fmt: skip
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)  # fmt: skip
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections * max(1, len(self.urls)),
+                limit_per_host=self._max_connections,
+                keepalive_timeout=IDLE_KEEPALIVE_SECONDS,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+            )
             self._owner = owner
         return self._session
 
@@ -105,8 +109,9 @@ class ShardClient:
         if session is not None and owner == (os.getpid(), _running_loop()):
             await session.close()
 
-    async def request(self, shard: str, method: str, path: str, *, json: Any = None,
-                      params: Mapping[str, Any] | None = None) -> ShardResponse:  # fmt: skip
+    async def request(
+        self, shard: str, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> ShardResponse:
         """One request to ``shard``; any answer below 500 is returned, anything else raises
         ``DependencyUnavailable(shard)``."""
         session = self.open()
@@ -121,8 +126,9 @@ class ShardClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DependencyUnavailable(shard, self._describe(exc)[:_DETAIL_LIMIT]) from exc
         if response.status_code >= 500:
-            raise DependencyUnavailable(shard, f"{method} {path} answered {response.status_code}: "
-                                               f"{_error_of(response)}"[:_DETAIL_LIMIT])  # fmt: skip
+            raise DependencyUnavailable(
+                shard, f"{method} {path} answered {response.status_code}: {_error_of(response)}"[:_DETAIL_LIMIT]
+            )
         return response
 
     def _describe(self, exc: BaseException) -> str:
@@ -131,8 +137,9 @@ class ShardClient:
         return f"{type(exc).__name__}: {exc}"
 
     @staticmethod
-    async def _send(session: aiohttp.ClientSession, method: str, url: str, body: Any,
-                    params: Mapping[str, Any] | None) -> ShardResponse:  # fmt: skip
+    async def _send(
+        session: aiohttp.ClientSession, method: str, url: str, body: Any, params: Mapping[str, Any] | None
+    ) -> ShardResponse:
         async with session.request(method, url, json=body, params=params) as response:
             return ShardResponse(response.status, await response.read(), response.reason or "")
 
@@ -163,8 +170,12 @@ class ShardClient:
     # -- what a move needs ---------------------------------------------------------
 
     async def export(self, shard: str, country: str, *, after: int, limit: int) -> ExportPage:
-        body = self._ok(shard, await self.request(shard, "GET", f"/admin/countries/{country}/export",
-                                                   params={"after": after, "limit": limit}))  # fmt: skip
+        body = self._ok(
+            shard,
+            await self.request(
+                shard, "GET", f"/admin/countries/{country}/export", params={"after": after, "limit": limit}
+            ),
+        )
         return ExportPage(body["users"], body["last"], body["more"])
 
     async def import_users(self, shard: str, users: list[dict[str, str]]) -> dict[str, int]:
@@ -185,8 +196,9 @@ class ShardClient:
         self._ok(shard, await self.request(shard, "DELETE", f"/admin/countries/{country}/fence"))
 
     async def delete_users(self, shard: str, country: str, *, limit: int) -> tuple[int, int]:
-        body = self._ok(shard, await self.request(shard, "DELETE", f"/admin/countries/{country}/users",
-                                                   params={"limit": limit}))  # fmt: skip
+        body = self._ok(
+            shard, await self.request(shard, "DELETE", f"/admin/countries/{country}/users", params={"limit": limit})
+        )
         return int(body["deleted"]), int(body["remaining"])
 
     # -- helpers -----------------------------------------------------------------------

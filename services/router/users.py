@@ -32,8 +32,10 @@ COUNTED = "directory entries: every user created through POST /users (and any cr
 
 
 # Every route reads the directory in the router's Redis; those that reach a shard need it up too.
-UNAVAILABLE = {503: "the router's Redis (`redis`), or the shard that owns the country (named), is unavailable; "
-                    "or the country is being moved (`country_moving`): retry shortly"}  # fmt: skip
+UNAVAILABLE = {
+    503: "the router's Redis (`redis`), or the shard that owns the country (named), is unavailable; "
+    "or the country is being moved (`country_moving`): retry shortly"
+}
 
 
 class CreatedUser(User):
@@ -66,8 +68,9 @@ def _not_found() -> JSONResponse:
 @router.post("/users", status_code=201, response_model=CreatedUser, responses=error_responses(503, why=UNAVAILABLE))
 async def create_user(body: NewUser, request: Request) -> JSONResponse:
     user, shard = await _routing(request).create(body.name, body.country)
-    return JSONResponse({**user, "shard": shard}, status_code=201,
-                        headers={"location": f"/users/{user['id']}", SHARD_HEADER: shard})  # fmt: skip
+    return JSONResponse(
+        {**user, "shard": shard}, status_code=201, headers={"location": f"/users/{user['id']}", SHARD_HEADER: shard}
+    )
 
 
 @router.get("/users/count", responses=error_responses(503))
@@ -95,20 +98,39 @@ async def get_user(request: Request) -> Response:
     return Response(response.content, media_type="application/json", headers={SHARD_HEADER: shard})
 
 
-router.add_api_route("/users/{user_id}", get_user, methods=["GET"], route_class_override=BareRoute, response_model=User,
-                     summary="Get User", responses=error_responses(404, 503, why={404: "no such user", **UNAVAILABLE}),
-                     openapi_extra={"parameters": [{"name": "user_id", "in": "path", "required": True,
-                                                    "schema": {"type": "string"},
-                                                    "description": f"an id as POST /users gave it ({ID_PATTERN})"}]})  # fmt: skip
+router.add_api_route(
+    "/users/{user_id}",
+    get_user,
+    methods=["GET"],
+    route_class_override=BareRoute,
+    response_model=User,
+    summary="Get User",
+    responses=error_responses(404, 503, why={404: "no such user", **UNAVAILABLE}),
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "user_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": f"an id as POST /users gave it ({ID_PATTERN})",
+            }
+        ]
+    },
+)
 
 
 @router.get("/users", response_model=UsersPage, responses=error_responses(503, why=UNAVAILABLE))
-async def list_users(request: Request, country: Annotated[Country, Query(description="ISO 3166-1 alpha-2")],
-                     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
-                     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100) -> Response:  # fmt: skip
+async def list_users(
+    request: Request,
+    country: Annotated[Country, Query(description="ISO 3166-1 alpha-2")],
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> Response:
     response, shard = await _routing(request).list(country, cursor=cursor, limit=limit)
-    return Response(response.content, status_code=response.status_code, media_type="application/json",
-                    headers={SHARD_HEADER: shard})  # fmt: skip
+    return Response(
+        response.content, status_code=response.status_code, media_type="application/json", headers={SHARD_HEADER: shard}
+    )
 
 
 @router.get("/shards", responses=error_responses(503))

@@ -45,17 +45,21 @@ def normalise_country(value: str) -> str:
     """``"fr"`` -> ``"FR"``; ValueError (never echoing the value) unless officially assigned."""
     code = value.upper()
     if code not in country_names() or value not in (code, code.lower()):
-        raise ValueError("must be an officially assigned ISO 3166-1 alpha-2 country code, in upper or lower "
-                         "case, like FR or fr")  # fmt: skip
+        raise ValueError(
+            "must be an officially assigned ISO 3166-1 alpha-2 country code, in upper or lower case, like FR or fr"
+        )
     return code
 
 
 def country_json_schema() -> dict[str, object]:
     """What the OpenAPI schema says a country is: exactly what ``normalise_country`` accepts."""
     codes = sorted(country_names())
-    return {"type": "string", "enum": codes + [code.lower() for code in codes],
-            "description": "ISO 3166-1 alpha-2 country code, officially assigned; upper or lower case, "
-                           "stored in upper case"}  # fmt: skip
+    return {
+        "type": "string",
+        "enum": codes + [code.lower() for code in codes],
+        "description": "ISO 3166-1 alpha-2 country code, officially assigned; upper or lower case, "
+        "stored in upper case",
+    }
 
 
 Country = Annotated[str, AfterValidator(normalise_country), WithJsonSchema(country_json_schema())]
@@ -65,8 +69,9 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 # The most users one batch (``POST /admin/users``) can carry within the default body limit: as many as
 # the smallest possible user takes, in compact JSON with its comma. A batch of bigger users meets the
 # body limit first (413); the router's moves send batches sized to fit (``ShardClient.import_users``).
-SMALLEST_USER_JSON_BYTES = len(json.dumps({"id": "a", "name": "a", "country": "FR", "created_at": "a"},
-                                          separators=(",", ":"))) + 1  # fmt: skip
+SMALLEST_USER_JSON_BYTES = (
+    len(json.dumps({"id": "a", "name": "a", "country": "FR", "created_at": "a"}, separators=(",", ":"))) + 1
+)
 MAX_BATCH_USERS = DEFAULT_MAX_BODY_BYTES // SMALLEST_USER_JSON_BYTES
 
 

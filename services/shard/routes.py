@@ -52,16 +52,25 @@ def _limit(request: Request, limit: int) -> int:
 
 
 def fenced(exc: CountryFenced) -> JSONResponse:
-    return error_response(409, "country_fenced", f"{exc.country} is {exc.state} on this shard: a move is taking it "
-                          "elsewhere", country=exc.country, fence=exc.state)  # fmt: skip
+    return error_response(
+        409,
+        "country_fenced",
+        f"{exc.country} is {exc.state} on this shard: a move is taking it elsewhere",
+        country=exc.country,
+        fence=exc.state,
+    )
 
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json")
 
 
-@router.put("/users/{user_id}", response_model=User, responses={201: USER_WRITTEN, **error_responses(409, 503, why={409: FENCED})},
-            summary="Create or overwrite a user (idempotent): 201 created, 200 overwritten")  # fmt: skip
+@router.put(
+    "/users/{user_id}",
+    response_model=User,
+    responses={201: USER_WRITTEN, **error_responses(409, 503, why={409: FENCED})},
+    summary="Create or overwrite a user (idempotent): 201 created, 200 overwritten",
+)
 async def put_user(user_id: UserId, fields: UserFields, request: Request) -> Response:
     user = {"id": user_id, **fields.model_dump()}
     try:
@@ -71,7 +80,11 @@ async def put_user(user_id: UserId, fields: UserFields, request: Request) -> Res
     return _json(user, 201 if created else 200)
 
 
-@router.get("/users/{user_id}", response_model=User, responses=error_responses(404, 503, why={404: "No such user on this shard"}))
+@router.get(
+    "/users/{user_id}",
+    response_model=User,
+    responses=error_responses(404, 503, why={404: "No such user on this shard"}),
+)
 async def get_user(user_id: str, request: Request) -> Response:
     # Any string: an id that cannot exist is simply not found (and costs no validation on the hot path).
     user = await _store(request).get(user_id) if len(user_id) <= 64 else None
@@ -81,8 +94,12 @@ async def get_user(user_id: str, request: Request) -> Response:
 
 
 @router.get("/users", responses=error_responses(409, 503, why={409: "the country has moved to another shard"}))
-async def list_users(request: Request, country: Annotated[Country, Query()], cursor: Cursor = None,
-                     limit: Annotated[int, Query(ge=1)] = 100) -> Response:  # fmt: skip
+async def list_users(
+    request: Request,
+    country: Annotated[Country, Query()],
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1)] = 100,
+) -> Response:
     try:
         page = await _store(request).page(country, after=int(cursor or 0), limit=_limit(request, limit))
     except CountryFenced as exc:
@@ -94,13 +111,21 @@ async def list_users(request: Request, country: Annotated[Country, Query()], cur
 @router.get("/stats", responses=error_responses(503))
 async def stats(request: Request) -> dict[str, Any]:
     result = await _store(request).stats()
-    return {"shard": request.app.state.settings.shard_name, "total": result.total,
-            "per_country": dict(sorted(result.per_country.items())), "fences": result.fences}  # fmt: skip
+    return {
+        "shard": request.app.state.settings.shard_name,
+        "total": result.total,
+        "per_country": dict(sorted(result.per_country.items())),
+        "fences": result.fences,
+    }
 
 
 @admin.get("/countries/{country}/export", responses=error_responses(503))
-async def export(country: CountryPath, request: Request, after: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1)] = 500) -> Response:  # fmt: skip
+async def export(
+    country: CountryPath,
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1)] = 500,
+) -> Response:
     page = await _store(request).page(country, after=after, limit=_limit(request, limit), refuse_moved=False)
     return _json({"country": country, "users": page.users, "last": page.last, "more": page.more, "fence": page.fence})
 
@@ -134,10 +159,11 @@ async def unfence(country: CountryPath, request: Request) -> dict[str, Any]:
     return {"country": country, "fence": None}
 
 
-@admin.delete("/countries/{country}/users",
-               responses=error_responses(409, 503, why={409: "the country is not fenced: this shard still owns it"}))
-async def delete_country(country: CountryPath, request: Request,
-                         limit: Annotated[int, Query(ge=1)] = 500) -> Response:  # fmt: skip
+@admin.delete(
+    "/countries/{country}/users",
+    responses=error_responses(409, 503, why={409: "the country is not fenced: this shard still owns it"}),
+)
+async def delete_country(country: CountryPath, request: Request, limit: Annotated[int, Query(ge=1)] = 500) -> Response:
     try:
         deleted, remaining = await _store(request).delete_country(country, limit=_limit(request, limit))
     except NotFenced as exc:

@@ -216,8 +216,15 @@ class UserStore:
         fence = _text(reply[1]) or None
         scanned, last = int(reply[2]), _text(reply[3])
         rows = reply[4:]
-        users = [{"id": _text(rows[i]), "name": _text(rows[i + 1]), "country": _text(rows[i + 2]),
-                  "created_at": _text(rows[i + 3])} for i in range(0, len(rows), 4)]  # fmt: skip
+        users = [
+            {
+                "id": _text(rows[i]),
+                "name": _text(rows[i + 1]),
+                "country": _text(rows[i + 2]),
+                "created_at": _text(rows[i + 3]),
+            }
+            for i in range(0, len(rows), 4)
+        ]
         return Page(users, int(float(last)) if last else None, scanned >= limit, fence)
 
     async def stats(self) -> Stats:

@@ -4,11 +4,10 @@ import dataclasses
 
 import pytest
 import typer.main
+from typer.core import TyperOption
 
 from cluster.config import WORKER_CONFIG_ENV, ClusterConfig, WorkerConfig
 from cluster.handoff import HandoffLimits
-from typer.core import TyperOption
-
 from scalecube.cli import app
 
 

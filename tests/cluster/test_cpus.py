@@ -30,8 +30,9 @@ def v2_tree(root: Path, own_path: str = "/", **cpu_max: str) -> Path:
     return root
 
 
-def v1_tree(root: Path, own_path: str, quota_dir: str, quota: str, period: str = "100000",
-            mount: str = "cpu,cpuacct") -> Path:  # fmt: skip
+def v1_tree(
+    root: Path, own_path: str, quota_dir: str, quota: str, period: str = "100000", mount: str = "cpu,cpuacct"
+) -> Path:
     write(root, "proc/self/cgroup", f"12:memory:{own_path}\n4:cpu,cpuacct:{own_path}\n0::/\n")
     base = f"sys/fs/cgroup/{mount}/{quota_dir}".rstrip("/")
     write(root, f"{base}/cpu.cfs_quota_us", quota + "\n")
@@ -54,11 +55,15 @@ def test_v2_unlimited_means_the_affinity_mask(tmp_path: Path) -> None:
 
 
 def test_v2_tighter_ancestor_wins_over_own_cgroup(tmp_path: Path) -> None:
-    v2_tree(tmp_path, "/kubepods/pod1/ctr", **{
-        "kubepods/pod1/ctr": "400000 100000",  # 4 CPUs for the container...
-        "kubepods/pod1": "150000 100000",  # ...but the pod only gets 1.5
-        "kubepods": "max 100000",
-    })  # fmt: skip
+    v2_tree(
+        tmp_path,
+        "/kubepods/pod1/ctr",
+        **{
+            "kubepods/pod1/ctr": "400000 100000",  # 4 CPUs for the container...
+            "kubepods/pod1": "150000 100000",  # ...but the pod only gets 1.5
+            "kubepods": "max 100000",
+        },
+    )
 
     assert cgroup_cpu_quota(tmp_path) == 1.5
 

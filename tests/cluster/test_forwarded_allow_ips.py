@@ -12,7 +12,9 @@ def test_the_default_is_loopback_only():
 
 def test_a_list_is_passed_on_and_a_star_is_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="scalecube.cluster"):
-        assert forwarded_allow_ips({"FORWARDED_ALLOW_IPS": "10.89.0.2/31,10.89.0.128/25"}) == "10.89.0.2/31,10.89.0.128/25"
+        assert (
+            forwarded_allow_ips({"FORWARDED_ALLOW_IPS": "10.89.0.2/31,10.89.0.128/25"}) == "10.89.0.2/31,10.89.0.128/25"
+        )
         assert not caplog.records
         assert forwarded_allow_ips({"FORWARDED_ALLOW_IPS": "10.0.0.1, *"}) == "10.0.0.1, *"
     assert "any client can choose" in caplog.text

@@ -84,7 +84,9 @@ def test_what_a_dead_worker_never_started_is_served_by_another(start_cluster, tm
     blocker = Blocker(cluster, tmp_path, pool)
     cheap = [pool.submit(fresh_get, cluster.url + "/") for _ in range(4)]
     # The blocked worker had room for one more: it is handed one it cannot even read.
-    wait_until(lambda: worker_of(cluster, blocker.pid)["untaken"] == 2, 30, what="two connections stuck on the blocked worker")
+    wait_until(
+        lambda: worker_of(cluster, blocker.pid)["untaken"] == 2, 30, what="two connections stuck on the blocked worker"
+    )
     os.kill(blocker.pid, signal.SIGKILL)
     answers = [f.result() for f in cheap]
     assert [a.status_code for a in answers] == [200] * 4
@@ -95,8 +97,9 @@ def test_what_a_dead_worker_never_started_is_served_by_another(start_cluster, tm
 
 
 def test_overload_gets_a_fast_503_from_the_master_not_a_timeout(start_cluster, tmp_path, pool):
-    cluster = start_cluster(workers=1, policy="rr",
-                            args=["--handoff-limit", "1", "--max-queue", "2", "--queue-timeout", "1"])  # fmt: skip
+    cluster = start_cluster(
+        workers=1, policy="rr", args=["--handoff-limit", "1", "--max-queue", "2", "--queue-timeout", "1"]
+    )
     blocker = Blocker(cluster, tmp_path, pool)
     futures = [pool.submit(fresh_get, cluster.url + "/") for _ in range(5)]
     try:
@@ -118,11 +121,14 @@ def test_overload_gets_a_fast_503_from_the_master_not_a_timeout(start_cluster, t
 def test_with_no_worker_left_connections_wait_for_the_replacement_not_a_503(start_cluster, tmp_path, pool):
     """The queue timeout sheds when workers are busy; when there is none at all (it died, a replacement is
     starting) a 503 would fail what the replacement serves in a moment, so the connection waits for it."""
-    cluster = start_cluster(workers=1, policy="rr", args=["--handoff-limit", "1", "--queue-timeout", "1"],
-                            env={"TEST_STARTUP_DELAY": "2"})  # a replacement takes longer than the queue timeout
+    cluster = start_cluster(
+        workers=1, policy="rr", args=["--handoff-limit", "1", "--queue-timeout", "1"], env={"TEST_STARTUP_DELAY": "2"}
+    )  # a replacement takes longer than the queue timeout
     blocker = Blocker(cluster, tmp_path, pool)
     waiting = pool.submit(fresh_get, cluster.url + "/")
-    wait_until(lambda: worker_of(cluster, blocker.pid)["untaken"] == 1, 30, what="a request stuck on the blocked worker")
+    wait_until(
+        lambda: worker_of(cluster, blocker.pid)["untaken"] == 1, 30, what="a request stuck on the blocked worker"
+    )
     os.kill(blocker.pid, signal.SIGKILL)
     answer = waiting.result()
     assert answer.status_code == 200 and answer.json()["pid"] != blocker.pid

@@ -27,8 +27,9 @@ def test_probes_are_answered_by_the_master_while_every_worker_is_blocked(start_c
     # rr skips the busy worker, so a second /block lands on the other one.
     second = pool.submit(httpx.get, f"{cluster.url}/block?until={first.release_file}", timeout=60)
     try:
-        wait_until(lambda: all(w["unanswered"] >= 1 for w in cluster.status()["workers"]), 30,
-                   what="both workers blocked")  # fmt: skip
+        wait_until(
+            lambda: all(w["unanswered"] >= 1 for w in cluster.status()["workers"]), 30, what="both workers blocked"
+        )
         with pytest.raises(httpx.TimeoutException):  # a probe answered by a worker would eject this replica
             httpx.get(cluster.url + "/readyz", timeout=1)
         ready = httpx.get(health + "/readyz", timeout=5)
@@ -46,8 +47,9 @@ def test_probes_are_answered_by_the_master_while_every_worker_is_blocked(start_c
 
 
 def test_the_master_exports_its_own_metrics(start_cluster, tmp_path, pool):
-    cluster = start_cluster(workers=1, policy="rr", args=["--health-port", "0", "--handoff-limit", "1",
-                                                          "--max-queue", "0"])  # fmt: skip
+    cluster = start_cluster(
+        workers=1, policy="rr", args=["--health-port", "0", "--handoff-limit", "1", "--max-queue", "0"]
+    )
     health = cluster.status()["master"]["health"]
     blocker = Blocker(cluster, tmp_path, pool)
     stuck = pool.submit(httpx.get, cluster.url + "/", timeout=30)  # the blocked worker's one more (its limit)

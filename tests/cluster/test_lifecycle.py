@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.load import LoadGenerator
 from infra.local.processes import wait_until
+from tests.support.load import LoadGenerator
 
 
 def test_killed_worker_is_replaced_under_load(start_cluster):
@@ -25,8 +25,11 @@ def test_killed_worker_is_replaced_under_load(start_cluster):
     with LoadGenerator(cluster.url, concurrency=8, max_seconds=120) as load:
         wait_until(lambda: load.result.ok >= 100, 30, what="load to get going")
         os.kill(victim, signal.SIGKILL)
-        after = wait_until(lambda: (pids := cluster.listening_pids()) and victim not in pids and len(pids) == 2 and pids,
-                           30, what="the replacement")  # fmt: skip
+        after = wait_until(
+            lambda: (pids := cluster.listening_pids()) and victim not in pids and len(pids) == 2 and pids,
+            30,
+            what="the replacement",
+        )
         replaced_at = load.result.total
         wait_until(lambda: load.result.total >= replaced_at + 100, 30, what="load after the replacement")
     result = load.stop()
@@ -50,8 +53,11 @@ def test_rolling_reload_under_load_drops_nothing(start_cluster, policy, keepaliv
     with LoadGenerator(cluster.url, concurrency=8, keepalive=keepalive, max_seconds=120) as load:
         wait_until(lambda: load.result.ok >= 100, 30, what="load to get going")
         cluster.signal(signal.SIGUSR2)
-        wait_until(lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
-                   40, what="every worker replaced")  # fmt: skip
+        wait_until(
+            lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
+            40,
+            what="every worker replaced",
+        )
         reloaded_at = load.result.total
         wait_until(lambda: load.result.total >= reloaded_at + 100, 30, what="load after the reload")
     result = load.stop()
@@ -67,8 +73,11 @@ def test_sighup_also_reloads(start_cluster):
     cluster = start_cluster(workers=2)
     before = cluster.listening_pids()
     cluster.signal(signal.SIGHUP)
-    wait_until(lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2, 20,
-               what="reload on SIGHUP")  # fmt: skip
+    wait_until(
+        lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2,
+        20,
+        what="reload on SIGHUP",
+    )
 
 
 def test_sigterm_lets_slow_requests_finish(start_cluster, tmp_path):
@@ -97,8 +106,11 @@ def test_sigterm_lets_slow_requests_finish(start_cluster, tmp_path):
         thread.start()
     try:
         # Each request appends a line once it is inside the app: all four are in the workers now.
-        wait_until(lambda: arrived.exists() and len(arrived.read_text().splitlines()) == 4, 30,
-                   what="the 4 slow requests to reach the app")  # fmt: skip
+        wait_until(
+            lambda: arrived.exists() and len(arrived.read_text().splitlines()) == 4,
+            30,
+            what="the 4 slow requests to reach the app",
+        )
         cluster.signal(signal.SIGTERM)
         wait_until(refused, 15, what="the stopping master to refuse new connections")
         assert cluster.proc.poll() is None and results == []  # stopping, and waiting for the four
@@ -190,14 +202,17 @@ def test_worker_sigterm_means_replace_it_gracefully(start_cluster):
     victim = sorted(cluster.listening_pids())[0]
     with LoadGenerator(cluster.url, concurrency=4, max_seconds=15) as load:
         os.kill(victim, signal.SIGTERM)
-        wait_until(lambda: victim not in cluster.listening_pids() and len(cluster.listening_pids()) == 2, 10,
-                   what="the worker to be swapped")  # fmt: skip
+        wait_until(
+            lambda: victim not in cluster.listening_pids() and len(cluster.listening_pids()) == 2,
+            10,
+            what="the worker to be swapped",
+        )
     result = load.stop()
     assert result.failed == 0, result
     assert sum(w["restarts"] for w in cluster.status()["workers"]) == 0  # not a crash
 
 
-APP_TEMPLATE = '''
+APP_TEMPLATE = """
 import json
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -205,7 +220,7 @@ async def app(scope, receive, send):
     body = json.dumps({{"version": {version}}}).encode()
     await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}})
     await send({{"type": "http.response.body", "body": body}})
-'''
+"""
 
 
 def test_reload_picks_up_code_changed_on_disk_and_survives_broken_code(start_cluster, tmp_path: Path):
@@ -217,8 +232,9 @@ def test_reload_picks_up_code_changed_on_disk_and_survives_broken_code(start_clu
     source.write_text(APP_TEMPLATE.format(version=2))
     before = cluster.listening_pids()
     cluster.signal(signal.SIGUSR2)
-    wait_until(lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2, 20,
-               what="reload")  # fmt: skip
+    wait_until(
+        lambda: not (cluster.listening_pids() & before) and len(cluster.listening_pids()) == 2, 20, what="reload"
+    )
     assert {cluster.get().json()["version"] for _ in range(6)} == {2}
 
     source.write_text("this is not python (")

@@ -14,10 +14,17 @@ def _write(path: Path, *lines: str) -> None:
 
 
 def test_merged_tail_orders_by_timestamp_and_keeps_untimed_lines_after_their_line(tmp_path: Path):
-    _write(logfiles.master_log(tmp_path), "2026-12-05 10:00:00,100 [master 1] INFO start",
-           "2026-12-05 10:00:03,000 [master 1] INFO worker 3 listening")  # fmt: skip
-    _write(logfiles.worker_log(tmp_path, 0), "2026-12-05 10:00:01,000 ERROR boom", "Traceback (most recent call last):",
-           '  File "x.py", line 1')  # fmt: skip
+    _write(
+        logfiles.master_log(tmp_path),
+        "2026-12-05 10:00:00,100 [master 1] INFO start",
+        "2026-12-05 10:00:03,000 [master 1] INFO worker 3 listening",
+    )
+    _write(
+        logfiles.worker_log(tmp_path, 0),
+        "2026-12-05 10:00:01,000 ERROR boom",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1',
+    )
     _write(logfiles.worker_log(tmp_path, 1), "2026-12-05 10:00:02,500 INFO worker=2 slot=1 hello")
     assert logfiles.merged_tail(tmp_path, 10) == [
         "master | 2026-12-05 10:00:00,100 [master 1] INFO start",
@@ -45,8 +52,9 @@ def test_follow_prints_new_lines_of_every_file_including_new_ones(tmp_path: Path
     _write(logfiles.worker_log(tmp_path, 0), "old line")  # there before: not printed again
     printed: list[str] = []
     done = threading.Event()
-    follower = threading.Thread(target=logfiles.follow, args=(tmp_path, printed.append),
-                                kwargs={"interval": 0.01, "should_stop": done.is_set})  # fmt: skip
+    follower = threading.Thread(
+        target=logfiles.follow, args=(tmp_path, printed.append), kwargs={"interval": 0.01, "should_stop": done.is_set}
+    )
     follower.start()
     try:
         # Once it prints a line written after it started, it is following (it skips what was there before).

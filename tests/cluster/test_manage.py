@@ -41,12 +41,24 @@ class Pm:
         self.env["SCALECUBE_RUN_DIR"] = str(run_dir)
 
     def __call__(self, *args: str, cwd: Path = REPO, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "scalecube", *args], cwd=cwd, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "scalecube", *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "scalecube", *args], cwd=REPO, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "scalecube", *args],
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def clusters(self) -> dict[str, dict[str, Any]]:
         """What runs, by name, as the masters say."""
@@ -163,10 +175,19 @@ def test_logs_follow_prints_new_lines_as_they_come(pm: Pm):
     try:
         said = [f"follow-{uuid.uuid4().hex[:8]}" for _ in range(6)]
         # Until the follower has seen the first (it may still be starting up when the first is printed).
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/say", params={"text": said[0]}, timeout=10)
-                   and any(said[0] in line for line in seen), 60, interval=0.5, what="the follower to print")  # fmt: skip
-        slots = {httpx.get(f"http://127.0.0.1:{port}/say", params={"text": text}, timeout=10).json()["slot"]
-                 for text in said[1:]}  # fmt: skip
+        wait_until(
+            lambda: (
+                httpx.get(f"http://127.0.0.1:{port}/say", params={"text": said[0]}, timeout=10)
+                and any(said[0] in line for line in seen)
+            ),
+            60,
+            interval=0.5,
+            what="the follower to print",
+        )
+        slots = {
+            httpx.get(f"http://127.0.0.1:{port}/say", params={"text": text}, timeout=10).json()["slot"]
+            for text in said[1:]
+        }
         wait_until(lambda: all(any(text in line for line in seen) for text in said[1:]), 30, what="every line")
     finally:
         follower.send_signal(signal.SIGINT)  # Ctrl-C: how a user ends it
@@ -201,7 +222,7 @@ def test_reload_waits_and_reports_each_worker_replaced(pm: Pm):
     assert outcome.failed == 0, outcome
 
 
-APP_TEMPLATE = '''
+APP_TEMPLATE = """
 import json
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -209,7 +230,7 @@ async def app(scope, receive, send):
     body = json.dumps({{"version": {version}}}).encode()
     await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}})
     await send({{"type": "http.response.body", "body": body}})
-'''
+"""
 
 
 def test_a_reload_that_fails_says_so_and_the_old_workers_keep_serving(pm: Pm, tmp_path: Path):
@@ -275,7 +296,9 @@ def _config(tmp_path: Path, text: str) -> Path:
 
 def test_config_file_starts_the_apps_it_names(pm: Pm, tmp_path: Path):
     one, two = free_port(), free_port()
-    config = _config(tmp_path, f"""
+    config = _config(
+        tmp_path,
+        f"""
 [apps.one]
 app = "{APP}"
 workers = 1
@@ -289,7 +312,8 @@ workers = 2
 policy = "least"
 port = {two}
 cwd = "{REPO}"
-""")
+""",
+    )
     ok(pm("start", "--config", str(config), "one"))
     assert set(pm.clusters()) == {"one"}
     both = pm("start", "--config", str(config))  # `one` runs already: said, and `two` starts all the same
@@ -308,16 +332,19 @@ cwd = "{REPO}"
     assert pm.clusters() == {} and all(gone(pid) for pid in masters)
 
 
-@pytest.mark.parametrize("body, message", [
-    ('app = "{app}"\nworkrs = 2', "[apps.web] workrs: unknown option"),
-    ('app = "{app}"\nport = "eighty"', "[apps.web] port:"),
-    ('app = "{app}"\npolicy = "random"', "[apps.web] policy:"),
-    ('app = "{app}"\nworkers = 0', "[apps.web] workers:"),
-    ('app = "{app}"\nenv = {{ A = [1] }}', "[apps.web] env:"),
-    ('app = "{app}"\ncontrol = "/tmp/x.sock"', "[apps.web] control: unknown option"),
-    ('workers = 2', "[apps.web] app: required"),
-    ('app = "{app}"\nport = ', "not valid TOML"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('app = "{app}"\nworkrs = 2', "[apps.web] workrs: unknown option"),
+        ('app = "{app}"\nport = "eighty"', "[apps.web] port:"),
+        ('app = "{app}"\npolicy = "random"', "[apps.web] policy:"),
+        ('app = "{app}"\nworkers = 0', "[apps.web] workers:"),
+        ('app = "{app}"\nenv = {{ A = [1] }}', "[apps.web] env:"),
+        ('app = "{app}"\ncontrol = "/tmp/x.sock"', "[apps.web] control: unknown option"),
+        ("workers = 2", "[apps.web] app: required"),
+        ('app = "{app}"\nport = ', "not valid TOML"),
+    ],
+)
 def test_a_bad_config_file_names_the_key_and_starts_nothing(pm: Pm, tmp_path: Path, body: str, message: str):
     config = _config(tmp_path, "[apps.web]\n" + body.format(app=APP) + "\n")
     result = pm("start", "--config", str(config))

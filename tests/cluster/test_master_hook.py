@@ -6,9 +6,8 @@ import textwrap
 
 import pytest
 
-from infra.local.processes import wait_until
-
 from cluster.hooks import HookError, load_master_hook, sibling_hook
+from infra.local.processes import wait_until
 
 
 def test_the_hook_is_the_app_packages_master_module():
@@ -31,8 +30,9 @@ def test_a_missing_app_or_hook_is_an_error():
         load_master_hook("tests.cluster.apps:app", "tests.cluster.master:missing")
 
 
-@pytest.mark.parametrize(("app", "explicit"), [("services.api.app:app", ""),
-                                               ("tests.cluster.apps:app", "services.api.master:on_master")])
+@pytest.mark.parametrize(
+    ("app", "explicit"), [("services.api.app:app", ""), ("tests.cluster.apps:app", "services.api.master:on_master")]
+)
 def test_the_api_hook_loads_without_the_app_or_fastapi(app, explicit):
     # A fresh interpreter: what the master imports, and only that.
     code = textwrap.dedent(f"""
@@ -54,8 +54,9 @@ def test_the_hook_runs_in_the_master_without_the_app(start_cluster, tmp_path):
     imported_by = tmp_path / "imported-by"
     cluster = start_cluster(workers=1, env={"TEST_IMPORTED_BY": str(imported_by)})
     cluster.get("/ask")
-    wait_until(lambda: any("echo" in m for m in cluster.get("/messages").json()["messages"]), 20,
-               what="the master hook's echo")  # fmt: skip
+    wait_until(
+        lambda: any("echo" in m for m in cluster.get("/messages").json()["messages"]), 20, what="the master hook's echo"
+    )
     pids = {int(line) for line in imported_by.read_text().split()}
     assert pids == cluster.listening_pids()
     assert cluster.status()["master"]["pid"] not in pids

@@ -6,12 +6,36 @@ import pytest
 
 from cluster import protocol
 from cluster.channel import MAX_MESSAGE_BYTES
-from cluster.protocol import (Conn, Disconnect, Done, Leaving, Listening, Msg, Online, ProtocolError, Recycle, Stats,
-                              Took, decode, encode)  # fmt: skip
+from cluster.protocol import (
+    Conn,
+    Disconnect,
+    Done,
+    Leaving,
+    Listening,
+    Msg,
+    Online,
+    ProtocolError,
+    Recycle,
+    Stats,
+    Took,
+    decode,
+    encode,
+)
 
-EVERY_MESSAGE = [Conn(7), Took(7), Done(123456789), Online(), Listening(), Stats(requests=10, inflight=2),
-                 Recycle(requests=1000), Leaving(), Disconnect(), Msg({"users_count": {"count": 3}}), Msg(None),
-                 Msg(["a", 1])]  # fmt: skip
+EVERY_MESSAGE = [
+    Conn(7),
+    Took(7),
+    Done(123456789),
+    Online(),
+    Listening(),
+    Stats(requests=10, inflight=2),
+    Recycle(requests=1000),
+    Leaving(),
+    Disconnect(),
+    Msg({"users_count": {"count": 3}}),
+    Msg(None),
+    Msg(["a", 1]),
+]
 
 
 @pytest.mark.parametrize("message", EVERY_MESSAGE, ids=repr)
@@ -37,10 +61,15 @@ def test_numbered_messages_read_back_from_plain_json_too():
 
 @pytest.mark.parametrize(
     ("data", "why"),
-    [(b'{"t":"teleport"}', "unknown message type 'teleport'"), (b'{"n":1}', "unknown message type None"),
-     (b"not json", "not JSON"), (b"[1, 2]", "not a message object"), (b'{"t":"stats","requests":1}', "bad 'stats'"),
-     (b'{"t":"conn"}', "bad 'conn'")],
-)  # fmt: skip
+    [
+        (b'{"t":"teleport"}', "unknown message type 'teleport'"),
+        (b'{"n":1}', "unknown message type None"),
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a message object"),
+        (b'{"t":"stats","requests":1}', "bad 'stats'"),
+        (b'{"t":"conn"}', "bad 'conn'"),
+    ],
+)
 def test_anything_else_is_a_clear_error(data, why):
     with pytest.raises(ProtocolError, match=why.replace("(", r"\(")):
         decode(data)

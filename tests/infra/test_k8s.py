@@ -21,17 +21,25 @@ from typer.testing import CliRunner
 from infra.k8s import checks, copies, manifests
 from infra.k8s.manifests import Manifest, ManifestError
 from infra.paths import REPO
-from scalecube import cli as scalecube_cli
 from kit import secrets as secret_values
+from scalecube import cli as scalecube_cli
 
 K8S_DIR = manifests.K8S_DIR
 STACK = {  # Deployment -> its image
-    "redis": "redis:7.2", "auth-redis": "redis:7.2", "directory-redis": "redis:7.2",
-    "shard-a-redis": "redis:7.2", "shard-b-redis": "redis:7.2",
-    "api": "scalecube-service:latest", "auth": "scalecube-service:latest", "router": "scalecube-service:latest",
-    "shard-a": "scalecube-service:latest", "shard-b": "scalecube-service:latest",
-    "lb": "haproxy:2.8", "locust-master": "scalecube-locust:latest", "locust-worker": "scalecube-locust:latest",
-}  # fmt: skip
+    "redis": "redis:7.2",
+    "auth-redis": "redis:7.2",
+    "directory-redis": "redis:7.2",
+    "shard-a-redis": "redis:7.2",
+    "shard-b-redis": "redis:7.2",
+    "api": "scalecube-service:latest",
+    "auth": "scalecube-service:latest",
+    "router": "scalecube-service:latest",
+    "shard-a": "scalecube-service:latest",
+    "shard-b": "scalecube-service:latest",
+    "lb": "haproxy:2.8",
+    "locust-master": "scalecube-locust:latest",
+    "locust-worker": "scalecube-locust:latest",
+}
 
 
 def k8s_copy(destination: Path) -> Path:
@@ -39,8 +47,11 @@ def k8s_copy(destination: Path) -> Path:
     repository ships none, and the tests never write into the checkout."""
     directory = destination / "k8s"
     shutil.copytree(K8S_DIR, directory, ignore=shutil.ignore_patterns(manifests.SECRETS_ENV))
-    result = CliRunner().invoke(scalecube_cli.app, ["secrets", "k8s", str(directory / manifests.SECRETS_ENV)],
-                                env={name: "" for name in secret_values.SECRETS})  # fmt: skip
+    result = CliRunner().invoke(
+        scalecube_cli.app,
+        ["secrets", "k8s", str(directory / manifests.SECRETS_ENV)],
+        env={name: "" for name in secret_values.SECRETS},
+    )
     assert result.exit_code == 0, result.output
     return directory
 
@@ -109,8 +120,9 @@ def test_a_drifted_copy_is_reported_then_refreshed(tmp_path: Path) -> None:
 
 
 def test_no_secret_ships_and_without_one_the_render_says_how_to_make_it(tmp_path: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files", "--", str(K8S_DIR)], capture_output=True, text=True,
-                             cwd=K8S_DIR, check=True).stdout.split()  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", str(K8S_DIR)], capture_output=True, text=True, cwd=K8S_DIR, check=True
+    ).stdout.split()
     assert tracked and not [name for name in tracked if name.endswith(manifests.SECRETS_ENV)]
     ignored = subprocess.run(["git", "check-ignore", "-q", str(K8S_DIR / manifests.SECRETS_ENV)], cwd=K8S_DIR)
     assert ignored.returncode == 0, "infra/k8s/secrets.env must be gitignored"
@@ -136,8 +148,11 @@ def test_the_generated_secrets_are_random_kept_and_yours_win(tmp_path: Path) -> 
     assert generate() == first  # run again: kept
     mine = generate(SESSION_SECRET="my-own-session-secret-0123")
     assert mine == {**first, "SESSION_SECRET": "my-own-session-secret-0123"}
-    refused = CliRunner().invoke(scalecube_cli.app, ["secrets", "k8s", str(path)],
-                                 env={**unset, "LB_COOKIE_KEY": "CHANGE-ME-placeholder-cookie-key"})  # fmt: skip
+    refused = CliRunner().invoke(
+        scalecube_cli.app,
+        ["secrets", "k8s", str(path)],
+        env={**unset, "LB_COOKIE_KEY": "CHANGE-ME-placeholder-cookie-key"},
+    )
     assert refused.exit_code == 2 and "LB_COOKIE_KEY: is a known placeholder" in refused.output
     assert "CHANGE-ME-placeholder-cookie-key" not in refused.output
 
@@ -159,8 +174,14 @@ def test_without_kubectl_the_render_says_how_to_install_it(monkeypatch: pytest.M
 def test_the_whole_stack_is_there(rendered: list[Manifest]) -> None:
     deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
     assert {name: container(rendered, name)["image"] for name in deployments} == STACK
-    assert {o["kind"] for o in rendered} == {"Namespace", "Deployment", "Service", "HorizontalPodAutoscaler",
-                                             "ConfigMap", "Secret"}  # fmt: skip
+    assert {o["kind"] for o in rendered} == {
+        "Namespace",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "ConfigMap",
+        "Secret",
+    }
     namespace = find(rendered, "Namespace", "scalecube")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert all(o["metadata"].get("namespace") == "scalecube" for o in rendered if o["kind"] != "Namespace")
@@ -185,8 +206,9 @@ def test_an_unknown_field_fails_the_schema(rendered: list[Manifest]) -> None:
     container(rendered, "api")["readinesProbe"] = {"httpGet": {"path": "/readyz", "port": "http"}}
     find(rendered, "Service", "lb")["spec"]["ports"][0]["port"] = "8080"
     broken = [find(rendered, "Deployment", "api"), find(rendered, "Service", "lb")]  # validating is the slow part
-    assert_reported(checks.schema_problems(broken), ("Deployment/api", "readinesProbe"),
-                    ("Service/lb", "spec.ports.0.port"))  # fmt: skip
+    assert_reported(
+        checks.schema_problems(broken), ("Deployment/api", "readinesProbe"), ("Service/lb", "spec.ports.0.port")
+    )
 
 
 def test_a_missing_probe_is_reported(rendered: list[Manifest]) -> None:
@@ -197,8 +219,7 @@ def test_a_missing_probe_is_reported(rendered: list[Manifest]) -> None:
 def test_a_service_selecting_nothing_or_a_missing_port_is_reported(rendered: list[Manifest]) -> None:
     find(rendered, "Service", "auth")["spec"]["selector"] = {"app.kubernetes.io/name": "authh"}
     find(rendered, "Service", "lb")["spec"]["ports"][0]["targetPort"] = "web"
-    assert_reported(checks.service_problems(rendered), ("Service/auth: selector",),
-                    ("Service/lb: targetPort 'web'",))  # fmt: skip
+    assert_reported(checks.service_problems(rendered), ("Service/auth: selector",), ("Service/lb: targetPort 'web'",))
 
 
 def test_the_lb_service_exposes_the_application_only(rendered: list[Manifest]) -> None:
@@ -231,9 +252,12 @@ def test_a_foreign_image_or_a_missing_app_module_is_reported(rendered: list[Mani
     container(rendered, "redis")["image"] = "redis:latest"
     container(rendered, "shard-a")["command"][2] = "services.shards.app:app"
     container(rendered, "locust-worker")["command"][2] = "/app/loadtests/locustfile.py"
-    assert_reported(checks.image_problems(rendered), ("Deployment/redis", "'redis:latest'"),
-                    ("Deployment/shard-a", "no module services.shards.app"),
-                    ("Deployment/locust-worker", "no loadtests/locustfile.py"))  # fmt: skip
+    assert_reported(
+        checks.image_problems(rendered),
+        ("Deployment/redis", "'redis:latest'"),
+        ("Deployment/shard-a", "no module services.shards.app"),
+        ("Deployment/locust-worker", "no loadtests/locustfile.py"),
+    )
 
 
 def test_a_container_without_limits_is_reported(rendered: list[Manifest]) -> None:
@@ -278,11 +302,14 @@ def test_a_grace_period_shorter_than_the_drain_is_reported(rendered: list[Manife
     )
 
 
-def test_a_service_environment_its_settings_refuse_is_reported(rendered: list[Manifest],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_service_environment_its_settings_refuse_is_reported(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # This process's environment must not stand in for what the pod lacks.
     monkeypatch.setenv("AUTH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    container(rendered, "auth")["env"] = [e for e in container(rendered, "auth")["env"] if e["name"] != "AUTH_REDIS_URL"]
+    container(rendered, "auth")["env"] = [
+        e for e in container(rendered, "auth")["env"] if e["name"] != "AUTH_REDIS_URL"
+    ]
     env(rendered, "shard-b")["SHARD_NAME"]["value"] = "Shard B"
     find(rendered, "Secret", "scalecube-secrets")["data"]["SESSION_SECRET"] = base64.b64encode(b"short").decode()
     problems = checks.settings_problems(rendered)
@@ -301,8 +328,12 @@ def test_a_known_or_short_secret_is_reported_by_key_never_by_value(rendered: lis
     data["REDIS_PASSWORD"] = base64.b64encode(b"CHANGE-ME-redis").decode()
     data["LB_ADMIN_PASSWORD"] = base64.b64encode(b"admin").decode()
     problems = checks.secret_problems(rendered)
-    assert_reported(problems, ("key LB_COOKIE_KEY", "known placeholder"), ("key REDIS_PASSWORD", "known placeholder"),
-                    ("key LB_ADMIN_PASSWORD", "at least 16 characters"))  # fmt: skip
+    assert_reported(
+        problems,
+        ("key LB_COOKIE_KEY", "known placeholder"),
+        ("key REDIS_PASSWORD", "known placeholder"),
+        ("key LB_ADMIN_PASSWORD", "at least 16 characters"),
+    )
     assert not [p for p in problems if "compose-dev" in p or "CHANGE-ME" in p]
     # The services refuse it too, at their start: every Redis client of the stack names it.
     assert len([p for p in checks.settings_problems(rendered) if "REDIS_PASSWORD: is a known placeholder" in p]) == 5
@@ -310,14 +341,19 @@ def test_a_known_or_short_secret_is_reported_by_key_never_by_value(rendered: lis
 
 def test_a_redis_without_a_password_or_a_client_without_one_is_reported(rendered: list[Manifest]) -> None:
     args = container(rendered, "shard-b-redis")["args"]
-    args[args.index("--requirepass"):args.index("--requirepass") + 2] = ["--protected-mode", "no"]
-    container(rendered, "redis")["env"] = [e for e in container(rendered, "redis")["env"] if e["name"] != "REDISCLI_AUTH"]
-    container(rendered, "router")["env"] = [e for e in container(rendered, "router")["env"]
-                                            if e["name"] != "REDIS_PASSWORD"]  # fmt: skip
-    assert_reported(checks.redis_auth_problems(rendered),
-                    ("Deployment/shard-b-redis", "without --requirepass"),
-                    ("Deployment/redis", "REDISCLI_AUTH does not come from a Secret"),
-                    ("Deployment/router", "talks to Redis without REDIS_PASSWORD"))  # fmt: skip
+    args[args.index("--requirepass") : args.index("--requirepass") + 2] = ["--protected-mode", "no"]
+    container(rendered, "redis")["env"] = [
+        e for e in container(rendered, "redis")["env"] if e["name"] != "REDISCLI_AUTH"
+    ]
+    container(rendered, "router")["env"] = [
+        e for e in container(rendered, "router")["env"] if e["name"] != "REDIS_PASSWORD"
+    ]
+    assert_reported(
+        checks.redis_auth_problems(rendered),
+        ("Deployment/shard-b-redis", "without --requirepass"),
+        ("Deployment/redis", "REDISCLI_AUTH does not come from a Secret"),
+        ("Deployment/router", "talks to Redis without REDIS_PASSWORD"),
+    )
 
 
 # -- the balancer's pod, with real programs ------------------------------------------------------
@@ -343,8 +379,13 @@ def test_haproxy_accepts_the_config_map_with_the_pods_environment(rendered: list
     for name, text in find(rendered, "ConfigMap", "haproxy")["data"].items():  # the cfg and its lua-load file
         (tmp_path / name).write_text(text)
     config = tmp_path / "haproxy.cfg"
-    result = subprocess.run([haproxy, "-c", "-f", str(config)], env=lb_environment(rendered, "10.96.0.10:53"),
-                            capture_output=True, text=True, timeout=20)  # fmt: skip
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(config)],
+        env=lb_environment(rendered, "10.96.0.10:53"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -352,13 +393,16 @@ def test_the_lb_start_script_takes_the_cluster_dns_from_resolv_conf(rendered: li
     script = container(rendered, "lb")["command"][2]
     assert "/etc/resolv.conf" in script and "exec haproxy" in script
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text("search scalecube.svc.cluster.local svc.cluster.local cluster.local\n"
-                      "nameserver 10.43.0.10\nnameserver 10.43.0.11\noptions ndots:5\n")  # fmt: skip
+    resolv.write_text(
+        "search scalecube.svc.cluster.local svc.cluster.local cluster.local\n"
+        "nameserver 10.43.0.10\nnameserver 10.43.0.11\noptions ndots:5\n"
+    )
     # The same script, reading the test's resolv.conf and printing what it would hand HAProxy.
     probe = script.replace("/etc/resolv.conf", str(resolv)).replace("exec haproxy", "exec printenv LB_DNS #")
     base = {"PATH": "/usr/bin:/bin"}
     found = subprocess.run(["/bin/sh", "-c", probe], env=base, capture_output=True, text=True, timeout=10)
     assert (found.returncode, found.stdout.strip()) == (0, "10.43.0.10:53"), found.stderr
-    chosen = subprocess.run(["/bin/sh", "-c", probe], env={**base, "LB_DNS": "10.0.0.2:5353"},
-                            capture_output=True, text=True, timeout=10)  # fmt: skip
+    chosen = subprocess.run(
+        ["/bin/sh", "-c", probe], env={**base, "LB_DNS": "10.0.0.2:5353"}, capture_output=True, text=True, timeout=10
+    )
     assert chosen.stdout.strip() == "10.0.0.2:5353"  # an LB_DNS set on the pod wins

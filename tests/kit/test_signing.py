@@ -55,7 +55,7 @@ def test_str_and_bytes_secrets_are_the_same_key() -> None:
 def test_tampered_value_is_rejected(signer: Signer) -> None:
     token = signer.sign("user-42")
 
-    assert signer.unsign("user-43" + token[len("user-42"):]) is None
+    assert signer.unsign("user-43" + token[len("user-42") :]) is None
 
 
 def test_tampered_signature_is_rejected(signer: Signer) -> None:

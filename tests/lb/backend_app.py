@@ -27,9 +27,17 @@ def _params(scope) -> dict[str, str]:
 
 async def _json(send, body: dict, status: int = 200) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            (b"x-served-by", f"backend/{os.getpid()}".encode())]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                (b"x-served-by", f"backend/{os.getpid()}".encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -39,8 +47,7 @@ async def app(scope, receive, send):
     path, params = scope["path"], _params(scope)
     if path == "/readyz":
         flag = os.environ.get("READY_FLAG_FILE")
-        await _json(send, {"ready": not (flag and os.path.exists(flag))},
-                    503 if flag and os.path.exists(flag) else 200)  # fmt: skip
+        await _json(send, {"ready": not (flag and os.path.exists(flag))}, 503 if flag and os.path.exists(flag) else 200)
         return
     size = 0
     while True:
@@ -89,5 +96,6 @@ async def app(scope, receive, send):
         # X-Forwarded-For line rather than extend the client's, and the two mean the same.
         name, text = key.decode("latin-1"), value.decode("latin-1")
         headers[name] = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{text}" if name in headers else text
-    await _json(send, {"method": scope["method"], "path": path, "headers": headers, "body_bytes": size,
-                       "pid": os.getpid()})  # fmt: skip
+    await _json(
+        send, {"method": scope["method"], "path": path, "headers": headers, "body_bytes": size, "pid": os.getpid()}
+    )

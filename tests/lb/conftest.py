@@ -29,8 +29,8 @@ from infra.local.ports import free_port
 from infra.local.processes import ManagedProcess, wait_until
 from infra.local.stack import SERVICE_ROUTES
 from infra.local.topology import LoopbackTopology
-from tests.support.haproxy import HAPROXY_CUT_RESPONSE, require_haproxy
 from lb.haproxy import runner
+from tests.support.haproxy import HAPROXY_CUT_RESPONSE, require_haproxy
 
 API = "services.api.app:app"
 SESSION_SECRET = "test-secret-long-enough-123"
@@ -128,9 +128,11 @@ class HaproxyBalancer:
         return list(csv.DictReader(io.StringIO(text)))
 
     def servers(self, backend: str = "api") -> list[ServerState]:
-        return [ServerState(row["svname"], row["addr"].rsplit(":", 1)[0], row["status"].startswith("UP"))
-                for row in self.stats()
-                if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")]  # fmt: skip
+        return [
+            ServerState(row["svname"], row["addr"].rsplit(":", 1)[0], row["status"].startswith("UP"))
+            for row in self.stats()
+            if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")
+        ]
 
     def backend_stat(self, field: str, backend: str = "api") -> int:
         row = next(row for row in self.stats() if row["pxname"] == backend and row["svname"] == "BACKEND")
@@ -157,20 +159,39 @@ class HaproxyBalancer:
         self.component.stop()
 
 
-def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, sticky: bool, balance: str | None,
-                   routes: dict[str, str], client_cap: int | None = None) -> HaproxyBalancer:  # fmt: skip
+def _start_haproxy(
+    topology: LoopbackTopology,
+    workdir: Path,
+    *,
+    service: str,
+    sticky: bool,
+    balance: str | None,
+    routes: dict[str, str],
+    client_cap: int | None = None,
+) -> HaproxyBalancer:
     require_haproxy()
     # The checks go to each replica's service port, as the Python balancer's do by default: the topology's
     # clusters have no master health port, and the scenarios steer readiness through the app's own /readyz.
     port = topology.port
     settings = runner.HaproxySettings(
-        bind=f"127.0.0.1:{free_port()}", stats_bind=f"127.0.0.1:{free_port()}", dns=topology.dns_address,
-        api_service=service, api_port=port, api_health_port=port, sticky=sticky, balance=balance,
-        cookie_key="test-cookie-key-0123456", admin_password=ADMIN_PASSWORD, auth_service=routes.get("auth"), auth_port=port if "auth" in routes else None,
-        auth_health_port=port if "auth" in routes else None, router_service=routes.get("router"),
-        router_port=port if "router" in routes else None, router_health_port=port if "router" in routes else None,
+        bind=f"127.0.0.1:{free_port()}",
+        stats_bind=f"127.0.0.1:{free_port()}",
+        dns=topology.dns_address,
+        api_service=service,
+        api_port=port,
+        api_health_port=port,
+        sticky=sticky,
+        balance=balance,
+        cookie_key="test-cookie-key-0123456",
+        admin_password=ADMIN_PASSWORD,
+        auth_service=routes.get("auth"),
+        auth_port=port if "auth" in routes else None,
+        auth_health_port=port if "auth" in routes else None,
+        router_service=routes.get("router"),
+        router_port=port if "router" in routes else None,
+        router_health_port=port if "router" in routes else None,
         max_connections_per_client=client_cap,
-    )  # fmt: skip
+    )
     balancer = HaproxyBalancer(settings, workdir)
     balancer.start()
     return balancer
@@ -180,9 +201,22 @@ def _start_haproxy(topology: LoopbackTopology, workdir: Path, *, service: str, s
 
 # haproxy.cfg's timings, given to the Python balancer, so both are held to the same clock: connect 1 s,
 # server 10 s, keep-alive 10 s, whole request head 5 s, 3 retries, health checks and DNS every second.
-PYTHON_LIKE_HAPROXY = ("--connect-timeout", "1", "--read-timeout", "10", "--idle-timeout", "10",
-                       "--header-timeout", "5", "--retries", "3", "--health-interval", "1",
-                       "--discovery-interval", "1")  # fmt: skip
+PYTHON_LIKE_HAPROXY = (
+    "--connect-timeout",
+    "1",
+    "--read-timeout",
+    "10",
+    "--idle-timeout",
+    "10",
+    "--header-timeout",
+    "5",
+    "--retries",
+    "3",
+    "--health-interval",
+    "1",
+    "--discovery-interval",
+    "1",
+)
 PYTHON_POLICIES = {"roundrobin": "rr", "leastconn": "leastconn"}  # balance=None: each balancer's default
 
 
@@ -196,12 +230,24 @@ class PythonBalancer:
         self.url = f"http://127.0.0.1:{port}"
         self.stats_url = f"http://127.0.0.1:{admin_port}"
         self.admin_auth = ADMIN_AUTH
-        argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}",
-                "--admin", f"127.0.0.1:{admin_port}", *PYTHON_LIKE_HAPROXY, *args]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "scalecube",
+            "lb",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin",
+            f"127.0.0.1:{admin_port}",
+            *PYTHON_LIKE_HAPROXY,
+            *args,
+        ]
         # The secret set, like HAProxy's cookie key: no warning, and nothing leaks in from the caller's shell.
-        self.process = ManagedProcess(argv, env={"LB_STICKY_SECRET": "test-cookie-key-0123456",
-                                                 "LB_ADMIN_PASSWORD": ADMIN_PASSWORD},
-                                      log_path=workdir / f"python-lb-{port}.log")  # fmt: skip
+        self.process = ManagedProcess(
+            argv,
+            env={"LB_STICKY_SECRET": "test-cookie-key-0123456", "LB_ADMIN_PASSWORD": ADMIN_PASSWORD},
+            log_path=workdir / f"python-lb-{port}.log",
+        )
 
     def ready(self) -> bool:
         """Admin port and front door both answer. Raises if it exited: no point waiting then."""
@@ -225,8 +271,10 @@ class PythonBalancer:
 
     def servers(self, backend: str = "api") -> list[ServerState]:
         pool = next(pool for pool in self.status()["pools"] if pool["name"] == backend)
-        return [ServerState(b["id"], b["address"].rsplit(":", 1)[0], b["healthy"] and not b["removed"])
-                for b in pool["backends"]]  # fmt: skip
+        return [
+            ServerState(b["id"], b["address"].rsplit(":", 1)[0], b["healthy"] and not b["removed"])
+            for b in pool["backends"]
+        ]
 
     def retries(self, backend: str = "api") -> int:
         # Counted for all upstreams together (per backend too, but a backend DNS dropped is forgotten).
@@ -257,8 +305,16 @@ class PythonBalancer:
         self.process.stop()
 
 
-def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, sticky: bool, balance: str | None,
-                  routes: dict[str, str], client_cap: int | None = None) -> PythonBalancer:  # fmt: skip
+def _start_python(
+    topology: LoopbackTopology,
+    workdir: Path,
+    *,
+    service: str,
+    sticky: bool,
+    balance: str | None,
+    routes: dict[str, str],
+    client_cap: int | None = None,
+) -> PythonBalancer:
     def dns(name: str) -> str:
         return f"dns:{name}:{topology.port}@{topology.dns_address}"
 
@@ -268,8 +324,12 @@ def _start_python(topology: LoopbackTopology, workdir: Path, *, service: str, st
     for upstream, name in routes.items():
         args += ["--upstream", f"{upstream}={dns(name)}"]
     # haproxy.cfg's routes, for the upstreams this balancer has (/users/count stays the api's).
-    args += [arg for prefix, upstream in SERVICE_ROUTES if upstream in routes or (upstream == "api" and routes)
-             for arg in ("--route", f"{prefix}={upstream}")]  # fmt: skip
+    args += [
+        arg
+        for prefix, upstream in SERVICE_ROUTES
+        if upstream in routes or (upstream == "api" and routes)
+        for arg in ("--route", f"{prefix}={upstream}")
+    ]
     if sticky:
         args.append("--sticky")
     if client_cap is not None:
@@ -287,11 +347,16 @@ def up_hosts(balancer: Balancer, backend: str = "api") -> set[str]:
 def wait_up(balancer: Balancer, hosts: set[str], backend: str = "api", timeout: float = 15.0) -> None:
     """Until exactly ``hosts`` are up in ``backend``, as the balancer sees it."""
     try:
-        wait_until(lambda: up_hosts(balancer, backend) == hosts, timeout, interval=0.1,
-                   what=f"{backend} servers up to be {sorted(hosts)}")  # fmt: skip
+        wait_until(
+            lambda: up_hosts(balancer, backend) == hosts,
+            timeout,
+            interval=0.1,
+            what=f"{backend} servers up to be {sorted(hosts)}",
+        )
     except TimeoutError as exc:
-        raise AssertionError(f"{exc}; they are {sorted(up_hosts(balancer, backend))}\n{balancer.log()[-3000:]}") \
-            from None
+        raise AssertionError(
+            f"{exc}; they are {sorted(up_hosts(balancer, backend))}\n{balancer.log()[-3000:]}"
+        ) from None
 
 
 @pytest.fixture
@@ -301,19 +366,35 @@ def start_balancer(tmp_path: Path) -> Iterator[Callable[..., Balancer]]:
     replica up (``client_cap``: connections one client address may hold; None, the balancer's default)."""
     started: list[Balancer] = []
 
-    def start(kind: str, topology: LoopbackTopology, *, sticky: bool = False, balance: str | None = None,
-              service: str = "api", routes: dict[str, str] | None = None, wait: bool = True,
-              client_cap: int | None = None) -> Balancer:  # fmt: skip
+    def start(
+        kind: str,
+        topology: LoopbackTopology,
+        *,
+        sticky: bool = False,
+        balance: str | None = None,
+        service: str = "api",
+        routes: dict[str, str] | None = None,
+        wait: bool = True,
+        client_cap: int | None = None,
+    ) -> Balancer:
         if kind not in STARTERS:
             raise ValueError(f"unknown balancer kind {kind!r}: one of {sorted(STARTERS)}")
-        balancer = STARTERS[kind](topology, tmp_path, service=service, sticky=sticky, balance=balance,
-                                  routes=routes or {}, client_cap=client_cap)  # fmt: skip
+        balancer = STARTERS[kind](
+            topology,
+            tmp_path,
+            service=service,
+            sticky=sticky,
+            balance=balance,
+            routes=routes or {},
+            client_cap=client_cap,
+        )
         started.append(balancer)  # launched: stopped at teardown even if it never gets ready
         deadline = time.monotonic() + BALANCER_START_TIMEOUT
         while not balancer.ready():  # not wait_until: it would swallow ready()'s "it exited"
             if time.monotonic() > deadline:
-                raise AssertionError(f"the {kind} balancer did not listen within {BALANCER_START_TIMEOUT:g}s:\n"
-                                     f"{balancer.log()[-3000:]}")  # fmt: skip
+                raise AssertionError(
+                    f"the {kind} balancer did not listen within {BALANCER_START_TIMEOUT:g}s:\n{balancer.log()[-3000:]}"
+                )
             time.sleep(0.05)
         if wait:
             for backend, name in [("api", service), *(routes or {}).items()]:

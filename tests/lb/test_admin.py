@@ -41,9 +41,12 @@ def make_state() -> BalancerState:
         for backend in router.backends.values():
             router.report_check(backend, False, connected=True)
     router.panic_requests = 5
-    state = BalancerState(pools={"api": api, "auth": auth, "router": router}, discoveries={"api": discovery},
-                          health_checks={"api": HealthChecker(api)},
-                          routes=[Route("/auth/", "auth"), Route("/", "api")])  # fmt: skip
+    state = BalancerState(
+        pools={"api": api, "auth": auth, "router": router},
+        discoveries={"api": discovery},
+        health_checks={"api": HealthChecker(api)},
+        routes=[Route("/auth/", "auth"), Route("/", "api")],
+    )
     state.stats.requests, state.stats.retries, state.stats.connections_open = 43, 1, 5
     return state
 
@@ -59,8 +62,9 @@ async def run_admin(state, scenario: Callable[[httpx.AsyncClient], Awaitable[Non
                 break
             await asyncio.sleep(0.05)
         assert server.started, "the admin server did not start"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=5,
-                                     auth=httpx.BasicAuth("admin", PASSWORD)) as client:  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=5, auth=httpx.BasicAuth("admin", PASSWORD)
+        ) as client:
             await scenario(client)
     finally:
         server.should_exit = True
@@ -88,13 +92,27 @@ def test_status_json_shows_pools_backends_discovery_and_counters():
         assert [b["routable"] for b in router["backends"]] == [True, True]  # unhealthy, yet used: panic
         by_address = {b["address"]: b for b in api["backends"]}
         assert by_address["127.0.0.1:8001"] | {"since": 0} == {
-            "id": state.pools["api"].backends[A].id, "address": "127.0.0.1:8001", "healthy": True, "removed": False,
-            "reachable": True, "routable": True, "inflight": 3, "served": 40, "failed": 1, "timeouts": 0,
-            "retried_away": 1, "ejections": 0, "since": 0}  # fmt: skip
+            "id": state.pools["api"].backends[A].id,
+            "address": "127.0.0.1:8001",
+            "healthy": True,
+            "removed": False,
+            "reachable": True,
+            "routable": True,
+            "inflight": 3,
+            "served": 40,
+            "failed": 1,
+            "timeouts": 0,
+            "retried_away": 1,
+            "ejections": 0,
+            "since": 0,
+        }
         assert not by_address["127.0.0.1:8002"]["healthy"] and by_address["127.0.0.1:8002"]["ejections"] == 1
         assert by_address["127.0.0.1:8003"]["removed"]
         assert api["discovery"]["kind"] == "static" and api["discovery"]["addresses"] == [
-            "127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]  # fmt: skip
+            "127.0.0.1:8001",
+            "127.0.0.1:8002",
+            "127.0.0.1:8003",
+        ]
         assert api["health"]["path"] == "/readyz" and api["health"]["port"] is None and api["health"]["fall"] == 2
         # Live: what changes in the pool shows on the next request.
         state.pools["api"].backends[A].served += 1
@@ -112,9 +130,21 @@ def test_the_status_page_is_readable_escaped_and_refreshes():
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
         page = response.text
         assert '<meta http-equiv="refresh"' in page
-        for text in ("127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003", "ejected", "removed", "leastconn",
-                     "1 of 3 available", "connections_open", "/auth/", "PANIC", "routing to 2 of them",
-                     "(5 requests so far)", "ejected (in panic use)"):  # fmt: skip
+        for text in (
+            "127.0.0.1:8001",
+            "127.0.0.1:8002",
+            "127.0.0.1:8003",
+            "ejected",
+            "removed",
+            "leastconn",
+            "1 of 3 available",
+            "connections_open",
+            "/auth/",
+            "PANIC",
+            "routing to 2 of them",
+            "(5 requests so far)",
+            "ejected (in panic use)",
+        ):
             assert text in page, text
         assert page.count("PANIC") == 1  # the router only
         assert "<script>" not in page and "&lt;script&gt;" in page
@@ -129,8 +159,11 @@ def test_metrics_are_read_at_scrape_time():
     async def scenario(client: httpx.AsyncClient) -> None:
         response = await client.get("/metrics")
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                   for family in text_string_to_metric_families(response.text) for s in family.samples}  # fmt: skip
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.text)
+            for s in family.samples
+        }
 
         def backend(name: str, address: str) -> float:
             return samples[(name, (("backend", address), ("upstream", "api")))]

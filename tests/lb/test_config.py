@@ -7,9 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from lb.config import (DEFAULT_CONFIG, AdminSettings, BalancerConfig, ConfigError, DiscoverySettings, HealthSettings,
-                       InternalPath, Limits, Route, Router, StickySettings, Timeouts, Upstream, load_config,
-                       with_overrides)  # fmt: skip
+from lb.config import (
+    DEFAULT_CONFIG,
+    AdminSettings,
+    BalancerConfig,
+    ConfigError,
+    DiscoverySettings,
+    HealthSettings,
+    InternalPath,
+    Limits,
+    Route,
+    Router,
+    StickySettings,
+    Timeouts,
+    Upstream,
+    load_config,
+    with_overrides,
+)
 from lb.haproxy import runner
 
 EXAMPLE = """
@@ -118,7 +132,10 @@ def test_router_longest_prefix_wins_whatever_the_order():
         ('[health]\npath = "/readyz"\n', "health.path: unknown key"),  # where to check is each group's
         ('[upstreams.api]\ndiscovery = "dns:api:8000"\ncheck_path = "readyz"\n', "upstreams.api.check_path must start"),
         ('[upstreams.api]\ndiscovery = "dns:api:8000"\ncheck_port = 70000\n', "upstreams.api.check_port must be 0"),
-        ('[upstreams.api]\ndiscovery = "dns:api:8000"\npanic_below = 1.5\n', "upstreams.api.panic_below must be a share"),
+        (
+            '[upstreams.api]\ndiscovery = "dns:api:8000"\npanic_below = 1.5\n',
+            "upstreams.api.panic_below must be a share",
+        ),
         ('[upstreams.api]\ndiscovery = "dns:api:8000"\npanic_below = "half"\n', "panic_below must be a number"),
         ('listen = "8080"\n', "listen: expected host:port"),
         ('admin_listen = "0.0.0.0:99999"\n', "port must be a number from 1 to 65535"),
@@ -137,10 +154,12 @@ def test_errors_name_the_bad_key(tmp_path, text, message):
 def test_routes_must_lead_to_declared_upstreams(tmp_path):
     upstream = '[upstreams.api]\ndiscovery = "dns:api:8000"\n'
     assert "unknown upstream 'auth' (declared: api)" in error_of(
-        tmp_path, upstream + '[[routes]]\nprefix = "/auth/"\nupstream = "auth"\n')  # fmt: skip
+        tmp_path, upstream + '[[routes]]\nprefix = "/auth/"\nupstream = "auth"\n'
+    )
     assert "routes: none declared" in error_of(tmp_path, upstream)
     assert "prefix '/' is declared twice" in error_of(
-        tmp_path, upstream + '[[routes]]\nprefix = "/"\nupstream = "api"\n' * 2)  # fmt: skip
+        tmp_path, upstream + '[[routes]]\nprefix = "/"\nupstream = "api"\n' * 2
+    )
     assert "routes[0].upstream: missing" in error_of(tmp_path, upstream + '[[routes]]\nprefix = "/"\n')
     no_slash = '[[routes]]\nprefix = "api"\nupstream = "api"\n'
     assert "prefix must start with '/'" in error_of(tmp_path, upstream + no_slash)
@@ -158,8 +177,12 @@ def test_command_line_overrides(tmp_path):
     config = load_config(write(tmp_path, EXAMPLE))
     # Replacing a group's discovery keeps its other settings; a new group gets the defaults and, without a
     # route, no traffic.
-    changed = with_overrides(config, upstreams=["api=static:127.0.0.1:8001,127.0.0.1:8002", "extra=dns:extra:80"],
-                             listen="127.0.0.1:7000", sticky=False)  # fmt: skip
+    changed = with_overrides(
+        config,
+        upstreams=["api=static:127.0.0.1:8001,127.0.0.1:8002", "extra=dns:extra:80"],
+        listen="127.0.0.1:7000",
+        sticky=False,
+    )
     assert changed.upstreams["api"].discovery == "static:127.0.0.1:8001,127.0.0.1:8002"
     assert changed.upstreams["api"].policy == "leastconn"
     assert changed.upstreams["extra"] == Upstream("extra", "dns:extra:80")
@@ -220,10 +243,13 @@ def test_the_internal_list_replaces_the_default_and_bad_entries_are_named(tmp_pa
     assert config.internal == (InternalPath("/private"), InternalPath("/things", "DELETE"))
     assert load_config(write(tmp_path, "internal = []\n" + base)).internal == ()  # nothing internal: said so
     assert load_config(write(tmp_path, base)).internal == BalancerConfig().internal  # unset: the default
-    for text, message in [('internal = ["GOT /x"]\n', "the method must be one of"),
-                          ('internal = ["metrics"]\n', "must start with '/'"),
-                          ('internal = "/metrics"\n', "internal must be an array of strings"),
-                          ('[admin]\nuser = ""\n', "admin.user"), ('[admin]\npassword = "x"\n', "admin.password: unknown key")]:  # fmt: skip
+    for text, message in [
+        ('internal = ["GOT /x"]\n', "the method must be one of"),
+        ('internal = ["metrics"]\n', "must start with '/'"),
+        ('internal = "/metrics"\n', "internal must be an array of strings"),
+        ('[admin]\nuser = ""\n', "admin.user"),
+        ('[admin]\npassword = "x"\n', "admin.password: unknown key"),
+    ]:
         assert message in error_of(tmp_path, text + base), text
 
 
@@ -288,17 +314,31 @@ def test_the_defaults_are_the_shipped_files_and_haproxy_cfgs():
     HAProxy's ``maxconn`` (4000 on the frontend, 4096 in all), beyond which connections wait in the
     kernel's backlog instead."""
     shipped = load_config()
-    assert (shipped.timeouts, shipped.limits, shipped.health, shipped.discovery, shipped.sticky) == \
-        (Timeouts(), Limits(), HealthSettings(), DiscoverySettings(), StickySettings())  # fmt: skip
+    assert (shipped.timeouts, shipped.limits, shipped.health, shipped.discovery, shipped.sticky) == (
+        Timeouts(),
+        Limits(),
+        HealthSettings(),
+        DiscoverySettings(),
+        StickySettings(),
+    )
     timeouts, limits, health = Timeouts(), Limits(), HealthSettings()
     ours = {
-        "timeout connect": timeouts.connect, "timeout server": timeouts.read, "timeout http-keep-alive": timeouts.idle,
-        "timeout http-request": timeouts.header, "timeout client": timeouts.body, "hard-stop-after": timeouts.drain,
-        "retries": limits.retries, "LB_MAXCONN_PER_CLIENT": limits.max_connections_per_client,
-        "inter": health.interval, "rise": health.rise, "fall": health.fall, "resolve": DiscoverySettings().interval,
-        "check uri": shipped.upstreams["api"].check_path, "LB_BALANCE": shipped.upstreams["api"].policy,
+        "timeout connect": timeouts.connect,
+        "timeout server": timeouts.read,
+        "timeout http-keep-alive": timeouts.idle,
+        "timeout http-request": timeouts.header,
+        "timeout client": timeouts.body,
+        "hard-stop-after": timeouts.drain,
+        "retries": limits.retries,
+        "LB_MAXCONN_PER_CLIENT": limits.max_connections_per_client,
+        "inter": health.interval,
+        "rise": health.rise,
+        "fall": health.fall,
+        "resolve": DiscoverySettings().interval,
+        "check uri": shipped.upstreams["api"].check_path,
+        "LB_BALANCE": shipped.upstreams["api"].policy,
         "cookie": StickySettings().cookie_name,
-    }  # fmt: skip
+    }
     theirs = _haproxy_settings()
 
     def as_ours(key: str, value: str) -> object:

@@ -63,14 +63,17 @@ def available(pool: Pool) -> set[tuple[str, int]]:
 
 def test_specs_parse():
     assert parse_discovery_spec("static:127.0.0.1:8001, 127.0.0.1:8002") == DiscoverySpec(
-        "static", addresses=(("127.0.0.1", 8001), ("127.0.0.1", 8002)))  # fmt: skip
+        "static", addresses=(("127.0.0.1", 8001), ("127.0.0.1", 8002))
+    )
     assert parse_discovery_spec("static:[::1]:8001").addresses == (("::1", 8001),)
     assert parse_discovery_spec("dns:api:8000") == DiscoverySpec("dns", name="api", port=8000)
     assert parse_discovery_spec("dns:api.internal:80@127.0.0.1:5353") == DiscoverySpec(
-        "dns", name="api.internal", port=80, nameserver="127.0.0.1:5353")  # fmt: skip
+        "dns", name="api.internal", port=80, nameserver="127.0.0.1:5353"
+    )
     assert parse_discovery_spec("docker:api:8000") == DiscoverySpec("docker", name="api", port=8000)
     assert parse_discovery_spec("docker:api:8000?project=scalecube&network=backend") == DiscoverySpec(
-        "docker", name="api", port=8000, project="scalecube", network="backend")  # fmt: skip
+        "docker", name="api", port=8000, project="scalecube", network="backend"
+    )
     assert isinstance(discovery_from_spec("static:127.0.0.1:1"), StaticDiscovery)
     dns_discovery = discovery_from_spec("dns:api:8000@127.0.0.1:5353", interval=0.5)
     assert isinstance(dns_discovery, DnsDiscovery) and dns_discovery.interval == 0.5
@@ -130,8 +133,10 @@ class DnsServer:
         write_zone(self.zone, records)  # atomic, with a newer mtime: the server's next answer uses it
 
     def start(self) -> None:
-        self.process = ManagedProcess([sys.executable, "-m", "infra.local.dns", "--zone-file", str(self.zone),
-                                       "--port", str(self.port)], log_path=self.log)  # fmt: skip
+        self.process = ManagedProcess(
+            [sys.executable, "-m", "infra.local.dns", "--zone-file", str(self.zone), "--port", str(self.port)],
+            log_path=self.log,
+        )
         # Ready when it answers: an NXDOMAIN is an answer.
         probe = DnsDiscovery("ready-probe", 1, nameserver=self.nameserver, timeout=0.3)
         wait_until(lambda: asyncio.run(_answers(probe)), 10, what="the DNS server")
@@ -191,8 +196,10 @@ def test_dns_follows_the_zone(dns_server):
         scaled = {("127.0.0.3", 8000), ("127.0.0.4", 8000), ("127.0.0.5", 8000)}
         dns_server.write({"api": ["127.0.0.3", "127.0.0.4", "127.0.0.5"]})  # blocks the loop: no look-up starts
         begun = discovery.started  # the last of these may have asked before the write
-        await eventually(lambda: available(pool) == scaled and discovery.answered_after(begun),
-                         what="the scale change, and a look-up begun after the write")  # fmt: skip
+        await eventually(
+            lambda: available(pool) == scaled and discovery.answered_after(begun),
+            what="the scale change, and a look-up begun after the write",
+        )
         # Counted in look-ups, not seconds: every look-up begun after the write found the new set, the
         # first one included. (A resolver caching the server's 1 s TTL would have answered the old set
         # for about 1 / INTERVAL look-ups more.)
@@ -247,11 +254,15 @@ def test_dns_outage_keeps_the_last_set_and_logs_once(dns_server, caplog):
 
 
 def test_container_address_picks_the_network():
-    attrs = {"NetworkSettings": {"Networks": {
-        "scalecube_default": {"IPAddress": "172.18.0.5"},
-        "scalecube_backend": {"IPAddress": "172.19.0.7"},
-        "not_started": {"IPAddress": ""},
-    }}}  # fmt: skip
+    attrs = {
+        "NetworkSettings": {
+            "Networks": {
+                "scalecube_default": {"IPAddress": "172.18.0.5"},
+                "scalecube_backend": {"IPAddress": "172.19.0.7"},
+                "not_started": {"IPAddress": ""},
+            }
+        }
+    }
     assert container_address(attrs) == "172.18.0.5"  # the first one
     assert container_address(attrs, "scalecube_backend") == "172.19.0.7"
     assert container_address(attrs, "backend", project="scalecube") == "172.19.0.7"  # compose's prefix
@@ -332,8 +343,14 @@ def docker_project(sleeper):
 
     def run(service: str, project_name: str = project):
         labels = {"com.docker.compose.service": service, "com.docker.compose.project": project_name}
-        container = client.containers.run(image, ["/bin/sleep", "120"], detach=True, labels=labels,
-                                          network=network.name, name=f"{project_name}-{service}-{len(containers)}")  # fmt: skip
+        container = client.containers.run(
+            image,
+            ["/bin/sleep", "120"],
+            detach=True,
+            labels=labels,
+            network=network.name,
+            name=f"{project_name}-{service}-{len(containers)}",
+        )
         containers.append(container)
         container.reload()
         return container, container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
@@ -369,5 +386,8 @@ def test_docker_follows_container_events(docker_project):
     described = discovery.describe()
     assert described["kind"] == "docker" and described["service"] == "api" and described["project"] == project
     # Cancelled: the events thread ended with it (its stream was closed).
-    wait_until(lambda: "docker-events-api" not in {t.name for t in threading.enumerate()} - threads_before, 5,
-               what="the events thread to end")  # fmt: skip
+    wait_until(
+        lambda: "docker-events-api" not in {t.name for t in threading.enumerate()} - threads_before,
+        5,
+        what="the events thread to end",
+    )

@@ -213,8 +213,9 @@ def clock() -> Clock:
     return Clock()
 
 
-def start(balancer: FakeBalancer, clock: Clock, method: bytes = b"GET", target: bytes = b"/",
-          body: bytes | None = None) -> tuple[Exchange, FakeClient]:  # fmt: skip
+def start(
+    balancer: FakeBalancer, clock: Clock, method: bytes = b"GET", target: bytes = b"/", body: bytes | None = None
+) -> tuple[Exchange, FakeClient]:
     """An exchange as ``ClientConnection`` starts one: the head, the body that came with it, then ``begin``."""
     headers = [(b"Host", b"example.test")]
     if body is not None:
@@ -308,8 +309,9 @@ def test_a_request_shed_by_a_cluster_master_goes_elsewhere_whatever_its_method(c
     balancer = FakeBalancer(A, B)
     exchange, client = start(balancer, clock, b"POST", b"/orders")
     shed = balancer.connections.opened[0]
-    shed.data_received(b"HTTP/1.1 503 Service Unavailable\r\nx-shed-by: master\r\nconnection: close\r\n"
-                       b"content-length: 0\r\n\r\n")  # fmt: skip
+    shed.data_received(
+        b"HTTP/1.1 503 Service Unavailable\r\nx-shed-by: master\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )
     assert shed.transport.aborted and balancer.stats.shed_retries == 1
     balancer.connections.opened[1].data_received(OK)
     assert status_of(client) == 200 and client.data.count(b"HTTP/1.1") == 1  # the 503 never reached the client

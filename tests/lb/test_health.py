@@ -71,8 +71,15 @@ def test_fall_and_rise_round_by_round(backend):
     assert not bb.healthy and ba.healthy
     assert not bb.reachable  # dead, not just unready: a panic would leave it out
     assert checker.rounds == 9
-    assert checker.describe() == {"path": "/readyz", "port": None, "interval": 1.0, "timeout": 2.0, "rise": 2,
-                                  "fall": 2, "rounds": 9}  # fmt: skip
+    assert checker.describe() == {
+        "path": "/readyz",
+        "port": None,
+        "interval": 1.0,
+        "timeout": 2.0,
+        "rise": 2,
+        "fall": 2,
+        "rounds": 9,
+    }
 
 
 def test_the_check_can_go_to_another_port_of_the_backends_host(backend):

@@ -29,9 +29,11 @@ from tests.support.haproxy import require_haproxy
 
 BACKEND = "tests.lb.backend_app:app"
 API_HOST, RAW_HOST = "127.0.0.2", "127.0.0.3"
-SPOOFED = (b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n"
-           b"Forwarded: for=203.0.113.9;proto=https\r\nX-Real-IP: 203.0.113.9\r\n"
-           b"X-Forwarded-Host: evil.example\r\nProxy-Authorization: Basic c2VjcmV0OnNlY3JldA==\r\n")  # fmt: skip
+SPOOFED = (
+    b"X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n"
+    b"Forwarded: for=203.0.113.9;proto=https\r\nX-Real-IP: 203.0.113.9\r\n"
+    b"X-Forwarded-Host: evil.example\r\nProxy-Authorization: Basic c2VjcmV0OnNlY3JldA==\r\n"
+)
 
 
 @pytest.fixture(params=("haproxy", "python"))
@@ -62,10 +64,19 @@ def test_judge_applies_the_host_and_expect_rules():
 
 
 def test_judge_drops_hop_by_hop_connection_named_and_client_claims():
-    head = judge(b"GET", b"/", "1.1", [(b"Host", b"a"), (b"Connection", b"close, X-Secret"), (b"X-Secret", b"s")],
-                 False)  # fmt: skip
-    assert {b"x-secret", b"connection", b"x-forwarded-for", b"forwarded", b"x-real-ip", b"x-forwarded-host",
-            b"proxy-authorization", b"host"} <= head.dropped  # fmt: skip
+    head = judge(
+        b"GET", b"/", "1.1", [(b"Host", b"a"), (b"Connection", b"close, X-Secret"), (b"X-Secret", b"s")], False
+    )
+    assert {
+        b"x-secret",
+        b"connection",
+        b"x-forwarded-for",
+        b"forwarded",
+        b"x-real-ip",
+        b"x-forwarded-host",
+        b"proxy-authorization",
+        b"host",
+    } <= head.dropped
     assert b"x-kept" not in head.dropped
 
 
@@ -88,10 +99,15 @@ class RawHandler(socketserver.StreamRequestHandler):
             length = sum(int(v) for n, v in headers if n.lower() == "content-length")
             self.rfile.read(length)
             body = json.dumps({"line": line.decode("latin-1").rstrip("\r\n"), "headers": headers}).encode()
-            extra = b"Connection: X-Backend-Secret\r\nX-Backend-Secret: 1\r\nX-Backend-Kept: 1\r\n" \
-                if b" /connection-named " in line else b""
-            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n%b"
-                             % (len(body), extra, body))  # fmt: skip
+            extra = (
+                b"Connection: X-Backend-Secret\r\nX-Backend-Secret: 1\r\nX-Backend-Kept: 1\r\n"
+                if b" /connection-named " in line
+                else b""
+            )
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n%b"
+                % (len(body), extra, body)
+            )
             self.wfile.flush()
 
 
@@ -198,8 +214,11 @@ def test_the_echo_service_sees_only_the_balancers_address(kind, edge, start_bala
 
 def test_fields_named_in_connection_are_removed_both_ways(kind, edge, start_balancer):
     lb = start_balancer(kind, edge, service="raw")
-    seen = seen_by_raw(lb, b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\n"
-                           b"X-Secret: for-the-balancer\r\nX-Kept: 1\r\n")  # fmt: skip
+    seen = seen_by_raw(
+        lb,
+        b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\n"
+        b"X-Secret: for-the-balancer\r\nX-Kept: 1\r\n",
+    )
     names = {key.lower() for key, _ in seen["headers"]}
     assert "x-secret" not in names and "x-kept" in names, seen
     # The backend's answer: its Connection names X-Backend-Secret, which the client must not see.
@@ -243,10 +262,12 @@ def test_absolute_form_host_is_its_authority(edge, start_balancer):
 
 def test_pipelined_requests_are_all_answered_in_order(kind, edge, start_balancer):
     lb = start_balancer(kind, edge)
-    payload = (b"GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n"
-               b"POST /echo/2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-               b"GET /stream?chunks=2 HTTP/1.1\r\nHost: x\r\n\r\n"
-               b"GET /echo/4 HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
+    payload = (
+        b"GET /echo/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo/2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /stream?chunks=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /echo/4 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     answers = ask(lb, payload, 4)
     assert [status for status, _, _ in answers] == [200] * 4
     first, second, streamed, fourth = (body for _, _, body in answers)
@@ -260,16 +281,18 @@ def test_more_pipelined_requests_than_the_queue_holds_are_all_answered(kind, edg
     """Past the Python balancer's queue cap (16 requests) it stops reading, it never drops one."""
     lb = start_balancer(kind, edge)
     count = 60
-    payload = b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: x\r\nX-Pad: %b\r\n\r\n" % (i, b"p" * 1000)
-                       for i in range(count))  # fmt: skip
+    payload = b"".join(
+        b"GET /echo/%d HTTP/1.1\r\nHost: x\r\nX-Pad: %b\r\n\r\n" % (i, b"p" * 1000) for i in range(count)
+    )
     answers = ask(lb, payload, count)
     assert [json.loads(body)["path"] for _, _, body in answers] == [f"/echo/{i}" for i in range(count)]
 
 
 def test_a_pipelined_request_after_connection_close_is_not_answered(kind, edge, start_balancer):
     lb = start_balancer(kind, edge)
-    reply = raw(lb.url, b"GET /echo/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                        b"GET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n")  # fmt: skip
+    reply = raw(
+        lb.url, b"GET /echo/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert reply.count(b"HTTP/1.1 200") == 1 and b"/echo/1" in reply and b"/echo/2" not in reply, reply
 
 
@@ -294,8 +317,9 @@ def test_expect_100_continue_gets_a_100_before_the_body(kind, edge, start_balanc
 def test_expect_100_continue_on_a_request_refused_by_its_head_gets_no_100(kind, edge, start_balancer):
     """What can be refused from the head alone is refused before the body: a final answer, never a 100."""
     lb = start_balancer(kind, edge)
-    reply = raw(lb.url, b"POST /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 5\r\n"
-                        b"Expect: 100-continue\r\n\r\n")  # fmt: skip
+    reply = raw(
+        lb.url, b"POST /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
     assert reply.startswith(b"HTTP/1.1 400") and b"100 Continue" not in reply, reply
 
 
@@ -329,5 +353,8 @@ def test_one_client_address_gets_at_most_its_cap_of_connections(kind, edge, star
         for sock in held:
             sock.close()
     # Their slots are free again.
-    wait_until(lambda: raw(lb.url, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-               .startswith(b"HTTP/1.1 200"), 10, what="the client's slots back")  # fmt: skip
+    wait_until(
+        lambda: raw(lb.url, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200"),
+        10,
+        what="the client's slots back",
+    )

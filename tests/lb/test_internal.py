@@ -33,20 +33,36 @@ ROUTES = {"auth": "auth", "router": "router"}
 # (method, path as sent, the replica whose port would serve it): every entry of the internal list, and the
 # ways around it a client might try (a trailing slash, a query, below it, percent-encoded, HEAD).
 REFUSED = [
-    ("GET", "/metrics", API_HOST), ("GET", "/metrics/", API_HOST), ("GET", "/metrics?name=x", API_HOST),
-    ("GET", "/%6Detrics", API_HOST), ("HEAD", "/metrics", API_HOST),
-    ("GET", "/docs", API_HOST), ("GET", "/docs/oauth2-redirect", API_HOST), ("GET", "/redoc", API_HOST),
-    ("GET", "/openapi.json", API_HOST), ("GET", "/openapi%2Ejson", API_HOST),
-    ("GET", "/shards", ROUTER_HOST), ("GET", "/auth/users/count", AUTH_HOST), ("GET", "/auth/users/count/", AUTH_HOST),
-    ("POST", "/announcements", API_HOST), ("POST", "/announcements/", API_HOST),
-    ("GET", "/admin", API_HOST), ("POST", "/admin/moves", API_HOST),
-]  # fmt: skip
+    ("GET", "/metrics", API_HOST),
+    ("GET", "/metrics/", API_HOST),
+    ("GET", "/metrics?name=x", API_HOST),
+    ("GET", "/%6Detrics", API_HOST),
+    ("HEAD", "/metrics", API_HOST),
+    ("GET", "/docs", API_HOST),
+    ("GET", "/docs/oauth2-redirect", API_HOST),
+    ("GET", "/redoc", API_HOST),
+    ("GET", "/openapi.json", API_HOST),
+    ("GET", "/openapi%2Ejson", API_HOST),
+    ("GET", "/shards", ROUTER_HOST),
+    ("GET", "/auth/users/count", AUTH_HOST),
+    ("GET", "/auth/users/count/", AUTH_HOST),
+    ("POST", "/announcements", API_HOST),
+    ("POST", "/announcements/", API_HOST),
+    ("GET", "/admin", API_HOST),
+    ("POST", "/admin/moves", API_HOST),
+]
 # Their public neighbours: passed on as ever.
 PASSED = [
-    ("GET", "/announcements/last", API_HOST), ("GET", "/users/count", API_HOST), ("GET", "/metricsx", API_HOST),
-    ("GET", "/", API_HOST), ("POST", "/auth/login", AUTH_HOST), ("GET", "/auth/verify", AUTH_HOST),
-    ("GET", "/users/42", ROUTER_HOST), ("POST", "/users", ROUTER_HOST), ("GET", "/documents", API_HOST),
-]  # fmt: skip
+    ("GET", "/announcements/last", API_HOST),
+    ("GET", "/users/count", API_HOST),
+    ("GET", "/metricsx", API_HOST),
+    ("GET", "/", API_HOST),
+    ("POST", "/auth/login", AUTH_HOST),
+    ("GET", "/auth/verify", AUTH_HOST),
+    ("GET", "/users/42", ROUTER_HOST),
+    ("POST", "/users", ROUTER_HOST),
+    ("GET", "/documents", API_HOST),
+]
 
 
 @pytest.fixture(params=["haproxy", "python"])
@@ -113,22 +129,37 @@ def test_haproxy_cfg_refuses_exactly_the_python_balancers_internal_list():
     refused_when = re.search(r"^\s*http-request return status 404 .* if (.+)$", text, re.M)
     assert refused_when and refused_when.group(1).strip() == "internal || METH_POST internal_post"
     methods = {"internal": None, "internal_post": "POST"}
-    haproxy = {InternalPath(path, methods[name]) for (name, match), paths in acls.items() if match == "str"
-               for path in paths}  # fmt: skip
+    haproxy = {
+        InternalPath(path, methods[name]) for (name, match), paths in acls.items() if match == "str" for path in paths
+    }
     python = {InternalPath.parse(entry) for entry in DEFAULT_INTERNAL}
     assert haproxy == python
     for name in methods:  # every path is a whole segment: `/x` exactly, and `/x/...`
         assert acls[(name, "beg")] == {path + "/" for path in acls[(name, "str")]}
-    assert load_config().internal == tuple(InternalPath.parse(entry) for entry in DEFAULT_INTERNAL)  # the shipped file: the default
+    assert load_config().internal == tuple(
+        InternalPath.parse(entry) for entry in DEFAULT_INTERNAL
+    )  # the shipped file: the default
 
 
 def test_the_matcher_reads_the_path_as_a_backend_routes_it():
     internal = InternalPaths(InternalPath.parse(entry) for entry in DEFAULT_INTERNAL)
-    for method, target in [(b"GET", b"/metrics"), (b"GET", b"/%6detrics?x"), (b"GET", b"http://lb/docs/x"),
-                           (b"PUT", b"/admin"), (b"POST", b"/announcements?x=1"), (b"GET", b"/shards/a")]:  # fmt: skip
+    for method, target in [
+        (b"GET", b"/metrics"),
+        (b"GET", b"/%6detrics?x"),
+        (b"GET", b"http://lb/docs/x"),
+        (b"PUT", b"/admin"),
+        (b"POST", b"/announcements?x=1"),
+        (b"GET", b"/shards/a"),
+    ]:
         assert internal.refuses(method, target), (method, target)
-    for method, target in [(b"GET", b"/metricsx"), (b"GET", b"/announcements"), (b"GET", b"/announcements/last"),
-                           (b"GET", b"/auth/users"), (b"GET", b"/users/count"), (b"GET", b"/api/metrics")]:  # fmt: skip
+    for method, target in [
+        (b"GET", b"/metricsx"),
+        (b"GET", b"/announcements"),
+        (b"GET", b"/announcements/last"),
+        (b"GET", b"/auth/users"),
+        (b"GET", b"/users/count"),
+        (b"GET", b"/api/metrics"),
+    ]:
         assert not internal.refuses(method, target), (method, target)
     assert not InternalPaths(()).refuses(b"GET", b"/metrics")  # an empty list in the config: nothing refused
 
@@ -158,14 +189,26 @@ def test_standalone_admin_listens_on_loopback_and_generates_its_password_into_a_
     admin_port, port = free_port(), free_port()
     shipped = DEFAULT_CONFIG.read_text()
     config = tmp_path / "balancer.toml"
-    config.write_text(re.sub(r'^admin_listen = "([^:"]+):8404"', rf'admin_listen = "\1:{admin_port}"', shipped,
-                             flags=re.M))  # fmt: skip
+    config.write_text(
+        re.sub(r'^admin_listen = "([^:"]+):8404"', rf'admin_listen = "\1:{admin_port}"', shipped, flags=re.M)
+    )
     assert load_config(config).admin_listen == ("127.0.0.1", admin_port)
     password_file = tmp_path / "state" / "lb-admin.password"
-    argv = [sys.executable, "-m", "scalecube", "lb", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-            "--upstream", f"api=static:{API_HOST}:{echo.port}", "--admin-password-file", str(password_file)]  # fmt: skip
-    lb = ManagedProcess(argv, env={"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": ""},
-                        log_path=tmp_path / "lb.log")  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "scalecube",
+        "lb",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        f"api=static:{API_HOST}:{echo.port}",
+        "--admin-password-file",
+        str(password_file),
+    ]
+    lb = ManagedProcess(argv, env={"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": ""}, log_path=tmp_path / "lb.log")
     try:
         admin = f"http://127.0.0.1:{admin_port}"
         wait_until(lambda: _answers(admin + "/healthz"), 20, what="the admin port")
@@ -191,12 +234,25 @@ def test_standalone_admin_listens_on_loopback_and_generates_its_password_into_a_
 def test_standalone_takes_the_password_from_the_environment_or_its_file(echo, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("from-a-file-0123456789\n")
-    for env, password in [({"LB_ADMIN_PASSWORD": "from-env-0123456789"}, "from-env-0123456789"),
-                          ({"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": str(secret)}, "from-a-file-0123456789")]:  # fmt: skip
+    for env, password in [
+        ({"LB_ADMIN_PASSWORD": "from-env-0123456789"}, "from-env-0123456789"),
+        ({"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": str(secret)}, "from-a-file-0123456789"),
+    ]:
         admin_port, port = free_port(), free_port()
-        argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{port}", "--admin",
-                f"127.0.0.1:{admin_port}", "--upstream", f"api=static:{API_HOST}:{echo.port}",
-                "--admin-password-file", str(tmp_path / "never-written")]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "scalecube",
+            "lb",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--admin",
+            f"127.0.0.1:{admin_port}",
+            "--upstream",
+            f"api=static:{API_HOST}:{echo.port}",
+            "--admin-password-file",
+            str(tmp_path / "never-written"),
+        ]
         lb = ManagedProcess(argv, env=env, log_path=tmp_path / f"lb-{port}.log")
         try:
             admin = f"http://127.0.0.1:{admin_port}"

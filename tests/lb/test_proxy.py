@@ -28,10 +28,22 @@ class LbProcess(ManagedProcess):
         self.port, self.admin_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
-        argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{self.port}",
-                "--admin", f"127.0.0.1:{self.admin_port}", "--upstream", f"api={upstream}", *args]  # fmt: skip
-        super().__init__(argv, env={"LB_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})},
-                         log_path=workdir / f"lb-{self.port}.log")  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "scalecube",
+            "lb",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--admin",
+            f"127.0.0.1:{self.admin_port}",
+            "--upstream",
+            f"api={upstream}",
+            *args,
+        ]
+        super().__init__(
+            argv, env={"LB_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}, log_path=workdir / f"lb-{self.port}.log"
+        )
 
     def _healthy_backends(self) -> int:
         if self.proc.poll() is not None:
@@ -139,8 +151,11 @@ def test_every_backend_dead_is_a_503_naming_the_upstream_after_trying_them(backe
     response = httpx.get(lb.url + "/echo", timeout=10)
     # In panic it tried both anyway (they might only have failed their checks); neither accepted a connection.
     assert response.status_code == 503, response.text
-    assert response.json() == {"error": "backend_unreachable", "upstream": "api",
-                               "message": "no backend of api accepted a connection (2 tried)"}  # fmt: skip
+    assert response.json() == {
+        "error": "backend_unreachable",
+        "upstream": "api",
+        "message": "no backend of api accepted a connection (2 tried)",
+    }
     assert lb.status()["stats"]["unreachable_503"] == 1
 
 
@@ -149,8 +164,9 @@ def test_no_backend_at_all_is_a_503_no_backend(tmp_path):
     lb = LbProcess(f"dns:api:8000@127.0.0.1:{free_port()}", tmp_path)
     try:
         wait_until(lambda: lb._healthy_backends() == 0, 20, what="the balancer to start")
-        wait_until(lambda: raw(lb.url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503"), 10,
-                   what="a 503")  # fmt: skip
+        wait_until(
+            lambda: raw(lb.url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 503"), 10, what="a 503"
+        )
         body = httpx.get(lb.url + "/echo", timeout=5).json()
         assert body == {"error": "no_backend", "upstream": "api", "message": "upstream api has no backend"}
         assert not lb.status()["pools"][0]["panic"]  # nothing to panic about: there is nobody
@@ -170,8 +186,10 @@ def test_read_timeout_is_a_504_that_neither_ejects_nor_counts_as_a_failure(backe
 
 def test_a_stalled_request_body_is_the_clients_408_not_a_backend_failure(backends, start_lb, tmp_path):
     config = tmp_path / "balancer.toml"
-    config.write_text('[upstreams.api]\ndiscovery = "static:127.0.0.1:1"\n[[routes]]\nprefix = "/"\n'
-                      'upstream = "api"\n[timeouts]\nbody = 2.0\nread = 30.0\n')  # fmt: skip
+    config.write_text(
+        '[upstreams.api]\ndiscovery = "static:127.0.0.1:1"\n[[routes]]\nprefix = "/"\n'
+        'upstream = "api"\n[timeouts]\nbody = 2.0\nread = 30.0\n'
+    )
     lb = start_lb(backends(1), "--config", str(config))
     # 10 of the 100 promised bytes, then nothing: after the body timeout (2 s), not the read timeout (30 s).
     reply = raw(lb.url, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"y" * 10, timeout=10)

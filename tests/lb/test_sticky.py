@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kit.signing import Signer
 from lb.pool import Pool
 from lb.sticky import StickyCookie
-from kit.signing import Signer
 
 SECRET = "test-sticky-secret"
 

@@ -31,8 +31,11 @@ REFUSALS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422"
 ACCEPTANCES = ["2xx", "3xx", "401", "403", "404", "409", "413", "429", "5xx"]
 CONFIG = {
     "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-    "checks": {"enabled": True, "negative_data_rejection": {"expected-statuses": REFUSALS},
-               "positive_data_acceptance": {"expected-statuses": ACCEPTANCES}},
+    "checks": {
+        "enabled": True,
+        "negative_data_rejection": {"expected-statuses": REFUSALS},
+        "positive_data_acceptance": {"expected-statuses": ACCEPTANCES},
+    },
     "phases": {"stateful": {"enabled": False}},
     "request-timeout": REQUEST_TIMEOUT_SECONDS,
 }
@@ -58,7 +61,8 @@ def find_failures(base_url: str, *, skip: Iterable[tuple[str, str]] = ()) -> lis
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
             answered[event.recorder.label] = answered.get(event.recorder.label, 0) + sum(
-                1 for interaction in event.recorder.interactions.values() if interaction.response is not None)
+                1 for interaction in event.recorder.interactions.values() if interaction.response is not None
+            )
         if isinstance(event, events.ScenarioFinished) and event.status in (Status.FAILURE, Status.ERROR):
             for case_id, checks in event.recorder.checks.items():
                 for check in checks:
@@ -70,8 +74,10 @@ def find_failures(base_url: str, *, skip: Iterable[tuple[str, str]] = ()) -> lis
                     interaction = event.recorder.interactions.get(case_id)
                     if interaction is not None and interaction.response is not None:
                         request += f" -> {interaction.response.status_code}"
-                    found.add(f"{event.recorder.label}: {check.name}: {getattr(failure, 'title', '')} "
-                              f"({request}) {getattr(failure, 'message', '')}".replace("\n", " ")[:600])  # fmt: skip
+                    found.add(
+                        f"{event.recorder.label}: {check.name}: {getattr(failure, 'title', '')} "
+                        f"({request}) {getattr(failure, 'message', '')}".replace("\n", " ")[:600]
+                    )
         elif isinstance(event, events.NonFatalError):
             found.add(f"{event.label}: error: {type(event.value).__name__}: {event.value}"[:600])
         elif isinstance(event, events.FatalError):

@@ -52,9 +52,7 @@ def _listener_process(url, received) -> None:
 def test_every_subscriber_in_every_process_receives_a_message(redis_url):
     spawn = multiprocessing.get_context("spawn")
     received = spawn.Queue()
-    listeners = [
-        spawn.Process(target=_listener_process, args=(redis_url, received)) for _ in range(3)
-    ]
+    listeners = [spawn.Process(target=_listener_process, args=(redis_url, received)) for _ in range(3)]
     broadcast = RedisBroadcast(RedisConnector(redis_url), CHANNEL)
 
     with running(*listeners):

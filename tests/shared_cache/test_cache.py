@@ -201,9 +201,7 @@ def _stampede_worker(url, stale_grace, barrier, results) -> None:
         return {"generation": 1, "run": runs}
 
     async def hammer() -> list:
-        return await asyncio.gather(
-            *(cache.get_or_compute("hot", 60, compute) for _ in range(TASKS_PER_PROCESS))
-        )
+        return await asyncio.gather(*(cache.get_or_compute("hot", 60, compute) for _ in range(TASKS_PER_PROCESS)))
 
     barrier.wait(timeout=60)  # every process starts at once (8 interpreters starting on a busy machine)
     results.put(asyncio.run(hammer()))

@@ -125,10 +125,7 @@ def test_only_the_redis_store_is_shared_between_worker_processes(redis_url, kind
     # Fork, like a pre-fork server: the store object exists before the workers
     # do, the most favourable case for sharing; memory still is not shared.
     fork = multiprocessing.get_context("fork")
-    if kind == "memory":
-        store = MemorySessionStore()
-    else:
-        store = RedisSessionStore(RedisConnector(redis_url))
+    store = MemorySessionStore() if kind == "memory" else RedisSessionStore(RedisConnector(redis_url))
     results = fork.Queue()
 
     first = fork.Process(target=_create_in_worker, args=(store, results))
@@ -144,4 +141,3 @@ def test_only_the_redis_store_is_shared_between_worker_processes(redis_url, kind
 
     assert seen_by_creator == {"user": "ada"}  # the store works inside a worker...
     assert seen_by_other == seen_elsewhere  # ...but only Redis crosses workers
-

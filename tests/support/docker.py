@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from infra.paths import REPO
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError, engine_client
 from infra.docker.ops.project import health
 from infra.local.ports import free_port
 from infra.local.processes import wait_until
+from infra.paths import REPO
 
 if TYPE_CHECKING:
     import docker
@@ -33,7 +33,9 @@ def require_docker() -> docker.DockerClient:
     try:
         client = engine_client(timeout=60)
         Compose(REPO).run(["version"], timeout=30)
-        missing = [tag for tag in ("scalecube-service:latest", "scalecube-locust:latest") if not _has_image(client, tag)]
+        missing = [
+            tag for tag in ("scalecube-service:latest", "scalecube-locust:latest") if not _has_image(client, tag)
+        ]
         if missing:
             raise DockerError(f"images not built: {', '.join(missing)} (scalecube images [--airgap])")
     except DockerError as exc:
@@ -90,6 +92,7 @@ class ComposeStack:
 
     def wait_healthy(self, service: str, count: int, *, timeout: float = 120) -> None:
         """Until ``count`` containers of ``service`` run and Docker calls every one healthy."""
+
         def healthy() -> bool:
             containers = self.containers(service)
             for container in containers:
@@ -117,16 +120,32 @@ class ComposeStack:
 
 
 @contextmanager
-def compose_stack(project: str, *, env: dict[str, str] | None = None,
-                  up_args: tuple[str, ...] = ("--scale", "api=3")) -> Iterator[ComposeStack]:  # fmt: skip
+def compose_stack(
+    project: str, *, env: dict[str, str] | None = None, up_args: tuple[str, ...] = ("--scale", "api=3")
+) -> Iterator[ComposeStack]:
     """The whole stack up and healthy under ``project``; always torn down (``down -v``)."""
     client = require_docker()
-    ports = {"LB_PORT": free_port(), "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "PYTHON_LB_PORT": free_port()}
+    ports = {
+        "LB_PORT": free_port(),
+        "STATS_PORT": free_port(),
+        "LOCUST_PORT": free_port(),
+        "PYTHON_LB_PORT": free_port(),
+    }
     # LB_ADMIN_PASSWORD: the balancers' stats/admin port (user admin); HAProxy refuses to start without one.
-    full_env = {**{k: str(v) for k, v in ports.items()}, "PUBLISH_HOST": "127.0.0.1",
-                "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24), **(env or {})}
-    stack = ComposeStack(Compose(REPO, project=project, env=full_env), client, ports["LB_PORT"],
-                         ports["STATS_PORT"], ports["LOCUST_PORT"], full_env)  # fmt: skip
+    full_env = {
+        **{k: str(v) for k, v in ports.items()},
+        "PUBLISH_HOST": "127.0.0.1",
+        "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24),
+        **(env or {}),
+    }
+    stack = ComposeStack(
+        Compose(REPO, project=project, env=full_env),
+        client,
+        ports["LB_PORT"],
+        ports["STATS_PORT"],
+        ports["LOCUST_PORT"],
+        full_env,
+    )
     try:
         try:
             stack.up(*up_args)
@@ -161,5 +180,3 @@ def leftovers(client: docker.DockerClient, project: str) -> dict[str, list[str]]
         "networks": [n.name for n in client.networks.list(filters=label)],
         "volumes": [v.name for v in client.volumes.list(filters=label)],
     }
-
-

@@ -29,8 +29,10 @@ def engine_objects() -> dict[str, dict[str, str]] | None:
     try:
         return {
             # sparse: the listing only, no inspect per container (which races with one being removed).
-            "containers": {c.id: (c.attrs.get("Names") or [c.id[:12]])[0].lstrip("/")
-                           for c in client.containers.list(all=True, sparse=True)},  # fmt: skip
+            "containers": {
+                c.id: (c.attrs.get("Names") or [c.id[:12]])[0].lstrip("/")
+                for c in client.containers.list(all=True, sparse=True)
+            },
             "networks": {n.id: n.name for n in client.networks.list()},
             "volumes": {v.id: v.name for v in client.volumes.list()},
             "images": {i.id: ", ".join(i.tags) or f"<none> {i.id[7:19]}" for i in client.images.list()},

@@ -33,8 +33,9 @@ def running_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
-def running_cluster(app: str, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str], *,
-                    workers: int = 1) -> Iterator[ClusterProcess]:  # fmt: skip
+def running_cluster(
+    app: str, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str], *, workers: int = 1
+) -> Iterator[ClusterProcess]:
     """A ready cluster of ``app`` for a fixture's scope, with its own run dir: ``yield from running_cluster(...)``."""
     workdir = tmp_path_factory.mktemp(app.split(".")[1])
     env = {"SCALECUBE_RUN_DIR": str(workdir), "LOG_LEVEL": "warning", **env}
@@ -50,10 +51,18 @@ def start_cluster(tmp_path: Path) -> Iterator[Any]:
     """Start ``scalecube serve`` clusters; every one is stopped (by pid) at teardown."""
     started: list[ClusterProcess] = []
 
-    def start(app: str = "tests.cluster.apps:app", *, workers: int = 2, policy: str = "rr",
-              args: list[str] | None = None, wait: bool = True, **kwargs: Any) -> ClusterProcess:  # fmt: skip
-        cluster = ClusterProcess(app, port=free_port(), workdir=tmp_path, workers=workers, policy=policy,
-                                 args=args, **kwargs)  # fmt: skip
+    def start(
+        app: str = "tests.cluster.apps:app",
+        *,
+        workers: int = 2,
+        policy: str = "rr",
+        args: list[str] | None = None,
+        wait: bool = True,
+        **kwargs: Any,
+    ) -> ClusterProcess:
+        cluster = ClusterProcess(
+            app, port=free_port(), workdir=tmp_path, workers=workers, policy=policy, args=args, **kwargs
+        )
         started.append(cluster)
         if wait:
             cluster.wait_ready()

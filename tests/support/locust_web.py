@@ -67,11 +67,21 @@ class LocustWeb:
             time.sleep(0.5)
         raise AssertionError(f"Locust's web UI not ready within {timeout} s (last: {last!r})")
 
-    def swarm(self, classes: tuple[str, ...], *, users: int, seconds: float, host: str | None = None,
-              spawn_rate: float | None = None) -> Swarm:  # fmt: skip
+    def swarm(
+        self,
+        classes: tuple[str, ...],
+        *,
+        users: int,
+        seconds: float,
+        host: str | None = None,
+        spawn_rate: float | None = None,
+    ) -> Swarm:
         """Start ``users`` of ``classes`` (the page's form), let them run ``seconds``, stop; what they sent."""
-        form: dict[str, str | list[str]] = {"user_count": str(users), "spawn_rate": str(spawn_rate or users),
-                                            "user_classes": list(classes)}  # fmt: skip
+        form: dict[str, str | list[str]] = {
+            "user_count": str(users),
+            "spawn_rate": str(spawn_rate or users),
+            "user_classes": list(classes),
+        }
         if host:
             form["host"] = host
         started = self.http.post("/swarm", data=form).json()
@@ -87,6 +97,9 @@ class LocustWeb:
             stopped = self.http.post("/stop").json()
         assert stopped.get("success"), stopped
         report = self.http.get("/stats/requests").json()
-        stats = {row["name"]: {"requests": row["num_requests"], "failures": row["num_failures"]}
-                 for row in report["stats"] if row["name"] != "Aggregated"}  # fmt: skip
+        stats = {
+            row["name"]: {"requests": row["num_requests"], "failures": row["num_failures"]}
+            for row in report["stats"]
+            if row["name"] != "Aggregated"
+        }
         return Swarm(stats, report.get("errors", []), seen, started)

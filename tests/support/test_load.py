@@ -21,8 +21,10 @@ def test_failures_are_labelled_by_status_and_only_200s_are_parsed(tmp_path):
     # A real server whose error pages are HTML, as HAProxy's 503 is: Python's own http.server (404s are HTML).
     (tmp_path / "ok.json").write_text('{"pid": 42}')
     port = free_port()
-    server = ManagedProcess([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                             str(tmp_path), str(port)], log_path=tmp_path / "server.log")  # fmt: skip
+    server = ManagedProcess(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(tmp_path), str(port)],
+        log_path=tmp_path / "server.log",
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(url + "/ok.json", timeout=1).status_code == 200, 10, what="http.server")

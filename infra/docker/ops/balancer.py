@@ -36,8 +36,11 @@ class BackendServer:
 def parse_stats_csv(text: str) -> list[BackendServer]:
     """Server rows of HAProxy's ``/;csv`` (the header line starts with ``# ``); frontends/backends skipped."""
     rows = csv.DictReader(io.StringIO(text.removeprefix("# ")))
-    return [BackendServer(row["pxname"], row["svname"], row.get("status", ""), row.get("addr") or "")
-            for row in rows if row.get("svname") not in (None, "FRONTEND", "BACKEND")]  # fmt: skip
+    return [
+        BackendServer(row["pxname"], row["svname"], row.get("status", ""), row.get("addr") or "")
+        for row in rows
+        if row.get("svname") not in (None, "FRONTEND", "BACKEND")
+    ]
 
 
 def published_url(project: Project, container_port: str, fallback_env: str, fallback_port: int) -> str:

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
     from rich.console import Console
 
-    from infra.docker.ops.project import Project
     from infra.client_load import LoadTally
+    from infra.docker.ops.project import Project
 
 SERVICE = "api"
 TARGETS = ("container", "worker")
@@ -110,9 +110,20 @@ def kill_times(every: float, duration: float) -> list[float]:
 
 
 class Chaos:
-    def __init__(self, project: Project, url: str, *, every: float, duration: float, target: str = "container",
-                 concurrency: int = 8, keepalive: bool = True, seed: int | None = None, restart: bool = True,
-                 say: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        project: Project,
+        url: str,
+        *,
+        every: float,
+        duration: float,
+        target: str = "container",
+        concurrency: int = 8,
+        keepalive: bool = True,
+        seed: int | None = None,
+        restart: bool = True,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> None:
         if target not in TARGETS:
             raise ValueError(f"--target must be one of {', '.join(TARGETS)}")
         self.project = project
@@ -132,21 +143,36 @@ class Chaos:
             raise DockerError(f"no running {SERVICE} container to kill")
         kills: list[Kill] = []
         # Bounded twice: by time (the duration plus a little) and by count (far above what 2 cores serve).
-        load = LoadGenerator(self.url, concurrency=self.concurrency, keepalive=self.keepalive,
-                             max_requests=int(5_000 * self.duration) + 1000, max_seconds=self.duration + 5)  # fmt: skip
+        load = LoadGenerator(
+            self.url,
+            concurrency=self.concurrency,
+            keepalive=self.keepalive,
+            max_requests=int(5_000 * self.duration) + 1000,
+            max_seconds=self.duration + 5,
+        )
         with load:
             for at in self.schedule:
                 time.sleep(max(0.0, load.started + at - time.monotonic()))
                 kill = self.kill(time.monotonic() - load.started)
-                self.say(f"t={kill.at:5.1f}s killed {kill.target} {kill.container}"
-                         f"{f' pid {kill.pid}' if kill.pid else ''} {kill.note}".rstrip())  # fmt: skip
+                self.say(
+                    f"t={kill.at:5.1f}s killed {kill.target} {kill.container}"
+                    f"{f' pid {kill.pid}' if kill.pid else ''} {kill.note}".rstrip()
+                )
                 kills.append(kill)
             time.sleep(max(0.0, load.started + self.duration - time.monotonic()))
         result: LoadTally = load.result
-        report = ChaosReport(self.target, self.every, self.duration, kills, result.ok, result.failed,
-                             dict(result.errors), result.elapsed,
-                             failures_per_kill(kills, result.failure_times, result.elapsed),
-                             {name: round(1000 * result.latency(q), 1) for name, q in LATENCIES.items()})  # fmt: skip
+        report = ChaosReport(
+            self.target,
+            self.every,
+            self.duration,
+            kills,
+            result.ok,
+            result.failed,
+            dict(result.errors),
+            result.elapsed,
+            failures_per_kill(kills, result.failure_times, result.elapsed),
+            {name: round(1000 * result.latency(q), 1) for name, q in LATENCIES.items()},
+        )
         report.restored = self._restore(count)
         return report
 
@@ -182,8 +208,10 @@ class Chaos:
         """Back to ``count`` healthy containers (compose starts the stopped ones and waits for health)."""
         running = len(self.project.containers(SERVICE))
         if running < count:
-            self.say(f"{SERVICE}: {running} of {count} running (Docker does not restart killed containers): "
-                     "compose up --scale")  # fmt: skip
+            self.say(
+                f"{SERVICE}: {running} of {count} running (Docker does not restart killed containers): "
+                "compose up --scale"
+            )
         self.project.compose_scale(SERVICE, count)
         if running < count:
             return f"{SERVICE}: compose brought it back from {running} to {count} healthy container(s)"
@@ -201,8 +229,9 @@ def render(report: ChaosReport, console: Console) -> None:
     for column in ("#", "at", "killed", "container", "pid", "failed after", "note"):
         kills.add_column(column, justify="left" if column in ("killed", "container", "note") else "right")
     for number, (kill, failed) in enumerate(zip(report.kills, report.failures_after_kill, strict=True), 1):
-        kills.add_row(str(number), f"{kill.at:.1f}s", kill.target, kill.container, str(kill.pid or "-"), str(failed),
-                      kill.note)  # fmt: skip
+        kills.add_row(
+            str(number), f"{kill.at:.1f}s", kill.target, kill.container, str(kill.pid or "-"), str(failed), kill.note
+        )
     console.print(kills)
     clients = table("what clients saw")
     for column in ("requests", "ok", "failed", "failed %", "req/s", "p50", "p99", "max", "failure kinds"):
@@ -210,7 +239,14 @@ def render(report: ChaosReport, console: Console) -> None:
     kinds = ", ".join(f"{kind}: {n}" for kind, n in collections.Counter(report.errors).most_common()) or "-"
     rate = report.total / report.elapsed if report.elapsed else 0.0
     latency = [f"{report.latency_ms.get(name, 0):.0f}ms" for name in LATENCIES]
-    clients.add_row(str(report.total), str(report.ok), str(report.failed), f"{report.failed_percent:.2f}%",
-                    f"{rate:.0f}", *latency, kinds)  # fmt: skip
+    clients.add_row(
+        str(report.total),
+        str(report.ok),
+        str(report.failed),
+        f"{report.failed_percent:.2f}%",
+        f"{rate:.0f}",
+        *latency,
+        kinds,
+    )
     console.print(clients)
     console.print(report.restored)

@@ -69,12 +69,18 @@ def merge_by_time(per_source: Iterable[list[LogLine]]) -> Iterator[LogLine]:
 class LogFollower:
     """Reads the logs of ``containers`` in threads; iterate it for LogLines; ``close()`` stops the reads."""
 
-    def __init__(self, containers: list[Container], *, follow: bool, tail: int | None = None,
-                 since: datetime | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, containers: list[Container], *, follow: bool, tail: int | None = None, since: datetime | None = None
+    ) -> None:
         self.names = {container.id: short_name(container) for container in containers}
         self._containers = containers
-        self._options = {"stream": True, "follow": follow, "timestamps": True, "tail": "all" if tail is None else tail,
-                         **({"since": since} if since else {})}  # fmt: skip
+        self._options = {
+            "stream": True,
+            "follow": follow,
+            "timestamps": True,
+            "tail": "all" if tail is None else tail,
+            **({"since": since} if since else {}),
+        }
         self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_LINES)
         self._streams: list[object] = []
         self._closed = threading.Event()
@@ -130,7 +136,9 @@ class LogFollower:
                 stream.close()  # type: ignore[attr-defined]
 
 
-def read_merged(containers: list[Container], *, tail: int | None = None, since: datetime | None = None) -> list[LogLine]:
+def read_merged(
+    containers: list[Container], *, tail: int | None = None, since: datetime | None = None
+) -> list[LogLine]:
     """The containers' logs up to now (no follow), merged by timestamp."""
     per_source: dict[str, list[LogLine]] = {}
     with LogFollower(containers, follow=False, tail=tail, since=since) as follower:

@@ -83,8 +83,9 @@ class Project:
 
     def defined_services(self) -> list[str]:
         """The services in the compose file (active profiles only), whether running or not."""
-        return sorted(line.strip() for line in self.compose.run(["config", "--services"], timeout=60).splitlines()
-                      if line.strip())  # fmt: skip
+        return sorted(
+            line.strip() for line in self.compose.run(["config", "--services"], timeout=60).splitlines() if line.strip()
+        )
 
     def require_service(self, service: str, *, defined: bool = False) -> None:
         """``defined``: the compose file's services count too (scale may start a service from 0)."""
@@ -101,8 +102,9 @@ class Project:
         """``compose up -d --no-recreate --scale SERVICE=N [--wait]``: compose creates or removes containers
         with the service's own configuration; the ones that stay are not touched."""
         waiting = ["--wait", "--wait-timeout", str(int(timeout))] if wait else []
-        self.compose.run(["up", "-d", "--no-recreate", *waiting, "--scale", f"{service}={count}", service],
-                         timeout=timeout + 60)  # fmt: skip
+        self.compose.run(
+            ["up", "-d", "--no-recreate", *waiting, "--scale", f"{service}={count}", service], timeout=timeout + 60
+        )
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:

@@ -43,9 +43,15 @@ def collect(project: Project, service: str | None = None, *, workers: bool = Tru
     def row(container: Container) -> ContainerRow:
         service_name = container.labels.get(SERVICE_LABEL, "?")
         in_cluster = workers and service_name in CLUSTER_SERVICES
-        return ContainerRow(service_name, short_name(container), container.short_id, container.status,
-                            health(container), published_ports(container),
-                            workers_of(container) if in_cluster else None)  # fmt: skip
+        return ContainerRow(
+            service_name,
+            short_name(container),
+            container.short_id,
+            container.status,
+            health(container),
+            published_ports(container),
+            workers_of(container) if in_cluster else None,
+        )
 
     # One `docker exec` per cluster container: in parallel, a dozen take as long as one.
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -64,8 +70,9 @@ def render(rows: list[ContainerRow], project: str, console: Console) -> None:
     if not rows:
         console.print(f"no containers in project [bold]{project}[/] (docker compose up -d)")
         return
-    table = Table(title=f"project {project}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  padding=(0, 1, 0, 0))  # fmt: skip
+    table = Table(
+        title=f"project {project}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
     for column in ("container", "state", "health", "ports", "pid", "requests", "rss", "worker"):
         table.add_column(column, justify="right" if column in ("pid", "requests", "rss") else "left", no_wrap=True)
     colours = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}

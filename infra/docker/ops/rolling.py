@@ -49,14 +49,22 @@ class Replacement:
 
     @property
     def total_s(self) -> float:
-        return (self.started_s + self.healthy_s + self.in_balancer_s + self.out_of_balancer_s + self.stopped_s
-                + self.removed_s)  # fmt: skip
+        return (
+            self.started_s
+            + self.healthy_s
+            + self.in_balancer_s
+            + self.out_of_balancer_s
+            + self.stopped_s
+            + self.removed_s
+        )
 
     def __str__(self) -> str:
-        return (f"{self.old} ({self.old_id}) → {self.new} ({self.new_id}): started {self.started_s:.1f}s, "
-                f"healthy {self.healthy_s:.1f}s, in balancer {self.in_balancer_s:.1f}s; old out of balancer "
-                f"{self.out_of_balancer_s:.1f}s, drained and exited {self.stopped_s:.1f}s, removed {self.removed_s:.1f}s "
-                f"(total {self.total_s:.1f}s)")  # fmt: skip
+        return (
+            f"{self.old} ({self.old_id}) → {self.new} ({self.new_id}): started {self.started_s:.1f}s, "
+            f"healthy {self.healthy_s:.1f}s, in balancer {self.in_balancer_s:.1f}s; old out of balancer "
+            f"{self.out_of_balancer_s:.1f}s, drained and exited {self.stopped_s:.1f}s, removed {self.removed_s:.1f}s "
+            f"(total {self.total_s:.1f}s)"
+        )
 
 
 def as_dict(replacements: list[Replacement]) -> dict[str, Any]:
@@ -64,8 +72,15 @@ def as_dict(replacements: list[Replacement]) -> dict[str, Any]:
 
 
 class RollingRestart:
-    def __init__(self, project: Project, service: str, *, say: Callable[[str], None] = lambda _: None,
-                 stop_timeout: int = STOP_TIMEOUT, step_timeout: float = 300) -> None:  # fmt: skip
+    def __init__(
+        self,
+        project: Project,
+        service: str,
+        *,
+        say: Callable[[str], None] = lambda _: None,
+        stop_timeout: int = STOP_TIMEOUT,
+        step_timeout: float = 300,
+    ) -> None:
         self.project = project
         self.service = service
         self.say = say
@@ -81,8 +96,10 @@ class RollingRestart:
         # compose counts stopped containers towards --scale (and would start them instead of a new one).
         stopped = [short_name(c) for c in self.project.containers(self.service, all=True) if c.status != "running"]
         if stopped:
-            raise DockerError(f"{self.service} has stopped containers ({', '.join(stopped)}): start or remove them "
-                              f"first (scalecube docker scale {self.service} N brings the count back)")
+            raise DockerError(
+                f"{self.service} has stopped containers ({', '.join(stopped)}): start or remove them "
+                f"first (scalecube docker scale {self.service} N brings the count back)"
+            )
         if not old:
             raise DockerError(f"{self.service} has no running container to restart")
         if not self.behind_balancer:
@@ -107,16 +124,27 @@ class RollingRestart:
         except DockerError as exc:
             # The old containers are untouched: take the new one away again and leave the service as it was.
             new.remove(force=True, v=True)
-            raise DockerError(f"{exc}; removed {short_name(new)}, {self.service} is back to its {count} "
-                              "old container(s)") from None  # fmt: skip
+            raise DockerError(
+                f"{exc}; removed {short_name(new)}, {self.service} is back to its {count} old container(s)"
+            ) from None
 
         out, stopped = self._drain_and_stop(old)
 
         clock = time.monotonic()
         old.remove(v=True)
         removed = time.monotonic() - clock
-        return Replacement(short_name(old), old.short_id, short_name(new), new.short_id, started, healthy,
-                           in_balancer, out, stopped, removed)  # fmt: skip
+        return Replacement(
+            short_name(old),
+            old.short_id,
+            short_name(new),
+            new.short_id,
+            started,
+            healthy,
+            in_balancer,
+            out,
+            stopped,
+            removed,
+        )
 
     def _admit(self, new: Container) -> tuple[float, float]:
         """Seconds until ``new`` is healthy, then until the balancer has it UP (sends it traffic)."""
@@ -125,8 +153,11 @@ class RollingRestart:
         healthy, clock = time.monotonic() - clock, time.monotonic()
         if self.behind_balancer:
             ip = ip_address(new)
-            wait_for(lambda: self.balancer.status_of(self.service, ip) == "UP", 60,  # type: ignore[union-attr]
-                     f"the balancer to send {short_name(new)} ({ip}) traffic")  # fmt: skip
+            wait_for(
+                lambda: self.balancer.status_of(self.service, ip) == "UP",
+                60,  # type: ignore[union-attr]
+                f"the balancer to send {short_name(new)} ({ip}) traffic",
+            )
         return healthy, time.monotonic() - clock
 
     def _drain_and_stop(self, old: Container) -> tuple[float, float]:
@@ -139,8 +170,12 @@ class RollingRestart:
         old.kill(signal="SIGTERM")
         if self.behind_balancer and ip:
             try:
-                wait_for(lambda: self._out_of_rotation(ip), self.stop_timeout,
-                         f"the balancer to take {short_name(old)} out", interval=0.2)  # fmt: skip
+                wait_for(
+                    lambda: self._out_of_rotation(ip),
+                    self.stop_timeout,
+                    f"the balancer to take {short_name(old)} out",
+                    interval=0.2,
+                )
             except DockerError as exc:  # it is stopping regardless: say so, and finish the stop
                 self.say(str(exc))
         out, clock = time.monotonic() - clock, time.monotonic()

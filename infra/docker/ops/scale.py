@@ -23,9 +23,13 @@ class ScaleOutcome:
     def __str__(self) -> str:
         added = [name for name in self.after if name not in self.before]
         removed = [name for name in self.before if name not in self.after]
-        change = ", ".join(filter(None, [f"+{' +'.join(added)}" if added else "", f"-{' -'.join(removed)}" if removed else ""]))
-        return (f"{self.service}: {len(self.before)} → {len(self.after)} container(s)"
-                f"{f' ({change})' if change else ''} in {self.seconds:.1f}s")  # fmt: skip
+        change = ", ".join(
+            filter(None, [f"+{' +'.join(added)}" if added else "", f"-{' -'.join(removed)}" if removed else ""])
+        )
+        return (
+            f"{self.service}: {len(self.before)} → {len(self.after)} container(s)"
+            f"{f' ({change})' if change else ''} in {self.seconds:.1f}s"
+        )
 
 
 def scale(project: Project, service: str, count: int, *, timeout: float = 300) -> ScaleOutcome:

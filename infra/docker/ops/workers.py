@@ -23,8 +23,13 @@ class Worker:
 
     @classmethod
     def from_status(cls, worker: dict[str, Any]) -> Worker:
-        return cls(int(worker["id"]), int(worker["pid"]), str(worker["state"]), int(worker.get("requests", 0)),
-                   float(worker.get("rss_mb", 0.0)))  # fmt: skip
+        return cls(
+            int(worker["id"]),
+            int(worker["pid"]),
+            str(worker["state"]),
+            int(worker.get("requests", 0)),
+            float(worker.get("rss_mb", 0.0)),
+        )
 
 
 def parse_status(output: str) -> list[Worker]:

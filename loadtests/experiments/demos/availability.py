@@ -29,8 +29,10 @@ from loadtests.experiments.results import DemoReport, Phase
 from loadtests.experiments.rigs import HOSTS, Rig, restarts
 
 TITLE = "Availability: workers crashing at random under load"
-GUIDE = ("With a master that forks a new worker whenever one dies, a cluster whose workers crash at random "
-         "(process.exit after a random delay) keeps serving: 17 of 1,800 requests failed (the guides).")  # fmt: skip
+GUIDE = (
+    "With a master that forks a new worker whenever one dies, a cluster whose workers crash at random "
+    "(process.exit after a random delay) keeps serving: 17 of 1,800 requests failed (the guides)."
+)
 SUCCESS_PCT = 99.0
 CRASH_AFTER = "1,10"  # seconds: the guide's Math.random() * 10000 ms (from 1 s: younger counts as a crash loop)
 # Smoke: crashes within a short phase, yet rarely all workers at once (a replacement needs 1-2 s to
@@ -56,21 +58,31 @@ def run(ctx: DemoContext) -> DemoReport:
     workers = available_cpus()
     users, seconds = ctx.users(8), ctx.seconds(20, smoke=SMOKE_SECONDS)
     window = SMOKE_CRASH_AFTER if ctx.smoke else CRASH_AFTER
-    report = DemoReport("availability", TITLE, GUIDE, {"users": users, "seconds": seconds, "workers": workers,
-                                                      "crash_after": window, "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "availability",
+        TITLE,
+        GUIDE,
+        {"users": users, "seconds": seconds, "workers": workers, "crash_after": window, "smoke": ctx.smoke},
+    )
 
     def spec(url: str) -> LoadSpec:
-        return LoadSpec("CloningUser", url, users, seconds, tags=("cpu",), env={"SCALECUBE_CPU_ITERATIONS": str(ITERATIONS)})
+        return LoadSpec(
+            "CloningUser", url, users, seconds, tags=("cpu",), env={"SCALECUBE_CPU_ITERATIONS": str(ITERATIONS)}
+        )
 
     if ctx.docker_project:
         return _against_compose(ctx, report, spec)
     if ctx.target:
         report.phases = [Phase("target", ctx.load("target", spec(ctx.target)), note=f"{ctx.target}, as it runs")]
         reason = "the demo makes its own workers crash (CHAOS_CRASH_AFTER); not with --target"
-        report.claims = [claims.skipped(name, reason) for name in (DIRECT_CLAIM, BALANCED_CLAIM, CROWD_DIRECT_CLAIM,
-                                                                   CROWD_BALANCED_CLAIM)]  # fmt: skip
-        report.notes.append("Against --target the failures are whatever that stack does; start its api with "
-                            "CHAOS_CRASH_AFTER=MIN,MAX to make its workers crash.")  # fmt: skip
+        report.claims = [
+            claims.skipped(name, reason)
+            for name in (DIRECT_CLAIM, BALANCED_CLAIM, CROWD_DIRECT_CLAIM, CROWD_BALANCED_CLAIM)
+        ]
+        report.notes.append(
+            "Against --target the failures are whatever that stack does; start its api with "
+            "CHAOS_CRASH_AFTER=MIN,MAX to make its workers crash."
+        )
         return report
 
     chaos = {"CHAOS_CRASH_AFTER": window}
@@ -80,46 +92,90 @@ def run(ctx: DemoContext) -> DemoReport:
             ctx.say(f"starting a cluster of {workers} workers that crash after {window} s each")
             cluster = rig.cluster(workers, env=chaos, args=NEVER_GIVE_UP)
             direct = _measured(ctx, rig, direct_name, spec(cluster.url), [cluster], "straight to the cluster")
-            crowd = _crowd(ctx, rig, f"{direct_name}, {CLIENTS} clients", cluster.url, [cluster],
-                           "rr: the master hands a worker only what it can take")  # fmt: skip
+            crowd = _crowd(
+                ctx,
+                rig,
+                f"{direct_name}, {CLIENTS} clients",
+                cluster.url,
+                [cluster],
+                "rr: the master hands a worker only what it can take",
+            )
             work_ms = _work_ms(cluster.url)
         with ctx.rig(workdir, "direct-os") as rig:
             kernel = rig.cluster(workers, env=chaos, args=[*NEVER_GIVE_UP, "--policy", "os"])
-            crowd_os = _crowd(ctx, rig, f"cluster, policy os, {CLIENTS} clients", kernel.url, [kernel],
-                              "os: the kernel hands out connections (shown, not judged)")  # fmt: skip
+            crowd_os = _crowd(
+                ctx,
+                rig,
+                f"cluster, policy os, {CLIENTS} clients",
+                kernel.url,
+                [kernel],
+                "os: the kernel hands out connections (shown, not judged)",
+            )
         crowd_node = _crowd_node(ctx, workdir, workers, window, work_ms)
         with ctx.rig(workdir, "balanced") as rig:
             clusters = rig.replicas("api", HOSTS[:REPLICAS], workers, env=chaos, args=NEVER_GIVE_UP)
             balancer = rig.balancer("api", REPLICAS)
             ctx.say(f"started {REPLICAS} crashing clusters behind {balancer.kind} (retry-on, redispatch)")
-            balanced = _measured(ctx, rig, f"{REPLICAS} clusters + {balancer.kind}", spec(balancer.url), clusters,
-                                 f"{balancer.kind} retries a request a dying worker dropped")  # fmt: skip
-            crowd_balanced = _crowd(ctx, rig, f"{REPLICAS} clusters + {balancer.kind}, {CLIENTS} clients",
-                                    balancer.url, clusters, f"{balancer.kind} in front, a new connection per request")  # fmt: skip
+            balanced = _measured(
+                ctx,
+                rig,
+                f"{REPLICAS} clusters + {balancer.kind}",
+                spec(balancer.url),
+                clusters,
+                f"{balancer.kind} retries a request a dying worker dropped",
+            )
+            crowd_balanced = _crowd(
+                ctx,
+                rig,
+                f"{REPLICAS} clusters + {balancer.kind}, {CLIENTS} clients",
+                balancer.url,
+                clusters,
+                f"{balancer.kind} in front, a new connection per request",
+            )
     report.phases = [direct, balanced, crowd, crowd_os, *crowd_node, crowd_balanced]
     if not crowd_node:
-        report.notes.append("node is not installed: the guides' own Node cluster (loadtests/experiments/"
-                            "guides_cluster.js) was not run beside ours.")  # fmt: skip
+        report.notes.append(
+            "node is not installed: the guides' own Node cluster (loadtests/experiments/"
+            "guides_cluster.js) was not run beside ours."
+        )
 
     report.claims = [
-        _needs_crashes(direct, claims.success_at_least(DIRECT_CLAIM, _requests(direct), _failures(direct), SUCCESS_PCT)),
-        _needs_crashes(balanced, claims.no_failures(BALANCED_CLAIM, _requests(balanced), _failures(balanced), what="GETs")),
-        _needs_crashes(crowd, claims.success_at_least(CROWD_DIRECT_CLAIM, _requests(crowd), _failures(crowd), CROWD_PCT)),
-        _needs_crashes(crowd_balanced, claims.success_at_least(CROWD_BALANCED_CLAIM, _requests(crowd_balanced),
-                                                               _failures(crowd_balanced), CROWD_PCT)),
-    ]  # fmt: skip
-    report.notes.append("A crash cuts the requests the dying worker holds (and its keep-alive connections); the master "
-                        "forks a replacement, which needs about a second to import the app.")  # fmt: skip
+        _needs_crashes(
+            direct, claims.success_at_least(DIRECT_CLAIM, _requests(direct), _failures(direct), SUCCESS_PCT)
+        ),
+        _needs_crashes(
+            balanced, claims.no_failures(BALANCED_CLAIM, _requests(balanced), _failures(balanced), what="GETs")
+        ),
+        _needs_crashes(
+            crowd, claims.success_at_least(CROWD_DIRECT_CLAIM, _requests(crowd), _failures(crowd), CROWD_PCT)
+        ),
+        _needs_crashes(
+            crowd_balanced,
+            claims.success_at_least(
+                CROWD_BALANCED_CLAIM, _requests(crowd_balanced), _failures(crowd_balanced), CROWD_PCT
+            ),
+        ),
+    ]
+    report.notes.append(
+        "A crash cuts the requests the dying worker holds (and its keep-alive connections); the master "
+        "forks a replacement, which needs about a second to import the app."
+    )
     return report
 
 
-def _measured(ctx: DemoContext, rig: Rig, name: str, spec: LoadSpec, clusters: list[ClusterProcess],
-              note: str) -> Phase:  # fmt: skip
+def _measured(
+    ctx: DemoContext, rig: Rig, name: str, spec: LoadSpec, clusters: list[ClusterProcess], note: str
+) -> Phase:
     before = restarts(clusters)
     result = ctx.load(name, spec)
     crashed = restarts(clusters) - before
-    phase = Phase(name, result, note=f"{note}; {crashed} worker crash(es) during the phase",
-                  replica_of=rig.watcher.replica_of(result.served_by), facts={"crashes": crashed})  # fmt: skip
+    phase = Phase(
+        name,
+        result,
+        note=f"{note}; {crashed} worker crash(es) during the phase",
+        replica_of=rig.watcher.replica_of(result.served_by),
+        facts={"crashes": crashed},
+    )
     return phase
 
 
@@ -147,8 +203,10 @@ def _crowd_node(ctx: DemoContext, workdir: Path, workers: int, window: str, work
         seconds = ctx.seconds(15, smoke=SMOKE_SECONDS)
         result = ctx.wrk(name, f"{url}/cpu", connections=CLIENTS, seconds=seconds)
     kinds = ", ".join(f"{n} {kind}" for kind, n in result.failures_by_error.items()) or "none"
-    note = (f"Node's cluster module, {workers} workers crashing after {window} s, {work_ms:.1f} ms of CPU per "
-            f"request as ours (shown, not judged); failures: {kinds}")  # fmt: skip
+    note = (
+        f"Node's cluster module, {workers} workers crashing after {window} s, {work_ms:.1f} ms of CPU per "
+        f"request as ours (shown, not judged); failures: {kinds}"
+    )
     return [Phase(name, result, note=note)]
 
 
@@ -159,16 +217,18 @@ def _crowd(ctx: DemoContext, rig: Rig, name: str, url: str, clusters: list[Clust
     result = ctx.wrk(name, f"{url}/cpu?iterations={ITERATIONS}", connections=CLIENTS, seconds=seconds)
     crashed = restarts(clusters) - before
     kinds = ", ".join(f"{n} {kind}" for kind, n in result.failures_by_error.items()) or "none"
-    return Phase(name, result, note=f"{note}; {crashed} worker crash(es); failures: {kinds}", facts={"crashes": crashed})
+    return Phase(
+        name, result, note=f"{note}; {crashed} worker crash(es); failures: {kinds}", facts={"crashes": crashed}
+    )
 
 
 def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str], LoadSpec]) -> DemoReport:
     """``--docker``: the compose stack's api containers cannot be given CHAOS_CRASH_AFTER while they run, so
     the demo kills a random worker inside a random api container every few seconds itself (``docker exec``,
     ``scalecube docker chaos --target worker``'s way), under both loads through the stack's balancer."""
-    from infra.paths import REPO
     from infra.docker.ops.chaos import Chaos
     from infra.docker.ops.project import Project
+    from infra.paths import REPO
 
     target = ctx.target
     assert target is not None and ctx.docker_project is not None
@@ -190,8 +250,10 @@ def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str],
         return run
 
     phases = []
-    for name, load in (("compose, few users", lambda during: ctx.load(name, spec(target), during=during)),
-                       (f"compose, {CLIENTS} clients", None)):  # fmt: skip
+    for name, load in (
+        ("compose, few users", lambda during: ctx.load(name, spec(target), during=during)),
+        (f"compose, {CLIENTS} clients", None),
+    ):
         kills: list[str] = []
         if load is None:
             thread = threading.Thread(target=killing(kills), daemon=True)
@@ -201,17 +263,25 @@ def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str],
         else:
             result = load(killing(kills))
         kinds = ", ".join(f"{n} {kind}" for kind, n in result.failures_by_error.items()) or "none"
-        phases.append(Phase(name, result, note=f"{len(kills)} worker crash(es) (SIGKILL inside api containers, every "
-                                               f"{every:g} s); failures: {kinds}", facts={"crashes": len(kills)}))  # fmt: skip
+        phases.append(
+            Phase(
+                name,
+                result,
+                note=f"{len(kills)} worker crash(es) (SIGKILL inside api containers, every "
+                f"{every:g} s); failures: {kinds}",
+                facts={"crashes": len(kills)},
+            )
+        )
     report.phases = phases
     few, crowd = phases
     report.claims = [
         _needs_crashes(few, claims.no_failures(BALANCED_CLAIM, _requests(few), _failures(few), what="GETs")),
         claims.skipped(DIRECT_CLAIM, "the compose stack is reached through its balancer only"),
         claims.skipped(CROWD_DIRECT_CLAIM, "the compose stack is reached through its balancer only"),
-        _needs_crashes(crowd, claims.success_at_least(CROWD_BALANCED_CLAIM, _requests(crowd), _failures(crowd),
-                                                      CROWD_PCT)),
-    ]  # fmt: skip
+        _needs_crashes(
+            crowd, claims.success_at_least(CROWD_BALANCED_CLAIM, _requests(crowd), _failures(crowd), CROWD_PCT)
+        ),
+    ]
     return report
 
 
@@ -227,5 +297,11 @@ def _needs_crashes(phase: Phase, claim: claims.Claim) -> claims.Claim:
     """A claim about surviving crashes proves nothing if none happened: then it fails, saying so."""
     if phase.facts.get("crashes", 0) > 0 or not claim.judged:
         return claim
-    return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
-                        f"no worker crashed during the phase, nothing was tested ({claim.text})", claim.unit)
+    return claims.Claim(
+        claim.name,
+        claim.measured,
+        claim.threshold,
+        claims.Verdict.FAILS,
+        f"no worker crashed during the phase, nothing was tested ({claim.text})",
+        claim.unit,
+    )

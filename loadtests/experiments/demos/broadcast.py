@@ -32,8 +32,10 @@ from services.api.settings import ApiSettings
 from services.api.users_count import READERS_KEY, READS_KEY
 
 TITLE = "Broadcast: source reads per interval, the master reading for every worker vs each worker reading"
-GUIDE = ("The master reads the slow source once per interval and broadcasts the value to its workers: one read "
-         "per interval however many workers there are; each worker reading on its own costs one read per worker.")  # fmt: skip
+GUIDE = (
+    "The master reads the slow source once per interval and broadcasts the value to its workers: one read "
+    "per interval however many workers there are; each worker reading on its own costs one read per worker."
+)
 WORKERS = (1, 2, 4)
 SMOKE_WORKERS = (1, 2)
 INTERVAL = 1.0  # seconds between refreshes (USERS_COUNT_INTERVAL)
@@ -53,8 +55,12 @@ def run(ctx: DemoContext) -> DemoReport:
     users, seconds = ctx.users(8), ctx.seconds(10)
     counts = SMOKE_WORKERS if ctx.smoke else WORKERS
     interval = SMOKE_INTERVAL if ctx.smoke else INTERVAL
-    report = DemoReport("broadcast", TITLE, GUIDE, {"users": users, "seconds": seconds, "workers": list(counts),
-                                                   "interval_s": interval, "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "broadcast",
+        TITLE,
+        GUIDE,
+        {"users": users, "seconds": seconds, "workers": list(counts), "interval_s": interval, "smoke": ctx.smoke},
+    )
     names = {(mode, n): f"{mode}, {n} worker{'s' if n > 1 else ''}" for mode in MODES for n in counts}
 
     if ctx.docker_project:
@@ -64,14 +70,18 @@ def run(ctx: DemoContext) -> DemoReport:
         report.phases = [Phase(name, note=f"skipped: {reason}") for name in names.values()]
         result = load_gets(ctx, "target", get_spec(ctx.target, ["/users/count"], users, seconds))
         report.phases.append(Phase("target", result, note=f"{ctx.target}, as it runs{_answer_source(ctx.target)}"))
-        report.claims = [claims.skipped(BROADCAST_CLAIM, reason, BROADCAST_MAX, "reads/interval"),
-                         claims.skipped(WORKER_CLAIM, reason, WORKER_SHARE, "× N")]  # fmt: skip
+        report.claims = [
+            claims.skipped(BROADCAST_CLAIM, reason, BROADCAST_MAX, "reads/interval"),
+            claims.skipped(WORKER_CLAIM, reason, WORKER_SHARE, "× N"),
+        ]
         return report
 
     with ctx.workdir() as workdir, ctx.rig(workdir, "clusters") as rig:
         assert rig.redis is not None
-        ctx.say(f"starting {len(names)} clusters together ({', '.join(names.values())}), refreshing every "
-                f"{interval:g}s, each counting its reads in its own Redis database")  # fmt: skip
+        ctx.say(
+            f"starting {len(names)} clusters together ({', '.join(names.values())}), refreshing every "
+            f"{interval:g}s, each counting its reads in its own Redis database"
+        )
         started = {key: _start(rig, db, *key, interval) for db, key in enumerate(names, start=1)}
         for key, name in names.items():
             cluster, counter = started[key]
@@ -82,13 +92,19 @@ def run(ctx: DemoContext) -> DemoReport:
                 counter.close()
 
     per_interval = {key: report.phase(name).facts["reads_per_interval"] for key, name in names.items()}
-    report.claims = [_unless_unloaded(report, "broadcast", _broadcast_claim(per_interval, counts)),
-                     _unless_unloaded(report, "worker", _worker_claim(per_interval, counts))]  # fmt: skip
-    report.notes.append(f"Reads counted at the source (Redis INCR {READS_KEY}) between just before and just after each "
-                        f"phase, divided by the {interval:g}s interval; requests are answered from the worker's "
-                        "memory, so the load itself never reads the source.")  # fmt: skip
-    report.notes.append("Each worker polls 'read, then sleep the interval' (a slow read stretches its period); "
-                        "the master reads on a fixed cadence.")  # fmt: skip
+    report.claims = [
+        _unless_unloaded(report, "broadcast", _broadcast_claim(per_interval, counts)),
+        _unless_unloaded(report, "worker", _worker_claim(per_interval, counts)),
+    ]
+    report.notes.append(
+        f"Reads counted at the source (Redis INCR {READS_KEY}) between just before and just after each "
+        f"phase, divided by the {interval:g}s interval; requests are answered from the worker's "
+        "memory, so the load itself never reads the source."
+    )
+    report.notes.append(
+        "Each worker polls 'read, then sleep the interval' (a slow read stretches its period); "
+        "the master reads on a fixed cadence."
+    )
     return report
 
 
@@ -96,13 +112,25 @@ def _start(rig: Rig, db: int, mode: str, workers: int, interval: float) -> tuple
     """A cluster (not waited for) using Redis database ``db``, and a client of that database."""
     assert rig.redis is not None
     url = f"{rig.redis.url.rsplit('/', 1)[0]}/{db}"
-    env = {"REDIS_URL": url, "USERS_COUNT_MODE": mode, "USERS_COUNT_INTERVAL": str(interval),
-           "USERS_SOURCE_DELAY": str(SOURCE_DELAY)}  # fmt: skip
+    env = {
+        "REDIS_URL": url,
+        "USERS_COUNT_MODE": mode,
+        "USERS_COUNT_INTERVAL": str(interval),
+        "USERS_SOURCE_DELAY": str(SOURCE_DELAY),
+    }
     return rig.cluster(workers, env=env, wait=False), redis.Redis.from_url(url)
 
 
-def _measured(ctx: DemoContext, rig: Rig, cluster: ClusterProcess, counter: redis.Redis, name: str, interval: float,
-              users: int, seconds: float) -> Phase:  # fmt: skip
+def _measured(
+    ctx: DemoContext,
+    rig: Rig,
+    cluster: ClusterProcess,
+    counter: redis.Redis,
+    name: str,
+    interval: float,
+    users: int,
+    seconds: float,
+) -> Phase:
     cluster.wait_ready(timeout=READY_TIMEOUT)
     source = _wait_for_count(cluster.url)
     before, started = int(counter.get(READS_KEY) or 0), time.monotonic()
@@ -110,11 +138,22 @@ def _measured(ctx: DemoContext, rig: Rig, cluster: ClusterProcess, counter: redi
     reads, elapsed = int(counter.get(READS_KEY) or 0) - before, time.monotonic() - started
     intervals = elapsed / interval
     per_interval = reads / intervals
-    note = (f"{reads} source reads in {elapsed:.1f}s = {per_interval:.2f} per {interval:g}s interval "
-            f"(answers say source: {source!r})")  # fmt: skip
-    return Phase(name, result, note=note, replica_of=rig.watcher.replica_of(result.served_by),
-                 facts={"workers": cluster.workers, "source_reads": reads, "intervals": round(intervals, 2),
-                        "reads_per_interval": round(per_interval, 3)})  # fmt: skip
+    note = (
+        f"{reads} source reads in {elapsed:.1f}s = {per_interval:.2f} per {interval:g}s interval "
+        f"(answers say source: {source!r})"
+    )
+    return Phase(
+        name,
+        result,
+        note=note,
+        replica_of=rig.watcher.replica_of(result.served_by),
+        facts={
+            "workers": cluster.workers,
+            "source_reads": reads,
+            "intervals": round(intervals, 2),
+            "reads_per_interval": round(per_interval, 3),
+        },
+    )
 
 
 def _wait_for_count(url: str) -> str:
@@ -143,37 +182,63 @@ def _broadcast_claim(per_interval: dict[tuple[str, int], float], counts: tuple[i
     values = {n: per_interval[("broadcast", n)] for n in counts}
     worst = max(values.values(), key=lambda value: abs(value - 1))
     ok = all(BROADCAST_MIN <= value <= BROADCAST_MAX for value in values.values())
-    text = (", ".join(f"{n} worker(s): {value:.2f}" for n, value in values.items())
-            + f" reads per interval (needs {BROADCAST_MIN:g} to {BROADCAST_MAX:g} for every N)")  # fmt: skip
-    return claims.Claim(BROADCAST_CLAIM, round(worst, 3), BROADCAST_MAX,
-                        claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "reads/interval")  # fmt: skip
+    text = (
+        ", ".join(f"{n} worker(s): {value:.2f}" for n, value in values.items())
+        + f" reads per interval (needs {BROADCAST_MIN:g} to {BROADCAST_MAX:g} for every N)"
+    )
+    return claims.Claim(
+        BROADCAST_CLAIM,
+        round(worst, 3),
+        BROADCAST_MAX,
+        claims.Verdict.HOLDS if ok else claims.Verdict.FAILS,
+        text,
+        "reads/interval",
+    )
 
 
 def _worker_claim(per_interval: dict[tuple[str, int], float], counts: tuple[int, ...]) -> claims.Claim:
     shares = {n: per_interval[("worker", n)] / n for n in counts}
     worst = min(shares.values())
-    text = (", ".join(f"{n} worker(s): {per_interval[('worker', n)]:.2f} ({share:.2f} × N)" for n, share in shares.items())
-            + f" reads per interval (needs ≥ {WORKER_SHARE:g} × N for every N)")  # fmt: skip
-    return claims.Claim(WORKER_CLAIM, round(worst, 3), WORKER_SHARE,
-                        claims.Verdict.HOLDS if worst >= WORKER_SHARE else claims.Verdict.FAILS, text, "× N")  # fmt: skip
+    text = (
+        ", ".join(f"{n} worker(s): {per_interval[('worker', n)]:.2f} ({share:.2f} × N)" for n, share in shares.items())
+        + f" reads per interval (needs ≥ {WORKER_SHARE:g} × N for every N)"
+    )
+    return claims.Claim(
+        WORKER_CLAIM,
+        round(worst, 3),
+        WORKER_SHARE,
+        claims.Verdict.HOLDS if worst >= WORKER_SHARE else claims.Verdict.FAILS,
+        text,
+        "× N",
+    )
 
 
 def _unless_unloaded(report: DemoReport, mode: str, claim: claims.Claim) -> claims.Claim:
     """Reads counted without the load proves nothing about serving from memory: a phase with no request fails."""
-    idle = [phase.name for phase in report.phases if phase.name.startswith(f"{mode},")
-            and (phase.result is None or phase.result.requests == 0)]  # fmt: skip
+    idle = [
+        phase.name
+        for phase in report.phases
+        if phase.name.startswith(f"{mode},") and (phase.result is None or phase.result.requests == 0)
+    ]
     if not idle:
         return claim
-    return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
-                        f"no request measured in {', '.join(idle)} ({claim.text})", claim.unit)  # fmt: skip
+    return claims.Claim(
+        claim.name,
+        claim.measured,
+        claim.threshold,
+        claims.Verdict.FAILS,
+        f"no request measured in {', '.join(idle)} ({claim.text})",
+        claim.unit,
+    )
 
 
 MASTERS_CLAIM = "broadcast: only the masters read the source, no worker"
 MASTER_PID = "1"  # in a container the cluster master is PID 1 (compose's init: false)
 
 
-def _against_compose(ctx: DemoContext, report: DemoReport, names: dict[tuple[str, int], str], users: int,
-                     seconds: float) -> DemoReport:  # fmt: skip
+def _against_compose(
+    ctx: DemoContext, report: DemoReport, names: dict[tuple[str, int], str], users: int, seconds: float
+) -> DemoReport:
     """Source reads of the compose stack's api containers, counted in their shared Redis around a load phase."""
     from loadtests.experiments.docker_stack import DockerStack
 
@@ -188,15 +253,22 @@ def _against_compose(ctx: DemoContext, report: DemoReport, names: dict[tuple[str
     containers, per_container = len(workers), min(workers.values() or [0])
     # At least two intervals: each container's count in a window of k intervals is k ± 1 (its cadence's phase).
     seconds = max(seconds, 2 * interval + 1)
-    report.settings.update(interval_s=interval, containers=containers, workers=per_container, seconds=seconds,
-                           mode=mode)  # fmt: skip
+    report.settings.update(
+        interval_s=interval, containers=containers, workers=per_container, seconds=seconds, mode=mode
+    )
     url = stack.redis_url("redis")
-    reason = (f"the compose stack runs USERS_COUNT_MODE={mode}: judge the other mode with the stack started "
-              f"with USERS_COUNT_MODE={'worker' if mode == 'broadcast' else 'broadcast'}")  # fmt: skip
+    reason = (
+        f"the compose stack runs USERS_COUNT_MODE={mode}: judge the other mode with the stack started "
+        f"with USERS_COUNT_MODE={'worker' if mode == 'broadcast' else 'broadcast'}"
+    )
     name = f"compose: {mode}, {containers} containers × {per_container} workers"
     with redis.Redis.from_url(url, decode_responses=True) as counter:
         _wait_for_count(ctx.target)
-        before, readers_before, started = int(counter.get(READS_KEY) or 0), counter.hgetall(READERS_KEY), time.monotonic()
+        before, readers_before, started = (
+            int(counter.get(READS_KEY) or 0),
+            counter.hgetall(READERS_KEY),
+            time.monotonic(),
+        )
         result = load_gets(ctx, name, get_spec(ctx.target, ["/users/count"], users, seconds))
         reads, elapsed = int(counter.get(READS_KEY) or 0) - before, time.monotonic() - started
         readers_after = counter.hgetall(READERS_KEY)
@@ -206,33 +278,75 @@ def _against_compose(ctx: DemoContext, report: DemoReport, names: dict[tuple[str
     per_interval = reads / intervals / max(1, containers)
     source = _answer_source(ctx.target)
     report.phases = [Phase(n, note=f"skipped: {reason}") for n in names.values()]
-    report.phases.append(Phase(name, result, note=f"{reads} source reads in {elapsed:.1f}s by {containers} containers = "
-                                                  f"{per_interval:.2f} per {interval:g}s interval per container{source}",
-                               facts={"source_reads": reads, "intervals": round(intervals, 2),
-                                      "reads_per_interval_per_container": round(per_interval, 3)}))  # fmt: skip
+    report.phases.append(
+        Phase(
+            name,
+            result,
+            note=f"{reads} source reads in {elapsed:.1f}s by {containers} containers = "
+            f"{per_interval:.2f} per {interval:g}s interval per container{source}",
+            facts={
+                "source_reads": reads,
+                "intervals": round(intervals, 2),
+                "reads_per_interval_per_container": round(per_interval, 3),
+            },
+        )
+    )
     readers = ", ".join(f"pid {pid}: {n}" for pid, n in sorted(by_pid.items())) or "none"
     if mode == "broadcast":
         ok = BROADCAST_MIN <= per_interval <= BROADCAST_MAX
-        text = (f"{reads} reads in {intervals:.2f} intervals by {containers} containers: {per_interval:.2f} per interval "
-                f"per container of {per_container} workers (needs {BROADCAST_MIN:g} to {BROADCAST_MAX:g})")  # fmt: skip
+        text = (
+            f"{reads} reads in {intervals:.2f} intervals by {containers} containers: {per_interval:.2f} per interval "
+            f"per container of {per_container} workers (needs {BROADCAST_MIN:g} to {BROADCAST_MAX:g})"
+        )
         masters = set(by_pid) == {MASTER_PID}
-        judged = [claims.Claim(BROADCAST_CLAIM, round(per_interval, 3), BROADCAST_MAX,
-                               claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "reads/interval"),
-                  claims.Claim(MASTERS_CLAIM, len(by_pid), 1, claims.Verdict.HOLDS if masters else claims.Verdict.FAILS,
-                               f"reads by process during the phase: {readers} (needs every read by PID 1, each "
-                               "container's master)", "reader pids"),
-                  claims.skipped(WORKER_CLAIM, reason, WORKER_SHARE, "× N")]  # fmt: skip
+        judged = [
+            claims.Claim(
+                BROADCAST_CLAIM,
+                round(per_interval, 3),
+                BROADCAST_MAX,
+                claims.Verdict.HOLDS if ok else claims.Verdict.FAILS,
+                text,
+                "reads/interval",
+            ),
+            claims.Claim(
+                MASTERS_CLAIM,
+                len(by_pid),
+                1,
+                claims.Verdict.HOLDS if masters else claims.Verdict.FAILS,
+                f"reads by process during the phase: {readers} (needs every read by PID 1, each container's master)",
+                "reader pids",
+            ),
+            claims.skipped(WORKER_CLAIM, reason, WORKER_SHARE, "× N"),
+        ]
     else:
         share = per_interval / max(1, per_container)
-        text = (f"{reads} reads in {intervals:.2f} intervals by {containers} containers: {per_interval:.2f} per interval "
-                f"per container of {per_container} workers = {share:.2f} × N (needs ≥ {WORKER_SHARE:g} × N); {readers}")  # fmt: skip
-        judged = [claims.skipped(BROADCAST_CLAIM, reason, BROADCAST_MAX, "reads/interval"),
-                  claims.Claim(WORKER_CLAIM, round(share, 3), WORKER_SHARE,
-                               claims.Verdict.HOLDS if share >= WORKER_SHARE else claims.Verdict.FAILS, text, "× N")]  # fmt: skip
+        text = (
+            f"{reads} reads in {intervals:.2f} intervals by {containers} containers: {per_interval:.2f} per interval "
+            f"per container of {per_container} workers = {share:.2f} × N (needs ≥ {WORKER_SHARE:g} × N); {readers}"
+        )
+        judged = [
+            claims.skipped(BROADCAST_CLAIM, reason, BROADCAST_MAX, "reads/interval"),
+            claims.Claim(
+                WORKER_CLAIM,
+                round(share, 3),
+                WORKER_SHARE,
+                claims.Verdict.HOLDS if share >= WORKER_SHARE else claims.Verdict.FAILS,
+                text,
+                "× N",
+            ),
+        ]
     if result.requests == 0:  # reads counted without the load prove nothing about serving from memory
-        judged = [claims.Claim(c.name, c.measured, c.threshold, claims.Verdict.FAILS, f"no request measured ({c.text})",
-                               c.unit) if c.judged else c for c in judged]  # fmt: skip
+        judged = [
+            claims.Claim(
+                c.name, c.measured, c.threshold, claims.Verdict.FAILS, f"no request measured ({c.text})", c.unit
+            )
+            if c.judged
+            else c
+            for c in judged
+        ]
     report.claims = judged
-    report.notes.append(f"Reads counted at the source, the stack's Redis (INCR {READS_KEY}, HINCRBY {READERS_KEY} "
-                        "by pid), read directly at its container's address before and after the phase.")  # fmt: skip
+    report.notes.append(
+        f"Reads counted at the source, the stack's Redis (INCR {READS_KEY}, HINCRBY {READERS_KEY} "
+        "by pid), read directly at its container's address before and after the phase."
+    )
     return report

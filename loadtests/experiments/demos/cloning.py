@@ -22,8 +22,10 @@ from loadtests.experiments.results import DemoReport, Phase
 from loadtests.experiments.rigs import HOSTS, Rig
 
 TITLE = "Cloning: one process vs a cluster per core vs 3 clusters behind a balancer"
-GUIDE = ("A cluster with one worker per core serves CPU-bound requests several times faster than one "
-         "process: ×3.5 on 8 cores, ×4 on 4 cores (the guides). Here: ≥ 1.6× on 2 cores.")  # fmt: skip
+GUIDE = (
+    "A cluster with one worker per core serves CPU-bound requests several times faster than one "
+    "process: ×3.5 on 8 cores, ×4 on 4 cores (the guides). Here: ≥ 1.6× on 2 cores."
+)
 RATIO = 1.6
 REPLICAS = 3
 # ~20 ms of pure Python per request: the work dominates, Locust's own CPU (same cores) barely counts.
@@ -44,22 +46,33 @@ def run(ctx: DemoContext) -> DemoReport:
     cores = available_cpus()
     users, seconds = ctx.users(16), ctx.seconds(15)
     iterations = SMOKE_ITERATIONS if ctx.smoke else ITERATIONS
-    report = DemoReport("cloning", TITLE, GUIDE, {"users": users, "seconds": seconds, "cores": cores,
-                                                  "iterations": iterations, "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "cloning",
+        TITLE,
+        GUIDE,
+        {"users": users, "seconds": seconds, "cores": cores, "iterations": iterations, "smoke": ctx.smoke},
+    )
 
     def spec(host: str) -> LoadSpec:
-        return LoadSpec("CloningUser", host, users, seconds, tags=("cpu",),
-                        env={"SCALECUBE_CPU_ITERATIONS": str(iterations)})  # fmt: skip
+        return LoadSpec(
+            "CloningUser", host, users, seconds, tags=("cpu",), env={"SCALECUBE_CPU_ITERATIONS": str(iterations)}
+        )
 
     one, cluster_name = "1 process", f"cluster ({cores} workers)"
     if ctx.docker_project:
         return _against_compose(ctx, report, spec, cores)
     if ctx.target:
         phase = Phase("target", ctx.load("target", spec(ctx.target)), note=f"{ctx.target}, as it runs")
-        report.phases = [Phase(one, note="skipped: --target (needs local processes)"),
-                         Phase(cluster_name, note="skipped: --target (needs local processes)"), phase]  # fmt: skip
-        report.claims = [claims.skipped(CLAIM, "needs a single process and a cluster started by the demo "
-                                               "(not with --target)", RATIO, "×")]  # fmt: skip
+        report.phases = [
+            Phase(one, note="skipped: --target (needs local processes)"),
+            Phase(cluster_name, note="skipped: --target (needs local processes)"),
+            phase,
+        ]
+        report.claims = [
+            claims.skipped(
+                CLAIM, "needs a single process and a cluster started by the demo (not with --target)", RATIO, "×"
+            )
+        ]
         return report
 
     with ctx.workdir() as workdir:
@@ -70,34 +83,67 @@ def run(ctx: DemoContext) -> DemoReport:
         with ctx.rig(workdir, "cluster") as rig:
             ctx.say(f"starting a cluster of {cores} workers")
             cluster = rig.cluster(cores)
-            report.phases.append(_measured(ctx, rig, cluster_name, spec(cluster.url),
-                                           f"scalecube serve --workers {cores}"))  # fmt: skip
+            report.phases.append(
+                _measured(ctx, rig, cluster_name, spec(cluster.url), f"scalecube serve --workers {cores}")
+            )
         with ctx.rig(workdir, "replicas") as rig:
             per_replica = 1 if ctx.smoke else cores  # smoke: fewer processes to start, same picture
             rig.replicas("api", HOSTS[:REPLICAS], per_replica)
             balancer = rig.balancer("api", REPLICAS)
             ctx.say(f"started {REPLICAS} clusters × {per_replica} workers behind {balancer.kind}")
             name = f"{REPLICAS} clusters + {balancer.kind}"
-            report.phases.append(_measured(ctx, rig, name, spec(balancer.url),
-                                           f"{REPLICAS} replicas × {per_replica} workers, same {cores} cores"))  # fmt: skip
+            report.phases.append(
+                _measured(
+                    ctx,
+                    rig,
+                    name,
+                    spec(balancer.url),
+                    f"{REPLICAS} replicas × {per_replica} workers, same {cores} cores",
+                )
+            )
 
     single, many = report.result(one), report.result(cluster_name)
     assert single is not None and many is not None
-    judge, why_not = not ctx.smoke and cores >= 2, ("--smoke: too little load to measure throughput" if ctx.smoke
-                                                    else f"needs ≥ 2 cores, this machine gives {cores}")  # fmt: skip
+    judge, why_not = (
+        not ctx.smoke and cores >= 2,
+        (
+            "--smoke: too little load to measure throughput"
+            if ctx.smoke
+            else f"needs ≥ 2 cores, this machine gives {cores}"
+        ),
+    )
     balanced = report.phases[-1].result
-    report.claims = [claims.ratio_at_least(CLAIM, many.rps, single.rps, RATIO, what="cluster", baseline_what="one process",
-                                           judge=judge, why_not=why_not),
-                     claims.every_one_serves(WORKERS_CLAIM, [served.rsplit("/", 1)[-1] for served in many.served_by],
-                                             cores, "workers", many.requests),
-                     claims.every_one_serves(REPLICAS_CLAIM, [name for name, _ in report.phases[-1].per_container()
-                                                             if name in HOSTS[:REPLICAS]],
-                                             REPLICAS, "replicas", balanced.requests if balanced else 0)]  # fmt: skip
+    report.claims = [
+        claims.ratio_at_least(
+            CLAIM,
+            many.rps,
+            single.rps,
+            RATIO,
+            what="cluster",
+            baseline_what="one process",
+            judge=judge,
+            why_not=why_not,
+        ),
+        claims.every_one_serves(
+            WORKERS_CLAIM, [served.rsplit("/", 1)[-1] for served in many.served_by], cores, "workers", many.requests
+        ),
+        claims.every_one_serves(
+            REPLICAS_CLAIM,
+            [name for name, _ in report.phases[-1].per_container() if name in HOSTS[:REPLICAS]],
+            REPLICAS,
+            "replicas",
+            balanced.requests if balanced else 0,
+        ),
+    ]
     if balanced is not None and single.rps > 0:
-        report.notes.append(f"{report.phases[-1].name}: {balanced.rps / single.rps:.2f}× one process — "
-                            f"{REPLICAS} replicas on the same {cores} cores add no CPU; across machines each adds its own.")  # fmt: skip
-    report.notes.append("Locust runs on the same cores as the servers; other work on the machine makes the numbers noisy: "
-                        "read the ratios, measured side by side in one run, not the absolute req/s.")  # fmt: skip
+        report.notes.append(
+            f"{report.phases[-1].name}: {balanced.rps / single.rps:.2f}× one process — "
+            f"{REPLICAS} replicas on the same {cores} cores add no CPU; across machines each adds its own."
+        )
+    report.notes.append(
+        "Locust runs on the same cores as the servers; other work on the machine makes the numbers noisy: "
+        "read the ratios, measured side by side in one run, not the absolute req/s."
+    )
     return report
 
 
@@ -123,12 +169,17 @@ def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str],
             workers = stack.workers("api")
             name = f"compose, {count} api container{'s' if count > 1 else ''}"
             result = ctx.load(name, spec(ctx.target))
-            phases[count] = Phase(name, result, replica_of={served: hosts[served.rsplit("/", 1)[0]]
-                                                            for served in result.served_by
-                                                            if served.rsplit("/", 1)[0] in hosts},
-                                  note=f"{count} × ({', '.join(f'{n} workers' for n in workers.values())}) behind "
-                                       f"the stack's balancer",
-                                  facts={"containers": count, "workers": sum(workers.values())})  # fmt: skip
+            phases[count] = Phase(
+                name,
+                result,
+                replica_of={
+                    served: hosts[served.rsplit("/", 1)[0]]
+                    for served in result.served_by
+                    if served.rsplit("/", 1)[0] in hosts
+                },
+                note=f"{count} × ({', '.join(f'{n} workers' for n in workers.values())}) behind the stack's balancer",
+                facts={"containers": count, "workers": sum(workers.values())},
+            )
             phases[count].facts["workers_per_container"] = min(workers.values() or [0])
     report.phases = [phases[1], phases[many]]
     report.settings["containers"] = many
@@ -136,19 +187,33 @@ def _against_compose(ctx: DemoContext, report: DemoReport, spec: Callable[[str],
     assert single.result is not None and several.result is not None
     per_container = int(single.facts["workers_per_container"])
     judge = not ctx.smoke and cores >= many * per_container
-    why_not = ("--smoke: too little load to measure throughput" if ctx.smoke else
-               f"each api container runs {per_container} workers, one per core of this machine's {cores}: "
-               f"{many} containers on the same cores add no CPU (across machines each adds its own)")  # fmt: skip
+    why_not = (
+        "--smoke: too little load to measure throughput"
+        if ctx.smoke
+        else f"each api container runs {per_container} workers, one per core of this machine's {cores}: "
+        f"{many} containers on the same cores add no CPU (across machines each adds its own)"
+    )
     one_pids = [served.rsplit("/", 1)[-1] for served in single.result.served_by]
     failed = single.result.failures + several.result.failures
     report.claims = [
         claims.every_one_serves(CONTAINER_WORKERS_CLAIM, one_pids, per_container, "workers", single.result.requests),
-        claims.every_one_serves(CONTAINERS_CLAIM, several.replica_of.values(), many, "containers",
-                                several.result.requests),
+        claims.every_one_serves(
+            CONTAINERS_CLAIM, several.replica_of.values(), many, "containers", several.result.requests
+        ),
         claims.no_failures(FAILED_CLAIM, single.result.requests + several.result.requests, failed),
-        claims.ratio_at_least(CONTAINERS_RATIO_CLAIM, several.result.rps, single.result.rps, RATIO,
-                              what=f"{many} containers", baseline_what="1 container", judge=judge, why_not=why_not),
-    ]  # fmt: skip
-    report.notes.append(f"The stack's api was scaled with docker compose up --scale api=N through the Docker SDK "
-                        f"(scalecube docker scale), then back to the {found} container(s) it ran.")  # fmt: skip
+        claims.ratio_at_least(
+            CONTAINERS_RATIO_CLAIM,
+            several.result.rps,
+            single.result.rps,
+            RATIO,
+            what=f"{many} containers",
+            baseline_what="1 container",
+            judge=judge,
+            why_not=why_not,
+        ),
+    ]
+    report.notes.append(
+        f"The stack's api was scaled with docker compose up --scale api=N through the Docker SDK "
+        f"(scalecube docker scale), then back to the {found} container(s) it ran."
+    )
     return report

@@ -25,8 +25,10 @@ from loadtests.experiments.results import DemoReport, Phase
 from loadtests.experiments.rigs import HOSTS, READY_TIMEOUT
 
 TITLE = "Decomposing: the auth service scaled on its own; the api unaffected by its load"
-GUIDE = ("Split a costly function (password hashing) into its own service and scale it apart: more auth replicas, "
-         "more logins per second, while the rest of the app keeps answering as before.")  # fmt: skip
+GUIDE = (
+    "Split a costly function (password hashing) into its own service and scale it apart: more auth replicas, "
+    "more logins per second, while the rest of the app keeps answering as before."
+)
 AUTH_APP = "services.auth.app:app"
 LOGIN = "/auth/login"
 RATIO = 1.3
@@ -36,7 +38,7 @@ API_CLAIM = f"the api answers GET / with p95 ≤ {P95_MS:g} ms while auth is sat
 # The login limits stay at their defaults: they count failed logins only, and Locust's logins succeed.
 AUTH_ENV = {
     "HASH_THREADS": "1",  # one hashing thread per worker: a 1-worker replica uses one core, as on its own machine
-}  # fmt: skip
+}
 API_USERS = 4  # visitors of the api's home page, each waiting 50-250 ms between requests (the locustfile's default)
 
 
@@ -45,8 +47,12 @@ def run(ctx: DemoContext) -> DemoReport:
 
     cores = available_cpus()
     users, seconds = ctx.users(8), ctx.seconds(15)
-    report = DemoReport("decomposing", TITLE, GUIDE, {"users": users, "seconds": seconds, "cores": cores,
-                                                     "api_users": API_USERS, "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "decomposing",
+        TITLE,
+        GUIDE,
+        {"users": users, "seconds": seconds, "cores": cores, "api_users": API_USERS, "smoke": ctx.smoke},
+    )
     one, two = "auth × 1 replica", "auth × 2 replicas"
 
     def auth_spec(url: str) -> LoadSpec:
@@ -59,10 +65,15 @@ def run(ctx: DemoContext) -> DemoReport:
         return _against_compose(ctx, report, api_spec, cores, users, seconds)
     if ctx.target:
         reason = "starts the auth replicas and the api itself; not with --target"
-        report.phases = [Phase(one, note=f"skipped: {reason}"), Phase(two, note=f"skipped: {reason}"),
-                         Phase("target GET /", ctx.load("target GET /", api_spec(ctx.target)),
-                               note=f"{ctx.target}, as it runs")]  # fmt: skip
-        report.claims = [claims.skipped(LOGIN_CLAIM, reason, RATIO, "×"), claims.skipped(API_CLAIM, reason, P95_MS, "ms")]
+        report.phases = [
+            Phase(one, note=f"skipped: {reason}"),
+            Phase(two, note=f"skipped: {reason}"),
+            Phase("target GET /", ctx.load("target GET /", api_spec(ctx.target)), note=f"{ctx.target}, as it runs"),
+        ]
+        report.claims = [
+            claims.skipped(LOGIN_CLAIM, reason, RATIO, "×"),
+            claims.skipped(API_CLAIM, reason, P95_MS, "ms"),
+        ]
         return report
 
     with ctx.workdir() as workdir, ctx.rig(workdir, "services") as rig:
@@ -82,24 +93,51 @@ def run(ctx: DemoContext) -> DemoReport:
             results[visitors.name] = visitors.result
             auth, visited = results[name], visitors.result
             report.phases += [
-                Phase(name, auth, replica_of=rig.watcher.replica_of(auth.served_by),
-                      note=f"{login_rps(auth):.1f} logins/s; {replicas} replica(s) × 1 worker behind {balancer.kind}"),
-                Phase(visitors.name, visited, replica_of=rig.watcher.replica_of(visited.served_by),
-                      note="the api (1 worker), its own process"),
-            ]  # fmt: skip
+                Phase(
+                    name,
+                    auth,
+                    replica_of=rig.watcher.replica_of(auth.served_by),
+                    note=f"{login_rps(auth):.1f} logins/s; {replicas} replica(s) × 1 worker behind {balancer.kind}",
+                ),
+                Phase(
+                    visitors.name,
+                    visited,
+                    replica_of=rig.watcher.replica_of(visited.served_by),
+                    note="the api (1 worker), its own process",
+                ),
+            ]
             balancer.stop()  # one balancer at a time: fewer processes sharing the cores
 
-    judge, why_not = not ctx.smoke and cores >= 2, ("--smoke: too little load to measure throughput" if ctx.smoke
-                                                    else f"needs ≥ 2 cores, this machine gives {cores}")  # fmt: skip
+    judge, why_not = (
+        not ctx.smoke and cores >= 2,
+        (
+            "--smoke: too little load to measure throughput"
+            if ctx.smoke
+            else f"needs ≥ 2 cores, this machine gives {cores}"
+        ),
+    )
     single, double = results[one], results[two]
-    report.claims = [claims.ratio_at_least(LOGIN_CLAIM, login_rps(double), login_rps(single), RATIO,
-                                           what="2 replicas: logins", baseline_what="1 replica", judge=judge,
-                                           why_not=why_not),
-                     _api_claim([results[f"api GET / during {name}"] for name in (one, two)])]  # fmt: skip
-    report.notes.append("Login throughput counts successful POST /auth/login per second (each is an argon2 verify); "
-                        "the rate limits are on, at their defaults: they count failed logins only, and these succeed.")  # fmt: skip
-    report.notes.append(f"{cores} cores here, shared by the replicas, the api, the balancer and Locust: 2 replicas can at "
-                        "best double a 1-core replica; on their own machines each replica brings its own core.")  # fmt: skip
+    report.claims = [
+        claims.ratio_at_least(
+            LOGIN_CLAIM,
+            login_rps(double),
+            login_rps(single),
+            RATIO,
+            what="2 replicas: logins",
+            baseline_what="1 replica",
+            judge=judge,
+            why_not=why_not,
+        ),
+        _api_claim([results[f"api GET / during {name}"] for name in (one, two)]),
+    ]
+    report.notes.append(
+        "Login throughput counts successful POST /auth/login per second (each is an argon2 verify); "
+        "the rate limits are on, at their defaults: they count failed logins only, and these succeed."
+    )
+    report.notes.append(
+        f"{cores} cores here, shared by the replicas, the api, the balancer and Locust: 2 replicas can at "
+        "best double a 1-core replica; on their own machines each replica brings its own core."
+    )
     return report
 
 
@@ -145,17 +183,22 @@ def _api_claim(visits: list[LoadResult]) -> claims.Claim:
     assert worst.p95_ms is not None and worst.p50_ms is not None
     failed = sum(result.failures for result in visits)
     ok = worst.p95_ms <= P95_MS and failed == 0
-    text = (f"{sum(r.requests for r in visits):,} GET / ({failed:,} failed); the worst phase: p50 {worst.p50_ms:.0f} ms, "
-            f"p95 {worst.p95_ms:.0f} ms (needs ≤ {P95_MS:g} ms and none failed)")  # fmt: skip
-    return claims.Claim(API_CLAIM, worst.p95_ms, P95_MS, claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "ms")
+    text = (
+        f"{sum(r.requests for r in visits):,} GET / ({failed:,} failed); the worst phase: p50 {worst.p50_ms:.0f} ms, "
+        f"p95 {worst.p95_ms:.0f} ms (needs ≤ {P95_MS:g} ms and none failed)"
+    )
+    return claims.Claim(
+        API_CLAIM, worst.p95_ms, P95_MS, claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "ms"
+    )
 
 
 DOCKER_LOGIN_CLAIM = f"login throughput, 2 auth containers ≥ {RATIO:g}× 1, given the cores"
 SERVED_CLAIM = "the balancer spreads the hashing over every auth container"
 
 
-def _against_compose(ctx: DemoContext, report: DemoReport, api_spec: Callable[[str], LoadSpec], cores: int, users: int,
-                     seconds: float) -> DemoReport:  # fmt: skip
+def _against_compose(
+    ctx: DemoContext, report: DemoReport, api_spec: Callable[[str], LoadSpec], cores: int, users: int, seconds: float
+) -> DemoReport:
     """auth at 1 container, then 2, under logins through the compose stack's balancer; the api beside."""
     from loadtests.experiments.docker_stack import DockerStack
 
@@ -175,29 +218,49 @@ def _against_compose(ctx: DemoContext, report: DemoReport, api_spec: Callable[[s
             visitors = Visitors(ctx, api_spec(target), f"api GET / during {name}")
             with visitors:
                 hashed = ctx.load(name, LoadSpec("AuthUser", target, users, seconds, tags=("auth-login",)))
-            replica_of = {served: hosts[served.rsplit("/", 1)[0]] for served in hashed.served_by
-                          if served.rsplit("/", 1)[0] in hosts}  # fmt: skip
+            replica_of = {
+                served: hosts[served.rsplit("/", 1)[0]]
+                for served in hashed.served_by
+                if served.rsplit("/", 1)[0] in hosts
+            }
             results[count] = (
-                Phase(name, hashed, replica_of=replica_of, facts={"workers_per_container": per_container},
-                      note=f"{login_rps(hashed):.1f} logins/s; {count} container(s) × {per_container} "
-                           f"workers behind the stack's balancer"),
+                Phase(
+                    name,
+                    hashed,
+                    replica_of=replica_of,
+                    facts={"workers_per_container": per_container},
+                    note=f"{login_rps(hashed):.1f} logins/s; {count} container(s) × {per_container} "
+                    f"workers behind the stack's balancer",
+                ),
                 Phase(visitors.name, visitors.result, note="the api containers, through the same balancer"),
-            )  # fmt: skip
+            )
     report.phases = [phase for pair in results.values() for phase in pair]
     (one, one_visits), (two, two_visits) = results[1], results[2]
     assert one.result is not None and two.result is not None
     per_container = int(one.facts["workers_per_container"])
     judge = not ctx.smoke and cores >= 2 * per_container
-    why_not = ("--smoke: too little load to measure throughput" if ctx.smoke else
-               f"each auth container runs {per_container} workers, one per core of this machine's {cores}: a second "
-               "container on the same cores adds no CPU (across machines it adds its own)")  # fmt: skip
+    why_not = (
+        "--smoke: too little load to measure throughput"
+        if ctx.smoke
+        else f"each auth container runs {per_container} workers, one per core of this machine's {cores}: a second "
+        "container on the same cores adds no CPU (across machines it adds its own)"
+    )
     report.claims = [
         claims.every_one_serves(SERVED_CLAIM, set(two.replica_of.values()), 2, "auth containers", two.result.requests),
         _api_claim([phase.result for phase in (one_visits, two_visits) if phase.result is not None]),
-        claims.ratio_at_least(DOCKER_LOGIN_CLAIM, login_rps(two.result), login_rps(one.result), RATIO,
-                              what="2 containers: logins", baseline_what="1 container", judge=judge,
-                              why_not=why_not),
-    ]  # fmt: skip
-    report.notes.append(f"auth was scaled with docker compose up --scale auth=N (scalecube docker scale), then back "
-                        f"to the {found} container(s) it ran.")  # fmt: skip
+        claims.ratio_at_least(
+            DOCKER_LOGIN_CLAIM,
+            login_rps(two.result),
+            login_rps(one.result),
+            RATIO,
+            what="2 containers: logins",
+            baseline_what="1 container",
+            judge=judge,
+            why_not=why_not,
+        ),
+    ]
+    report.notes.append(
+        f"auth was scaled with docker compose up --scale auth=N (scalecube docker scale), then back "
+        f"to the {found} container(s) it ran."
+    )
     return report

@@ -42,14 +42,27 @@ from loadtests.experiments.faults import ComposeStack, Faults, LocalStack, wait_
 from loadtests.experiments.locust_runner import LoadResult, LoadSpec, safe_name
 from loadtests.experiments.probe import Answer, Probe
 from loadtests.experiments.results import DemoReport, Phase, Table
+from loadtests.locust.dependencies import (
+    AUTH,
+    CLIENT_TIMEOUT,
+    DIRECTORY_REDIS,
+    REQUEST_LOG_ENV,
+    SERVED_BY_BALANCER,
+    SESSIONS_REDIS,
+    RequestRecord,
+    needs,
+    read_records,
+    route_of,
+    shards,
+)
 from loadtests.locust.target import probe as probe_target
-from loadtests.locust.dependencies import (AUTH, CLIENT_TIMEOUT, DIRECTORY_REDIS, REQUEST_LOG_ENV, SERVED_BY_BALANCER,
-                                           SESSIONS_REDIS, RequestRecord, needs, read_records, route_of, shards)  # fmt: skip
 
 TITLE = "Outage: a dependency fails, the rest keeps serving"
-GUIDE = ("Split into services and shared stores, an app loses one part at a time: the requests that need it should "
-         "fail fast and say which part is missing, the others should not notice, and all of it should come back "
-         "by itself when the part does.")  # fmt: skip
+GUIDE = (
+    "Split into services and shared stores, an app loses one part at a time: the requests that need it should "
+    "fail fast and say which part is missing, the others should not notice, and all of it should come back "
+    "by itself when the part does."
+)
 LOCUSTFILE = Path(loadtests.__file__).resolve().parent / "locust" / "outage.py"
 USER_CLASS = "OutageUser"
 SUCCESS_PCT = 99.9
@@ -148,8 +161,9 @@ def outage_answer(part: Part, status: int, dependency: str | None, route: str | 
     return dependency is None and status in (502, 503, 504) and SERVED_BY_BALANCER.get(route or "") == part.name
 
 
-def describe(part: Part, status: int, ok: bool, dependency: str | None, error: str | None,
-             route: str | None = None) -> str:  # fmt: skip
+def describe(
+    part: Part, status: int, ok: bool, dependency: str | None, error: str | None, route: str | None = None
+) -> str:
     if ok:
         return "ok"
     if outage_answer(part, status, dependency, route):
@@ -181,8 +195,9 @@ def run(ctx: DemoContext) -> DemoReport:
     users = ctx.users(USERS)
     seconds = ctx.seconds(STOP_SECONDS, smoke=SMOKE_STOP_SECONDS)
     faults = plan(ctx.smoke)
-    report = DemoReport("outage", TITLE, GUIDE, {"users": users, "stop_seconds": seconds, "faults": len(faults),
-                                                "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "outage", TITLE, GUIDE, {"users": users, "stop_seconds": seconds, "faults": len(faults), "smoke": ctx.smoke}
+    )
     if ctx.target and not ctx.docker_project:
         return _against_target(ctx, report, users, faults)
     if ctx.docker_project:
@@ -199,8 +214,9 @@ def run(ctx: DemoContext) -> DemoReport:
     return report
 
 
-def _against_compose(ctx: DemoContext, report: DemoReport, project: str, faults: list[tuple[Part, str]], users: int,
-                     seconds: float) -> DemoReport:  # fmt: skip
+def _against_compose(
+    ctx: DemoContext, report: DemoReport, project: str, faults: list[tuple[Part, str]], users: int, seconds: float
+) -> DemoReport:
     from docker.errors import DockerException
 
     from infra.docker.engine import DockerError
@@ -217,8 +233,17 @@ def _against_compose(ctx: DemoContext, report: DemoReport, project: str, faults:
     return report
 
 
-def _run_faults(ctx: DemoContext, report: DemoReport, stack: Faults, url: str, faults: list[tuple[Part, str]],
-                users: int, seconds: float, *, docker: bool) -> None:  # fmt: skip
+def _run_faults(
+    ctx: DemoContext,
+    report: DemoReport,
+    stack: Faults,
+    url: str,
+    faults: list[tuple[Part, str]],
+    users: int,
+    seconds: float,
+    *,
+    docker: bool,
+) -> None:
     report.settings["where"] = stack.where
     runs: list[FaultRun] = []
     with Visitor(url) as visitor:
@@ -226,8 +251,12 @@ def _run_faults(ctx: DemoContext, report: DemoReport, stack: Faults, url: str, f
         wait_until(visitor.setup, SETTLE_TIMEOUT, interval=0.5, what="the stack to register, log in and create users")
         for part, how in faults:
             ctx.say(f"waiting until every route answers, then: {part.title} {how}")
-            wait_until(lambda: visitor.every_route_answers() and stack.all_running(), SETTLE_TIMEOUT, interval=0.5,
-                       what="every route to answer before the next fault")  # fmt: skip
+            wait_until(
+                lambda: visitor.every_route_answers() and stack.all_running(),
+                SETTLE_TIMEOUT,
+                interval=0.5,
+                what="every route to answer before the next fault",
+            )
             fault_run, result = _one_fault(ctx, stack, visitor, part, how, users, seconds, docker=docker)
             runs.append(fault_run)
             report.phases.append(Phase(fault_run.name, result, note=_timeline_text(fault_run)))
@@ -237,9 +266,14 @@ def _run_faults(ctx: DemoContext, report: DemoReport, stack: Faults, url: str, f
     report.notes += _notes(docker)
 
 
-def _one_fault(ctx: DemoContext, stack: Faults, visitor: Visitor, part: Part, how: str, users: int, seconds: float,
-               *, docker: bool) -> tuple[FaultRun, LoadResult]:  # fmt: skip
-    label = (f"pause {seconds:g} s" if docker else f"SIGSTOP {seconds:g} s") if how == STOP else ("kill" if docker else "SIGKILL")
+def _one_fault(
+    ctx: DemoContext, stack: Faults, visitor: Visitor, part: Part, how: str, users: int, seconds: float, *, docker: bool
+) -> tuple[FaultRun, LoadResult]:
+    label = (
+        (f"pause {seconds:g} s" if docker else f"SIGSTOP {seconds:g} s")
+        if how == STOP
+        else ("kill" if docker else "SIGKILL")
+    )
     fault = FaultRun(part, how, label)
     before, after = (SMOKE_BEFORE, SMOKE_AFTER) if ctx.smoke else (BEFORE, AFTER)
     probe = Probe(visitor.probe_url(part.probe), cookies=visitor.cookies)
@@ -277,8 +311,14 @@ def _one_fault(ctx: DemoContext, stack: Faults, visitor: Visitor, part: Part, ho
     bound = before + max(seconds, RESTART_TIMEOUT) + 2 * RECOVERY_WAIT + after
     spec = LoadSpec(USER_CLASS, visitor.url, users, bound, env=env)
     with probe:
-        result = ctx.load(fault.name, spec, during=inject, end_after_during=after, locustfile=LOCUSTFILE,
-                          expected=before + (seconds if how == STOP else 10) + after + 5)  # fmt: skip
+        result = ctx.load(
+            fault.name,
+            spec,
+            during=inject,
+            end_after_during=after,
+            locustfile=LOCUSTFILE,
+            expected=before + (seconds if how == STOP else 10) + after + 5,
+        )
     fault.probes = probe.answers()
     fault.records = read_records(log)
     _timeline(fault)
@@ -296,7 +336,9 @@ def _timeline(fault: FaultRun) -> None:
     """The first outage answer (any client) after the fault began, the probe's first success after it ended."""
     need, _ = fault.needing()
     seen = [r.done for r in need if not r.ok and outage_answer(fault.part, r.status, r.dependency, route_of(r.name))]
-    seen += [a.done for a in fault.probes if a.done >= fault.started and outage_answer(fault.part, a.status, a.dependency)]
+    seen += [
+        a.done for a in fault.probes if a.done >= fault.started and outage_answer(fault.part, a.status, a.dependency)
+    ]
     fault.first_outage = min((t for t in seen if t >= fault.started), default=None)
     if fault.ended is not None:
         success = next((a for a in fault.probes if a.ok and a.done >= fault.ended), None)
@@ -309,33 +351,57 @@ def _at(fault: FaultRun, moment: float | None) -> str:
 
 def _timeline_text(fault: FaultRun) -> str:
     recovery = fault.recovery
-    text = (f"{fault.action}; first outage answer {_at(fault, fault.first_outage)}, ended {_at(fault, fault.ended)}, "
-            f"first success {_at(fault, fault.first_success)}"
-            + (f" (back {recovery:.2f} s after)" if recovery is not None else ""))  # fmt: skip
+    text = (
+        f"{fault.action}; first outage answer {_at(fault, fault.first_outage)}, ended {_at(fault, fault.ended)}, "
+        f"first success {_at(fault, fault.first_success)}"
+        + (f" (back {recovery:.2f} s after)" if recovery is not None else "")
+    )
     return f"{text}; {fault.problem}" if fault.problem else text
 
 
 def _faults_table(runs: list[FaultRun]) -> Table:
-    table = Table("faults", ["fault", "what was done", "first 503", "fault ended", "first success", "back after",
-                             "other routes: ok", "routes that need it (Locust)", "probe", "restarts"])  # fmt: skip
+    table = Table(
+        "faults",
+        [
+            "fault",
+            "what was done",
+            "first 503",
+            "fault ended",
+            "first success",
+            "back after",
+            "other routes: ok",
+            "routes that need it (Locust)",
+            "probe",
+            "restarts",
+        ],
+    )
     for fault in runs:
         need, others = fault.needing()
         locust, probe = tally(fault.part, need, fault.probes_during())
         ok = sum(r.ok for r in others)
-        table.rows.append([
-            fault.name, fault.action, _at(fault, fault.first_outage), _at(fault, fault.ended),
-            _at(fault, fault.first_success), "—" if fault.recovery is None else f"{fault.recovery:.2f} s",
-            f"{ok:,} of {len(others):,}", counts_text(locust), counts_text(probe),
-            "—" if fault.restarts is None else f"{fault.restarts[0]} → {fault.restarts[1]}",
-        ])  # fmt: skip
+        table.rows.append(
+            [
+                fault.name,
+                fault.action,
+                _at(fault, fault.first_outage),
+                _at(fault, fault.ended),
+                _at(fault, fault.first_success),
+                "—" if fault.recovery is None else f"{fault.recovery:.2f} s",
+                f"{ok:,} of {len(others):,}",
+                counts_text(locust),
+                counts_text(probe),
+                "—" if fault.restarts is None else f"{fault.restarts[0]} → {fault.restarts[1]}",
+            ]
+        )
     return table
 
 
 def _judge(fault: FaultRun, *, docker: bool) -> list[claims.Claim]:
     need, others = fault.needing()
     failed_others = sum(not r.ok for r in others)
-    found = claims.success_at_least(f"{fault.name}: routes that don't need it ≥ {SUCCESS_PCT:g}% succeed",
-                                    len(others), failed_others, SUCCESS_PCT)  # fmt: skip
+    found = claims.success_at_least(
+        f"{fault.name}: routes that don't need it ≥ {SUCCESS_PCT:g}% succeed", len(others), failed_others, SUCCESS_PCT
+    )
     if failed_others:
         worst = Counter(describe(fault.part, r.status, r.ok, r.dependency, r.error) for r in others if not r.ok)
         found = _with_text(found, f"{found.text}; failures: {counts_text(worst)}")
@@ -373,8 +439,10 @@ def _recovery_claim(fault: FaultRun) -> claims.Claim:
     if recovery is None:
         why = fault.problem or "no end or no success seen"
         return claims.Claim(name, None, RECOVERY_S, claims.Verdict.FAILS, why, "s")
-    text = (f"ended {_at(fault, fault.ended)} ({'SIGCONT/unpause' if fault.how == STOP else 'answering again'}), "
-            f"first success of the probe {_at(fault, fault.first_success)}: {recovery:.2f} s (needs ≤ {RECOVERY_S:g} s)")  # fmt: skip
+    text = (
+        f"ended {_at(fault, fault.ended)} ({'SIGCONT/unpause' if fault.how == STOP else 'answering again'}), "
+        f"first success of the probe {_at(fault, fault.first_success)}: {recovery:.2f} s (needs ≤ {RECOVERY_S:g} s)"
+    )
     verdict = claims.Verdict.HOLDS if recovery <= RECOVERY_S else claims.Verdict.FAILS
     return claims.Claim(name, round(recovery, 3), RECOVERY_S, verdict, text, "s")
 
@@ -410,17 +478,20 @@ def _notes(docker: bool) -> list[str]:
         "A KILL cuts the requests the killed process held; they get no answer (counted apart, like the availability "
         "demo's responses cut mid-body). Requests parked on a frozen part do not hold a worker's hand-off credits "
         "(those count connections not yet taken), so routes that do not need the part keep being served.",
-    ]  # fmt: skip
+    ]
     if docker:
-        notes.append("Docker: pause/unpause freeze a whole container; a kill is SIGKILL to the container's main "
-                     "process by its pid on this host, a crash to the engine, which restarts it by the service's "
-                     "restart policy (unless-stopped). A kill through the engine (docker kill) would count as "
-                     "stopped by the user and stay down: with an engine elsewhere the demo does that and starts "
-                     "the container itself, and says so in the row.")  # fmt: skip
+        notes.append(
+            "Docker: pause/unpause freeze a whole container; a kill is SIGKILL to the container's main "
+            "process by its pid on this host, a crash to the engine, which restarts it by the service's "
+            "restart policy (unless-stopped). A kill through the engine (docker kill) would count as "
+            "stopped by the user and stay down: with an engine elsewhere the demo does that and starts "
+            "the container itself, and says so in the row."
+        )
     return notes
 
 
 # -- --target: nothing can be failed; the error contract is judged --------------------------------------
+
 
 def _against_target(ctx: DemoContext, report: DemoReport, users: int, faults: list[tuple[Part, str]]) -> DemoReport:
     assert ctx.target is not None
@@ -430,12 +501,21 @@ def _against_target(ctx: DemoContext, report: DemoReport, users: int, faults: li
     log = ctx.out / "locust" / "target_requests.jsonl"
     env = {**VISITORS, REQUEST_LOG_ENV: str(log), "SCALECUBE_AUTH_PASSWORDS": "1" if routed["auth"] else "0"}
     seconds = ctx.seconds(20, smoke=3)
-    spec = LoadSpec(USER_CLASS, ctx.target, users, seconds, env=env,
-                    tags=tuple(tag for tag in ("api", "sessions", "auth", "router") if tag not in missing))  # fmt: skip
+    spec = LoadSpec(
+        USER_CLASS,
+        ctx.target,
+        users,
+        seconds,
+        env=env,
+        tags=tuple(tag for tag in ("api", "sessions", "auth", "router") if tag not in missing),
+    )
     result = ctx.load("target", spec, locustfile=LOCUSTFILE)
     records = read_records(log)
-    wrong = Counter(f"{r.status} {r.dependency or r.error or ''}".strip() if r.status else f"no answer ({r.error})"
-                    for r in records if not r.ok and not (r.status == 503 and r.dependency))  # fmt: skip
+    wrong = Counter(
+        f"{r.status} {r.dependency or r.error or ''}".strip() if r.status else f"no answer ({r.error})"
+        for r in records
+        if not r.ok and not (r.status == 503 and r.dependency)
+    )
     without = f" (it routes no {', no '.join(missing)}: those tasks left out)" if missing else ""
     report.phases = [Phase("target", result, note=f"{ctx.target}, as it runs{without}")]
     contract = claims.no_failures(CONTRACT_CLAIM, len(records), sum(wrong.values()), what="answers")
@@ -445,14 +525,16 @@ def _against_target(ctx: DemoContext, report: DemoReport, users: int, faults: li
     report.claims = [contract]
     for part, how in faults:
         name = f"{part.title} {how}"
-        report.claims += [claims.skipped(f"{name}: routes that don't need it ≥ {SUCCESS_PCT:g}% succeed", reason),
-                          claims.skipped(f"{name}: routes that need it fail only with a 503 naming {part.dependency}",
-                                         reason),
-                          claims.skipped(f"{name}: back ≤ {RECOVERY_S:g} s after the fault ends", reason)]  # fmt: skip
-    report.notes.append("Against --target nothing is failed: the mixed load runs and every answer is judged by the "
-                        "error contract (a success, or a 503 naming the dependency that is missing).")  # fmt: skip
+        report.claims += [
+            claims.skipped(f"{name}: routes that don't need it ≥ {SUCCESS_PCT:g}% succeed", reason),
+            claims.skipped(f"{name}: routes that need it fail only with a 503 naming {part.dependency}", reason),
+            claims.skipped(f"{name}: back ≤ {RECOVERY_S:g} s after the fault ends", reason),
+        ]
+    report.notes.append(
+        "Against --target nothing is failed: the mixed load runs and every answer is judged by the "
+        "error contract (a success, or a 503 naming the dependency that is missing)."
+    )
     return report
-
 
 
 # -- the demo's own visitor: an account, a session, a user on each shard ----------------------------------
@@ -493,7 +575,9 @@ class Visitor:
                 return False
             for shard, countries in shards().items():
                 if shard not in self.user_ids:
-                    created = self.client.post("/users", json={"name": f"outage probe {shard}", "country": countries[0]})
+                    created = self.client.post(
+                        "/users", json={"name": f"outage probe {shard}", "country": countries[0]}
+                    )
                     if created.status_code != 201:
                         return False
                     self.user_ids[shard] = created.json()["id"]
@@ -505,8 +589,12 @@ class Visitor:
     def every_route_answers(self) -> bool:
         """One request per route, each a success: the stack serves everything (a restarted part included)."""
         with self._lock:
-            gets = ["/", "/session/me", *(f"/users/{user_id}" for user_id in self.user_ids.values()),
-                    *(f"/users?country={countries[0]}&limit=1" for countries in shards().values())]  # fmt: skip
+            gets = [
+                "/",
+                "/session/me",
+                *(f"/users/{user_id}" for user_id in self.user_ids.values()),
+                *(f"/users?country={countries[0]}&limit=1" for countries in shards().values()),
+            ]
             if not all(self.client.get(path).is_success for path in gets):
                 return False
             login = self.client.post("/auth/login", json={"username": self.username, "password": PASSWORD})

@@ -29,11 +29,13 @@ from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
 from loadtests.experiments.locust_runner import LoadResult
 from loadtests.experiments.results import DemoReport, Phase
-from loadtests.experiments.rigs import HOSTS, Balancer, Rig, backend_up, haproxy_installed
+from loadtests.experiments.rigs import HOSTS, Rig, backend_up, haproxy_installed
 
 TITLE = "Overload: heavy requests beside cheap ones, straight to a cluster and through each balancer"
-GUIDE = ("A cluster exists so that one busy process does not make everyone wait: with a worker free, a cheap "
-         "request should be answered at once, and a busy replica is not a dead one.")  # fmt: skip
+GUIDE = (
+    "A cluster exists so that one busy process does not make everyone wait: with a worker free, a cheap "
+    "request should be answered at once, and a busy replica is not a dead one."
+)
 HEAVY = 10_000_000  # the guides' loop, /cpu's upper bound
 CHEAP_CLIENTS = 4
 BURST = 8  # the issue's eight parallel heavy requests, through a balancer
@@ -48,8 +50,18 @@ def run(ctx: DemoContext) -> DemoReport:
 
     workers = max(2, available_cpus())
     seconds = ctx.seconds(10, smoke=4)
-    report = DemoReport("overload", TITLE, GUIDE, {"workers": workers, "seconds": seconds, "heavy_iterations": HEAVY,
-                                                   "cheap_clients": CHEAP_CLIENTS, "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "overload",
+        TITLE,
+        GUIDE,
+        {
+            "workers": workers,
+            "seconds": seconds,
+            "heavy_iterations": HEAVY,
+            "cheap_clients": CHEAP_CLIENTS,
+            "smoke": ctx.smoke,
+        },
+    )
     if ctx.target:
         return _against_target(ctx, report, workers, seconds)
 
@@ -74,8 +86,10 @@ def run(ctx: DemoContext) -> DemoReport:
                     facts = {k: after.get(k, 0) - before.get(k, 0) for k in ("shed", "reclaimed")}
                     note = f"{heavy} heavy /cpu in flight at all times" if heavy else "cheap load only"
                     if server == "least" and label == "saturated":
-                        note += (f"; every worker busy: cheap requests wait in the master, p99 {_ms(result.p99_ms)}, "
-                                 f"{facts['shed']:g} shed with a 503 (queue timeout or full)")  # fmt: skip
+                        note += (
+                            f"; every worker busy: cheap requests wait in the master, p99 {_ms(result.p99_ms)}, "
+                            f"{facts['shed']:g} shed with a 503 (queue timeout or full)"
+                        )
                     report.phases.append(Phase(name, result, note=note, facts=facts))
 
         balanced: list[tuple[str, LoadResult, int]] = []
@@ -89,8 +103,14 @@ def run(ctx: DemoContext) -> DemoReport:
                 with _sampling(lambda: all(backend_up(balancer, a) for a in addresses)) as down_samples:
                     result = _cheap_beside_heavy(ctx, name, balancer.url, BURST, seconds)
                 balanced.append((kind, result, down_samples[0]))
-                report.phases.append(Phase(name, result, note=f"{down_samples[0]} of {down_samples[1]} samples saw a "
-                                                              f"replica marked down", facts={"down_samples": down_samples[0]}))  # fmt: skip
+                report.phases.append(
+                    Phase(
+                        name,
+                        result,
+                        note=f"{down_samples[0]} of {down_samples[1]} samples saw a replica marked down",
+                        facts={"down_samples": down_samples[0]},
+                    )
+                )
 
     report.claims = _judge(workers, p99, cheap_requests, cheap_failures, balanced, ctx.smoke)
     report.notes += [
@@ -98,7 +118,7 @@ def run(ctx: DemoContext) -> DemoReport:
         f"({HEAVY:,} iterations), as many connections as heavy requests in flight.",
         "least counts what each worker holds exactly for a new connection per request; on keep-alive connections "
         "it uses the worker's own report (once a second), and the balancers' least-outstanding choice does the rest.",
-    ]  # fmt: skip
+    ]
     return report
 
 
@@ -123,55 +143,108 @@ def _against_target(ctx: DemoContext, report: DemoReport, workers: int, seconds:
     with _sampling(up or (lambda: True)) as down_samples:
         result = _cheap_beside_heavy(ctx, name, target, BURST, seconds)
     report.phases.append(Phase(name, result, note="the running stack"))
-    report.claims.append(claims.no_failures(names[3], result.requests, result.failures,
-                                            what="cheap requests answered through the balancer"))  # fmt: skip
+    report.claims.append(
+        claims.no_failures(
+            names[3], result.requests, result.failures, what="cheap requests answered through the balancer"
+        )
+    )
     if up is None:
         report.claims.append(claims.skipped(names[4], "only with --docker (reads the compose HAProxy's stats)"))
     else:
-        report.claims.append(claims.Claim(names[4], down_samples[0], 0, claims.Verdict.HOLDS if down_samples[1] and
-                                          down_samples[0] == 0 else claims.Verdict.FAILS,
-                                          f"{down_samples[0]} of {down_samples[1]} samples saw an api replica not UP",
-                                          "samples"))  # fmt: skip
+        report.claims.append(
+            claims.Claim(
+                names[4],
+                down_samples[0],
+                0,
+                claims.Verdict.HOLDS if down_samples[1] and down_samples[0] == 0 else claims.Verdict.FAILS,
+                f"{down_samples[0]} of {down_samples[1]} samples saw an api replica not UP",
+                "samples",
+            )
+        )
     return report
 
 
 def _claim_names(workers: int) -> list[str]:
-    return [f"least: cheap p99 with {workers - 1} heavy ≤ {P99_SELF:g}× without", f"least: cheap p99 with {workers - 1} "
-            f"heavy ≤ {P99_PEER:g}× uvicorn's", "0 failed cheap requests, straight to a cluster",
-            f"0 failed cheap requests through the balancers, {BURST} heavy at once",
-            "no replica marked down during the burst"]  # fmt: skip
+    return [
+        f"least: cheap p99 with {workers - 1} heavy ≤ {P99_SELF:g}× without",
+        f"least: cheap p99 with {workers - 1} heavy ≤ {P99_PEER:g}× uvicorn's",
+        "0 failed cheap requests, straight to a cluster",
+        f"0 failed cheap requests through the balancers, {BURST} heavy at once",
+        "no replica marked down during the burst",
+    ]
 
 
-def _judge(workers: int, p99: dict[tuple[str, str], float | None], requests: int, failures: int,
-           balanced: list[tuple[str, LoadResult, int]], smoke: bool) -> list[claims.Claim]:  # fmt: skip
+def _judge(
+    workers: int,
+    p99: dict[tuple[str, str], float | None],
+    requests: int,
+    failures: int,
+    balanced: list[tuple[str, LoadResult, int]],
+    smoke: bool,
+) -> list[claims.Claim]:
     names = _claim_names(workers)
     why_not = "a smoke run is too short for percentiles"
-    least_alone, least_burst, uvicorn_burst = p99[("least", "alone")], p99[("least", "burst")], p99[("uvicorn", "burst")]
+    least_alone, least_burst, uvicorn_burst = (
+        p99[("least", "alone")],
+        p99[("least", "burst")],
+        p99[("uvicorn", "burst")],
+    )
     verdicts = [
         _at_most(names[0], least_burst, least_alone, P99_SELF, "least with the burst", "least alone", smoke, why_not),
-        _at_most(names[1], least_burst, uvicorn_burst, P99_PEER, "least with the burst", "uvicorn with the burst",
-                 smoke, why_not),
+        _at_most(
+            names[1],
+            least_burst,
+            uvicorn_burst,
+            P99_PEER,
+            "least with the burst",
+            "uvicorn with the burst",
+            smoke,
+            why_not,
+        ),
         claims.no_failures(names[2], requests, failures, what="cheap requests (every server, every phase)"),
-        claims.no_failures(names[3], sum(r.requests for _, r, _ in balanced), sum(r.failures for _, r, _ in balanced),
-                           what="cheap requests answered through the balancers (saturated: slow, never failed)"),
-    ]  # fmt: skip
+        claims.no_failures(
+            names[3],
+            sum(r.requests for _, r, _ in balanced),
+            sum(r.failures for _, r, _ in balanced),
+            what="cheap requests answered through the balancers (saturated: slow, never failed)",
+        ),
+    ]
     down = sum(samples for _, _, samples in balanced)
     text = ", ".join(f"{kind}: {samples} samples with a replica down" for kind, _, samples in balanced)
-    verdicts.append(claims.Claim(names[4], down, 0, claims.Verdict.HOLDS if balanced and down == 0 else
-                                 claims.Verdict.FAILS, text or "no balancer phase ran", "samples"))  # fmt: skip
+    verdicts.append(
+        claims.Claim(
+            names[4],
+            down,
+            0,
+            claims.Verdict.HOLDS if balanced and down == 0 else claims.Verdict.FAILS,
+            text or "no balancer phase ran",
+            "samples",
+        )
+    )
     return verdicts
 
 
-def _at_most(name: str, value: float | None, baseline: float | None, factor: float, what: str, baseline_what: str,
-             smoke: bool, why_not: str) -> claims.Claim:  # fmt: skip
+def _at_most(
+    name: str,
+    value: float | None,
+    baseline: float | None,
+    factor: float,
+    what: str,
+    baseline_what: str,
+    smoke: bool,
+    why_not: str,
+) -> claims.Claim:
     if value is None or baseline is None or baseline <= 0:
         return claims.Claim(name, None, factor, claims.Verdict.FAILS, "no percentiles measured", "×")
     ratio = value / baseline
     text = f"{what} p99 {value:.1f} ms = {ratio:.2f}× {baseline_what} {baseline:.1f} ms (needs ≤ {factor:g}×)"
     if smoke:
-        return claims.Claim(name, round(ratio, 3), factor, claims.Verdict.NOT_JUDGED, f"{text} — not judged: {why_not}", "×")
-    return claims.Claim(name, round(ratio, 3), factor, claims.Verdict.HOLDS if ratio <= factor else claims.Verdict.FAILS,
-                        text, "×")  # fmt: skip
+        return claims.Claim(
+            name, round(ratio, 3), factor, claims.Verdict.NOT_JUDGED, f"{text} — not judged: {why_not}", "×"
+        )
+    return claims.Claim(
+        name, round(ratio, 3), factor, claims.Verdict.HOLDS if ratio <= factor else claims.Verdict.FAILS, text, "×"
+    )
 
 
 def _start(rig: Rig, server: str, workers: int) -> str:
@@ -198,9 +271,18 @@ def _cheap_beside_heavy(ctx: DemoContext, name: str, url: str, heavy: int, secon
     summary: list[LoadSummary] = []
     thread = None
     if heavy:
+
         def burn() -> None:
-            summary.append(run_wrk(f"{url}/cpu?iterations={HEAVY}", seconds=seconds + 2, connections=heavy, threads=1,
-                                   new_connections=True, timeout=30))  # fmt: skip
+            summary.append(
+                run_wrk(
+                    f"{url}/cpu?iterations={HEAVY}",
+                    seconds=seconds + 2,
+                    connections=heavy,
+                    threads=1,
+                    new_connections=True,
+                    timeout=30,
+                )
+            )
 
         thread = threading.Thread(target=burn, name="heavy-load", daemon=True)
         thread.start()

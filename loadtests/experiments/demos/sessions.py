@@ -27,8 +27,10 @@ from loadtests.experiments.results import DemoReport, Phase
 from loadtests.experiments.rigs import HOSTS
 
 TITLE = "Sessions: memory vs Redis × sticky balancing off/on"
-GUIDE = ("Sessions kept in a worker's memory are lost when the next request lands on another worker or "
-         "container; a shared store (Redis) or sticky sessions fix it (the guides).")  # fmt: skip
+GUIDE = (
+    "Sessions kept in a worker's memory are lost when the next request lands on another worker or "
+    "container; a shared store (Redis) or sticky sessions fix it (the guides)."
+)
 LOST = "lost session"  # the name the locustfile gives a /session/me that found no session (a failure)
 CHECK = "/session/me"
 AUTH_PASSWORDS_ENV = "SCALECUBE_AUTH_PASSWORDS"  # loadtests/locust/options.py: register, then log in with a password
@@ -38,8 +40,12 @@ WORKERS = 2
 
 def run(ctx: DemoContext) -> DemoReport:
     users, seconds = ctx.users(8), ctx.seconds(10)
-    report = DemoReport("sessions", TITLE, GUIDE, {"users": users, "seconds": seconds, "replicas": REPLICAS,
-                                                  "workers_per_replica": WORKERS, "smoke": ctx.smoke})  # fmt: skip
+    report = DemoReport(
+        "sessions",
+        TITLE,
+        GUIDE,
+        {"users": users, "seconds": seconds, "replicas": REPLICAS, "workers_per_replica": WORKERS, "smoke": ctx.smoke},
+    )
     # name -> (session backend, sticky, workers per replica, DNS service name, which claim)
     variants = {
         "memory, sticky off": ("memory", False, WORKERS, "mem", "loses"),
@@ -47,7 +53,7 @@ def run(ctx: DemoContext) -> DemoReport:
         f"memory, sticky on, {WORKERS} workers/replica": ("memory", True, WORKERS, "mem", "shown"),
         "redis, sticky off": ("redis", False, WORKERS, "redis", "keeps"),
         "redis, sticky on": ("redis", True, WORKERS, "redis", "keeps"),
-    }  # fmt: skip
+    }
 
     def spec(url: str) -> LoadSpec:
         return LoadSpec("SessionUser", url, users, seconds)
@@ -57,12 +63,16 @@ def run(ctx: DemoContext) -> DemoReport:
     if ctx.target:
         report.phases = [Phase(name, note="skipped: --target (the demo starts each variant)") for name in variants]
         report.phases.append(Phase("target", ctx.load("target", spec(ctx.target)), note=f"{ctx.target}, as it runs"))
-        report.claims = [claims.skipped(_claim_name(name, kind), "the demo starts each variant; not with --target")
-                         for name, (_, _, _, _, kind) in variants.items()]  # fmt: skip
+        report.claims = [
+            claims.skipped(_claim_name(name, kind), "the demo starts each variant; not with --target")
+            for name, (_, _, _, _, kind) in variants.items()
+        ]
         target = report.phases[-1].result
         assert target is not None
-        report.notes.append(f"target: {lost(target):,} of {checked(target):,} session checks lost "
-                            f"({100 * lost(target) / max(1, checked(target)):.1f}%)")  # fmt: skip
+        report.notes.append(
+            f"target: {lost(target):,} of {checked(target):,} session checks lost "
+            f"({100 * lost(target) / max(1, checked(target)):.1f}%)"
+        )
         return report
 
     with ctx.workdir() as workdir, ctx.rig(workdir, "stack") as rig:
@@ -78,9 +88,15 @@ def run(ctx: DemoContext) -> DemoReport:
         for name, (backend, sticky, workers, service, _) in variants.items():
             balancer = rig.balancer(service, REPLICAS, sticky=sticky)
             result = ctx.load(name, spec(balancer.url))
-            report.phases.append(Phase(name, result, replica_of=rig.watcher.replica_of(result.served_by),
-                                       note=f"{REPLICAS} replicas × {workers} worker(s), {backend} sessions, "
-                                            f"{balancer.kind}{' + sticky cookie' if sticky else ''}"))  # fmt: skip
+            report.phases.append(
+                Phase(
+                    name,
+                    result,
+                    replica_of=rig.watcher.replica_of(result.served_by),
+                    note=f"{REPLICAS} replicas × {workers} worker(s), {backend} sessions, "
+                    f"{balancer.kind}{' + sticky cookie' if sticky else ''}",
+                )
+            )
             balancer.stop()  # one balancer at a time: fewer processes sharing the cores
 
     for phase, (_, _, _, _, kind) in zip(report.phases, variants.values(), strict=True):
@@ -92,12 +108,17 @@ def run(ctx: DemoContext) -> DemoReport:
         elif kind == "keeps":
             report.claims.append(claims.loses_no_sessions(name, checked(result), lost(result)))
         else:
-            report.claims.append(claims.loses_sessions(name, checked(result), lost(result), judge=False,
-                                                       why_not="shown, not the guides' claim"))  # fmt: skip
-    report.notes.append("A sticky cookie pins a client to a replica, not to a worker: the guides' memory + sticky claim "
-                        f"is judged with 1 worker per replica. With {WORKERS}, a session survives only while the "
-                        "balancer reuses a connection that a worker holds (the cluster hands each connection to one "
-                        "worker): shown with what it measured, not judged.")  # fmt: skip
+            report.claims.append(
+                claims.loses_sessions(
+                    name, checked(result), lost(result), judge=False, why_not="shown, not the guides' claim"
+                )
+            )
+    report.notes.append(
+        "A sticky cookie pins a client to a replica, not to a worker: the guides' memory + sticky claim "
+        f"is judged with 1 worker per replica. With {WORKERS}, a session survives only while the "
+        "balancer reuses a connection that a worker holds (the cluster hands each connection to one "
+        "worker): shown with what it measured, not judged."
+    )
     report.notes.append("Redis sessions need no stickiness: any worker of any replica finds them.")
     return report
 
@@ -118,8 +139,9 @@ def lost(result: LoadResult) -> int:
 Variants = dict[str, tuple[str, bool, int, str, str]]
 
 
-def _against_compose(ctx: DemoContext, report: DemoReport, variants: Variants,
-                     spec: Callable[[str], LoadSpec]) -> DemoReport:  # fmt: skip
+def _against_compose(
+    ctx: DemoContext, report: DemoReport, variants: Variants, spec: Callable[[str], LoadSpec]
+) -> DemoReport:
     """The variant the compose stack runs, judged through its balancer; the others skipped with how to run them."""
     from loadtests.experiments.docker_stack import DockerStack
 
@@ -132,41 +154,68 @@ def _against_compose(ctx: DemoContext, report: DemoReport, variants: Variants,
     sticky = stack.env("lb").get("LB_STICKY") == "1"  # lb/haproxy/haproxy.cfg: 0 or 1
     hosts = stack.hostnames("api")
     workers = min(stack.workers("api").values() or [0])
-    running = next((name for name, (b, s, w, _, _) in variants.items() if b == backend and s == sticky
-                    and (backend == "redis" or not sticky or (w == 1) == (workers == 1))), None)  # fmt: skip
+    running = next(
+        (
+            name
+            for name, (b, s, w, _, _) in variants.items()
+            if b == backend and s == sticky and (backend == "redis" or not sticky or (w == 1) == (workers == 1))
+        ),
+        None,
+    )
     if running is None:
-        raise RuntimeError(f"--docker: the compose stack's api runs SESSION_BACKEND={backend!r}: no variant of the demo")
+        raise RuntimeError(
+            f"--docker: the compose stack's api runs SESSION_BACKEND={backend!r}: no variant of the demo"
+        )
     how = f"the compose stack runs {backend} sessions, LB_STICKY={int(sticky)}, {len(hosts)} api containers × {workers} workers"
     load = spec(ctx.target)
     if stack.env("api").get("AUTH_URL"):  # the api checks passwords at auth: each user registers first
         load = replace(load, env={**load.env, AUTH_PASSWORDS_ENV: "1"})
     result = ctx.load(f"compose: {running}", load)
-    replica_of = {served: hosts[served.rsplit("/", 1)[0]] for served in result.served_by
-                  if served.rsplit("/", 1)[0] in hosts}  # fmt: skip
+    replica_of = {
+        served: hosts[served.rsplit("/", 1)[0]] for served in result.served_by if served.rsplit("/", 1)[0] in hosts
+    }
     phase = Phase(f"compose: {running}", result, replica_of=replica_of, note=how)
     report.phases = [phase]
     report.settings.update(replicas=len(hosts), workers_per_replica=workers)
     for name, (_, _, _, _, kind) in variants.items():
         claim_name = _claim_name(name, kind)
         if name != running:
-            report.claims.append(claims.skipped(claim_name, f"{how}; to judge this one, start it as this variant "
-                                                            "(SESSION_BACKEND=memory|redis, LB_STICKY=0|1, "
-                                                            "API_WORKERS=1|N docker compose up -d)"))  # fmt: skip
+            report.claims.append(
+                claims.skipped(
+                    claim_name,
+                    f"{how}; to judge this one, start it as this variant "
+                    "(SESSION_BACKEND=memory|redis, LB_STICKY=0|1, "
+                    "API_WORKERS=1|N docker compose up -d)",
+                )
+            )
         elif kind == "loses":
             report.claims.append(claims.loses_sessions(claim_name, checked(result), lost(result)))
         elif kind == "keeps":
-            report.claims.append(_across(claims.loses_no_sessions(claim_name, checked(result), lost(result)),
-                                         set(replica_of.values()), sticky))  # fmt: skip
+            report.claims.append(
+                _across(
+                    claims.loses_no_sessions(claim_name, checked(result), lost(result)),
+                    set(replica_of.values()),
+                    sticky,
+                )
+            )
         else:
-            report.claims.append(claims.loses_sessions(claim_name, checked(result), lost(result), judge=False,
-                                                       why_not="shown, not the guides' claim"))  # fmt: skip
+            report.claims.append(
+                claims.loses_sessions(
+                    claim_name, checked(result), lost(result), judge=False, why_not="shown, not the guides' claim"
+                )
+            )
     if backend == "redis" and not sticky:
         report.claims.append(_valid_via_all(ctx.target, hosts))
     else:
-        report.claims.append(claims.skipped(VIA_ALL_CLAIM, f"{how}: only a shared store without a sticky cookie "
-                                                           "lets one client's requests reach every container"))  # fmt: skip
-    report.notes.append(f"Only the variant the stack runs is judged ({how}); the others need the stack started "
-                        "otherwise.")  # fmt: skip
+        report.claims.append(
+            claims.skipped(
+                VIA_ALL_CLAIM,
+                f"{how}: only a shared store without a sticky cookie lets one client's requests reach every container",
+            )
+        )
+    report.notes.append(
+        f"Only the variant the stack runs is judged ({how}); the others need the stack started otherwise."
+    )
     return report
 
 
@@ -187,9 +236,15 @@ def _valid_via_all(url: str, hosts: dict[str, str]) -> claims.Claim:
         registered = http.post("/auth/register", json={"username": user, "password": VIA_ALL_PASSWORD})
         login = http.post("/session/login", json={"user": user, "password": VIA_ALL_PASSWORD})
         if registered.status_code != 201 or login.status_code != 200:
-            return claims.Claim(VIA_ALL_CLAIM, None, len(hosts), claims.Verdict.FAILS,
-                                f"could not log in through the balancer: register {registered.status_code}, login "
-                                f"{login.status_code} {login.text[:120]}", "containers")  # fmt: skip
+            return claims.Claim(
+                VIA_ALL_CLAIM,
+                None,
+                len(hosts),
+                claims.Verdict.FAILS,
+                f"could not log in through the balancer: register {registered.status_code}, login "
+                f"{login.status_code} {login.text[:120]}",
+                "containers",
+            )
         wrong: list[str] = []
         for _ in range(20 * len(hosts)):
             me = http.get("/session/me", headers={"Connection": "close"})
@@ -201,10 +256,13 @@ def _valid_via_all(url: str, hosts: dict[str, str]) -> claims.Claim:
                 break
     valid = sorted(host for host, status in answered.items() if status == 200 and host != "?")
     ok = not wrong and set(valid) == set(hosts.values())
-    text = (f"logged in once, then /session/me on new connections until {len(answered)} of {len(hosts)} containers "
-            f"answered: valid via {', '.join(valid) or 'none'}" + (f"; not: {', '.join(wrong[:5])}" if wrong else ""))  # fmt: skip
-    return claims.Claim(VIA_ALL_CLAIM, len(valid), len(hosts), claims.Verdict.HOLDS if ok else claims.Verdict.FAILS,
-                        text, "containers")
+    text = (
+        f"logged in once, then /session/me on new connections until {len(answered)} of {len(hosts)} containers "
+        f"answered: valid via {', '.join(valid) or 'none'}" + (f"; not: {', '.join(wrong[:5])}" if wrong else "")
+    )
+    return claims.Claim(
+        VIA_ALL_CLAIM, len(valid), len(hosts), claims.Verdict.HOLDS if ok else claims.Verdict.FAILS, text, "containers"
+    )
 
 
 def _across(claim: claims.Claim, containers: set[str], sticky: bool) -> claims.Claim:
@@ -212,6 +270,12 @@ def _across(claim: claims.Claim, containers: set[str], sticky: bool) -> claims.C
     container answered everything, sharing was not tested and the claim fails, saying so."""
     if sticky or not claim.judged or len(containers) > 1:
         return claim
-    return claims.Claim(claim.name, claim.measured, claim.threshold, claims.Verdict.FAILS,
-                        f"every request went to {', '.join(sorted(containers)) or 'no container'}: no session was "
-                        f"read through another container ({claim.text})", claim.unit)  # fmt: skip
+    return claims.Claim(
+        claim.name,
+        claim.measured,
+        claim.threshold,
+        claims.Verdict.FAILS,
+        f"every request went to {', '.join(sorted(containers)) or 'no container'}: no session was "
+        f"read through another container ({claim.text})",
+        claim.unit,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
@@ -20,17 +20,19 @@ def test_no_engine_is_one_line_and_exit_2():
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args", [["scale", "api", "--", "-1"], ["chaos", "--target", "disk"],
-                                  ["chaos", "--every", "20", "--duration", "10"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [["scale", "api", "--", "-1"], ["chaos", "--target", "disk"], ["chaos", "--every", "20", "--duration", "10"]],
+)
 def test_bad_arguments_are_usage_errors(args):
     result = CliRunner().invoke(docker_app, args, env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
     assert result.exit_code == 2 and "Invalid value" in result.output, result.output
 
 
 def test_since_takes_durations_and_iso_times():
-    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert parse_since("10m", now) == now - timedelta(minutes=10)
     assert parse_since("1.5h", now) == now - timedelta(minutes=90)
-    assert parse_since("2026-01-01T11:00:00", now) == datetime(2026, 1, 1, 11, 0, tzinfo=timezone.utc)
+    assert parse_since("2026-01-01T11:00:00", now) == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
     with pytest.raises(typer.BadParameter):
         parse_since("yesterday", now)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -23,18 +23,19 @@ import redis
 from infra.docker.ops.balancer import Balancer
 from infra.docker.ops.project import SECRETS_DIR, ip_address
 from infra.local.processes import wait_until
-from kit.signing import Signer
 from kit import secrets as secret_values
-from tests.support.haproxy import HAPROXY_CUT_RESPONSE
+from kit.signing import Signer
 from tests.support.docker import ComposeStack
+from tests.support.haproxy import HAPROXY_CUT_RESPONSE
 from tests.support.load import LoadGenerator
 
 pytestmark = pytest.mark.slow
 
 
 def served_by(stack: ComposeStack, requests: int, concurrency: int = 8) -> collections.Counter[str]:
-    with LoadGenerator(stack.url + "/", concurrency=concurrency, keepalive=True, max_requests=requests,
-                       max_seconds=60) as load:  # fmt: skip
+    with LoadGenerator(
+        stack.url + "/", concurrency=concurrency, keepalive=True, max_requests=requests, max_seconds=60
+    ) as load:
         while load.result.total < requests and load._threads[0].is_alive():
             time.sleep(0.1)
     assert load.result.failed == 0, str(load.result)
@@ -42,8 +43,20 @@ def served_by(stack: ComposeStack, requests: int, concurrency: int = 8) -> colle
 
 
 def test_every_service_is_healthy_and_redis_is_not_published(stack):
-    for service in ("redis", "auth", "auth-redis", "router", "directory-redis", "shard-a", "shard-a-redis",
-                    "shard-b", "shard-b-redis", "lb", "locust", "locust-worker"):  # fmt: skip
+    for service in (
+        "redis",
+        "auth",
+        "auth-redis",
+        "router",
+        "directory-redis",
+        "shard-a",
+        "shard-a-redis",
+        "shard-b",
+        "shard-b-redis",
+        "lb",
+        "locust",
+        "locust-worker",
+    ):
         containers = stack.containers(service)
         assert containers, f"{service} is not running"
         for container in containers:
@@ -149,8 +162,11 @@ def test_every_container_drops_every_capability_and_gains_no_privilege(stack):
         if container.status == "running":  # and the process itself has none: effective and bounding sets empty
             code, output = container.exec_run(["cat", "/proc/1/status"])
             status = dict(line.split(":\t", 1) for line in output.decode().splitlines() if ":\t" in line)
-            assert (status["CapEff"].strip(), status["CapBnd"].strip(), status["NoNewPrivs"].strip()) == \
-                ("0000000000000000", "0000000000000000", "1"), name
+            assert (status["CapEff"].strip(), status["CapBnd"].strip(), status["NoNewPrivs"].strip()) == (
+                "0000000000000000",
+                "0000000000000000",
+                "1",
+            ), name
             assert status["Uid"].split()[1] != "0", f"{name} runs as root"
 
 
@@ -179,13 +195,16 @@ def test_users_count_is_the_users_the_router_holds(stack):
             answers = [http.get(f"http://{ip_address(c)}:8000/users/count").json() for c in stack.containers("api")]
             return all(a["count"] >= held and a["origin"].startswith("router http://router:8000") for a in answers)
 
-        wait_until(every_container_counts_them, 60, interval=1.0, what="every api container to count the router's users")
+        wait_until(
+            every_container_counts_them, 60, interval=1.0, what="every api container to count the router's users"
+        )
 
 
 def test_the_python_balancer_profile_serves_the_same_stack(stack):
     python_lb = f"http://127.0.0.1:{stack.env['PYTHON_LB_PORT']}"
-    stack.compose.run(["--profile", "python-lb", "up", "-d", "--wait", "--wait-timeout", "180", "lb-python"],
-                      timeout=300)  # fmt: skip
+    stack.compose.run(
+        ["--profile", "python-lb", "up", "-d", "--wait", "--wait-timeout", "180", "lb-python"], timeout=300
+    )
     try:
         hosts = set()
         with httpx.Client(base_url=python_lb, timeout=10) as http:
@@ -214,15 +233,19 @@ def test_a_container_killed_under_get_load_costs_no_failed_request(stack):
     victim_ip = ip_address(victim)
     balancer = Balancer(stack.stats_url, stack.env["LB_ADMIN_PASSWORD"])
     assert victim_ip and not out_of_rotation(balancer, victim_ip)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     # Bounded by count and time, far above what the waits below need.
     with LoadGenerator(stack.url + "/", concurrency=8, keepalive=True, max_requests=200_000, max_seconds=120) as load:
         wait_until(lambda: load.result.ok >= 200, 30, what="load to get going")
         victim.kill()  # SIGKILL: no drain, the balancer's retries and health checks must cover it
         # Load goes on for as long as HAProxy could still pick the dead replica (until its checks or DNS take
         # it out), then for a few hundred requests more: the whole window the claim is about, however slow.
-        wait_until(lambda: out_of_rotation(balancer, victim_ip), 60, interval=0.2,
-                   what="HAProxy to take the killed container out")  # fmt: skip
+        wait_until(
+            lambda: out_of_rotation(balancer, victim_ip),
+            60,
+            interval=0.2,
+            what="HAProxy to take the killed container out",
+        )
         out_at = load.result.total
         wait_until(lambda: load.result.total >= out_at + 200, 30, what="load after the kill")
     result = load.result
@@ -271,14 +294,28 @@ DOCKER_CLAIMS = {
 def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
     env = {**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": stack.project}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "scalecube.cli", "demo", "all", "--docker", "--smoke",
-                           "--out", str(tmp_path)], env=env, capture_output=True, text=True, timeout=1500)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "scalecube.cli", "demo", "all", "--docker", "--smoke", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     took = time.monotonic() - started
     explain = f"after {took:.0f}s\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}"
     assert done.returncode == 0, explain
     assert "scalecube demo all" in done.stdout and "every judged claim holds" in done.stdout, explain
-    for name in ("cloning", "availability", "overload", "reload", "sessions", "broadcast", "splitting", "decomposing",
-                 "outage"):  # fmt: skip
+    for name in (
+        "cloning",
+        "availability",
+        "overload",
+        "reload",
+        "sessions",
+        "broadcast",
+        "splitting",
+        "decomposing",
+        "outage",
+    ):
         with open(tmp_path / name / "claims.csv") as file:
             verdicts = {row["claim"]: row["verdict"] for row in csv.DictReader(file)}
         assert "fails" not in verdicts.values() and "holds" in verdicts.values(), (name, verdicts)
@@ -286,8 +323,12 @@ def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
             assert verdicts[DOCKER_CLAIMS[name]] == "holds", (name, verdicts)
     # Put back as found: 3 api containers, 1 auth, every one serving; nothing left paused.
     assert len(stack.containers("api")) == 3 and len(stack.containers("auth")) == 1
-    assert not [c.name for c in stack.client.containers.list(filters={"label": f"com.docker.compose.project={stack.project}",
-                                                                       "status": "paused"})]  # fmt: skip
+    assert not [
+        c.name
+        for c in stack.client.containers.list(
+            filters={"label": f"com.docker.compose.project={stack.project}", "status": "paused"}
+        )
+    ]
     stack.wait_served_by(3)
 
 

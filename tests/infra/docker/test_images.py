@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from infra.paths import REPO
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError
 from infra.docker.images import planned_builds
+from infra.paths import REPO
 
 
 def rendered() -> dict:
@@ -18,7 +18,9 @@ def rendered() -> dict:
     if shutil.which("docker") is None:
         pytest.skip("the docker CLI is not installed")
     try:
-        return json.loads(Compose(REPO, env={"SCALECUBE_TAG": "latest"}).run(["config", "--format", "json"], timeout=60))
+        return json.loads(
+            Compose(REPO, env={"SCALECUBE_TAG": "latest"}).run(["config", "--format", "json"], timeout=60)
+        )
     except DockerError as exc:
         pytest.skip(f"docker compose is not usable here: {exc}")
 
@@ -27,7 +29,9 @@ def test_the_compose_file_builds_each_image_once():
     config = rendered()
     builds = planned_builds(config)
     assert [(b.tag, b.target, b.services) for b in builds] == [
-        ("scalecube-service:latest", "service", ("api",)), ("scalecube-locust:latest", "locust", ("locust",))]
+        ("scalecube-service:latest", "service", ("api",)),
+        ("scalecube-locust:latest", "locust", ("locust",)),
+    ]
     # Every other service runs those images without building them, and never pulls them.
     for name, service in config["services"].items():
         if service["image"].startswith(("scalecube-service:", "scalecube-locust:")):
@@ -37,7 +41,12 @@ def test_the_compose_file_builds_each_image_once():
 
 def test_a_tag_built_by_two_services_is_refused():
     recipe = {"context": "/src", "dockerfile": "Dockerfile", "target": "service"}
-    config = {"services": {"a": {"image": "x:1", "build": recipe}, "b": {"image": "x:1", "build": recipe},
-                           "c": {"image": "x:1"}}}  # fmt: skip
+    config = {
+        "services": {
+            "a": {"image": "x:1", "build": recipe},
+            "b": {"image": "x:1", "build": recipe},
+            "c": {"image": "x:1"},
+        }
+    }
     with pytest.raises(DockerError, match="build each image once: a, b all build x:1"):
         planned_builds(config)

@@ -71,14 +71,19 @@ def test_rolling_restart_under_load_fails_no_request_and_replaces_every_containe
     url = stack.url + "/"
     # Both kinds of client at once: keep-alive (HAProxy reuses its server connections) and one
     # connection per request (every request is a new balancing decision).
-    with LoadGenerator(url, concurrency=8, keepalive=True, max_requests=1_000_000, max_seconds=600) as kept, \
-         LoadGenerator(url, concurrency=8, keepalive=False, max_requests=1_000_000, max_seconds=600) as fresh:  # fmt: skip
+    with (
+        LoadGenerator(url, concurrency=8, keepalive=True, max_requests=1_000_000, max_seconds=600) as kept,
+        LoadGenerator(url, concurrency=8, keepalive=False, max_requests=1_000_000, max_seconds=600) as fresh,
+    ):
         # Both loads going before the restart, and going on after it: counted, not slept.
         wait_until(lambda: kept.result.ok >= 100 and fresh.result.ok >= 100, 30, what="both loads to get going")
         output = docker_cli(stack, "rolling-restart", "api", "--json")
         ended = kept.result.total, fresh.result.total
-        wait_until(lambda: kept.result.total >= ended[0] + 100 and fresh.result.total >= ended[1] + 100, 30,
-                   what="both loads to go on after the restart")  # fmt: skip
+        wait_until(
+            lambda: kept.result.total >= ended[0] + 100 and fresh.result.total >= ended[1] + 100,
+            30,
+            what="both loads to go on after the restart",
+        )
     replaced = json.loads(output)["replacements"]
     for load in (kept, fresh):
         assert load.result.total >= 200, str(load.result)
@@ -101,8 +106,21 @@ def test_rolling_restart_under_load_fails_no_request_and_replaces_every_containe
 @pytest.mark.parametrize("target", ["container", "worker"])
 def test_chaos_kills_on_schedule_and_reports_what_clients_saw(stack, target):
     stack.wait_healthy("api", 3)  # what a kill picks from: a container just replaced may still be "starting"
-    output = docker_cli(stack, "chaos", "--target", target, "--every", "3", "--duration", "10", "--seed", "7",
-                        "--concurrency", "8", "--json")  # fmt: skip
+    output = docker_cli(
+        stack,
+        "chaos",
+        "--target",
+        target,
+        "--every",
+        "3",
+        "--duration",
+        "10",
+        "--seed",
+        "7",
+        "--concurrency",
+        "8",
+        "--json",
+    )
     report = json.loads(output)
     kills = report["kills"]
     # One kill per slot of the schedule (3, 6, 9 s), each at its time or later, in order: a kill (docker kill,
@@ -116,8 +134,9 @@ def test_chaos_kills_on_schedule_and_reports_what_clients_saw(stack, target):
     else:
         # A restarted container is back in the pool only once healthy (~10 s here), and the last healthy
         # one is never killed: with 3 containers the kill at 9 s usually finds only one healthy.
-        assert len(done) >= 2 and all(k["container"].startswith("api-") and "restarted" in k["note"]
-                                      for k in done), kills  # fmt: skip
+        assert len(done) >= 2 and all(k["container"].startswith("api-") and "restarted" in k["note"] for k in done), (
+            kills
+        )
         assert all("skipped" in k["note"] for k in kills if k not in done), kills
     assert report["ok"] + report["failed"] == report["total"] == sum(report["errors"].values()) + report["ok"]
     assert sum(report["failures_after_kill"]) <= report["failed"]
@@ -133,8 +152,10 @@ def test_chaos_kills_on_schedule_and_reports_what_clients_saw(stack, target):
 def test_logs_merge_the_containers_lines_with_compose_prefixes(stack):
     output = docker_cli(stack, "logs", "api", "--tail", "20", "--timestamps")
     lines = output.splitlines()
-    names = {c.labels["com.docker.compose.service"] + "-" + c.labels["com.docker.compose.container-number"]
-             for c in stack.containers("api", all=True)}  # fmt: skip
+    names = {
+        c.labels["com.docker.compose.service"] + "-" + c.labels["com.docker.compose.container-number"]
+        for c in stack.containers("api", all=True)
+    }
     prefixes = [line.split(" | ", 1)[0].strip() for line in lines]
     assert set(prefixes) == names and len(names) == 3, set(prefixes)
     assert len(lines) <= 20 * len(names)

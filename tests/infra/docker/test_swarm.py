@@ -10,13 +10,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from typer.testing import CliRunner
 
 from infra.docker import swarm
-from infra.paths import REPO
 from infra.docker.compose import Compose
 from infra.local.ports import free_port
+from infra.paths import REPO
 from scalecube import cli as scalecube_cli
 from tests.support.docker import require_docker
 
@@ -37,8 +36,13 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
     if joined_here:
         client.swarm.init(advertise_addr="127.0.0.1")
     name, lb_port = f"sctest{uuid.uuid4().hex[:6]}", free_port()
-    ports = {"LB_PORT": lb_port, "STATS_PORT": free_port(), "LOCUST_PORT": free_port(), "API_REPLICAS": 2,
-             "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24)}  # HAProxy needs one
+    ports = {
+        "LB_PORT": lb_port,
+        "STATS_PORT": free_port(),
+        "LOCUST_PORT": free_port(),
+        "API_REPLICAS": 2,
+        "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24),
+    }  # HAProxy needs one
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}}
     compose = Compose(REPO, project=name, env={k: str(v) for k, v in ports.items()})
     try:
@@ -56,12 +60,15 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
             if joined_here:
                 client.swarm.leave(force=True)
                 if not had_gateway_bridge:
-                    wait_for(lambda: remove_network(client, GATEWAY_BRIDGE), timeout=60,
-                             what=f"{GATEWAY_BRIDGE} removed")  # fmt: skip
+                    wait_for(
+                        lambda: remove_network(client, GATEWAY_BRIDGE), timeout=60, what=f"{GATEWAY_BRIDGE} removed"
+                    )
 
 
 def networks_named(client, name: str) -> list:
-    return [network for network in client.networks.list(names=[name]) if network.name == name]  # the filter matches parts
+    return [
+        network for network in client.networks.list(names=[name]) if network.name == name
+    ]  # the filter matches parts
 
 
 def remove_network(client, name: str) -> bool:
@@ -79,8 +86,9 @@ def remove_network(client, name: str) -> bool:
 def stack_objects(client, name: str) -> list[str]:
     label = {"label": f"com.docker.stack.namespace={name}"}
     # sparse: no per-container inspect, which races with Swarm removing them (404).
-    return [c.id for c in client.containers.list(all=True, filters=label, sparse=True)] + \
-        [n.id for n in client.networks.list(filters=label)]  # fmt: skip
+    return [c.id for c in client.containers.list(all=True, filters=label, sparse=True)] + [
+        n.id for n in client.networks.list(filters=label)
+    ]
 
 
 def wait_for(check, *, timeout: float, what: str) -> None:

@@ -9,14 +9,25 @@ CONFIG = {
     "volumes": {"redis-data": {"name": "scalecube_redis-data"}},
     "x-redis": {"image": "redis:7.2"},
     "services": {
-        "api": {"image": "scalecube-service:latest", "build": {"context": "."}, "restart": "unless-stopped",
-                "depends_on": {"redis": {"condition": "service_healthy", "required": True}}, "init": False,
-                "entrypoint": None, "tmpfs": ["/tmp"], "deploy": {"replicas": 3}},
-        "lb": {"image": "haproxy:2.8", "ports": [{"mode": "ingress", "host_ip": "127.0.0.1", "target": 8080,
-                                                  "published": "8080", "protocol": "tcp"}]},
+        "api": {
+            "image": "scalecube-service:latest",
+            "build": {"context": "."},
+            "restart": "unless-stopped",
+            "depends_on": {"redis": {"condition": "service_healthy", "required": True}},
+            "init": False,
+            "entrypoint": None,
+            "tmpfs": ["/tmp"],
+            "deploy": {"replicas": 3},
+        },
+        "lb": {
+            "image": "haproxy:2.8",
+            "ports": [
+                {"mode": "ingress", "host_ip": "127.0.0.1", "target": 8080, "published": "8080", "protocol": "tcp"}
+            ],
+        },
         "redis": {"image": "redis:7.2", "volumes": [{"type": "volume", "source": "redis-data", "target": "/data"}]},
     },
-}  # fmt: skip
+}
 
 
 def test_swarm_gets_no_build_order_or_null_keys():
@@ -33,7 +44,8 @@ def test_tmpfs_becomes_a_mount_and_every_name_resolves_to_its_tasks_not_a_virtua
 
 def test_published_ports_are_numbers_bound_on_the_node_without_a_host_ip():
     assert swarm_stack(CONFIG)["services"]["lb"]["ports"] == [
-        {"mode": "host", "target": 8080, "published": 8080, "protocol": "tcp"}]
+        {"mode": "host", "target": 8080, "published": 8080, "protocol": "tcp"}
+    ]
 
 
 def test_networks_are_overlays_and_extensions_are_dropped():
@@ -43,10 +55,18 @@ def test_networks_are_overlays_and_extensions_are_dropped():
 
 
 def test_a_fixed_subnet_stays_with_the_overlay_so_the_trusted_forwarders_keep_their_addresses():
-    config = {**CONFIG, "networks": {"default": {"name": "scalecube_default", "ipam": {
-        "config": [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}]}}}}  # fmt: skip
-    assert swarm_stack(config)["networks"] == {"default": {"driver": "overlay", "attachable": True,
-                                                           "ipam": {"config": [{"subnet": "10.89.0.0/24"}]}}}
+    config = {
+        **CONFIG,
+        "networks": {
+            "default": {
+                "name": "scalecube_default",
+                "ipam": {"config": [{"subnet": "10.89.0.0/24", "gateway": "10.89.0.1"}]},
+            }
+        },
+    }
+    assert swarm_stack(config)["networks"] == {
+        "default": {"driver": "overlay", "attachable": True, "ipam": {"config": [{"subnet": "10.89.0.0/24"}]}}
+    }
 
 
 def test_the_compose_files_network_and_trusted_forwarders_agree():

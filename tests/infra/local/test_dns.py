@@ -18,8 +18,10 @@ def dns_server(tmp_path):
     zone = tmp_path / "zone.json"
     write_zone(zone, {"api": ["127.0.0.2", "127.0.0.3"]})
     port = free_port()
-    server = ManagedProcess([sys.executable, "-m", "infra.local.dns", "--zone-file", str(zone), "--port", str(port)],
-                            log_path=tmp_path / "dns.log")  # fmt: skip
+    server = ManagedProcess(
+        [sys.executable, "-m", "infra.local.dns", "--zone-file", str(zone), "--port", str(port)],
+        log_path=tmp_path / "dns.log",
+    )
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers, resolver.port, resolver.lifetime, resolver.cache = ["127.0.0.1"], port, 1.0, None
     wait_until(lambda: resolver.resolve("api", "A"), 10, what="the DNS server")

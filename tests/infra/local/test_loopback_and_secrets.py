@@ -71,8 +71,10 @@ def test_one_set_of_secrets_kept_in_the_state_dir_and_shared(shape: str, tmp_pat
     again_apis = [c for c in again if isinstance(c, ClusterComponent) and c.app == local_stack.API_APP]
     assert {c.env["SESSION_SECRET"] for c in again_apis} == {kept["SESSION_SECRET"]}
 
-def test_a_secret_set_in_the_environment_wins_and_a_placeholder_is_refused(tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+
+def test_a_secret_set_in_the_environment_wins_and_a_placeholder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SESSION_SECRET", "my-own-session-secret-0123")
     components = build_components(StackOptions(state_dir=tmp_path, **SHAPES["one-api"]))
     assert components[-1].env["SESSION_SECRET"] == "my-own-session-secret-0123"
@@ -87,8 +89,11 @@ def test_up_refuses_a_placeholder_before_starting_anything(tmp_path: Path) -> No
 
     from scalecube import cli as scalecube_cli
 
-    result = CliRunner().invoke(scalecube_cli.app, ["up", "--state-dir", str(tmp_path), "--services", "api"],
-                                env={"SESSION_SECRET": "CHANGE-ME-placeholder-session-secret"})  # fmt: skip
+    result = CliRunner().invoke(
+        scalecube_cli.app,
+        ["up", "--state-dir", str(tmp_path), "--services", "api"],
+        env={"SESSION_SECRET": "CHANGE-ME-placeholder-session-secret"},
+    )
     assert result.exit_code == 2, result.output
     assert "SESSION_SECRET: is a known placeholder" in result.output and "CHANGE-ME-placeholder" not in result.output
     assert not (tmp_path / "stack.json").exists()

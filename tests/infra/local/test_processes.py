@@ -67,8 +67,10 @@ def test_stop_escalates_through_its_steps_then_kills_the_whole_tree_when_detache
 
 
 def test_stop_sends_sigterm_and_waits_for_a_willing_process(tmp_path: Path) -> None:
-    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
-            "print('up', flush=True); time.sleep(60)")
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
+        "print('up', flush=True); time.sleep(60)"
+    )
     process = ManagedProcess(python(code), log_path=tmp_path / "w.log")
     wait_until(lambda: "up" in process.log(), 30, what="the process to start")
     assert process.stop(timeout=20) == 3

@@ -108,8 +108,12 @@ def test_a_component_that_ran_a_while_is_restarted_at_once_and_back_when_ready(p
     component.is_ready = True
     assert keeper.tick() and keeper.state == RUNNING
     assert [e[0] for e in recorder.events] == ["exited", "restarted", "back"]
-    assert keeper.describe() == {"state": RUNNING, "restarts": 1, "last_exit": keeper.describe()["last_exit"],
-                                 "failure": None}  # fmt: skip
+    assert keeper.describe() == {
+        "state": RUNNING,
+        "restarts": 1,
+        "last_exit": keeper.describe()["last_exit"],
+        "failure": None,
+    }
     assert keeper.describe()["last_exit"]["how"] == "killed by SIGKILL"
 
 
@@ -149,7 +153,9 @@ def test_a_crash_loop_is_given_up_with_which_and_why(parts):
     assert keeper.state == FAILED
     assert component.starts == POLICY.max_crashes  # every restart failed: max_crashes young deaths
     assert keeper.restarts == component.starts
-    assert keeper.last_exit is not None and keeper.last_exit.code is None and keeper.last_exit.uptime == 0  # a RuntimeError without a code
+    assert (
+        keeper.last_exit is not None and keeper.last_exit.code is None and keeper.last_exit.uptime == 0
+    )  # a RuntimeError without a code
     assert keeper.last_exit.how == "failed to start: redis-server exited with code 1 on port 1234"
     kind, name, why, tail = recorder.events[-1]
     assert (kind, name) == ("failed", "thing")

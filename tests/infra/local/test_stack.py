@@ -22,9 +22,8 @@ import redis
 from cluster import control
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port
-from infra.local.restarts import RestartPolicy
-
 from infra.local.processes import wait_until
+from infra.local.restarts import RestartPolicy
 from infra.paths import REPO  # REPO: the checkout the CLI runs from
 from tests.support.haproxy import require_haproxy
 
@@ -54,8 +53,14 @@ class Stack:
         return self.state_dir / "stack.json"
 
     def cli(self, *args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "scalecube", *args, "--state-dir", str(self.state_dir)],
-                              cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "scalecube", *args, "--state-dir", str(self.state_dir)],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def up_args(self, workers: int) -> list[str]:
         # The api alone: these tests are about the stack's machinery; the full stack has its own section.
@@ -69,9 +74,13 @@ class Stack:
     def up_foreground(self, workers: int = 1) -> subprocess.Popen[bytes]:
         """`scalecube up` without -d: this process is the supervisor."""
         with open(self.foreground_output, "wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "scalecube", *self.up_args(workers), "--state-dir",
-                                        str(self.state_dir)], cwd=REPO, env=self.env, stdout=out,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, "-m", "scalecube", *self.up_args(workers), "--state-dir", str(self.state_dir)],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.foreground.append(process)
         return process
 
@@ -342,8 +351,9 @@ def detached_stack(base: Path, *args: str, kind: str = "", env: dict[str, str] |
     shared.kind = kind
     shared.stats_port = free_port()
     try:
-        shared.started = shared.cli("up", "-d", *args, "--port", str(shared.port),
-                                    "--stats-port", str(shared.stats_port))  # fmt: skip
+        shared.started = shared.cli(
+            "up", "-d", *args, "--port", str(shared.port), "--stats-port", str(shared.stats_port)
+        )
         shared.remember()
         assert shared.started.returncode == 0, shared.started.stdout + shared.started.stderr
         yield shared
@@ -358,8 +368,21 @@ def balanced_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     kind = request.param
     if kind == "haproxy":
         require_haproxy()
-    yield from detached_stack(tmp_path_factory.mktemp(f"lb-{kind}"), "--api", str(REPLICAS), "--lb", kind, "--sticky",
-                              "--session-backend", "memory", "--workers", "1", "--services", "api", kind=kind)  # fmt: skip
+    yield from detached_stack(
+        tmp_path_factory.mktemp(f"lb-{kind}"),
+        "--api",
+        str(REPLICAS),
+        "--lb",
+        kind,
+        "--sticky",
+        "--session-backend",
+        "memory",
+        "--workers",
+        "1",
+        "--services",
+        "api",
+        kind=kind,
+    )
 
 
 def status_json(stack: Stack) -> dict[str, Any]:
@@ -370,8 +393,12 @@ def status_json(stack: Stack) -> dict[str, Any]:
 
 def replica_of_pid(stack: Stack) -> dict[int, str]:
     """Every worker pid of every replica -> the replica's name, from `scalecube status --json`."""
-    return {worker["pid"]: c["name"] for c in status_json(stack)["components"] if c.get("cluster")
-            for worker in c["cluster"]["workers"]}  # fmt: skip
+    return {
+        worker["pid"]: c["name"]
+        for c in status_json(stack)["components"]
+        if c.get("cluster")
+        for worker in c["cluster"]["workers"]
+    }
 
 
 def fresh_get(url: str, cookies: dict[str, str] | None = None) -> httpx.Response:
@@ -404,7 +431,10 @@ def test_status_lists_dns_every_replica_and_the_balancer(balanced_stack):
     assert lb["stats"] + "/" in balanced_stack.started.stdout  # `up` says where the stats page is
     # ...which asks for a password: generated for this stack, 0600 in its state dir, and `up` says where.
     password_file = Path(lb["admin_password_file"])
-    assert password_file.parent == balanced_stack.state_dir.resolve() and str(password_file) in balanced_stack.started.stdout
+    assert (
+        password_file.parent == balanced_stack.state_dir.resolve()
+        and str(password_file) in balanced_stack.started.stdout
+    )
     assert (password_file.stat().st_mode & 0o777) == 0o600
     password = password_file.read_text().strip()
     assert len(password) >= 24 and password not in balanced_stack.started.stdout
@@ -425,8 +455,9 @@ def test_requests_through_the_balancer_reach_every_replica(balanced_stack):
 
 
 def test_sticky_balancer_keeps_a_memory_session_with_one_worker_per_replica(balanced_stack):
-    with httpx.Client(base_url=balanced_stack.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) \
-            as client:  # fmt: skip
+    with httpx.Client(
+        base_url=balanced_stack.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as client:
         login = client.post("/session/login", json={"user": "ada"})
         assert login.status_code == 200, login.text
         assert LB_COOKIE in client.cookies  # the balancer pinned this client
@@ -437,8 +468,10 @@ def test_sticky_balancer_keeps_a_memory_session_with_one_worker_per_replica(bala
     assert {r.json()["user"] for r in me} == {"ada"} and {r.json()["backend"] for r in me} == {"memory"}
     assert len({r.headers["x-served-by"] for r in me}) == 1  # one replica, one worker
     # Without the balancer's cookie the same session cookie lands on other replicas, which never saw it.
-    unpinned = [fresh_get(balanced_stack.url + "/session/me", cookies={k: v for k, v in cookies.items()
-                                                                       if k != LB_COOKIE}) for _ in range(REPLICAS)]  # fmt: skip
+    unpinned = [
+        fresh_get(balanced_stack.url + "/session/me", cookies={k: v for k, v in cookies.items() if k != LB_COOKIE})
+        for _ in range(REPLICAS)
+    ]
     assert 401 in [r.status_code for r in unpinned]
 
 
@@ -459,8 +492,16 @@ def test_down_stops_the_balancer_every_replica_and_dns(balanced_stack):
 
 # -- the whole stack: auth, the router, two shards (`up --services all`, the default) ----------------------
 
-SERVICE_NAMES = ["auth-redis", "auth", "shard-a-redis", "shard-a", "shard-b-redis", "shard-b", "directory-redis",
-                 "router"]  # fmt: skip
+SERVICE_NAMES = [
+    "auth-redis",
+    "auth",
+    "shard-a-redis",
+    "shard-a",
+    "shard-b-redis",
+    "shard-b",
+    "directory-redis",
+    "router",
+]
 FULL_REPLICAS = ["api-1", "api-2"]
 
 
@@ -472,8 +513,17 @@ def full_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if kind == "haproxy":
         require_haproxy()
     # USERS_COUNT_INTERVAL 1 s instead of 10: the users count test waits a few intervals, not minutes.
-    yield from detached_stack(tmp_path_factory.mktemp(f"full-{kind}"), "--api", "2", "--lb", kind, "--workers", "1",
-                              kind=kind, env={"USERS_COUNT_INTERVAL": "1"})  # fmt: skip
+    yield from detached_stack(
+        tmp_path_factory.mktemp(f"full-{kind}"),
+        "--api",
+        "2",
+        "--lb",
+        kind,
+        "--workers",
+        "1",
+        kind=kind,
+        env={"USERS_COUNT_INTERVAL": "1"},
+    )
 
 
 def test_full_stack_status_lists_auth_the_router_the_shards_and_their_redis(full_stack):
@@ -542,8 +592,12 @@ def test_full_stack_users_count_is_the_users_the_router_holds(full_stack):
         with httpx.Client(base_url=full_stack.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as c:
             return [c.get("/users/count").json() for _ in range(6)]  # new connections: both replicas answer
 
-    wait_until(lambda: all(a["count"] == before + 3 for a in every_answer()), 60, interval=0.5,
-               what=f"every replica counting {before + 3} users")  # fmt: skip
+    wait_until(
+        lambda: all(a["count"] == before + 3 for a in every_answer()),
+        60,
+        interval=0.5,
+        what=f"every replica counting {before + 3} users",
+    )
     assert httpx.get(router + "/users/count", timeout=10).json()["count"] == before + 3
     for answer in every_answer():
         assert answer["origin"] == f"router {router}/users/count"  # where the number comes from
@@ -552,11 +606,15 @@ def test_full_stack_users_count_is_the_users_the_router_holds(full_stack):
 
 # (method, path, body, the component whose own port serves it, its status there)
 INTERNAL = [
-    ("GET", "/metrics", None, "api-1", 200), ("GET", "/docs", None, "api-1", 200), ("GET", "/redoc", None, "api-1", 200),
-    ("GET", "/openapi.json", None, "api-1", 200), ("GET", "/metrics", None, "router", 200),
-    ("GET", "/shards", None, "router", 200), ("GET", "/auth/users/count", None, "auth", 200),
+    ("GET", "/metrics", None, "api-1", 200),
+    ("GET", "/docs", None, "api-1", 200),
+    ("GET", "/redoc", None, "api-1", 200),
+    ("GET", "/openapi.json", None, "api-1", 200),
+    ("GET", "/metrics", None, "router", 200),
+    ("GET", "/shards", None, "router", 200),
+    ("GET", "/auth/users/count", None, "auth", 200),
     ("POST", "/announcements", {"message": "internal only"}, "api-1", 202),
-]  # fmt: skip
+]
 
 
 def test_full_stack_internal_paths_are_refused_by_the_balancer_and_served_by_each_service_itself(full_stack):
@@ -602,8 +660,10 @@ def test_without_a_balancer_the_services_still_start_on_their_own_ports(stack):
     auth, router = stack.component("auth")["url"], stack.component("router")["url"]
     assert auth in result.stdout and router in result.stdout
     password = "correct horse battery staple"
-    assert httpx.post(auth + "/auth/register", json={"username": "bob", "password": password},
-                      timeout=10).status_code == 201  # fmt: skip
+    assert (
+        httpx.post(auth + "/auth/register", json={"username": "bob", "password": password}, timeout=10).status_code
+        == 201
+    )
     login = httpx.post(stack.url + "/session/login", json={"user": "bob", "password": password}, timeout=10)
     assert login.status_code == 200, login.text  # the api asks auth (AUTH_URL)
     assert httpx.post(router + "/users", json={"name": "Bo", "country": "US"}, timeout=10).status_code == 201
@@ -621,7 +681,9 @@ def supervised_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     """One detached stack (2 api replicas of one worker behind the default balancer, sessions in Redis), shared
     by this section's tests, which kill something different each, in order: Redis, one replica, the balancer,
     then Redis for good (a crash loop). The last test stops it."""
-    yield from detached_stack(tmp_path_factory.mktemp("supervised"), "--api", "2", "--workers", "1", "--services", "api")
+    yield from detached_stack(
+        tmp_path_factory.mktemp("supervised"), "--api", "2", "--workers", "1", "--services", "api"
+    )
 
 
 def components(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -691,8 +753,12 @@ def test_a_killed_redis_is_restarted_with_its_data_and_the_api_recovers_by_itsel
 
         os.kill(killed["pid"], signal.SIGKILL)
 
-        after = wait_until(lambda: back_after_restart(stack, "redis", killed["pid"]), RESTART_TIMEOUT,
-                           interval=0.5, what="redis restarted")  # fmt: skip
+        after = wait_until(
+            lambda: back_after_restart(stack, "redis", killed["pid"]),
+            RESTART_TIMEOUT,
+            interval=0.5,
+            what="redis restarted",
+        )
         stack.remember()
         # The api re-dials Redis by itself, and the balancer's checks see its replicas ready again: nobody restarts them.
         wait_until(lambda: balancer_sees_every_replica_up(stack), 60, interval=0.5, what="both replicas up again")
@@ -727,14 +793,23 @@ def test_a_killed_api_replica_is_restarted_while_the_balancer_keeps_answering(su
 
         os.kill(killed["pid"], signal.SIGKILL)
 
-        after = wait_until(lambda: back_after_restart(stack, "api-1", killed["pid"]), RESTART_TIMEOUT,
-                           interval=0.5, what="api-1 restarted")  # fmt: skip
+        after = wait_until(
+            lambda: back_after_restart(stack, "api-1", killed["pid"]),
+            RESTART_TIMEOUT,
+            interval=0.5,
+            what="api-1 restarted",
+        )
         stack.remember()
-        new_workers = wait_until(lambda: {w["pid"] for w in components(stack)["api-1"]["cluster"]["workers"]}, 30,
-                                 what="api-1's new workers")  # fmt: skip
+        new_workers = wait_until(
+            lambda: {w["pid"] for w in components(stack)["api-1"]["cluster"]["workers"]}, 30, what="api-1's new workers"
+        )
         # The balancer's health checks bring it back by itself: the new replica gets requests again.
-        wait_until(lambda: served_by_pid(fresh_get(stack.url + "/")) in new_workers, 60, interval=0.2,
-                   what="a response from the restarted api-1")  # fmt: skip
+        wait_until(
+            lambda: served_by_pid(fresh_get(stack.url + "/")) in new_workers,
+            60,
+            interval=0.2,
+            what="a response from the restarted api-1",
+        )
         during = requests.outcomes[at_kill:]
     finally:
         requests.stop()
@@ -761,8 +836,9 @@ def test_a_killed_balancer_is_restarted_on_the_same_ports_with_nothing_of_it_lef
 
     os.kill(killed["pid"], signal.SIGKILL)
 
-    after = wait_until(lambda: back_after_restart(stack, "lb", killed["pid"]), RESTART_TIMEOUT, interval=0.5,
-                       what="lb restarted")  # fmt: skip
+    after = wait_until(
+        lambda: back_after_restart(stack, "lb", killed["pid"]), RESTART_TIMEOUT, interval=0.5, what="lb restarted"
+    )
     stack.remember()
     assert (after["url"], after["stats"]) == (killed["url"], killed["stats"])
     assert after["restarts"] == 1 and after["last_exit"]["how"] == "killed by SIGKILL"
@@ -799,8 +875,12 @@ def test_a_crash_looping_component_is_given_up_with_why_and_the_rest_keeps_runni
 
     os.kill(broken["pid"], signal.SIGKILL)
 
-    failed = wait_until(lambda: (c := components(stack)["redis"])["state"] == "failed" and c, RESTART_TIMEOUT,
-                        interval=1, what="the supervisor to give up on redis")  # fmt: skip
+    failed = wait_until(
+        lambda: (c := components(stack)["redis"])["state"] == "failed" and c,
+        RESTART_TIMEOUT,
+        interval=1,
+        what="the supervisor to give up on redis",
+    )
     processes = stack.remember()
     assert failed["alive"] is False
     assert failed["restarts"] > before["redis"]["restarts"]
@@ -833,14 +913,17 @@ def test_a_crash_looping_component_is_given_up_with_why_and_the_rest_keeps_runni
 # -- options that cannot work are refused before anything starts ------------------------------------
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--sticky"], "--sticky needs a balancer"),
-    (["--sticky", "--lb", "none"], "--sticky needs a balancer"),
-    (["--api", "3", "--lb", "none"], "--api 3 needs a balancer"),
-    (["--api", "9"], "--api must be 1 to 8, got 9"),
-    (["--api", "0", "--lb", "python"], "--api must be 1 to 8, got 0"),
-    (["--api", "2", "--lb", "nginx"], "--lb must be python, haproxy or none"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sticky"], "--sticky needs a balancer"),
+        (["--sticky", "--lb", "none"], "--sticky needs a balancer"),
+        (["--api", "3", "--lb", "none"], "--api 3 needs a balancer"),
+        (["--api", "9"], "--api must be 1 to 8, got 9"),
+        (["--api", "0", "--lb", "python"], "--api must be 1 to 8, got 0"),
+        (["--api", "2", "--lb", "nginx"], "--lb must be python, haproxy or none"),
+    ],
+)
 def test_impossible_combinations_are_a_clear_usage_error(stack, args, message):
     result = stack.cli("up", "-d", "--port", str(stack.port), *args)
 
@@ -857,8 +940,9 @@ def no_haproxy(monkeypatch: pytest.MonkeyPatch) -> None:
     from lb.haproxy import runner
 
     def missing(*_: object) -> str:
-        raise runner.HaproxyNotFound(f"haproxy is not installed (not on PATH nor in {runner.EXTRA_PATH}): "
-                                     f"{runner.INSTALL_HINT}")  # fmt: skip
+        raise runner.HaproxyNotFound(
+            f"haproxy is not installed (not on PATH nor in {runner.EXTRA_PATH}): {runner.INSTALL_HINT}"
+        )
 
     monkeypatch.setattr(runner, "find_haproxy", missing)
 
@@ -870,13 +954,16 @@ def test_lb_haproxy_without_haproxy_exits_2_with_one_clear_line_and_starts_nothi
 
     state_dir = tmp_path / "state"
 
-    result = CliRunner().invoke(app, ["up", "-d", "--api", "3", "--lb", "haproxy", "--port", str(free_port()),
-                                      "--state-dir", str(state_dir)])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["up", "-d", "--api", "3", "--lb", "haproxy", "--port", str(free_port()), "--state-dir", str(state_dir)]
+    )
 
     assert result.exit_code == 2, result.output
-    assert result.stderr.strip() == ("scalecube up: --lb haproxy: haproxy is not installed (not on PATH nor in "
-                                     "/usr/sbin:/usr/local/sbin): install Debian's haproxy (apt-get install "
-                                     "haproxy); or use --lb python")  # fmt: skip
+    assert result.stderr.strip() == (
+        "scalecube up: --lb haproxy: haproxy is not installed (not on PATH nor in "
+        "/usr/sbin:/usr/local/sbin): install Debian's haproxy (apt-get install "
+        "haproxy); or use --lb python"
+    )
     assert not state_dir.exists()  # not even the state dir: nothing started
     assert processes_mentioning(state_dir) == []
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.config import ClusterConfig
-from cluster.config import KILL_GRACE
+from cluster.config import KILL_GRACE, ClusterConfig
 from infra.local import components, redis_server
 from lb.config import load_config
 

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.usefixtures("haproxy_binary")
 
 def settings(**overrides) -> HaproxySettings:
     # No DNS server answers on this port: the api servers stay without an address, HAProxy runs anyway.
-    return HaproxySettings(**{"bind": f"127.0.0.1:{free_port()}", "stats_bind": f"127.0.0.1:{free_port()}",
-                              "dns": f"127.0.0.1:{free_port()}", **overrides})  # fmt: skip
+    return HaproxySettings(
+        **{
+            "bind": f"127.0.0.1:{free_port()}",
+            "stats_bind": f"127.0.0.1:{free_port()}",
+            "dns": f"127.0.0.1:{free_port()}",
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture
@@ -45,9 +51,8 @@ def workers(lb: HaproxyComponent) -> set[int]:
 def test_check_refuses_a_bad_configuration_or_a_taken_port_before_anything_starts(component):
     with pytest.raises(StackError, match="balance only supports"):
         component(balance="fastest").check()
-    with socket.create_server(("127.0.0.1", 0)) as taken:
-        with pytest.raises(PortInUse, match="LB_BIND"):
-            component(bind=f"127.0.0.1:{taken.getsockname()[1]}").check()
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(PortInUse, match="LB_BIND"):
+        component(bind=f"127.0.0.1:{taken.getsockname()[1]}").check()
 
 
 def test_starts_reloads_on_sigusr2_and_stops_gracefully(component):

@@ -17,10 +17,24 @@ MODES = {
     "sticky": runner.HaproxySettings(sticky=True, cookie_key="a-test-cookie-key-0123", admin_password=PASSWORD),
     "leastconn": runner.HaproxySettings(balance="leastconn", admin_password=PASSWORD),
     "auth-and-router": runner.HaproxySettings(auth_service="auth", router_service="router", admin_password=PASSWORD),
-    "everything": runner.HaproxySettings(bind="127.0.0.1:18080", stats_bind="127.0.0.1:18404", dns="127.0.0.1:5353",
-                                         slots=4, service_slots=2, balance="leastconn", sticky=True, cookie_key="a-test-cookie-key-0123", api_service="web",
-                                         api_port=9000, auth_service="auth", auth_port=9001, router_service="router",
-                                         router_port=9002, max_connections_per_client=50, admin_password=PASSWORD),  # fmt: skip
+    "everything": runner.HaproxySettings(
+        bind="127.0.0.1:18080",
+        stats_bind="127.0.0.1:18404",
+        dns="127.0.0.1:5353",
+        slots=4,
+        service_slots=2,
+        balance="leastconn",
+        sticky=True,
+        cookie_key="a-test-cookie-key-0123",
+        api_service="web",
+        api_port=9000,
+        auth_service="auth",
+        auth_port=9001,
+        router_service="router",
+        router_port=9002,
+        max_connections_per_client=50,
+        admin_password=PASSWORD,
+    ),
 }
 
 
@@ -83,6 +97,11 @@ def test_the_per_client_connection_cap_is_the_python_balancers_and_replaces_forw
     assert presets["LB_MAXCONN_PER_CLIENT"] == str(Limits().max_connections_per_client)
     public = text.split("\nfrontend public", 1)[1].split("\nbackend ", 1)[0]
     deleted = re.findall(r"^    http-request del-header (\S+)$", public, re.MULTILINE)
-    assert {name.lower() for name in deleted} == {"x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host",
-                                                  "proxy-authorization"}  # fmt: skip
+    assert {name.lower() for name in deleted} == {
+        "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
+        "x-forwarded-host",
+        "proxy-authorization",
+    }
     assert re.search(r"^    option forwardfor$", public, re.MULTILINE)

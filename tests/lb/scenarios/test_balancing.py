@@ -16,8 +16,16 @@ import pytest
 
 from infra.local.processes import ClusterProcess, wait_until
 from infra.local.redis_server import RedisServer
-from tests.lb.conftest import (API, STICKY_COOKIE, api_env, fresh_client, get_many, loopback_topology,
-                               replicas_serving, wait_up)  # fmt: skip
+from tests.lb.conftest import (
+    API,
+    STICKY_COOKIE,
+    api_env,
+    fresh_client,
+    get_many,
+    loopback_topology,
+    replicas_serving,
+    wait_up,
+)
 from tests.support.load import LoadGenerator
 
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -91,16 +99,18 @@ def test_requests_spread_over_every_replica(kind, cloned, start_balancer, balanc
 # -- scaling by DNS, no reload --------------------------------------------------------
 
 
-def test_a_replica_added_to_dns_gets_traffic_and_a_withdrawn_one_none_without_reload(kind, cloned, spare,
-                                                                                      start_balancer):  # fmt: skip
+def test_a_replica_added_to_dns_gets_traffic_and_a_withdrawn_one_none_without_reload(
+    kind, cloned, spare, start_balancer
+):
     lb = start_balancer(kind, cloned)
     processes_before = processes_of(lb.pid)
 
     cloned.publish("api", SPARE)
     # Both re-resolve every second and check every second; the bound is only a generous backstop for a
     # busy machine (no elapsed-time claim): what this test proves is that it happens without a reload.
-    wait_until(lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 30,
-               what="the new replica to get traffic")  # fmt: skip
+    wait_until(
+        lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 30, what="the new replica to get traffic"
+    )
 
     cloned.withdraw("api", SPARE)
     wait_up(lb, set(HOSTS), timeout=20)
@@ -166,8 +176,11 @@ def test_a_replica_that_stops_answering_its_checks_is_ejected_and_comes_back(kin
         signal_all(spare, signal.SIGCONT)
     assert spare.proc.poll() is None  # it was alive all along
     wait_up(lb, {*HOSTS, SPARE}, timeout=30)
-    wait_until(lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)), 15,
-               what="traffic to the recovered replica")  # fmt: skip
+    wait_until(
+        lambda: SPARE in replicas_serving(cloned, get_many(lb.url + "/", 8)),
+        15,
+        what="traffic to the recovered replica",
+    )
 
 
 # -- sessions and stickiness -----------------------------------------------------------

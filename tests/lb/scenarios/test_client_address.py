@@ -51,9 +51,14 @@ def test_a_spoofed_forwarded_for_cannot_dodge_the_failed_login_limit(kind, guard
     lb = start_balancer(kind, guarded, routes={"auth": "auth"})
     peer, other = f"127.0.0.{next(_peers)}", f"127.0.0.{next(_peers)}"
     with from_address(lb.url, peer) as http:
-        statuses = [http.post("/auth/login", json={"username": f"lb-guess{n}", "password": "guess-guess"},
-                              headers={"X-Forwarded-For": next(_spoofed)}).status_code
-                    for n in range(IP_LIMIT + 1)]  # fmt: skip
+        statuses = [
+            http.post(
+                "/auth/login",
+                json={"username": f"lb-guess{n}", "password": "guess-guess"},
+                headers={"X-Forwarded-For": next(_spoofed)},
+            ).status_code
+            for n in range(IP_LIMIT + 1)
+        ]
     assert statuses == [401] * IP_LIMIT + [429], statuses
     with from_address(lb.url, other) as http:  # another client through the same balancer: not limited
         assert http.post("/auth/login", json={"username": "lb-guess0", "password": "guess-guess"}).status_code == 401

@@ -31,8 +31,11 @@ READ_TIMEOUT = 10.0  # haproxy.cfg's `timeout server`; the Python balancer is st
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("degraded")
-    env = {"READY_FLAG_FILE": str(workdir / "not-ready"), "RECEIPTS_FILE": str(workdir / "receipts"),
-           "HOLD_FILE": str(workdir / "hold")}  # fmt: skip
+    env = {
+        "READY_FLAG_FILE": str(workdir / "not-ready"),
+        "RECEIPTS_FILE": str(workdir / "receipts"),
+        "HOLD_FILE": str(workdir / "hold"),
+    }
     with loopback_topology(workdir) as topology:
         for host in HOSTS:
             topology.start("api", host, BACKEND, workers=1, env=env)
@@ -56,8 +59,9 @@ def receipts(path) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_every_check_failing_puts_the_balancer_in_panic_and_the_replicas_keep_serving(kind, replicas, files,
-                                                                                      start_balancer):  # fmt: skip
+def test_every_check_failing_puts_the_balancer_in_panic_and_the_replicas_keep_serving(
+    kind, replicas, files, start_balancer
+):
     lb = start_balancer(kind, replicas)
     assert not lb.panic()
     files["not-ready"].touch()  # every replica's /readyz: 503
@@ -77,8 +81,9 @@ def test_every_check_failing_puts_the_balancer_in_panic_and_the_replicas_keep_se
     assert lb.panic_requests() == counted  # routed normally again
 
 
-def test_a_response_slower_than_the_read_timeout_is_a_504_from_one_replica_that_stays_in(kind, replicas, files,
-                                                                                         start_balancer):  # fmt: skip
+def test_a_response_slower_than_the_read_timeout_is_a_504_from_one_replica_that_stays_in(
+    kind, replicas, files, start_balancer
+):
     lb = start_balancer(kind, replicas)
     retries = lb.retries()
     # An idempotent GET, which both balancers do replay after a lost connection: not after a timeout.

@@ -164,8 +164,10 @@ def test_slow_and_silent_clients_are_cut_off_without_stalling_others(kind, echo,
                 how = "reset"
             replies[name], waited[name], ended[name] = data, time.monotonic() - since, how
 
-    threads = [threading.Thread(target=client, args=(name, delay))
-               for name, delay in (("silent", None), ("slowloris", 0.0), ("late", 1.0))]  # fmt: skip
+    threads = [
+        threading.Thread(target=client, args=(name, delay))
+        for name, delay in (("silent", None), ("slowloris", 0.0), ("late", 1.0))
+    ]
     for thread in threads:
         thread.start()
     try:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from loadtests.benchmarks import peers
 from loadtests.benchmarks.peers import spread
 from loadtests.benchmarks.peers_cli import EXIT_CANNOT_RUN
-from loadtests.drivers import parse, run_wrk, wrk_available, write_script
+from loadtests.drivers import parse, run_wrk, write_script, wrk_available
 from scalecube import cli as scalecube_cli
 
 needs_wrk = pytest.mark.skipif(not wrk_available(), reason="wrk is not installed")
@@ -38,8 +38,10 @@ def test_responses_without_the_header_are_not_a_worker() -> None:
 
 
 def test_parse_reads_only_the_tally_lines() -> None:
-    run = parse("Running 1s test @ http://x/\n  9 requests in 1.00s\nscalecube-tally served 5 vm/11\n"
-                "scalecube-tally served 4 host with space/12\nscalecube-tally summary 9 1000000 0 1 0 2 0 1500 9000\n")  # fmt: skip
+    run = parse(
+        "Running 1s test @ http://x/\n  9 requests in 1.00s\nscalecube-tally served 5 vm/11\n"
+        "scalecube-tally served 4 host with space/12\nscalecube-tally summary 9 1000000 0 1 0 2 0 1500 9000\n"
+    )
     assert run.served == {"vm/11": 5, "host with space/12": 4}
     assert (run.requests, run.errors, run.p50_ms, run.p99_ms, run.rps) == (9, 3, 1.5, 9.0, 9.0)
 
@@ -61,7 +63,7 @@ def test_targets_are_judged_against_the_best_peer_of_each_phase() -> None:
     report = judged(
         {"scalecube rr": row(1000, 9, 0.01), "uvicorn": row(900, 9, 0.2), "granian": row(950, 9, 0.3)},
         {"scalecube rr": row(300, 40, 0.04), "uvicorn": row(300, 50, 0.2), "granian": row(300, 60, 0.3)},
-    )  # fmt: skip
+    )
     assert report.best_peer == {peers.ROOT: "granian", peers.CPU: "uvicorn"}
     assert [v.value for v in report.verdicts] == [pytest.approx(1000 / 950, abs=1e-3), 0.8, 0.01, 0.04]
     assert [v.holds for v in report.verdicts] == [True, True, True, True] and not report.failed
@@ -71,7 +73,7 @@ def test_one_target_missed_fails_the_report() -> None:
     report = judged(
         {"scalecube rr": row(1000, 9, 0.01), "uvicorn": row(1001, 9, 0.2), "granian": row(950, 9, 0.3)},
         {"scalecube rr": row(300, 41, 0.06), "uvicorn": row(300, 50, 0.2), "granian": row(300, 60, 0.3)},
-    )  # fmt: skip
+    )
     assert [v.holds for v in report.verdicts] == [False, False, True, False] and report.failed
 
 
@@ -80,8 +82,9 @@ def test_one_target_missed_fails_the_report() -> None:
 
 @needs_wrk
 def test_lua_tally_counts_every_response_by_the_worker_that_served_it(start_cluster, redis_url, tmp_path: Path) -> None:
-    cluster = start_cluster("services.api.app:app", workers=2, policy="rr",
-                            env={"REDIS_URL": redis_url, "LOG_LEVEL": "warning"})  # fmt: skip
+    cluster = start_cluster(
+        "services.api.app:app", workers=2, policy="rr", env={"REDIS_URL": redis_url, "LOG_LEVEL": "warning"}
+    )
     workers = cluster.listening_pids()
     run = run_wrk(cluster.url + "/", script=write_script(tmp_path), seconds=1, connections=16, timeout=10)
 
@@ -100,7 +103,9 @@ def test_a_short_run_starts_every_peer_loads_it_and_leaves_no_process() -> None:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
 
-    result = CliRunner().invoke(scalecube_cli.app, ["bench", "peers", "--seconds", "1", "--rounds", "1", "--workers", "2", "--json"])
+    result = CliRunner().invoke(
+        scalecube_cli.app, ["bench", "peers", "--seconds", "1", "--rounds", "1", "--workers", "2", "--json"]
+    )
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

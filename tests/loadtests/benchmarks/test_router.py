@@ -17,7 +17,7 @@ def test_a_short_run_measures_both_paths_and_the_routers_pool() -> None:
         assert result.latency[target]["p50_ms"] is not None, target
     assert set(result.cpu_ms_per_request[router_bench.TARGETS[1]]) == {"router", "shard", "load"}
     assert result.cpu_ms_per_request[router_bench.TARGETS[1]]["router"] > 0
-    assert result.ratio is not None and 0 < result.ratio
+    assert result.ratio is not None and result.ratio > 0
     # The router kept its connections to the shard open (pooled), within its limit.
     assert result.shard_connections_limit == router_bench.ROUTER_POOL_PER_WORKER
     assert 1 <= result.shard_connections <= result.shard_connections_limit

@@ -9,9 +9,9 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
-from tests.support.fixtures import ready
 from infra.local.redis_server import RedisServer
 from loadtests.experiments.locust_runner import LoadResult, LoadSpec, run_load
+from tests.support.fixtures import ready
 
 API = "services.api.app:app"
 FLAT_OUT = {"SCALECUBE_WAIT_MIN": "0", "SCALECUBE_WAIT_MAX": "0", "SCALECUBE_CPU_ITERATIONS": "20000"}
@@ -20,8 +20,12 @@ FLAT_OUT = {"SCALECUBE_WAIT_MIN": "0", "SCALECUBE_WAIT_MAX": "0", "SCALECUBE_CPU
 @pytest.fixture(scope="module")
 def api_cluster(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
     workdir = tmp_path_factory.mktemp("exp-api")
-    env = {"REDIS_URL": redis_server.url, "SESSION_SECRET": "test-secret-long-enough-123", "LOG_LEVEL": "warning",
-           "SCALECUBE_RUN_DIR": str(workdir)}  # fmt: skip
+    env = {
+        "REDIS_URL": redis_server.url,
+        "SESSION_SECRET": "test-secret-long-enough-123",
+        "LOG_LEVEL": "warning",
+        "SCALECUBE_RUN_DIR": str(workdir),
+    }
     cluster = ready(ClusterProcess(API, port=free_port(), workdir=workdir, workers=2, env=env))
     yield cluster
     cluster.stop()

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
-from infra.paths import REPO
 from infra.local.redis_server import RedisServer
+from infra.paths import REPO
 from loadtests.demo_cli import demo_app
 
 DEMO_TIMEOUT = 240.0
@@ -47,9 +47,14 @@ class DemoRun:
 
 
 def run_demo(out: Path, *args: str) -> DemoRun:
-    proc = subprocess.Popen([sys.executable, "-m", "scalecube.cli", "demo", *args, "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scalecube.cli", "demo", *args, "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     try:
         stdout, stderr = proc.communicate(timeout=DEMO_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -174,8 +179,11 @@ def test_splitting_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "splitting", "--smoke")
     assert run.code == 0, run.explain()
     phases = [row["phase"] for row in run.rows("phases.csv")]
-    assert phases == ["create + read via the router", "GET /users/{id} via the router",
-                      "GET /users/{id} straight to the shard"]  # fmt: skip
+    assert phases == [
+        "create + read via the router",
+        "GET /users/{id} via the router",
+        "GET /users/{id} straight to the shard",
+    ]
     claims = {row["claim"]: row for row in run.rows("claims.csv")}
     placed = claims["each shard holds exactly the users of its countries"]
     assert placed["verdict"] == "holds" and float(placed["measured"]) == 0, run.explain()
@@ -192,11 +200,17 @@ def test_decomposing_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "decomposing", "--smoke")
     assert run.code == 0, run.explain()
     rows = {row["phase"]: row for row in run.rows("phases.csv")}
-    assert list(rows) == ["auth × 1 replica", "api GET / during auth × 1 replica", "auth × 2 replicas",
-                          "api GET / during auth × 2 replicas"]  # fmt: skip
+    assert list(rows) == [
+        "auth × 1 replica",
+        "api GET / during auth × 1 replica",
+        "auth × 2 replicas",
+        "api GET / during auth × 2 replicas",
+    ]
     claims = {row["claim"]: row for row in run.rows("claims.csv")}
     assert claims["login throughput, 2 auth replicas ≥ 1.3× 1"]["verdict"] == "not judged"  # a performance target
-    assert claims["the api answers GET / with p95 ≤ 500 ms while auth is saturated"]["verdict"] == "holds", run.explain()
+    assert claims["the api answers GET / with p95 ≤ 500 ms while auth is saturated"]["verdict"] == "holds", (
+        run.explain()
+    )
     assert int(rows["auth × 2 replicas"]["workers_seen"]) == 2  # both auth replicas served logins
     served = run.rows("served_by.csv")
     assert {row["replica"] for row in served if row["phase"] == "auth × 2 replicas"} == {"127.0.0.2", "127.0.0.3"}
@@ -227,13 +241,19 @@ def test_outage_smoke(tmp_path: Path) -> None:
     assert "shard-a restarted" in supervisor
     state_dir = re.search(r"^\s*logs\s+(\S+)", supervisor, re.M)
     assert state_dir is not None and not Path(state_dir.group(1)).exists()
-    assert not [p.pid for p in psutil.process_iter(["cmdline"]) if any(state_dir.group(1) in a for a in p.info["cmdline"] or [])]
+    assert not [
+        p.pid for p in psutil.process_iter(["cmdline"]) if any(state_dir.group(1) in a for a in p.info["cmdline"] or [])
+    ]
 
 
 @pytest.fixture
 def target(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
-    env = {"REDIS_URL": redis_server.url, "SESSION_SECRET": "test-secret-long-enough-123", "LOG_LEVEL": "warning",
-           "SCALECUBE_RUN_DIR": str(tmp_path)}  # fmt: skip
+    env = {
+        "REDIS_URL": redis_server.url,
+        "SESSION_SECRET": "test-secret-long-enough-123",
+        "LOG_LEVEL": "warning",
+        "SCALECUBE_RUN_DIR": str(tmp_path),
+    }
     cluster = ClusterProcess("services.api.app:app", port=free_port(), workdir=tmp_path, workers=2, env=env)
     try:
         cluster.wait_ready()
@@ -248,7 +268,7 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
     # Those demos judge nothing on a target (a demo that cannot fail does not pass): exit 2, the worst, and why.
     assert run.code == 2, run.explain()
     index = (run.out / "index.html").read_text()
-    summary = run.stdout[run.stdout.index("scalecube demo all"):]
+    summary = run.stdout[run.stdout.index("scalecube demo all") :]
     for name in ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing"):
         assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
         verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}

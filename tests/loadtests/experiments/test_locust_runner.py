@@ -54,7 +54,9 @@ def test_history_gives_one_point_per_second_with_throughput(cpu_run: tuple[LoadR
     # Per-second throughput is the difference of Locust's running totals: it sums to its last total.
     rows = list(Path(f"{prefix}_stats_history.csv").read_text().splitlines())
     last_total = int([r for r in rows if f",{AGGREGATED}," in r][-1].split(",")[17])
-    assert sum(p.rps * (1.0 if i == 0 else p.t - series[i - 1].t) for i, p in enumerate(series)) == pytest.approx(last_total)
+    assert sum(p.rps * (1.0 if i == 0 else p.t - series[i - 1].t) for i, p in enumerate(series)) == pytest.approx(
+        last_total
+    )
 
 
 def test_failures_are_counted_by_error(refused: tuple[LoadResult, Path]) -> None:
@@ -86,7 +88,10 @@ def test_without_final_stats_the_csv_snapshot_is_used(cpu_run: tuple[LoadResult,
 def test_error_text_unwraps_locust_failures() -> None:
     assert error_text("CatchResponseError('lost session')") == "lost session"
     assert error_text('CatchResponseError("it\'s gone")') == "it's gone"
-    assert error_text("ConnectionRefusedError(111, 'Connection refused')") == "ConnectionRefusedError(111, 'Connection refused')"
+    assert (
+        error_text("ConnectionRefusedError(111, 'Connection refused')")
+        == "ConnectionRefusedError(111, 'Connection refused')"
+    )
 
 
 def test_served_by_missing_file_is_empty(tmp_path: Path) -> None:
@@ -96,8 +101,9 @@ def test_served_by_missing_file_is_empty(tmp_path: Path) -> None:
 
 
 def test_argv_is_headless_bounded_and_has_our_plugin(tmp_path: Path) -> None:
-    argv = LoadSpec("SessionUser", "http://127.0.0.1:1", users=5, seconds=2.4, tags=("me",)).argv(tmp_path / "x",
-                                                                                                   Path("lf.py"))  # fmt: skip
+    argv = LoadSpec("SessionUser", "http://127.0.0.1:1", users=5, seconds=2.4, tags=("me",)).argv(
+        tmp_path / "x", Path("lf.py")
+    )
     assert argv[argv.index("-f") + 1].startswith("lf.py,") and argv[argv.index("-f") + 1].endswith("locust_final.py")
     for flag, value in (("-u", "5"), ("-r", "5"), ("-t", "2s"), ("--csv", str(tmp_path / "x")), ("--tags", "me")):
         assert argv[argv.index(flag) + 1] == value

@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 
 from loadtests.experiments.demos.outage import PARTS, FaultRun, acceptable, describe, outage_answer, plan
-from loadtests.locust.dependencies import (SERVED_BY_BALANCER, RequestRecord, create_name, error_fields, list_name,
-                                           needs, read_name, shards)  # fmt: skip
+from loadtests.locust.dependencies import (
+    SERVED_BY_BALANCER,
+    RequestRecord,
+    create_name,
+    error_fields,
+    list_name,
+    needs,
+    read_name,
+    shards,
+)
 
 SESSIONS_REDIS, AUTH, SHARD_A, DIRECTORY_REDIS = PARTS
 HAPROXY_504 = b"<html><body><h1>504 Gateway Time-out</h1> The server didn't respond in time. </body></html>"
@@ -101,16 +109,24 @@ def test_a_fault_nobody_needed_tested_nothing_and_one_ridden_out_holds_saying_so
 
     ridden = FaultRun(SESSIONS_REDIS, "KILL", "SIGKILL", started=100.0, ended=100.5)
     ridden.records = [RequestRecord("/", 100.1, 5, 200, True), RequestRecord("/session/me", 100.2, 400, 200, True)]
-    claim = {c.name: c for c in _judge(ridden, docker=True)}["sessions Redis KILL: routes that need it fail only with a 503 naming redis"]
+    claim = {c.name: c for c in _judge(ridden, docker=True)}[
+        "sessions Redis KILL: routes that need it fail only with a 503 naming redis"
+    ]
     assert claim.verdict == "holds" and "rode the outage out" in claim.text
 
     cut = FaultRun(AUTH, "KILL", "SIGKILL", started=100.0, ended=102.0)
-    cut.records = [RequestRecord("/", 100.1, 5, 200, True), RequestRecord("/auth/login", 100.2, 14, 0, False, None,
-                                                                         "HTTPConnectionClosed: connection closed.")]
-    claim = {c.name: c for c in _judge(cut, docker=True)}["auth KILL: routes that need it fail only with a 503 naming auth"]
+    cut.records = [
+        RequestRecord("/", 100.1, 5, 200, True),
+        RequestRecord("/auth/login", 100.2, 14, 0, False, None, "HTTPConnectionClosed: connection closed."),
+    ]
+    claim = {c.name: c for c in _judge(cut, docker=True)}[
+        "auth KILL: routes that need it fail only with a 503 naming auth"
+    ]
     # What the killed process held is cut for everyone: reported, not counted (the availability demo's rule) ...
     assert claim.verdict == "holds" and "1 cut in flight by the kill itself" in claim.text
     frozen = FaultRun(AUTH, "STOP", "SIGSTOP", started=100.0, ended=102.0)
     frozen.records = cut.records
-    claim = {c.name: c for c in _judge(frozen, docker=True)}["auth STOP: routes that need it fail only with a 503 naming auth"]
+    claim = {c.name: c for c in _judge(frozen, docker=True)}[
+        "auth STOP: routes that need it fail only with a 503 naming auth"
+    ]
     assert claim.verdict == "fails" and "no answer (HTTPConnectionClosed)" in claim.text  # ... a freeze cuts nothing

@@ -16,13 +16,22 @@ from loadtests.experiments.results import DemoReport, Phase
 def make_report(cpu_run: tuple[LoadResult, Path], refused: tuple[LoadResult, Path]) -> DemoReport:
     ok, failing = cpu_run[0], refused[0]
     first = next(iter(ok.served_by))
-    demo = DemoReport("example", "An example", "what the guides say", {"users": 3},
-                      phases=[Phase("cluster", ok, note="2 workers", replica_of={first: "127.0.0.2"}),
-                              Phase("nobody", failing, note="refused"),
-                              Phase("containers", note="skipped: needs --docker")])  # fmt: skip
-    demo.claims = [claims.no_failures("0 failed", ok.requests, ok.failures),
-                   claims.no_failures("0 failed either", failing.requests, failing.failures),
-                   claims.skipped("containers restart", "needs --docker")]  # fmt: skip
+    demo = DemoReport(
+        "example",
+        "An example",
+        "what the guides say",
+        {"users": 3},
+        phases=[
+            Phase("cluster", ok, note="2 workers", replica_of={first: "127.0.0.2"}),
+            Phase("nobody", failing, note="refused"),
+            Phase("containers", note="skipped: needs --docker"),
+        ],
+    )
+    demo.claims = [
+        claims.no_failures("0 failed", ok.requests, ok.failures),
+        claims.no_failures("0 failed either", failing.requests, failing.failures),
+        claims.skipped("containers restart", "needs --docker"),
+    ]
     return demo
 
 
@@ -82,8 +91,9 @@ def test_per_container_uses_the_replica_map_else_the_host(cpu_run) -> None:  # t
 def test_demo_all_summary_shows_each_demo_s_exit_code_and_why() -> None:
     from loadtests.experiments.run import summary
 
-    held = DemoReport("cloning", "Cloning", "", claims=[claims.no_failures("0 failed", 10, 0),
-                                                        claims.skipped("ratio", "--smoke")])  # fmt: skip
+    held = DemoReport(
+        "cloning", "Cloning", "", claims=[claims.no_failures("0 failed", 10, 0), claims.skipped("ratio", "--smoke")]
+    )
     failed = DemoReport("reload", "Reload", "", claims=[claims.no_failures("0 failed", 10, 2)])
     nothing = DemoReport("sessions", "Sessions", "", claims=[claims.skipped("memory loses", "--target")])
     refused = DemoReport("splitting", "Splitting", "", refused="--docker: the stack runs no router")

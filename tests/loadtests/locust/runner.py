@@ -56,19 +56,53 @@ class LocustResult:
         return f"exit code {self.code}\n{self.output[-4000:]}"
 
 
-def run_locust(workdir: Path, host: str, *args: str, classes: tuple[str, ...] = (), files: tuple[Path, ...] = (),
-               env: dict[str, str] | None = None, run_time: str | None = "2s", users: int = 3,
-               timeout: float = 40.0) -> LocustResult:  # fmt: skip
+def run_locust(
+    workdir: Path,
+    host: str,
+    *args: str,
+    classes: tuple[str, ...] = (),
+    files: tuple[Path, ...] = (),
+    env: dict[str, str] | None = None,
+    run_time: str | None = "2s",
+    users: int = 3,
+    timeout: float = 40.0,
+) -> LocustResult:
     """``locust -f locustfile[,files] --headless`` against ``host``, from ``workdir`` (not the repo:
     the locustfile must work from any directory), in its own process group, killed whole on timeout."""
     prefix = workdir / f"locust-{len(list(workdir.glob('locust-*.json')))}"
-    argv = [sys.executable, "-m", "locust", "-f", ",".join(str(f) for f in (LOCUSTFILE, *files)), "--headless",
-            "--host", host, "-u", str(users), "-r", str(users * 5), "--csv", str(prefix), "--csv-full-history",
-            "--only-summary", "--json-file", str(prefix), *(["--run-time", run_time] if run_time else []), *args]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        ",".join(str(f) for f in (LOCUSTFILE, *files)),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        str(users * 5),
+        "--csv",
+        str(prefix),
+        "--csv-full-history",
+        "--only-summary",
+        "--json-file",
+        str(prefix),
+        *(["--run-time", run_time] if run_time else []),
+        *args,
+    ]
     # Classes by environment: on the command line, `--tags a b ClassName` would read ClassName as a tag.
     env = {**QUICK, **(env or {}), "LOCUST_USER_CLASSES": " ".join(classes)}
-    proc = subprocess.Popen(argv, cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        cwd=workdir,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

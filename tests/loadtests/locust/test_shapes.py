@@ -12,8 +12,15 @@ from tests.loadtests.locust.runner import SHAPES, run_locust
 
 def test_step_shape_climbs_its_steps_then_stops(api_redis_sessions, tmp_path):
     env = {"SCALECUBE_SHAPE_STEP_USERS": "2", "SCALECUBE_SHAPE_STEP_SECONDS": "2.5", "SCALECUBE_SHAPE_STEPS": "2"}
-    result = run_locust(tmp_path, api_redis_sessions.url, classes=("CloningUser",), files=(SHAPES / "step.py",),
-                        run_time=None, env=env, timeout=40)  # fmt: skip
+    result = run_locust(
+        tmp_path,
+        api_redis_sessions.url,
+        classes=("CloningUser",),
+        files=(SHAPES / "step.py",),
+        run_time=None,
+        env=env,
+        timeout=40,
+    )
     assert result.code == 0, result.explain()
     counts = result.user_counts()
     assert 2 in counts and max(counts) == 4, counts  # 2 users, then 4, never more
@@ -22,10 +29,21 @@ def test_step_shape_climbs_its_steps_then_stops(api_redis_sessions, tmp_path):
 
 
 def test_ramp_shape_rises_holds_and_falls(api_redis_sessions, tmp_path):
-    env = {"SCALECUBE_SHAPE_PEAK_USERS": "4", "SCALECUBE_SHAPE_RAMP_UP_SECONDS": "2",
-           "SCALECUBE_SHAPE_HOLD_SECONDS": "1", "SCALECUBE_SHAPE_RAMP_DOWN_SECONDS": "2"}  # fmt: skip
-    result = run_locust(tmp_path, api_redis_sessions.url, classes=("CloningUser",), files=(SHAPES / "ramp.py",),
-                        run_time=None, env=env, timeout=40)  # fmt: skip
+    env = {
+        "SCALECUBE_SHAPE_PEAK_USERS": "4",
+        "SCALECUBE_SHAPE_RAMP_UP_SECONDS": "2",
+        "SCALECUBE_SHAPE_HOLD_SECONDS": "1",
+        "SCALECUBE_SHAPE_RAMP_DOWN_SECONDS": "2",
+    }
+    result = run_locust(
+        tmp_path,
+        api_redis_sessions.url,
+        classes=("CloningUser",),
+        files=(SHAPES / "ramp.py",),
+        run_time=None,
+        env=env,
+        timeout=40,
+    )
     assert result.code == 0, result.explain()
     counts = [c for c in result.user_counts() if c]
     peak = counts.index(max(counts))

@@ -85,9 +85,11 @@ def test_a_part_that_fails_is_there_and_one_that_does_not_answer_is_asked_again(
 def test_what_each_class_needs_is_what_its_tasks_tags_say():
     # `scalecube locust` reads NEEDS without importing Locust; the classes' tasks are the truth. Locust
     # monkey-patches with gevent, so it is imported in a process of its own.
-    code = ("import json; from loadtests.locust import users; from loadtests.locust.target import needs_of; "
-            "print(json.dumps({c: needs_of(getattr(t, 'locust_tag_set', ()) for t in getattr(users, c).tasks) "
-            "for c in ('CloningUser', 'SessionUser', 'SplittingUser', 'AuthUser', 'MixedUser')}))")  # fmt: skip
+    code = (
+        "import json; from loadtests.locust import users; from loadtests.locust.target import needs_of; "
+        "print(json.dumps({c: needs_of(getattr(t, 'locust_tag_set', ()) for t in getattr(users, c).tasks) "
+        "for c in ('CloningUser', 'SessionUser', 'SplittingUser', 'AuthUser', 'MixedUser')}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     from_tasks = {name: tuple(parts) for name, parts in json.loads(done.stdout).items() if parts}

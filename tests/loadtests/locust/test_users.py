@@ -18,16 +18,18 @@ def test_cloning_user_gets_root_and_cpu_without_failures(api_redis_sessions, tmp
 def test_session_user_never_loses_a_session_kept_in_redis(api_redis_sessions, tmp_path):
     # A new connection per request: rr hands each to the next worker, so /session/me really
     # crosses workers; with Redis every worker finds the session.
-    result = run_locust(tmp_path, api_redis_sessions.url, classes=("SessionUser",),
-                        env={"SCALECUBE_NEW_CONNECTIONS": "1"})  # fmt: skip
+    result = run_locust(
+        tmp_path, api_redis_sessions.url, classes=("SessionUser",), env={"SCALECUBE_NEW_CONNECTIONS": "1"}
+    )
     assert result.code == 0, result.explain()
     assert result.requests("/session/me") > 10, result.explain()
     assert result.requests(LOST) == 0 and result.failures("Aggregated") == 0, result.explain()
 
 
 def test_session_user_reports_lost_sessions_kept_in_worker_memory(api_memory_sessions, tmp_path):
-    result = run_locust(tmp_path, api_memory_sessions.url, classes=("SessionUser",),
-                        env={"SCALECUBE_NEW_CONNECTIONS": "1"})  # fmt: skip
+    result = run_locust(
+        tmp_path, api_memory_sessions.url, classes=("SessionUser",), env={"SCALECUBE_NEW_CONNECTIONS": "1"}
+    )
     assert result.failures(LOST) > 2, result.explain()
     # The loss is named as such, and nothing else fails: login works on every worker.
     assert result.failures(LOST) == result.failures("Aggregated"), result.explain()
@@ -38,7 +40,9 @@ def test_session_user_reports_lost_sessions_kept_in_worker_memory(api_memory_ses
 def test_mixed_user_limited_by_tags_to_the_api(api_redis_sessions, tmp_path):
     result = run_locust(tmp_path, api_redis_sessions.url, "--tags", "cloning", "sessions", classes=("MixedUser",))
     assert result.code == 0, result.explain()
-    assert {"/", "/session/me", "/session/login"} <= result.names() <= {"/", "/cpu", "/session/me", "/session/login"}, result.explain()
+    assert {"/", "/session/me", "/session/login"} <= result.names() <= {"/", "/cpu", "/session/me", "/session/login"}, (
+        result.explain()
+    )
 
 
 def test_a_tag_runs_only_the_classes_that_have_it(api_redis_sessions, tmp_path):

@@ -27,8 +27,9 @@ QUICK = {"SCALECUBE_WAIT_MIN": "0.05", "SCALECUBE_WAIT_MAX": "0.2"}
 
 
 def scalecube(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scalecube", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "scalecube", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,19 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     state_dir, port = base / "state", free_port()
     env = {**os.environ, "SCALECUBE_RUN_DIR": str(base)}  # a private run dir: `status` sees only this stack
     try:
-        started = scalecube("up", "-d", "--services", "all", "--workers", "1", "--port", str(port),
-                            "--state-dir", str(state_dir), env=env)  # fmt: skip
+        started = scalecube(
+            "up",
+            "-d",
+            "--services",
+            "all",
+            "--workers",
+            "1",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state_dir),
+            env=env,
+        )
         assert started.returncode == 0, started.stdout + started.stderr
         yield f"http://127.0.0.1:{port}", state_dir, env
     finally:
@@ -54,10 +66,24 @@ class WebUI:
         self.log = workdir / f"locust-{self.port}.log"
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "scalecube", "locust", "--host", host, "--web-port", str(self.port),
-                 "--state-dir", str(state_dir)],
-                cwd=workdir, env={**env, **QUICK}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "scalecube",
+                    "locust",
+                    "--host",
+                    host,
+                    "--web-port",
+                    str(self.port),
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                cwd=workdir,
+                env={**env, **QUICK},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.web = LocustWeb(f"http://127.0.0.1:{self.port}")
 
     def output(self) -> str:
@@ -108,8 +134,24 @@ def test_every_class_in_one_swarm_with_no_failure(full_stack, web_ui):
 
 def test_headless_default_mix_exits_0_against_the_local_stack(full_stack, tmp_path):
     host, state_dir, env = full_stack
-    done = scalecube("locust", "--host", host, "--state-dir", str(state_dir), "--headless", "-u", "6", "-r", "6",
-                     "-t", "8s", "--csv", str(tmp_path / "run"), env={**env, **QUICK}, timeout=90)  # fmt: skip
+    done = scalecube(
+        "locust",
+        "--host",
+        host,
+        "--state-dir",
+        str(state_dir),
+        "--headless",
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "-t",
+        "8s",
+        "--csv",
+        str(tmp_path / "run"),
+        env={**env, **QUICK},
+        timeout=90,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "not offered" not in done.stderr
 
@@ -131,8 +173,18 @@ def test_without_auth_and_router_only_the_classes_the_api_serves_are_offered(api
 
 
 def test_a_class_asked_for_by_name_that_the_target_cannot_serve_is_refused_saying_why(api_redis_sessions, tmp_path):
-    done = scalecube("locust", "--host", api_redis_sessions.url, "--state-dir", str(tmp_path), "--headless",
-                     "--class", "SplittingUser", env=dict(os.environ), timeout=60)  # fmt: skip
+    done = scalecube(
+        "locust",
+        "--host",
+        api_redis_sessions.url,
+        "--state-dir",
+        str(tmp_path),
+        "--headless",
+        "--class",
+        "SplittingUser",
+        env=dict(os.environ),
+        timeout=60,
+    )
     assert done.returncode == 1, done.stderr
     assert "SplittingUser needs the shard router" in done.stderr and "answered 404" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

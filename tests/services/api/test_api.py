@@ -78,8 +78,10 @@ def test_broadcast_costs_one_source_read_per_interval_not_one_per_worker(start_a
     polling = start_api(redis_url, workers=4, env={**env, "USERS_COUNT_MODE": "worker"})  # each worker polls
     workers = polling.listening_pids()
     wait_until(lambda: all(readers().get(pid, 0) >= 2 for pid in workers), 30, what="every worker reading twice")
-    print(f"\nsource reads: broadcast {broadcast_reads} in {intervals:.1f} intervals (1 reader); "
-          f"worker mode readers {readers()}")  # fmt: skip
+    print(
+        f"\nsource reads: broadcast {broadcast_reads} in {intervals:.1f} intervals (1 reader); "
+        f"worker mode readers {readers()}"
+    )
     # One reader per worker, and not its master: the cost the broadcast saves. Judged on this cluster's pids only:
     # a stopped master (this test's first cluster, or an earlier test's) may land one last read after the delete —
     # Redis runs what a client sent before it exited, in no order with our other connection. Seen twice in CI.
@@ -177,10 +179,16 @@ def test_session_cookie_is_opaque_signed_and_rotated(start_api, redis_url):
         assert client.get("/session/me").status_code == 401
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"user": ""}, 422), ({"user": "x" * 65}, 422), ({"user": "bad name"}, 422), ({}, 422),
-    ({"user": "ok", "password": "p" * 300}, 422),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"user": ""}, 422),
+        ({"user": "x" * 65}, 422),
+        ({"user": "bad name"}, 422),
+        ({}, 422),
+        ({"user": "ok", "password": "p" * 300}, 422),
+    ],
+)
 def test_login_validation(start_api, redis_url, body, status):
     api = start_api(redis_url, workers=1)
     response = httpx.post(api.url + "/session/login", json=body, timeout=10)
@@ -192,7 +200,12 @@ def test_login_validation(start_api, redis_url, body, status):
 def test_bad_bodies_get_clear_4xx(start_api, redis_url):
     api = start_api(redis_url, workers=1)
     with fresh(api.url) as client:
-        assert client.post("/session/login", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+        assert (
+            client.post(
+                "/session/login", content=b"{not json", headers={"content-type": "application/json"}
+            ).status_code
+            == 422
+        )
         big = client.post("/session/login", content=b"x" * 100_000, headers={"content-type": "application/json"})
         assert big.status_code == 413 and big.json()["error"] == "payload_too_large"
         assert client.get("/no/such/path").json()["error"] == "not_found"
@@ -235,8 +248,11 @@ def test_metrics_aggregate_every_worker(start_api, redis_url):
 def test_announcements_reach_every_worker(start_api, redis_url):
     api = start_api(redis_url, workers=2)
     with fresh(api.url) as client:
-        wait_until(lambda: client.post("/announcements", json={"message": "deploy at noon"}).json()["receivers"] >= 2,
-                   10, what="both workers subscribed")  # fmt: skip
+        wait_until(
+            lambda: client.post("/announcements", json={"message": "deploy at noon"}).json()["receivers"] >= 2,
+            10,
+            what="both workers subscribed",
+        )
         heard = {}
         for _ in range(6):
             body = client.get("/announcements/last").json()

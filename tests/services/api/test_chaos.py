@@ -17,8 +17,10 @@ from services.api.settings import ApiSettings
 SECRET = secrets.token_urlsafe(32)  # the api refuses to load without one
 
 
-@pytest.mark.parametrize(("text", "window"), [(None, None), ("", None), ("  ", None), ("1,10", (1.0, 10.0)),
-                                              (" 0.5 , 2 ", (0.5, 2.0)), ("3,3", (3.0, 3.0))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "window"),
+    [(None, None), ("", None), ("  ", None), ("1,10", (1.0, 10.0)), (" 0.5 , 2 ", (0.5, 2.0)), ("3,3", (3.0, 3.0))],
+)
 def test_parse_crash_after(text: str | None, window: tuple[float, float] | None) -> None:
     assert parse_crash_after(text) == window
 
@@ -46,8 +48,9 @@ def test_workers_crash_and_the_master_replaces_them(start_api, redis_url: str) -
     # --max-crashes 0: with a crash every ~1.5 s per worker the master must not give up.
     cluster = start_api(redis_url, workers=2, env={"CHAOS_CRASH_AFTER": "1,1.5"}, args=["--max-crashes", "0"])
     first = cluster.listening_pids()
-    restarts = wait_until(lambda: sum(w["restarts"] for w in cluster.status()["workers"]) >= 2, 30,
-                          what="two crashes and restarts")  # fmt: skip
+    restarts = wait_until(
+        lambda: sum(w["restarts"] for w in cluster.status()["workers"]) >= 2, 30, what="two crashes and restarts"
+    )
     assert restarts
     assert cluster.proc.poll() is None, "the master keeps running"
     later = wait_until(lambda: cluster.listening_pids() - first, 30, what="replacement workers listening")

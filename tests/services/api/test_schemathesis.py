@@ -14,6 +14,7 @@ from tests.services.api.conftest import API
 from tests.services.schemathesis_support import find_failures
 from tests.support.fixtures import running_cluster, running_redis
 
+
 @pytest.fixture(scope="module")
 def api_redis() -> Iterator[RedisServer]:
     yield from running_redis()
@@ -24,8 +25,9 @@ def api_cluster(api_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
     env = {"REDIS_URL": api_redis.url, "SESSION_SECRET": "test-secret-long-enough-123"}
     for cluster in running_cluster(API, tmp_path_factory, env):
         # /users/count is a 503 until the first read: a documented answer, but a server error all the same.
-        wait_until(lambda: httpx.get(cluster.url + "/users/count").status_code == 200, timeout=30,
-                   what="the first users count")  # fmt: skip
+        wait_until(
+            lambda: httpx.get(cluster.url + "/users/count").status_code == 200, timeout=30, what="the first users count"
+        )
         yield cluster
 
 

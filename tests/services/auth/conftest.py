@@ -11,17 +11,22 @@ import pytest
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
-from tests.support.fixtures import ready, running_redis
 from infra.local.redis_server import RedisServer
+from tests.support.fixtures import ready, running_redis
 
 AUTH = "services.auth.app:app"
 API = "services.api.app:app"
 # Short windows, so a test sees a limit hit and then lifted within seconds; long enough that the attempts
 # that must fall inside one window do (7 logins, each an argon2 check: ~1 s with both cores busy).
 LIMIT_WINDOW_SECONDS = 4
-FAST_LIMITS = {"LOGIN_USER_LIMIT": "3", "LOGIN_USER_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
-               "LOGIN_IP_LIMIT": "6", "LOGIN_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
-               "REGISTER_IP_LIMIT": "10", "REGISTER_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS)}  # fmt: skip
+FAST_LIMITS = {
+    "LOGIN_USER_LIMIT": "3",
+    "LOGIN_USER_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
+    "LOGIN_IP_LIMIT": "6",
+    "LOGIN_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
+    "REGISTER_IP_LIMIT": "10",
+    "REGISTER_IP_WINDOW_SECONDS": str(LIMIT_WINDOW_SECONDS),
+}
 PASSWORD = "Tr0ub4dor&3-horse"  # distinctive, so the logs can be searched for it
 
 _addresses = itertools.count(1)
@@ -29,13 +34,26 @@ _addresses = itertools.count(1)
 
 def auth_env(redis_url: str, run_dir: Path, **extra: str) -> dict[str, str]:
     # Debug logs and the access log on: the tests check that even these never show a password or token.
-    return {"AUTH_REDIS_URL": redis_url, "SCALECUBE_RUN_DIR": str(run_dir), "LOG_LEVEL": "debug",
-            "ACCESS_LOG": "1", **FAST_LIMITS, **extra}  # fmt: skip
+    return {
+        "AUTH_REDIS_URL": redis_url,
+        "SCALECUBE_RUN_DIR": str(run_dir),
+        "LOG_LEVEL": "debug",
+        "ACCESS_LOG": "1",
+        **FAST_LIMITS,
+        **extra,
+    }
 
 
 def api_env(redis_url: str, auth_url: str, run_dir: Path, **extra: str) -> dict[str, str]:
-    return {"REDIS_URL": redis_url, "AUTH_URL": auth_url, "SESSION_SECRET": "test-secret-long-enough-123",
-            "SCALECUBE_RUN_DIR": str(run_dir), "LOG_LEVEL": "debug", "ACCESS_LOG": "1", **extra}  # fmt: skip
+    return {
+        "REDIS_URL": redis_url,
+        "AUTH_URL": auth_url,
+        "SESSION_SECRET": "test-secret-long-enough-123",
+        "SCALECUBE_RUN_DIR": str(run_dir),
+        "LOG_LEVEL": "debug",
+        "ACCESS_LOG": "1",
+        **extra,
+    }
 
 
 def start(app: str, env: dict[str, str], workdir: Path, *, workers: int = 2, port: int = 0) -> ClusterProcess:

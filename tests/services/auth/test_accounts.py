@@ -88,8 +88,10 @@ def test_an_unknown_user_costs_the_same_argon2_work_as_a_wrong_password(redis_ur
         return await service.store.password_hash("ada"), wrong, unknown
 
     stored, wrong, unknown = asyncio.run(scenario())
-    print(f"\nmedian 401: wrong password {statistics.median(t for t, _ in wrong) * 1000:.1f} ms, "
-          f"unknown user {statistics.median(t for t, _ in unknown) * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"\nmedian 401: wrong password {statistics.median(t for t, _ in wrong) * 1000:.1f} ms, "
+        f"unknown user {statistics.median(t for t, _ in unknown) * 1000:.1f} ms"
+    )
     real = extract_parameters(stored)
     assert (real.time_cost, real.memory_cost, real.parallelism) == (2, 19456, 1)
     assert [checks for _, checks in wrong] == [[real]] * 5
@@ -129,8 +131,10 @@ def test_hashing_runs_off_the_event_loop(redis_url):
 
     one_check, longest_stall, ticks = asyncio.run(scenario())
     passwords.close()
-    print(f"\none check {one_check * 1000:.1f} ms; during 4 checks the loop ticked {ticks} times, "
-          f"longest stall {longest_stall * 1000:.1f} ms")  # fmt: skip
+    print(
+        f"\none check {one_check * 1000:.1f} ms; during 4 checks the loop ticked {ticks} times, "
+        f"longest stall {longest_stall * 1000:.1f} ms"
+    )
     assert ticks > 10
 
 

@@ -13,8 +13,17 @@ import redis
 
 from infra.local.redis_server import RedisServer
 from services.api.auth_client import AuthServiceAuthenticator
-from tests.services.auth.conftest import (API, AUTH, LIMIT_WINDOW_SECONDS, PASSWORD, api_env, auth_env, client,
-                                          register, start)  # fmt: skip
+from tests.services.auth.conftest import (
+    API,
+    AUTH,
+    LIMIT_WINDOW_SECONDS,
+    PASSWORD,
+    api_env,
+    auth_env,
+    client,
+    register,
+    start,
+)
 
 
 @pytest.fixture(scope="module")

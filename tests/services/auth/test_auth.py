@@ -63,17 +63,20 @@ def test_a_taken_username_is_409_even_when_registered_concurrently(auth, ip):
     assert statuses == [201, 409, 409, 409, 409, 409]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"username": "ab", "password": PASSWORD}, "username"),
-    ({"username": "a" * 33, "password": PASSWORD}, "username"),
-    ({"username": "has space", "password": PASSWORD}, "username"),
-    ({"username": "ada@example", "password": PASSWORD}, "username"),
-    ({"username": "ada", "password": "Sh0rt!x"}, "password"),
-    ({"username": "ada", "password": "L0ng!" * 26}, "password"),
-    ({"username": "ada"}, "password"),
-    ({"password": PASSWORD}, "username"),
-    ({"username": 42, "password": PASSWORD}, "username"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"username": "ab", "password": PASSWORD}, "username"),
+        ({"username": "a" * 33, "password": PASSWORD}, "username"),
+        ({"username": "has space", "password": PASSWORD}, "username"),
+        ({"username": "ada@example", "password": PASSWORD}, "username"),
+        ({"username": "ada", "password": "Sh0rt!x"}, "password"),
+        ({"username": "ada", "password": "L0ng!" * 26}, "password"),
+        ({"username": "ada"}, "password"),
+        ({"password": PASSWORD}, "username"),
+        ({"username": 42, "password": PASSWORD}, "username"),
+    ],
+)
 def test_registration_validation_is_a_clear_422_that_never_echoes_the_password(auth, ip, body, field):
     with client(auth.url, ip) as http:
         response = http.post("/auth/register", json=body)
@@ -126,8 +129,10 @@ def test_login_attempts_per_ip_are_limited_then_allowed_again(auth, ip):
     """LOGIN_IP_LIMIT=6 failures per window, whatever the username."""
     register(auth.url, ip, "carol")
     with client(auth.url, ip) as http:
-        statuses = [http.post("/auth/login", json={"username": f"someone{n}", "password": "guess-guess"}).status_code
-                    for n in range(6)]  # fmt: skip
+        statuses = [
+            http.post("/auth/login", json={"username": f"someone{n}", "password": "guess-guess"}).status_code
+            for n in range(6)
+        ]
         assert statuses == [401] * 6
         limited = http.post("/auth/login", json={"username": "carol", "password": PASSWORD})
         assert limited.status_code == 429 and limited.json()["limit"] == "ip"
@@ -149,8 +154,9 @@ def test_auth_redis_holds_only_credentials_tokens_and_counters(auth, auth_redis,
         keys = list(store.scan_iter())
         assert keys
         for key in keys:
-            assert key == "scalecube:auth:users" or key.startswith(("scalecube:auth:token:",
-                                                                     "scalecube:auth:ratelimit:")), key  # fmt: skip
+            assert key == "scalecube:auth:users" or key.startswith(
+                ("scalecube:auth:token:", "scalecube:auth:ratelimit:")
+            ), key
             assert store.ttl(key) > 0 or key == "scalecube:auth:users"  # tokens and counters expire
         hashes = store.hgetall("scalecube:auth:users")
         assert hashes["dora"].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
@@ -176,8 +182,13 @@ def test_passwords_and_tokens_never_reach_the_logs(auth, ip):
 
 
 def test_auth_refuses_to_start_without_its_own_redis(tmp_path):
-    cluster = ClusterProcess(AUTH, port=free_port(), workdir=tmp_path, workers=1,
-                             env={"AUTH_REDIS_URL": "", "SCALECUBE_RUN_DIR": str(tmp_path)})  # fmt: skip
+    cluster = ClusterProcess(
+        AUTH,
+        port=free_port(),
+        workdir=tmp_path,
+        workers=1,
+        env={"AUTH_REDIS_URL": "", "SCALECUBE_RUN_DIR": str(tmp_path)},
+    )
     try:
         assert cluster.wait(20) != 0
     finally:

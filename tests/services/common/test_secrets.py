@@ -16,10 +16,10 @@ import redis
 from typer.testing import CliRunner
 
 from infra.local.ports import free_port
+from kit import secrets
+from kit.signing import Signer
 from lb.haproxy import runner
 from scalecube import cli as scalecube_cli
-from kit.signing import Signer
-from kit import secrets
 from services.common.settings import InvalidSettings, ServiceSettings
 from shared_cache.connection import RedisConnector
 from tests.support.haproxy import require_haproxy
@@ -43,13 +43,18 @@ def clean_env(**env: str) -> dict[str, str]:
 # -- the rule ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", sorted(secrets.KNOWN_VALUES) + ["CHANGE-ME-anything-at-all", "compose-dev-whatever-else"])
+@pytest.mark.parametrize(
+    "value", sorted(secrets.KNOWN_VALUES) + ["CHANGE-ME-anything-at-all", "compose-dev-whatever-else"]
+)
 def test_every_published_value_is_refused(value: str) -> None:
     assert "known placeholder" in (secrets.problem(value) or "")
 
 
 def test_a_short_value_is_refused_and_a_random_one_passes() -> None:
-    assert secrets.problem("x" * (secrets.MIN_SECRET_LENGTH - 1)) == f"must be at least {secrets.MIN_SECRET_LENGTH} characters"
+    assert (
+        secrets.problem("x" * (secrets.MIN_SECRET_LENGTH - 1))
+        == f"must be at least {secrets.MIN_SECRET_LENGTH} characters"
+    )
     assert secrets.problem(secrets.generate()) is None
     assert secrets.generate() != secrets.generate()
 
@@ -58,17 +63,36 @@ def test_a_short_value_is_refused_and_a_random_one_passes() -> None:
 
 
 def serve_once(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "scalecube", "serve", API, "--workers", "1", "--port", str(free_port()),
-            "--control", str(tmp_path / "c.sock")]  # fmt: skip
-    return subprocess.run(argv, env=clean_env(SCALECUBE_RUN_DIR=str(tmp_path), SESSION_BACKEND="memory", **env),
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "scalecube",
+        "serve",
+        API,
+        "--workers",
+        "1",
+        "--port",
+        str(free_port()),
+        "--control",
+        str(tmp_path / "c.sock"),
+    ]
+    return subprocess.run(
+        argv,
+        env=clean_env(SCALECUBE_RUN_DIR=str(tmp_path), SESSION_BACKEND="memory", **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    ("compose-dev-secret-change-me-0123456789abcdef", "SESSION_SECRET: is a known placeholder"),
-    ("CHANGE-ME-placeholder-session-secret", "SESSION_SECRET: is a known placeholder"),
-    ("hunter2-short", "SESSION_SECRET: must be at least 16 characters"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("compose-dev-secret-change-me-0123456789abcdef", "SESSION_SECRET: is a known placeholder"),
+        ("CHANGE-ME-placeholder-session-secret", "SESSION_SECRET: is a known placeholder"),
+        ("hunter2-short", "SESSION_SECRET: must be at least 16 characters"),
+    ],
+)
 def test_the_api_refuses_a_placeholder_or_short_session_secret(tmp_path: Path, value: str, reason: str) -> None:
     result = serve_once(tmp_path, SESSION_SECRET=value)
     output = result.stdout + result.stderr
@@ -84,13 +108,26 @@ def test_a_placeholder_in_a_secret_file_is_refused_too(tmp_path: Path) -> None:
     assert result.returncode != 0 and "SESSION_SECRET: is a known placeholder" in result.stderr
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    ("compose-dev-cookie-key", "LB_STICKY_SECRET: is a known placeholder"),
-    ("too-short", "LB_STICKY_SECRET: must be at least 16 characters"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("compose-dev-cookie-key", "LB_STICKY_SECRET: is a known placeholder"),
+        ("too-short", "LB_STICKY_SECRET: must be at least 16 characters"),
+    ],
+)
 def test_the_python_balancer_refuses_a_placeholder_or_short_sticky_secret(value: str, reason: str) -> None:
-    argv = [sys.executable, "-m", "scalecube", "lb", "--listen", f"127.0.0.1:{free_port()}",
-            "--admin", f"127.0.0.1:{free_port()}", "--upstream", "api=static:127.0.0.1:9"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "scalecube",
+        "lb",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--admin",
+        f"127.0.0.1:{free_port()}",
+        "--upstream",
+        "api=static:127.0.0.1:9",
+    ]
     result = subprocess.run(argv, env=clean_env(LB_STICKY_SECRET=value), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and reason in result.stderr, result.stderr
     assert value not in result.stderr
@@ -100,7 +137,9 @@ def test_haproxy_refuses_every_published_cookie_key_and_the_runner_a_short_one()
     require_haproxy()
     for value in sorted(secrets.KNOWN_VALUES):  # haproxy.cfg's own list is kept in step with the kit's
         with pytest.raises(runner.HaproxyConfigError, match="LB_COOKIE_KEY is a known placeholder"):
-            runner.check_config({**runner.HaproxySettings(sticky=True, admin_password=GOOD).environment(), "LB_COOKIE_KEY": value})
+            runner.check_config(
+                {**runner.HaproxySettings(sticky=True, admin_password=GOOD).environment(), "LB_COOKIE_KEY": value}
+            )
     with pytest.raises(runner.HaproxyConfigError, match="LB_STICKY=1 needs LB_COOKIE_KEY"):
         runner.check_config(runner.HaproxySettings(sticky=True, admin_password=GOOD).environment())
     runner.check_config(runner.HaproxySettings(sticky=True, cookie_key=GOOD, admin_password=GOOD).environment())
@@ -112,8 +151,9 @@ def test_haproxy_refuses_every_published_cookie_key_and_the_runner_a_short_one()
 # -- NAME_FILE ------------------------------------------------------------------------------------
 
 
-def test_every_secret_setting_reads_its_file_and_the_environment_wins(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_every_secret_setting_reads_its_file_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "session").write_text(GOOD + "\n")
     (tmp_path / "redis").write_text("a-redis-password-from-a-file")
     monkeypatch.setenv("SESSION_SECRET_FILE", str(tmp_path / "session"))
@@ -136,8 +176,9 @@ def test_the_secrets_writer_generates_once_keeps_and_takes_yours(tmp_path: Path)
     unset = {name: "" for name in secrets.SECRETS}
 
     def write(**env: str) -> dict[str, str]:
-        result = CliRunner().invoke(scalecube_cli.app, ["secrets", "write", str(directory), "--mode", "0444"],
-                                    env={**unset, **env})  # fmt: skip
+        result = CliRunner().invoke(
+            scalecube_cli.app, ["secrets", "write", str(directory), "--mode", "0444"], env={**unset, **env}
+        )
         assert result.exit_code == 0, result.output
         return {path.name: path.read_text().strip() for path in directory.iterdir()}
 
@@ -147,8 +188,11 @@ def test_the_secrets_writer_generates_once_keeps_and_takes_yours(tmp_path: Path)
     assert all((directory / name).stat().st_mode & 0o777 == 0o444 for name in first)
     assert write() == first  # a second `up`: the same secrets, so existing sessions and cookies still hold
     assert write(REDIS_PASSWORD=GOOD) == {**first, "REDIS_PASSWORD": GOOD}
-    refused = CliRunner().invoke(scalecube_cli.app, ["secrets", "write", str(directory)],
-                                 env={**unset, "SESSION_SECRET": "compose-dev-secret-change-me-0123456789abcdef"})  # fmt: skip
+    refused = CliRunner().invoke(
+        scalecube_cli.app,
+        ["secrets", "write", str(directory)],
+        env={**unset, "SESSION_SECRET": "compose-dev-secret-change-me-0123456789abcdef"},
+    )
     assert refused.exit_code == 2 and "SESSION_SECRET: is a known placeholder" in refused.output
     assert "compose-dev-secret" not in refused.output
 
@@ -156,8 +200,9 @@ def test_the_secrets_writer_generates_once_keeps_and_takes_yours(tmp_path: Path)
 # -- one cluster, one random secret ---------------------------------------------------------------
 
 
-def test_serve_without_a_secret_gives_every_worker_the_same_random_one(start_cluster, redis_url: str,
-                                                                       tmp_path: Path) -> None:  # fmt: skip
+def test_serve_without_a_secret_gives_every_worker_the_same_random_one(
+    start_cluster, redis_url: str, tmp_path: Path
+) -> None:
     cluster = start_cluster(API, workers=2, env={"REDIS_URL": redis_url, "SCALECUBE_RUN_DIR": str(tmp_path)})
     assert "SESSION_SECRET is not set: made a random one, shared by this cluster's workers" in cluster.log()
     login = httpx.post(cluster.url + "/session/login", json={"user": "ada"}, timeout=10)

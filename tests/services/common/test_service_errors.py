@@ -115,8 +115,15 @@ def test_install_error_handlers_alone_still_answers_crashes_with_json(serve) -> 
     assert SECRET_IN_ERROR not in response.text
 
 
-@pytest.mark.parametrize(("status", "code"), [
-    (404, "not_found"), (413, "payload_too_large"), (418, "i_m_a_teapot"), (502, "bad_gateway"), (599, "http_599"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (404, "not_found"),
+        (413, "payload_too_large"),
+        (418, "i_m_a_teapot"),
+        (502, "bad_gateway"),
+        (599, "http_599"),
+    ],
+)
 def test_error_codes(status: int, code: str) -> None:
     assert error_code(status) == code

@@ -23,11 +23,14 @@ def test_cluster_variables_are_read() -> None:
     assert (identity.worker_id, identity.slot) == (7, 2)
 
 
-@pytest.mark.parametrize(("name", "value", "complaint"), [
-    ("SCALECUBE_WORKER_ID", "one", "SCALECUBE_WORKER_ID must be a whole number, got 'one'"),
-    ("SCALECUBE_WORKER_SLOT", "1.5", "SCALECUBE_WORKER_SLOT must be a whole number, got '1.5'"),
-    ("SCALECUBE_WORKER_SLOT", "-1", "SCALECUBE_WORKER_SLOT must not be negative, got -1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [
+        ("SCALECUBE_WORKER_ID", "one", "SCALECUBE_WORKER_ID must be a whole number, got 'one'"),
+        ("SCALECUBE_WORKER_SLOT", "1.5", "SCALECUBE_WORKER_SLOT must be a whole number, got '1.5'"),
+        ("SCALECUBE_WORKER_SLOT", "-1", "SCALECUBE_WORKER_SLOT must not be negative, got -1"),
+    ],
+)
 def test_malformed_variables_are_a_clear_error(name: str, value: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         ProcessIdentity.from_environment({name: value})

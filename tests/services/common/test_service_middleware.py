@@ -32,14 +32,17 @@ def chunks(total: int, size: int = 256) -> Iterator[bytes]:
 # -- X-Served-By ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/items/1", 200),
-    ("GET", "/nope", 404),
-    ("GET", "/items/abc", 422),
-    ("GET", "/boom/dependency", 503),
-    ("GET", "/boom/crash", 500),
-    ("DELETE", "/items/1", 405),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/items/1", 200),
+        ("GET", "/nope", 404),
+        ("GET", "/items/abc", 422),
+        ("GET", "/boom/dependency", 503),
+        ("GET", "/boom/crash", 500),
+        ("DELETE", "/items/1", 405),
+    ],
+)
 def test_every_response_says_who_served_it(url: str, method: str, path: str, status: int) -> None:
     response = httpx.request(method, url + path)
 
@@ -98,8 +101,9 @@ def test_chunked_body_over_limit_is_413_json(url: str, path: str) -> None:
 def test_chunked_json_body_over_limit_is_413_not_a_parse_error(url: str) -> None:
     body = b'{"name": "' + b"n" * (LIMIT * 2) + b'", "quantity": 1}'
 
-    response = httpx.post(url + "/items", content=iter([body[:500], body[500:]]),
-                          headers={"content-type": "application/json"})  # fmt: skip
+    response = httpx.post(
+        url + "/items", content=iter([body[:500], body[500:]]), headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
@@ -129,12 +133,15 @@ def test_malformed_content_length_over_a_real_socket_is_400(url: str) -> None:
     assert reply.startswith(b"HTTP/1.1 400")
 
 
-@pytest.mark.parametrize("headers", [
-    [("content-length", "12abc")],
-    [("content-length", "-1")],
-    [("content-length", "1_0")],
-    [("content-length", "5"), ("content-length", "6")],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("content-length", "12abc")],
+        [("content-length", "-1")],
+        [("content-length", "1_0")],
+        [("content-length", "5"), ("content-length", "6")],
+    ],
+)
 def test_malformed_content_length_reaching_the_app_is_400_json(headers: list[tuple[str, str]]) -> None:
     # Other servers or proxies may pass such headers on; drive the app through ASGI directly to send them.
     app = build_app(ServiceSettings.load(max_body_bytes=LIMIT))

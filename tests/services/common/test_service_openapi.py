@@ -50,9 +50,14 @@ def test_every_route_documents_the_kits_errors_and_the_real_422_body(url: str) -
     schema = httpx.get(url + "/openapi.json").json()
     get_thing = schema["paths"]["/things/{thing_id}"]["get"]["responses"]
     assert {"400", "413", "404", "422"} <= set(get_thing)
-    assert all({str(status) for status in ALWAYS} <= set(item["get"]["responses"])
-               for path, item in schema["paths"].items() if "get" in item)  # fmt: skip
-    assert get_thing["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ValidationErrorBody"}
+    assert all(
+        {str(status) for status in ALWAYS} <= set(item["get"]["responses"])
+        for path, item in schema["paths"].items()
+        if "get" in item
+    )
+    assert get_thing["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationErrorBody"
+    }
     assert get_thing["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     # ... and the 422 really is that body.
@@ -75,4 +80,3 @@ def test_schemathesis_fails_a_route_that_answers_an_undocumented_status(url: str
         schema["/teapot"]["GET"].Case().call_and_validate()
     assert failed.group_contains(UndefinedStatusCode, match="Received: 418")
     schema["/things/{thing_id}"]["GET"].Case(path_parameters={"thing_id": 2}).call_and_validate()  # a documented 404
-

@@ -6,8 +6,18 @@ import pytest
 
 from services.common.settings import InvalidSettings, ServiceSettings
 
-CONTRACT = ["REDIS_URL", "SESSION_BACKEND", "SESSION_SECRET", "SESSION_TTL_SECONDS", "MAX_BODY_BYTES", "LOG_LEVEL",
-            "ACCESS_LOG", "REDIS_PASSWORD", "SESSION_SECRET_FILE", "REDIS_PASSWORD_FILE"]  # fmt: skip
+CONTRACT = [
+    "REDIS_URL",
+    "SESSION_BACKEND",
+    "SESSION_SECRET",
+    "SESSION_TTL_SECONDS",
+    "MAX_BODY_BYTES",
+    "LOG_LEVEL",
+    "ACCESS_LOG",
+    "REDIS_PASSWORD",
+    "SESSION_SECRET_FILE",
+    "REDIS_PASSWORD_FILE",
+]
 GOOD_SECRET = "a-perfectly-long-enough-secret"
 
 
@@ -93,4 +103,3 @@ def test_services_extend_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAGE_SIZE", "many")
     with pytest.raises(InvalidSettings, match="invalid ApiSettings configuration:\n  PAGE_SIZE='many'"):
         ApiSettings.load()
-

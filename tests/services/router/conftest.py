@@ -15,8 +15,8 @@ import redis
 
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
-from infra.paths import REPO
 from infra.local.redis_server import RedisServer
+from infra.paths import REPO
 
 ROUTER = "services.router.app:app"
 SHARD = "services.shard.app:app"
@@ -34,8 +34,14 @@ countries = ["US", "BR"]
 class ShardedStack:
     """Redis servers and clusters started here are stopped here, by pid (``close``)."""
 
-    def __init__(self, workdir: Path, *, router_workers: int = 2, shard_workers: int = 1,
-                 router_env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        router_workers: int = 2,
+        shard_workers: int = 1,
+        router_env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.map_path = workdir / "shard_map.toml"
         self.map_path.write_text(MAP)
@@ -48,8 +54,13 @@ class ShardedStack:
                 self.redis[name].start()
             for name in SHARD_NAMES:
                 self.start_shard(name, workers=shard_workers, wait=False)
-            self.clusters["router"] = ClusterProcess(ROUTER, port=free_port(), workdir=workdir, workers=router_workers,
-                                                     env={**self.router_env(), **(router_env or {})})  # fmt: skip
+            self.clusters["router"] = ClusterProcess(
+                ROUTER,
+                port=free_port(),
+                workdir=workdir,
+                workers=router_workers,
+                env={**self.router_env(), **(router_env or {})},
+            )
             for cluster in self.clusters.values():
                 cluster.wait_ready()
         except BaseException:
@@ -63,12 +74,21 @@ class ShardedStack:
         return ",".join(f"{name}=http://127.0.0.1:{port}" for name, port in self.shard_ports.items())
 
     def router_env(self) -> dict[str, str]:
-        return {"ROUTER_REDIS_URL": self.redis["router"].url, "SHARD_MAP": str(self.map_path),
-                "SHARD_URLS": self.shard_urls, "SCALECUBE_RUN_DIR": str(self.workdir), "LOG_LEVEL": "warning"}  # fmt: skip
+        return {
+            "ROUTER_REDIS_URL": self.redis["router"].url,
+            "SHARD_MAP": str(self.map_path),
+            "SHARD_URLS": self.shard_urls,
+            "SCALECUBE_RUN_DIR": str(self.workdir),
+            "LOG_LEVEL": "warning",
+        }
 
     def start_shard(self, name: str, *, workers: int = 1, wait: bool = True) -> ClusterProcess:
-        env = {"SHARD_NAME": name, "SHARD_REDIS_URL": self.redis[name].url, "SCALECUBE_RUN_DIR": str(self.workdir),
-               "LOG_LEVEL": "warning"}  # fmt: skip
+        env = {
+            "SHARD_NAME": name,
+            "SHARD_REDIS_URL": self.redis[name].url,
+            "SCALECUBE_RUN_DIR": str(self.workdir),
+            "LOG_LEVEL": "warning",
+        }
         cluster = ClusterProcess(SHARD, port=self.shard_ports[name], workdir=self.workdir, workers=workers, env=env)
         self.clusters[name] = cluster
         if wait:
@@ -102,8 +122,14 @@ class ShardedStack:
     def scalecube(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """``scalecube ...`` with the router's environment, as an operator would run it."""
         env = {**os.environ, **self.router_env()}
-        return subprocess.run([sys.executable, "-m", "scalecube", *args], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=timeout)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "scalecube", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def flush(self) -> None:
         for server in self.redis.values():

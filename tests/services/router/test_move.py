@@ -28,15 +28,19 @@ def fresh(url: str) -> httpx.Client:
 
 def create_many(stack: ShardedStack, country: str, count: int) -> list[str]:
     with stack.client() as client:
-        return [client.post("/users", json={"name": f"{country} {n}", "country": country}).json()["id"]
-                for n in range(count)]  # fmt: skip
+        return [
+            client.post("/users", json={"name": f"{country} {n}", "country": country}).json()["id"]
+            for n in range(count)
+        ]
 
 
 def stored_ids(stack: ShardedStack, shard: str) -> dict[str, str]:
     """id -> country of every user hash in a shard's Redis."""
     with stack.redis_client(shard) as client:
-        return {key.removeprefix("shard:user:"): client.hget(key, "country")
-                for key in client.scan_iter("shard:user:*", count=1000)}  # fmt: skip
+        return {
+            key.removeprefix("shard:user:"): client.hget(key, "country")
+            for key in client.scan_iter("shard:user:*", count=1000)
+        }
 
 
 @dataclass
@@ -107,8 +111,11 @@ class Traffic:
         """At least this many more of each kind than ``since`` (a copy of ``counts``)."""
         with self.lock:
             now = dict(self.counts)
-        return (now["read"] - since["read"] >= reads and now["list"] - since["list"] >= lists
-                and now["create"] - since["create"] >= creates)  # fmt: skip
+        return (
+            now["read"] - since["read"] >= reads
+            and now["list"] - since["list"] >= lists
+            and now["create"] - since["create"] >= creates
+        )
 
     def start(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.creator, args=(("FR", "FR", "US"),)) for _ in range(3)]
@@ -121,7 +128,11 @@ class Traffic:
 
 def test_move_under_load_loses_and_duplicates_no_user(own_stack):
     stack = own_stack()
-    before = {"FR": create_many(stack, "FR", 300), "DE": create_many(stack, "DE", 30), "US": create_many(stack, "US", 30)}
+    before = {
+        "FR": create_many(stack, "FR", 300),
+        "DE": create_many(stack, "DE", 30),
+        "US": create_many(stack, "US", 30),
+    }
     traffic = Traffic(stack.url, readable=[i for ids in before.values() for i in ids])
     threads = traffic.start()
     nothing = {"read": 0, "list": 0, "create": 0}
@@ -142,8 +153,10 @@ def test_move_under_load_loses_and_duplicates_no_user(own_stack):
     report = json.loads(moved.stdout)
     fr_created = [user_id for user_id, country, _ in traffic.created if country == "FR"]
     during = [at for _, country, at in traffic.created if country == "FR" and started < at < finished]
-    print(f"\nmove: {report['steps']}\ntraffic: {traffic.counts}, {len(during)} FR users created during the move, "
-          f"{len(traffic.failures)} failures")  # fmt: skip
+    print(
+        f"\nmove: {report['steps']}\ntraffic: {traffic.counts}, {len(during)} FR users created during the move, "
+        f"{len(traffic.failures)} failures"
+    )
 
     # Reads, listings and writes were all served throughout (before, during, after): not one failure.
     assert traffic.failures == []
@@ -179,8 +192,15 @@ class SimulatedCrash(Exception):
     pass
 
 
-def mover(stack: ShardedStack, country: str, target: str | None, *, crash_at: str | None = None,
-          meanwhile: Callable[[str], None] | None = None, **options):  # fmt: skip
+def mover(
+    stack: ShardedStack,
+    country: str,
+    target: str | None,
+    *,
+    crash_at: str | None = None,
+    meanwhile: Callable[[str], None] | None = None,
+    **options,
+):
     """The move in this process, dying (like a killed process) when it is about to report ``crash_at``;
     ``meanwhile(step)`` runs at every step it reports."""
 
@@ -191,8 +211,17 @@ def mover(stack: ShardedStack, country: str, target: str | None, *, crash_at: st
             raise SimulatedCrash(line)
 
     env = stack.router_env()
-    return asyncio.run(run_move(country, target, router_redis_url=env["ROUTER_REDIS_URL"], shard_map=env["SHARD_MAP"],
-                                shard_urls=env["SHARD_URLS"], say=say, **options))  # fmt: skip
+    return asyncio.run(
+        run_move(
+            country,
+            target,
+            router_redis_url=env["ROUTER_REDIS_URL"],
+            shard_map=env["SHARD_MAP"],
+            shard_urls=env["SHARD_URLS"],
+            say=say,
+            **options,
+        )
+    )
 
 
 def test_moves_resume_abort_and_never_trust_a_stale_map(own_stack):
@@ -231,8 +260,12 @@ def test_moves_resume_abort_and_never_trust_a_stale_map(own_stack):
         fr.append(still.json()["id"])  # 42 FR users from here on
         assert "FR" not in stored_ids(stack, "shard-b").values()
         assert client.get("/shards").json()["map"] | {"shards": None} == {
-            "shards": None, "countries": {"BR": "shard-b", "DE": "shard-a", "FR": "shard-a", "US": "shard-b"},
-            "overrides": {}, "moving": {}, "unlisted": "shards[crc32(code) % 2] of ['shard-a', 'shard-b']"}  # fmt: skip
+            "shards": None,
+            "countries": {"BR": "shard-b", "DE": "shard-a", "FR": "shard-a", "US": "shard-b"},
+            "overrides": {},
+            "moving": {},
+            "unlisted": "shards[crc32(code) % 2] of ['shard-a', 'shard-b']",
+        }
 
         # 2. A move that died mid-flip (source fenced, map not flipped): FR writes wait, then 503;
         #    FR reads and every other country go on.
@@ -289,8 +322,11 @@ def test_moves_resume_abort_and_never_trust_a_stale_map(own_stack):
 def test_move_refuses_what_it_cannot_do(shared_stack):
     stack = shared_stack
     stack.flush()
-    for args, message in ((["ZZ", "shard-b"], "ISO 3166-1"), (["FR", "shard-z"], "no shard named"),
-                          (["FR"], "which shard")):  # fmt: skip
+    for args, message in (
+        (["ZZ", "shard-b"], "ISO 3166-1"),
+        (["FR", "shard-z"], "no shard named"),
+        (["FR"], "which shard"),
+    ):
         result = stack.scalecube("shard", "move", *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
     same = stack.scalecube("shard", "move", "FR", "shard-a")
@@ -306,8 +342,10 @@ def test_a_move_of_long_named_users_fits_its_batches_in_the_body_limit(own_stack
     one batch it was over the shard's 64 KiB body limit (413: the move failed); the copy now splits it."""
     stack = own_stack()
     with stack.client() as client:
-        ids = [client.post("/users", json={"name": f"{n:03d}" + "é" * 97, "country": "BR"}).json()["id"]
-               for n in range(300)]  # fmt: skip
+        ids = [
+            client.post("/users", json={"name": f"{n:03d}" + "é" * 97, "country": "BR"}).json()["id"]
+            for n in range(300)
+        ]
     moved = stack.scalecube("shard", "move", "BR", "shard-a", "--grace", "0")
     assert moved.returncode == 0, moved.stderr
     assert sorted(stored_ids(stack, "shard-a")) == sorted(ids) and stored_ids(stack, "shard-b") == {}

@@ -29,10 +29,18 @@ def test_unlisted_countries_are_dealt_by_a_stable_hash():
     unlisted = [cc for cc in COUNTRIES if cc not in FILE_MAP.assigned]
     assert {owner(cc) for cc in unlisted} == set(SHARD_NAMES)  # the sample exercises both shards
     # The same deal in another interpreter with another hash seed (Python's hash() would differ).
-    code = ("from services.router.shard_map import BaseMap; import sys; "
-            f"print(','.join(BaseMap({SHARD_NAMES!r}, {{}}).owner(cc) for cc in {unlisted!r}))")  # fmt: skip
-    other = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "12345"},
-                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    code = (
+        "from services.router.shard_map import BaseMap; import sys; "
+        f"print(','.join(BaseMap({SHARD_NAMES!r}, {{}}).owner(cc) for cc in {unlisted!r}))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert other.split(",") == [BaseMap(SHARD_NAMES, {}).owner(cc) for cc in unlisted]
     assert stable_hash("JP") == zlib.crc32(b"JP")
 
@@ -102,19 +110,38 @@ def test_shards_report_the_live_map_and_counts(stack):
     assert report["map"]["countries"] == {"BR": "shard-b", "DE": "shard-a", "FR": "shard-a", "US": "shard-b"}
     assert report["map"]["moving"] == {} and report["map"]["overrides"] == {}
     assert report["shards"]["shard-a"] | {"url": None} == {
-        "url": None, "countries": ["DE", "FR"], "status": "up", "users": 2, "per_country": {"FR": 2},
-        "not_owned": {}, "fences": {}}  # fmt: skip
+        "url": None,
+        "countries": ["DE", "FR"],
+        "status": "up",
+        "users": 2,
+        "per_country": {"FR": 2},
+        "not_owned": {},
+        "fences": {},
+    }
     assert report["shards"]["shard-b"]["users"] == 1
     assert report["directory"] == {"entries": 3}
 
 
-@pytest.mark.parametrize("body", [
-    {"name": "a", "country": "UK"}, {"name": "a", "country": "EU"}, {"name": "a", "country": "XK"},
-    {"name": "a", "country": "F"}, {"name": "a", "country": "FRA"}, {"name": "a", "country": ""},
-    {"name": "a", "country": " FR"}, {"name": "a", "country": 250}, {"name": "a"}, {"country": "FR"},
-    {"name": "", "country": "FR"}, {"name": "x" * 101, "country": "FR"}, {"name": "a", "country": "FR", "id": "mine"},
-    [], "FR",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "a", "country": "UK"},
+        {"name": "a", "country": "EU"},
+        {"name": "a", "country": "XK"},
+        {"name": "a", "country": "F"},
+        {"name": "a", "country": "FRA"},
+        {"name": "a", "country": ""},
+        {"name": "a", "country": " FR"},
+        {"name": "a", "country": 250},
+        {"name": "a"},
+        {"country": "FR"},
+        {"name": "", "country": "FR"},
+        {"name": "x" * 101, "country": "FR"},
+        {"name": "a", "country": "FR", "id": "mine"},
+        [],
+        "FR",
+    ],
+)
 def test_invalid_bodies_are_422_and_write_nothing(stack, body):
     with stack.client() as client:
         response = client.post("/users", json=body)
@@ -132,8 +159,13 @@ def test_invalid_queries_and_unknown_users(stack):
         for path in ("/users/0123456789abcdef0123456789abcdef", "/users/not-an-id", "/users/%20", "/users/" + "a" * 65):
             missing = client.get(path)
             assert missing.status_code == 404 and missing.json()["error"] == "not_found", path
-        for params in ({}, {"country": "ZZ"}, {"country": "FR", "limit": 0}, {"country": "FR", "limit": 5000},
-                       {"country": "FR", "cursor": "x"}):  # fmt: skip
+        for params in (
+            {},
+            {"country": "ZZ"},
+            {"country": "FR", "limit": 0},
+            {"country": "FR", "limit": 5000},
+            {"country": "FR", "cursor": "x"},
+        ):
             assert client.get("/users", params=params).status_code == 422, params
 
 
@@ -144,8 +176,11 @@ def test_one_shard_down_affects_only_its_countries(own_stack):
         us = client.post("/users", json={"name": "sam", "country": "US"}).json()
         stack.clusters["shard-b"].stop()
 
-        for response in (client.post("/users", json={"name": "x", "country": "US"}), client.get(f"/users/{us['id']}"),
-                         client.get("/users", params={"country": "BR"})):  # fmt: skip
+        for response in (
+            client.post("/users", json={"name": "x", "country": "US"}),
+            client.get(f"/users/{us['id']}"),
+            client.get("/users", params={"country": "BR"}),
+        ):
             assert response.status_code == 503, response.text
             assert response.json()["dependency"] == "shard-b" and "shard-b" in response.json()["message"]
             assert response.headers["retry-after"] == "1"

@@ -17,8 +17,11 @@ from infra.local.processes import ClusterProcess, wait_until
 
 def shard_connections(cluster: ClusterProcess) -> int:
     """Established TCP connections on the shard's port: here only the router's pool opens any."""
-    return sum(1 for conn in psutil.net_connections(kind="tcp")
-               if conn.laddr and conn.laddr.port == cluster.port and conn.status == psutil.CONN_ESTABLISHED)  # fmt: skip
+    return sum(
+        1
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.laddr and conn.laddr.port == cluster.port and conn.status == psutil.CONN_ESTABLISHED
+    )
 
 
 def cluster_pids(cluster: ClusterProcess) -> list[int]:
@@ -50,8 +53,9 @@ SHARD_TIMEOUT = 2.0
 
 
 def test_a_frozen_shard_costs_a_bounded_wait_and_a_503_naming_it(own_stack):
-    stack = own_stack(router_workers=1,
-                      router_env={"SHARD_TIMEOUT": str(SHARD_TIMEOUT), "SHARD_CONNECT_TIMEOUT": "0.5"})  # fmt: skip
+    stack = own_stack(
+        router_workers=1, router_env={"SHARD_TIMEOUT": str(SHARD_TIMEOUT), "SHARD_CONNECT_TIMEOUT": "0.5"}
+    )
     with stack.client() as client:
         fr = client.post("/users", json={"name": "amelie", "country": "FR"}).json()
         us = client.post("/users", json={"name": "sam", "country": "US"}).json()

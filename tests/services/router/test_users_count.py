@@ -22,9 +22,15 @@ COUNTRIES = ["FR", "DE", "US", "BR", "JP"]  # both shards
 
 
 def start_api(start_cluster: Any, redis_url: str, router_url: str, tmp_path: Any) -> ClusterProcess:
-    env = {"REDIS_URL": redis_url, "SESSION_SECRET": "test-secret-long-enough-123", "SCALECUBE_RUN_DIR": str(tmp_path),
-           "ROUTER_URL": router_url, "USERS_COUNT_INTERVAL": str(INTERVAL), "USERS_SOURCE_DELAY": "0",
-           "LOG_LEVEL": "warning"}  # fmt: skip
+    env = {
+        "REDIS_URL": redis_url,
+        "SESSION_SECRET": "test-secret-long-enough-123",
+        "SCALECUBE_RUN_DIR": str(tmp_path),
+        "ROUTER_URL": router_url,
+        "USERS_COUNT_INTERVAL": str(INTERVAL),
+        "USERS_SOURCE_DELAY": "0",
+        "LOG_LEVEL": "warning",
+    }
     return start_cluster(API, workers=2, env=env)
 
 
@@ -62,8 +68,12 @@ def test_router_counts_the_users_its_directory_holds(stack):
 def test_api_users_count_is_the_routers_users(stack, start_cluster, redis_url, tmp_path):
     api = start_api(start_cluster, redis_url, stack.url, tmp_path)
     origin = f"router {stack.url}/users/count"
-    wait_until(lambda: every_worker_says(api.url, count=0, origin=origin, stale=False), 60, interval=0.2,
-               what="every worker answering the router's 0")  # fmt: skip
+    wait_until(
+        lambda: every_worker_says(api.url, count=0, origin=origin, stale=False),
+        60,
+        interval=0.2,
+        what="every worker answering the router's 0",
+    )
     create_users(stack.url, 5)
     wait_until(lambda: every_worker_says(api.url, count=5), 60, interval=0.2, what="every worker answering 5")
     for body in (r.json() for r in answers(api.url)):
@@ -97,9 +107,14 @@ def test_router_down_keeps_the_last_count_marked_stale(own_stack, start_cluster,
         assert body["origin"] == f"router {stack.url}/users/count"
 
     # Back: the next read clears it.
-    stack.clusters["router"] = ClusterProcess(ROUTER, port=router.port, workdir=stack.workdir, workers=1,
-                                              env=stack.router_env())  # fmt: skip
+    stack.clusters["router"] = ClusterProcess(
+        ROUTER, port=router.port, workdir=stack.workdir, workers=1, env=stack.router_env()
+    )
     stack.clusters["router"].wait_ready()
     create_users(stack.url, 1, first=3)
-    wait_until(lambda: every_worker_says(api.url, count=4, stale=False), 60, interval=0.2,
-               what="a fresh count of 4 after the router is back")  # fmt: skip
+    wait_until(
+        lambda: every_worker_says(api.url, count=4, stale=False),
+        60,
+        interval=0.2,
+        what="a fresh count of 4 after the router is back",
+    )

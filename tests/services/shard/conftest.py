@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from infra.local.processes import ClusterProcess
-from tests.support.fixtures import running_cluster, running_redis
 from infra.local.redis_server import RedisServer
+from tests.support.fixtures import running_cluster, running_redis
 
 SHARD = "services.shard.app:app"
 

@@ -35,11 +35,16 @@ def test_the_batch_bound_is_the_most_of_the_smallest_users_the_body_limit_holds(
 
 @pytest.mark.parametrize("name", ["ada", "x" * 100, "é" * 100, "😀" * 100])
 def test_a_move_sends_batches_that_fit_the_shards_body_limit(name: str) -> None:
-    users = [{"id": f"{n:032x}", "name": name, "country": "FR", "created_at": "2026-12-05T11:24:20.123Z"}
-             for n in range(3000)]  # fmt: skip
+    users = [
+        {"id": f"{n:032x}", "name": name, "country": "FR", "created_at": "2026-12-05T11:24:20.123Z"}
+        for n in range(3000)
+    ]
     batches = list(batches_within(users, DEFAULT_MAX_BODY_BYTES))
     assert [user for batch in batches for user in batch] == users  # all of them, in order, once
     assert all(0 < len(batch) <= MAX_BATCH_USERS for batch in batches)
     # As aiohttp's json= encodes it (json.dumps' defaults).
     assert all(len(json.dumps({"users": batch})) <= DEFAULT_MAX_BODY_BYTES for batch in batches)
-    assert len(json.dumps({"users": batches[0] + batches[1][:1]})) > DEFAULT_MAX_BODY_BYTES or len(batches[0]) == MAX_BATCH_USERS
+    assert (
+        len(json.dumps({"users": batches[0] + batches[1][:1]})) > DEFAULT_MAX_BODY_BYTES
+        or len(batches[0]) == MAX_BATCH_USERS
+    )

@@ -16,15 +16,21 @@ from tests.services.shard.conftest import SHARD
 
 
 def put(client: httpx.Client, user_id: str, country: str = "FR", name: str = "ada") -> httpx.Response:
-    return client.put(f"/users/{user_id}", json={"name": name, "country": country, "created_at": "2024-01-01T00:00:00Z"})
+    return client.put(
+        f"/users/{user_id}", json={"name": name, "country": country, "created_at": "2024-01-01T00:00:00Z"}
+    )
 
 
 def test_create_is_an_idempotent_upsert_by_id(shard):
     assert put(shard, "u1").status_code == 201
     again = put(shard, "u1", name="ada lovelace")
     assert again.status_code == 200 and again.json()["name"] == "ada lovelace"
-    assert shard.get("/users/u1").json() == {"id": "u1", "name": "ada lovelace", "country": "FR",
-                                             "created_at": "2024-01-01T00:00:00Z"}  # fmt: skip
+    assert shard.get("/users/u1").json() == {
+        "id": "u1",
+        "name": "ada lovelace",
+        "country": "FR",
+        "created_at": "2024-01-01T00:00:00Z",
+    }
     assert shard.get("/stats").json() == {"shard": "shard-x", "total": 1, "per_country": {"FR": 1}, "fences": {}}
     missing = shard.get("/users/nobody")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
@@ -45,7 +51,9 @@ def test_list_by_country_pages_with_a_cursor_and_counts_per_country(shard):
         if cursor is None:
             break
     assert pages == 3 and seen == [f"fr{n}" for n in range(23)]  # write order, each exactly once
-    assert shard.get("/users", params={"country": "DE", "limit": 500}).json()["next_cursor"] is None  # capped at MAX_PAGE
+    assert (
+        shard.get("/users", params={"country": "DE", "limit": 500}).json()["next_cursor"] is None
+    )  # capped at MAX_PAGE
     assert shard.get("/stats").json()["per_country"] == {"DE": 4, "FR": 23}
 
 
@@ -58,10 +66,15 @@ def test_export_after_a_sequence_returns_exactly_the_later_writes(shard):
     put(shard, "a1", name="rewritten")  # an overwrite is a new write too
     later = shard.get("/admin/countries/FR/export", params={"after": first["last"]}).json()
     assert [u["id"] for u in later["users"]] == ["late", "a1"]
-    imported = shard.post("/admin/users", json={"users": [
-        {"id": "b1", "name": "b", "country": "US", "created_at": "t"},
-        {"id": "late", "name": "x", "country": "FR", "created_at": "t"},
-    ]})  # fmt: skip
+    imported = shard.post(
+        "/admin/users",
+        json={
+            "users": [
+                {"id": "b1", "name": "b", "country": "US", "created_at": "t"},
+                {"id": "late", "name": "x", "country": "FR", "created_at": "t"},
+            ]
+        },
+    )
     assert imported.json() == {"created": 1, "updated": 1}
 
 
@@ -75,9 +88,17 @@ def test_fences_refuse_writes_then_listings_and_gate_deletion(shard):
     assert shard.put("/admin/countries/FR/fence", json={"state": "frozen"}).status_code == 200
     frozen = put(shard, "f99")
     assert frozen.status_code == 409 and frozen.json() | {"message": ""} == {
-        "error": "country_fenced", "country": "FR", "fence": "frozen", "message": ""}  # fmt: skip
-    assert shard.post("/admin/users", json={"users": [{"id": "x", "name": "x", "country": "FR",
-                                                       "created_at": "t"}]}).status_code == 409  # fmt: skip
+        "error": "country_fenced",
+        "country": "FR",
+        "fence": "frozen",
+        "message": "",
+    }
+    assert (
+        shard.post(
+            "/admin/users", json={"users": [{"id": "x", "name": "x", "country": "FR", "created_at": "t"}]}
+        ).status_code
+        == 409
+    )
     assert put(shard, "d2", "DE").status_code == 201  # other countries unaffected
     assert shard.get("/users", params={"country": "FR"}).status_code == 200  # reads still served
     assert shard.get("/users/f1").status_code == 200
@@ -86,24 +107,30 @@ def test_fences_refuse_writes_then_listings_and_gate_deletion(shard):
     assert shard.get("/users", params={"country": "FR"}).json()["error"] == "country_fenced"
     assert shard.get("/users/f1").status_code == 200  # by id: until the cleanup
     assert shard.delete("/admin/countries/FR/users", params={"limit": 5}).json()["remaining"] == 2
-    assert shard.delete("/admin/countries/FR/users", params={"limit": 5}).json() == {"country": "FR", "deleted": 2,
-                                                                                       "remaining": 0}  # fmt: skip
+    assert shard.delete("/admin/countries/FR/users", params={"limit": 5}).json() == {
+        "country": "FR",
+        "deleted": 2,
+        "remaining": 0,
+    }
     assert shard.get("/users/f1").status_code == 404
     assert shard.get("/stats").json()["per_country"] == {"DE": 2}
     assert shard.delete("/admin/countries/FR/fence").json() == {"country": "FR", "fence": None}
     assert put(shard, "f100").status_code == 201
 
 
-@pytest.mark.parametrize("body", [
-    {"name": "a", "country": "UK", "created_at": "t"},  # reserved, not assigned
-    {"name": "a", "country": "FRA", "created_at": "t"},
-    {"name": "a", "country": " FR", "created_at": "t"},
-    {"name": "a", "country": "Fr", "created_at": "t"},  # upper or lower case, as the schema's enum says
-    {"name": "a", "country": 33, "created_at": "t"},
-    {"name": "", "country": "FR", "created_at": "t"},
-    {"country": "FR", "created_at": "t"},
-    {"name": "a", "country": "FR", "created_at": "t", "admin": True},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "a", "country": "UK", "created_at": "t"},  # reserved, not assigned
+        {"name": "a", "country": "FRA", "created_at": "t"},
+        {"name": "a", "country": " FR", "created_at": "t"},
+        {"name": "a", "country": "Fr", "created_at": "t"},  # upper or lower case, as the schema's enum says
+        {"name": "a", "country": 33, "created_at": "t"},
+        {"name": "", "country": "FR", "created_at": "t"},
+        {"country": "FR", "created_at": "t"},
+        {"name": "a", "country": "FR", "created_at": "t", "admin": True},
+    ],
+)
 def test_invalid_users_are_422(shard, body):
     response = shard.put("/users/u1", json=body)
     assert response.status_code == 422 and response.json()["error"] == "validation_error"

@@ -13,15 +13,20 @@ def test_lines_are_whole_whatever_the_chunks():
 
 
 def test_engine_timestamps_are_split_off():
-    assert split_timestamp("2026-11-21T12:45:10.345678901Z hello world") == ("2026-11-21T12:45:10.345678901Z", "hello world")
+    assert split_timestamp("2026-11-21T12:45:10.345678901Z hello world") == (
+        "2026-11-21T12:45:10.345678901Z",
+        "hello world",
+    )
     assert split_timestamp("no timestamp here") == ("", "no timestamp here")
 
 
 def test_prefix_is_compose_like_and_padded():
     width = prefix_width(["api-1", "api-10"])
     assert format_line(LogLine("t", "api-1", "hello"), width) == "api-1  | hello"
-    assert format_line(LogLine("2026-01-01T00:00:00Z", "api-10", "x"), width, timestamps=True) == \
-        "api-10 | 2026-01-01T00:00:00Z x"  # fmt: skip
+    assert (
+        format_line(LogLine("2026-01-01T00:00:00Z", "api-10", "x"), width, timestamps=True)
+        == "api-10 | 2026-01-01T00:00:00Z x"
+    )
 
 
 def test_merge_orders_across_containers_and_keeps_each_ones_order():
