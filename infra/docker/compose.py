@@ -73,7 +73,8 @@ class Compose:
             stderr=subprocess.PIPE if capture else None,
         )
         if done.returncode != 0:
-            said = "\n".join(((done.stderr or "") + (done.stdout or "")).strip().splitlines()[-15:])
+            # stderr last: a command that lists its progress on stdout (`stack rm`) says why it failed on stderr
+            said = "\n".join(((done.stdout or "") + (done.stderr or "")).strip().splitlines()[-15:])
             if "is not a docker command" in said or "unknown command" in said:
                 raise DockerError("docker compose (v2) is not installed: see infra/docker/provision-engine.sh")
             raise DockerError(f"{what} failed ({done.returncode})" + (f":\n{said}" if said else ""))

@@ -19,9 +19,11 @@ used: they need the kernel's IPVS, which not every host has (this project's mach
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from infra.docker.compose import Compose
+from infra.docker.engine import DockerError
 
 DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy")
 
@@ -75,5 +77,32 @@ def deploy(compose: Compose, stack_name: str) -> None:
     )
 
 
-def remove(compose: Compose, stack_name: str) -> None:
-    compose.run_docker(["stack", "rm", stack_name])
+REMOVE_TIMEOUT = 120.0
+REMOVE_RETRY_INTERVAL = 2.0
+
+
+def remove(
+    compose: Compose,
+    stack_name: str,
+    *,
+    timeout: float = REMOVE_TIMEOUT,
+    interval: float = REMOVE_RETRY_INTERVAL,
+    sleep=time.sleep,
+    clock=time.monotonic,
+) -> None:
+    """``docker stack rm``, again until it succeeds or ``timeout`` passes.
+
+    The CLI removes the services, then the networks, without waiting between the two: a network whose
+    tasks are still stopping is refused ("has active endpoints", exit 1) while everything else is gone
+    or going. Asked again once the tasks are gone, it removes what is left; asked about a stack that is
+    no more, it says "Nothing found in stack" and succeeds — so retrying is safe. (The CLI's own wait,
+    ``--detach=false``, is not used: CLIs before 26.0 do not know it.)"""
+    deadline = clock() + timeout
+    while True:
+        try:
+            compose.run_docker(["stack", "rm", stack_name])
+            return
+        except DockerError:
+            if clock() + interval > deadline:
+                raise
+            sleep(interval)

@@ -1,5 +1,9 @@
 """What `docker stack deploy` gets: the compose config, minus what Swarm refuses (no engine needed)."""
 
+import pytest
+
+from infra.docker import swarm
+from infra.docker.engine import DockerError
 from infra.docker.swarm import swarm_stack
 from infra.paths import REPO
 
@@ -83,3 +87,33 @@ def test_the_compose_files_network_and_trusted_forwarders_agree():
         assert trusted != "*"
         addresses = {address for network in trusted.split(",") for address in ipaddress.ip_network(network)}
         assert addresses == set(subnet) - {subnet.network_address, subnet.network_address + 1}, service
+
+
+class FlakyDocker:
+    """A Compose stand-in whose ``docker stack rm`` is refused ``failures`` times (a network still held)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls, self.now = failures, [], 0.0
+
+    def run_docker(self, args, **_):
+        self.calls.append(list(args))
+        if len(self.calls) <= self.failures:
+            raise DockerError("docker stack rm failed (1):\nFailed to remove network x: has active endpoints")
+        return ""
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_stack_removal_is_asked_again_while_a_network_is_still_held():
+    docker = FlakyDocker(failures=2)
+    swarm.remove(docker, "demo", timeout=10, interval=2, sleep=docker.sleep, clock=lambda: docker.now)
+    assert docker.calls == [["stack", "rm", "demo"]] * 3
+    assert docker.now == 4
+
+
+def test_stack_removal_gives_up_with_docker_s_reason_after_the_timeout():
+    docker = FlakyDocker(failures=100)
+    with pytest.raises(DockerError, match="active endpoints"):
+        swarm.remove(docker, "demo", timeout=10, interval=2, sleep=docker.sleep, clock=lambda: docker.now)
+    assert len(docker.calls) == 6 and docker.now == 10  # asked at 0, 2, …, 10; one more wait would pass it
