@@ -31,6 +31,7 @@ from typing import Any
 
 from cluster import protocol
 from cluster.channel import Channel, ChannelClosed, socketpair
+from cluster.commands import Commands
 from cluster.config import KILL_GRACE, WORKER_CONFIG_ENV, ClusterConfig
 from cluster.control import ControlServer
 from cluster.crashes import CrashPolicy
@@ -106,6 +107,11 @@ class Cluster(EventEmitter):
     def stopping(self) -> bool:
         return self.supervisor.stopping
 
+    @property
+    def worker_count(self) -> int:
+        """How many workers the master keeps (its slots), whatever their state right now."""
+        return len(self.supervisor.slots)
+
     # ------------------------------------------------------------------ running
     async def run(self) -> int:
         """Start everything, serve until stopped, return the process exit code."""
@@ -116,7 +122,7 @@ class Cluster(EventEmitter):
         self._metrics_dir = tempfile.mkdtemp(prefix="scalecube-metrics-")
         become_subreaper()
         self._install_signals()
-        self._control = await ControlServer.start(self.config.control_socket(self.port), self._on_control)
+        self._control = await ControlServer.start(self.config.control_socket(self.port), Commands(self))
         log.info(
             "master pid %d: %s (%s) on http://%s:%d, %d worker(s), policy %s",
             os.getpid(),
@@ -124,7 +130,7 @@ class Cluster(EventEmitter):
             self.config.app,
             self.config.host,
             self.port,
-            len(self.supervisor.slots),
+            self.worker_count,
             self.config.policy,
         )
         try:
@@ -521,10 +527,10 @@ class Cluster(EventEmitter):
 
     def scale(self, delta: int) -> None:
         """SIGTTIN adds a worker; SIGTTOU drains one away (never below one). ``delta`` is +1 or -1."""
-        before = len(self.supervisor.slots)
+        before = self.worker_count
         self._apply(self.supervisor.scale(delta))
-        if len(self.supervisor.slots) != before:
-            log.info("scaled %s to %d worker(s)", "up" if delta > 0 else "down", len(self.supervisor.slots))
+        if self.worker_count != before:
+            log.info("scaled %s to %d worker(s)", "up" if delta > 0 else "down", self.worker_count)
 
     # ---------------------------------------------------------------- stopping
     def stop(self, exit_code: int = 0) -> None:
@@ -564,7 +570,7 @@ class Cluster(EventEmitter):
             "uptime": round(time.monotonic() - self._started_at, 1),
             "stopping": self.stopping,
             "listening": len(listening),
-            "target_workers": len(self.supervisor.slots),
+            "target_workers": self.worker_count,
             "busy": sum(1 for w in listening if w.ledger.unanswered),  # working on at least one connection
             **{k: v for k, v in self._policy.stats().items() if k in ("queued", "shed")},
         }
@@ -581,7 +587,7 @@ class Cluster(EventEmitter):
                 "logs": str(self.config.log_dir) if self.config.log_dir else None,
                 "health": f"http://{self.config.host}:{self.health_port}" if self.health_port else None,
                 "uptime": round(time.monotonic() - self._started_at, 1),
-                "target_workers": len(self.supervisor.slots),
+                "target_workers": self.worker_count,
                 "recent_crashes": self._crashes.recent,
                 "reloading": self._reload is not None,
                 "stopping": self.stopping,
@@ -589,49 +595,6 @@ class Cluster(EventEmitter):
             },
             "workers": [w.describe() for w in sorted(self.workers.values(), key=lambda w: (w.slot, w.id))],
         }
-
-    # ------------------------------------------------------------ control socket
-    async def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        """``status``; ``reload`` (``wait``: answer when it is done, with each worker replaced);
-        ``scale`` by ``delta`` or ``to`` a count; ``stop`` (``force``: kill what still drains)."""
-        command = self._commands().get(request.get("cmd"))  # type: ignore[arg-type]
-        if command is None:
-            return {"ok": False, "error": f"unknown command {request.get('cmd')!r}; try status, reload, scale or stop"}
-        return await command(request)
-
-    def _commands(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
-        return {
-            "status": self._status_command,
-            "reload": self._reload_command,
-            "scale": self._scale_command,
-            "stop": self._stop_command,
-        }
-
-    async def _status_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        return self.status()
-
-    async def _reload_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        task = self.spawn_task(self.reload)
-        if not request.get("wait"):
-            return {"ok": True, "message": "rolling reload started"}
-        try:
-            return (await task).as_dict()
-        except asyncio.CancelledError:
-            return {"ok": False, "replaced": [], "error": "the master stopped during the reload"}
-
-    async def _scale_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        count = len(self.supervisor.slots)
-        delta = int(request["to"]) - count if "to" in request else int(request.get("delta", 0))
-        if count + delta < 1:
-            return {"ok": False, "error": "a cluster keeps at least 1 worker (stop it instead)"}
-        for _ in range(abs(delta)):
-            self.scale(1 if delta > 0 else -1)
-        return {"ok": True, "workers": len(self.supervisor.slots)}
-
-    async def _stop_command(self, request: dict[str, Any]) -> dict[str, Any]:
-        if not self.stopping or request.get("force"):
-            self.stop()  # a second stop kills the stragglers
-        return {"ok": True, "pid": os.getpid(), "message": "stopping: every worker drains, then the master exits"}
 
 
 def configure_master_logging(level: int = logging.INFO) -> None:
