@@ -14,6 +14,9 @@ import re
 import socket
 import stat
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import psutil
@@ -186,7 +189,7 @@ def test_the_admin_port_answers_401_without_the_password_and_200_with_it(kind, e
 def test_standalone_admin_listens_on_loopback_and_generates_its_password_into_a_private_file(echo, tmp_path):
     """`scalecube lb` with the shipped config and no LB_ADMIN_PASSWORD: the admin port binds 127.0.0.1 (only
     its port changed here, to a free one), the password is random, in a 0600 file one log line names."""
-    admin_port, port = free_port(), free_port()
+    admin_port = free_port()
     shipped = DEFAULT_CONFIG.read_text()
     config = tmp_path / "balancer.toml"
     config.write_text(
@@ -194,24 +197,8 @@ def test_standalone_admin_listens_on_loopback_and_generates_its_password_into_a_
     )
     assert load_config(config).admin_listen == ("127.0.0.1", admin_port)
     password_file = tmp_path / "state" / "lb-admin.password"
-    argv = [
-        sys.executable,
-        "-m",
-        "scalecube",
-        "lb",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--upstream",
-        f"api=static:{API_HOST}:{echo.port}",
-        "--admin-password-file",
-        str(password_file),
-    ]
-    lb = ManagedProcess(argv, env={"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": ""}, log_path=tmp_path / "lb.log")
-    try:
-        admin = f"http://127.0.0.1:{admin_port}"
-        wait_until(lambda: _answers(admin + "/healthz"), 20, what="the admin port")
+    env = {"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": ""}
+    with standalone_lb(echo, tmp_path, admin_port, ["--config", str(config)], password_file, env) as (lb, admin):
         listening = {c.laddr for c in psutil.Process(lb.pid).net_connections("tcp") if c.status == "LISTEN"}
         assert ("127.0.0.1", admin_port) in listening
         assert not any(addr.port == admin_port and addr.ip != "127.0.0.1" for addr in listening), listening
@@ -227,41 +214,40 @@ def test_standalone_admin_listens_on_loopback_and_generates_its_password_into_a_
         assert str(password_file) in lb.log() and password not in lb.log()  # where it is, never what it is
         assert httpx.get(admin + "/status.json", timeout=5).status_code == 401
         assert httpx.get(admin + "/status.json", auth=("admin", password), timeout=5).status_code == 200
-    finally:
-        lb.stop()
 
 
 def test_standalone_takes_the_password_from_the_environment_or_its_file(echo, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("from-a-file-0123456789\n")
+    never_written = tmp_path / "never-written"
     for env, password in [
         ({"LB_ADMIN_PASSWORD": "from-env-0123456789"}, "from-env-0123456789"),
         ({"LB_ADMIN_PASSWORD": "", "LB_ADMIN_PASSWORD_FILE": str(secret)}, "from-a-file-0123456789"),
     ]:
-        admin_port, port = free_port(), free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "scalecube",
-            "lb",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--admin",
-            f"127.0.0.1:{admin_port}",
-            "--upstream",
-            f"api=static:{API_HOST}:{echo.port}",
-            "--admin-password-file",
-            str(tmp_path / "never-written"),
-        ]
-        lb = ManagedProcess(argv, env=env, log_path=tmp_path / f"lb-{port}.log")
-        try:
-            admin = f"http://127.0.0.1:{admin_port}"
-            wait_until(lambda admin=admin: _answers(admin + "/healthz"), 20, what="the admin port")
+        admin_port = free_port()
+        args = ["--admin", f"127.0.0.1:{admin_port}"]
+        with standalone_lb(echo, tmp_path, admin_port, args, never_written, env) as (_, admin):
             assert httpx.get(admin + "/", auth=("admin", password), timeout=5).status_code == 200
             assert httpx.get(admin + "/", auth=("admin", password + "x"), timeout=5).status_code == 401
-        finally:
-            lb.stop()
-        assert not (tmp_path / "never-written").exists()
+        assert not never_written.exists()
+
+
+@contextmanager
+def standalone_lb(
+    echo, tmp_path: Path, admin_port: int, args: list[str], password_file: Path, env: dict[str, str]
+) -> Iterator[tuple[ManagedProcess, str]]:
+    """`scalecube lb` in front of the echo replica, with ``args`` and ``env``; yields it and its admin URL once
+    the admin port answers, and stops it afterwards."""
+    port = free_port()
+    argv = [sys.executable, "-m", "scalecube", "lb", *args, "--listen", f"127.0.0.1:{port}"]
+    argv += ["--upstream", f"api=static:{API_HOST}:{echo.port}", "--admin-password-file", str(password_file)]
+    lb = ManagedProcess(argv, env=env, log_path=tmp_path / f"lb-{port}.log")
+    try:
+        admin = f"http://127.0.0.1:{admin_port}"
+        wait_until(lambda: _answers(admin + "/healthz"), 20, what="the admin port")
+        yield lb, admin
+    finally:
+        lb.stop()
 
 
 def _answers(url: str) -> bool:
