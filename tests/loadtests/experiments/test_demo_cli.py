@@ -288,7 +288,7 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
     assert run.code == 2, run.explain()
     index = (run.out / "index.html").read_text()
     summary = run.stdout[run.stdout.index("scalecube demo all") :]
-    for name in ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing"):
+    for name in ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing", "failover"):
         assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
         verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}
         assert verdicts == {"skipped"}, name  # every claim needs processes the demo starts
