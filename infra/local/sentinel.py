@@ -7,7 +7,7 @@ compose and k8s write the same ones into their sentinel.conf):
   Sentinel down (or cut off) changes nothing — the other two still make the quorum and the majority that
   elects the leader;
 - ``down-after-milliseconds`` 1000: a primary silent for 1 s is down in a Sentinel's eyes;
-- ``failover-timeout`` 4000: a failover that stalls is retried after 2x this, and replicas are given this
+- ``failover-timeout`` 2000: a failover that stalls (a split vote: likelier with one Sentinel down) is retried after 2x this, and replicas are given this
   long to follow the new primary. Together with the election (a random wait under 1 s) a killed primary is
   replaced in about 2-4 s on this machine.
 
@@ -35,7 +35,7 @@ MASTER_NAME: str = ServiceSettings.model_fields["redis_sentinel_master"].default
 QUORUM = 2
 SENTINELS = 3
 DOWN_AFTER_MS = 1000
-FAILOVER_TIMEOUT_MS = 4000
+FAILOVER_TIMEOUT_MS = 2000
 # How long a restarted node waits for the Sentinels to name another primary before it starts anyway
 # (as whatever they name: e.g. itself, when no replica was there to promote).
 RESTART_WAIT = (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000 + 4.0
@@ -129,6 +129,35 @@ def ask_sentinels(sentinels: Sequence[Address], name: str = MASTER_NAME, timeout
         if state.get("is_master") and not state.get("is_sdown") and not state.get("is_odown"):
             return (str(state["ip"]), int(state["port"]))
     return None
+
+
+def agreed_primary(sentinels: Sequence[Address], name: str = MASTER_NAME) -> Address | None:
+    """The primary every Sentinel names, when they all answer and agree (None otherwise): a Sentinel just
+    back from being down may still name the old one until it hears the new epoch from the others."""
+    named = {ask_sentinels([sentinel], name) for sentinel in sentinels}
+    return named.pop() if len(named) == 1 else None
+
+
+def sentinels_ready(sentinels: Sequence[Address], name: str = MASTER_NAME, replicas: int = 1) -> bool:
+    """Whether every Sentinel answers, knows the others and at least ``replicas`` replicas — what a failover
+    needs. Sentinels learn replicas from the primary's INFO (every 10 s), so a group that just started is not
+    ready for a few seconds even though every process answers."""
+    for host, port in sentinels:
+        try:
+            with redis.Redis(
+                host=host,
+                port=port,
+                socket_connect_timeout=0.5,
+                socket_timeout=0.5,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+            ) as client:
+                state = client.sentinel_master(name)
+        except redis.RedisError:
+            return False
+        if int(state.get("num-slaves", 0)) < replicas or int(state.get("num-other-sentinels", 0)) < len(sentinels) - 1:
+            return False
+    return True
 
 
 def role_of(address: Address, timeout: float = 0.5) -> dict[str, object] | None:

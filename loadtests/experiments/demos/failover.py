@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from infra.local.sentinel import ask_sentinels, role_of
+from infra.local.sentinel import agreed_primary, ask_sentinels, role_of, sentinels_ready
 from infra.local.stack import REDIS_TOPOLOGIES
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
@@ -215,7 +215,8 @@ class SentinelStack(LocalStack):
         return ask_sentinels(self.sentinels())
 
     def wait_primary(self, timeout: float = RECOVERY_TIMEOUT) -> tuple[str, int]:
-        """The primary every running node agrees on, with its replica's link up (the group settled)."""
+        """The primary the Sentinels name, once its replica's link is up and every Sentinel knows that replica
+        and the other Sentinels (the group can fail over: right after `up` it cannot yet)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             primary = self.primary()
@@ -225,7 +226,8 @@ class SentinelStack(LocalStack):
                     for c in self.records.values()
                     if c.get("kind") == "redis" and _address(c["url"]) != primary
                 ]
-                if all((role_of(r) or {}).get("master_link_status") == "up" for r in replicas):
+                linked = all((role_of(r) or {}).get("master_link_status") == "up" for r in replicas)
+                if linked and sentinels_ready(self.sentinels(), replicas=len(replicas)):
                     return primary
             time.sleep(0.2)
         raise RuntimeError(f"the sentinel group has no settled primary after {timeout:g}s")
@@ -335,8 +337,13 @@ def _round(
     current.sessions_before = len(sessions) + len(under_load)
     current.under_load = len(under_load)
     current.lost = _lost(stack.url, sessions + under_load)
+    # Judged once every Sentinel agrees (bounded): a thawed one names the old primary until it catches up.
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    current.new_primary = agreed_primary(stack.sentinels())
+    while current.new_primary is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        current.new_primary = agreed_primary(stack.sentinels())
     info = role_of(current.old_primary) or {}
-    current.new_primary = stack.primary()
     current.rejoined = (
         f"{current.killed}: role {info.get('role', '?')}, master port {info.get('master_port', '?')}, "
         f"link {info.get('master_link_status', '?')}"
