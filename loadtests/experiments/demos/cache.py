@@ -181,7 +181,11 @@ def run(ctx: DemoContext) -> DemoReport:
             finally:
                 balancer.stop()  # one balancer at a time: fewer processes sharing the cores
 
-    report.phases = [*loads.values(), *(Phase(b.name, b.result, note=_burst_note(b)) for b in bursts)]
+        burst_phases = [
+            Phase(b.name, b.result, note=_burst_note(b), replica_of=rig.watcher.replica_of(b.result.served_by))
+            for b in bursts
+        ]
+    report.phases = [*loads.values(), *burst_phases]
     report.tables = [_computations_table(loads, ttl, delay), _bursts_table(bursts)]
     report.claims = [
         _periods_claim(MEMORY_CLAIM, loads["memory"], per_process=True),
@@ -474,7 +478,7 @@ def _against_compose(ctx: DemoContext, report: DemoReport, users: int, seconds: 
     ttl = float(env.get("CACHE_TTL_SECONDS") or defaults["cache_ttl_seconds"].default)
     delay = float(env.get("REPORT_SOURCE_DELAY") or defaults["report_source_delay"].default)
     workers = stack.workers("api")
-    seconds = max(seconds, 3 * (ttl + delay) + 1)  # a few periods, whatever the stack's TTL
+    seconds = max(seconds, (2 if ctx.smoke else 3) * (ttl + delay) + 1)  # a few periods, whatever the stack's TTL
     report.settings.update(
         containers=len(workers),
         workers_per_replica=min(workers.values() or [0]),
