@@ -187,6 +187,7 @@ def run(ctx: DemoContext) -> DemoReport:
         ]
     report.phases = [*loads.values(), *burst_phases]
     report.tables = [_computations_table(loads, ttl, delay), _bursts_table(bursts)]
+    report.bars = _bars(loads, bursts)
     report.claims = [
         _periods_claim(MEMORY_CLAIM, loads["memory"], per_process=True),
         _periods_claim(REDIS_CLAIM, loads["redis"], per_process=False),
@@ -451,6 +452,18 @@ def _bursts_table(bursts: list[Burst]) -> Table:
     return table
 
 
+def _bars(loads: dict[str, Phase], bursts: list[Burst]) -> dict[str, list[tuple[str, float]]]:
+    """The computations counted at the source: per load phase and per burst."""
+    return {
+        "computations at the source, load phase": [
+            (f"{backend} cache", phase.facts["computations"]) for backend, phase in loads.items()
+        ],
+        f"computations at the source, {BURST} at once": [
+            (f"{burst.backend}, {burst.kind} key", burst.computations) for burst in bursts
+        ],
+    }
+
+
 def _explain(report: DemoReport, ttl: float, delay: float) -> None:
     report.notes.append(
         f"Computations counted at the source (Redis INCR {REPORT_READS_KEY}, by host/pid in {REPORT_READERS_KEY}) "
@@ -495,6 +508,7 @@ def _against_compose(ctx: DemoContext, report: DemoReport, users: int, seconds: 
     load.replica_of = {s: hosts[s.rsplit("/", 1)[0]] for s in load.result.served_by if s.rsplit("/", 1)[0] in hosts}
     report.phases = [load, *(Phase(f"compose: {b.name}", b.result, note=_burst_note(b)) for b in bursts)]
     report.tables = [_computations_table({backend: load}, ttl, delay), _bursts_table(bursts)]
+    report.bars = _bars({backend: load}, bursts)
     other = "memory" if backend == "redis" else "redis"
     how = (
         f"the compose stack runs CACHE_BACKEND={backend}: judge the {other} cache with the stack started with "
