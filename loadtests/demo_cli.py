@@ -114,6 +114,10 @@ COMMANDS = {
     "broadcast": (
         "Source reads per interval with 1, 2, 4 workers (claim: master broadcast ~1, each worker reading ~N)."
     ),
+    "cache": (
+        "A slow report through each worker's memory vs one Redis cache, 2 replicas (claims: memory ~1 "
+        "computation per worker per TTL, Redis ~1 per TTL; 200 at once on an expiring key: exactly 1)."
+    ),
     "splitting": "Users created through the router land on the shard of their country; router vs direct latency.",
     "decomposing": "Login throughput with 1 vs 2 auth replicas; the api keeps answering while auth is saturated.",
     "outage": (

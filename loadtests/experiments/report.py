@@ -247,7 +247,12 @@ def _claims_html(claims: Sequence[Claim]) -> str:
 
 def _charts_html(report: DemoReport) -> str:
     ran = [phase for phase in report.phases if phase.result is not None]
-    parts = ['<h2>Throughput over time</h2><div class="charts">']
+    parts = []
+    if report.bars:
+        parts.append('<h2>Counted</h2><div class="charts">')
+        parts += [charts.bar_chart(title, bars, width=540) for title, bars in report.bars.items()]
+        parts.append("</div>")
+    parts.append('<h2>Throughput over time</h2><div class="charts">')
     parts.append(
         charts.line_chart(
             "requests/s, per phase",

@@ -55,6 +55,8 @@ class DemoReport:
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how to read it, what was skipped and why
     tables: list[Table] = field(default_factory=list)  # what the phases' columns cannot show
+    # bar charts of the demo's own, in report.html: title -> (label, value) bars, e.g. computations per phase
+    bars: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     started: str = ""
     refused: str = ""  # why the demo could not run at all (``demo all`` goes on with the next one): exit 2
 

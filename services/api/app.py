@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from cluster import current_worker
 from kit.signing import Signer
-from services.api import announcements, chaos, clone, sessions, users_count, users_source
+from services.api import announcements, chaos, clone, report, sessions, users_count, users_source
 from services.api.auth_client import AuthServiceAuthenticator
 from services.api.settings import ApiSettings
 from services.common.app import create_service_app
@@ -85,7 +85,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 # /readyz reports Redis without failing on it (services.common.health): most of the api (/, /cpu,
 # /users/count, ...) works without Redis or auth, so neither outage may take a replica out of the
-# balancers. Only the requests that need them (login, /session/me) answer 503 naming them.
+# balancers. Only the requests that need them (login, /session/me, /report with the Redis cache)
+# answer 503 naming them.
 app = create_service_app("api", settings, readiness={"redis": connector.ping}, lifespan=lifespan)
 app.state.sessions = make_session_service()
 app.state.users_count = users_count.UsersCount(
@@ -93,5 +94,6 @@ app.state.users_count = users_count.UsersCount(
 )
 app.state.broadcast = RedisBroadcast(connector, announcements.CHANNEL)
 app.state.last_heard = announcements.LastHeard()
-for module in (clone, users_count, sessions, announcements):
+app.state.reports = report.Reports(settings, connector)  # GET /report, through CACHE_BACKEND's cache
+for module in (clone, users_count, sessions, announcements, report):
     app.include_router(module.router)

@@ -22,6 +22,11 @@ class ApiSettings(ServiceSettings):
     # created through /users); unset, a stand-in (the names that logged in here), named as such.
     router_url: str | None = None
     router_timeout_seconds: PositiveFloat = 2.0  # ROUTER_TIMEOUT_SECONDS: one read of the router's count
+    # GET /report's cache (the cache demo): redis, one copy for the whole deployment, recomputed once per
+    # expiry; memory, a copy per worker process, recomputed by each — the guides' "every worker has its own memory".
+    cache_backend: Literal["redis", "memory"] = "redis"  # CACHE_BACKEND
+    cache_ttl_seconds: PositiveFloat = 5.0  # CACHE_TTL_SECONDS: how long a computed report is served as fresh
+    report_source_delay: NonNegativeFloat = 0.5  # REPORT_SOURCE_DELAY: every computation of a report, slowed on purpose
     cookie_secure: bool = False  # COOKIE_SECURE=1 behind TLS
     # AUTH_URL (e.g. http://auth:8000): logins are checked by the auth service; unset, a name is enough.
     auth_url: str | None = None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 import time
 
@@ -201,7 +202,8 @@ def _stampede_worker(url, stale_grace, barrier, results) -> None:
         return {"generation": 1, "run": runs}
 
     async def hammer() -> list:
-        return await asyncio.gather(*(cache.get_or_compute("hot", 60, compute) for _ in range(TASKS_PER_PROCESS)))
+        found = await asyncio.gather(*(cache.lookup("hot", 60, compute) for _ in range(TASKS_PER_PROCESS)))
+        return [(f.value, f.outcome) for f in found]
 
     barrier.wait(timeout=60)  # every process starts at once (8 interpreters starting on a busy machine)
     results.put(asyncio.run(hammer()))
@@ -224,9 +226,11 @@ def test_an_expired_key_is_recomputed_once_across_processes(redis_url, stale_gra
     ]
 
     with running(*workers):
-        served = [value for _ in workers for value in results.get(timeout=60)]
+        found = [pair for _ in workers for pair in results.get(timeout=60)]
         for worker in workers:
             worker.join(10)
+    served = [value for value, _ in found]
+    outcomes = collections.Counter(outcome for _, outcome in found)
 
     assert [worker.exitcode for worker in workers] == [0] * PROCESSES
 
@@ -238,6 +242,10 @@ def test_an_expired_key_is_recomputed_once_across_processes(redis_url, stale_gra
         # Losers served the stale value instead of waiting; the winner the new one.
         assert fresh in served
         assert all(value in (fresh, {"generation": 0}) for value in served)
+        # One caller in the whole deployment said it computed; the others served stale (or, arriving
+        # after the write, the fresh value: a hit, or the re-check under a lock just freed).
+        assert outcomes["computed"] == 1 and set(outcomes) <= {"computed", "stale", "hit", "waited"}, outcomes
     else:
         assert served == [fresh] * len(served)
+        assert outcomes["computed"] == 1 and set(outcomes) <= {"computed", "waited", "hit"}, outcomes
     assert asyncio.run(cache.get_or_compute("hot", 60, Source())) == fresh

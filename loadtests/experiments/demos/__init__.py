@@ -18,6 +18,7 @@ DEMOS = (
     "reload",
     "sessions",
     "broadcast",
+    "cache",
     "splitting",
     "decomposing",
     "outage",

@@ -175,6 +175,33 @@ def test_broadcast_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_cache_smoke(tmp_path: Path) -> None:
+    # 2 replicas × 1 worker per backend; computations counted at the source, in Redis.
+    run = run_demo(tmp_path / "out", "cache", "--smoke")
+    assert run.code == 0, run.explain()
+    rows = {row["phase"]: row for row in run.rows("phases.csv")}
+    assert list(rows) == [
+        "memory cache: 2 replicas × 1 worker(s)",
+        "redis cache: 2 replicas × 1 worker(s)",
+        "memory: 200 at once, cold key",
+        "redis: 200 at once, hot key just expired",
+        "redis: 200 at once, cold key",
+    ]
+    assert all(int(row["requests"]) > 0 and int(row["failures"]) == 0 for row in rows.values())
+    claims = {row["claim"]: row for row in run.rows("claims.csv")}
+    assert len(claims) == 6 and {row["verdict"] for row in claims.values()} == {"holds"}, run.explain()
+    hot = claims["redis: a hot key expiring under 200 at once is recomputed exactly once"]
+    cold = claims["redis: a key never computed, 200 at once: computed exactly once, the others wait for it"]
+    assert float(hot["measured"]) == 1 and float(cold["measured"]) == 1  # counted at the source
+    bursts = {row["burst"]: row for row in run.rows("bursts.csv")}
+    assert bursts["memory: 200 at once, cold key"]["computations"] == "2"  # one per worker process
+    assert [row["answered 200"] for row in bursts.values()] == ["200"] * 3
+    computations = {row["cache"]: int(row["computations"]) for row in run.rows("computations.csv")}
+    assert computations["memory"] >= 2 and computations["redis"] >= 1, computations  # each worker computes its own
+    assert_report(run, list(rows), charts_at_least=1 + 5 + 10)
+
+
+@pytest.mark.slow
 def test_splitting_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "splitting", "--smoke")
     assert run.code == 0, run.explain()
@@ -288,7 +315,8 @@ def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: P
     assert run.code == 2, run.explain()
     index = (run.out / "index.html").read_text()
     summary = run.stdout[run.stdout.index("scalecube demo all") :]
-    for name in ("cloning", "availability", "reload", "sessions", "broadcast", "splitting", "decomposing", "failover"):
+    demos = ("cloning", "availability", "reload", "sessions", "broadcast", "cache", "splitting", "decomposing")
+    for name in (*demos, "failover"):
         assert f"href='{name}/report.html'" in index and (run.out / name / "report.html").is_file()
         verdicts = {row["verdict"] for row in DemoRun(0, "", "", run.out / name).rows("claims.csv")}
         assert verdicts == {"skipped"}, name  # every claim needs processes the demo starts
