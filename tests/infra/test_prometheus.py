@@ -1,0 +1,104 @@
+"""infra/prometheus, offline: the scrape configuration and the recording rules are valid for Debian's Prometheus
+(2.42, the air-gapped stand-in's), the rules compute what their names say (``promtool test rules`` on series shaped
+like the services'), and every service of docker-compose.yml that exports metrics is scraped on its ports.
+
+promtool comes with Debian's ``prometheus`` package: skipped without it, but a failure under CI (which installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster import metrics as cluster_metrics
+from infra.paths import REPO
+from infra.prometheus import CONFIG, RULES, RULES_TEST
+from services.common import metrics as service_metrics
+
+SCRAPED_PORTS = {8000, 8001}  # the app's /metrics and the cluster master's (health port)
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but promtool is not installed (Debian's prometheus package ships it)", pytrace=False)
+        pytest.skip(reason="promtool is not installed here (apt-get install prometheus)")
+    return found
+
+
+def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_accepts_the_config_and_the_rules():
+    for args in (("check", "config", CONFIG), ("check", "rules", RULES)):
+        done = run_promtool(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_recording_rules_compute_what_their_names_say():
+    done = run_promtool("test", "rules", RULES_TEST)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_rule_counting_prometheus_scrapes_as_traffic_fails_the_rules_test(tmp_path):
+    """The rules test can fail: with the scrapes (route="/metrics") counted, the rates and quantiles it expects differ."""
+    (tmp_path / "rules.yml").write_text(RULES.read_text().replace('route!="/metrics"', 'route!="/nothing"'))
+    (tmp_path / "rules_test.yml").write_text(RULES_TEST.read_text())
+    done = run_promtool("test", "rules", tmp_path / "rules_test.yml")
+    assert done.returncode != 0 and "service:http_requests:rate1m" in done.stdout + done.stderr, done.stdout
+
+
+def test_the_rules_use_the_metric_names_the_services_export():
+    rules = RULES.read_text()
+    metrics = service_metrics.http_metrics()
+    # prometheus_client names a counter without its _total, and a histogram's buckets are NAME_bucket.
+    assert f"{metrics.requests._name}_total" in rules
+    assert f"{metrics.duration._name}_bucket" in rules
+    assert "worker" in metrics.requests._labelnames  # the per-worker rules group by it
+    assert {"route", "status"} <= set(metrics.requests._labelnames)
+    assert f"{cluster_metrics.PREFIX}shed_total" in rules and "shed" in cluster_metrics.HANDOFF_COUNTERS
+    assert "/metrics" in service_metrics.metrics_router().routes[0].path  # what the rules leave out
+
+
+def compose_services() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+
+
+def scrape_jobs() -> dict[str, dict]:
+    return {job["job_name"]: job for job in yaml.safe_load(CONFIG.read_text())["scrape_configs"]}
+
+
+def test_every_cluster_in_compose_is_scraped_by_dns_on_both_ports_with_its_service_label():
+    clusters = [
+        name
+        for name, service in compose_services().items()
+        if service.get("command", [None])[:2] == ["scalecube", "serve"]
+    ]
+    assert {"api", "auth", "router", "shard-a", "shard-b"} <= set(clusters)
+    jobs = scrape_jobs()
+    for name in clusters:
+        assert name in jobs, f"compose runs {name} but Prometheus has no job for it"
+        job = jobs[name]
+        sd = job["dns_sd_configs"]
+        assert all(c["names"] == [name] and c["type"] == "A" for c in sd), sd
+        assert {c["port"] for c in sd} == SCRAPED_PORTS, sd
+        assert {"target_label": "service", "replacement": name} in job["relabel_configs"]
+
+
+def test_both_balancers_are_scraped_on_their_admin_port_with_the_password_file():
+    jobs = scrape_jobs()
+    services = compose_services()
+    for name in ("lb", "lb-python"):
+        assert name in services
+        job = jobs[name]
+        assert job["dns_sd_configs"] == [{"names": [name], "type": "A", "port": 8404, "refresh_interval": "5s"}]
+        assert job["basic_auth"] == {"username": "admin", "password_file": "/run/secrets/scalecube/LB_ADMIN_PASSWORD"}
+        # The file the balancers themselves are given.
+        assert services[name]["environment"]["LB_ADMIN_PASSWORD_FILE"] == job["basic_auth"]["password_file"]
