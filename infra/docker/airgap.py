@@ -37,6 +37,30 @@ REDIS_IMAGE = "scalecube-redis:airgap"
 HAPROXY_IMAGE = "scalecube-haproxy:airgap"
 PROMETHEUS_IMAGE = "scalecube-prometheus:airgap"
 PROMETHEUS_PACKAGE = "prometheus"  # bookworm's 2.42: the server, promtool, web assets
+# The web UI's scripts, styles and fonts: Debian links them from these packages (the package's Depends).
+PROMETHEUS_WEB_PACKAGES = (
+    "fonts-glyphicons-halflings",
+    "libjs-bootstrap4",
+    "libjs-d3",
+    "libjs-eonasdan-bootstrap-datetimepicker",
+    "libjs-jquery",
+    "libjs-jquery-hotkeys",
+    "libjs-moment",
+    "libjs-moment-timezone",
+    "libjs-mustache",
+    "libjs-popper.js",
+    "libjs-rickshaw",
+)
+# Unpacked but not needed in the image: the stack never runs promtool (48 MB); the UI loads one file of
+# moment-timezone, not its 212 MB of data; no docs. (usr/share/nodejs stays: bootstrap4's files live there.)
+PROMETHEUS_PRUNE = (
+    "usr/bin/promtool",
+    "usr/share/javascript/moment-timezone/data",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/lintian",
+    "usr/share/sass",
+)
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "redis-server", "haproxy", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -141,8 +165,8 @@ class AirgapBuilder:
         )
 
     def prometheus_image(self) -> None:
-        """Debian's Prometheus on the base: the package unpacked on the host is the build context (no network
-        in the build, no root for ``apt-get download`` and ``dpkg-deb -x``)."""
+        """Debian's Prometheus on the base: the packages unpacked on the host are the build context (no network
+        in the build, no root for ``apt-get download`` and ``dpkg-deb -x``): the server and its web UI's assets."""
         if not self.rebuild and image_exists(PROMETHEUS_IMAGE):
             self.report(f"{PROMETHEUS_IMAGE}: present")
             return
@@ -150,9 +174,12 @@ class AirgapBuilder:
         with tempfile.TemporaryDirectory(prefix="scalecube-prometheus-") as folder:
             download, context = Path(folder) / "download", Path(folder) / "context"
             download.mkdir()
-            run(["apt-get", "download", "--quiet", PROMETHEUS_PACKAGE], cwd=download)
-            (package,) = download.glob(f"{PROMETHEUS_PACKAGE}_*.deb")
-            run(["dpkg-deb", "-x", str(package), str(context)])
+            run(["apt-get", "download", "--quiet", PROMETHEUS_PACKAGE, *PROMETHEUS_WEB_PACKAGES], cwd=download)
+            for package in sorted(download.glob("*.deb")):
+                run(["dpkg-deb", "-x", str(package), str(context)])
+            for relative in PROMETHEUS_PRUNE:
+                path = context / relative
+                path.unlink() if path.is_file() else shutil.rmtree(path, ignore_errors=True)
             run(
                 [
                     "docker",
