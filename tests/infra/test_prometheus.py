@@ -102,3 +102,38 @@ def test_both_balancers_are_scraped_on_their_admin_port_with_the_password_file()
         assert job["basic_auth"] == {"username": "admin", "password_file": "/run/secrets/scalecube/LB_ADMIN_PASSWORD"}
         # The file the balancers themselves are given.
         assert services[name]["environment"]["LB_ADMIN_PASSWORD_FILE"] == job["basic_auth"]["password_file"]
+
+
+# -- Kubernetes (infra/k8s/prometheus.yaml): the same jobs, each service's pods through a headless Service --------
+
+K8S_DIR = REPO / "infra" / "k8s"
+K8S_CONFIG = K8S_DIR / "files" / "prometheus" / "prometheus.yml"
+
+
+def test_promtool_accepts_the_kubernetes_config_and_its_copy_of_the_rules():
+    done = run_promtool("check", "config", K8S_CONFIG)  # checks rule_files too: the copy beside it
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (K8S_CONFIG.parent / "rules.yml").read_text() == RULES.read_text()
+
+
+def test_kubernetes_prometheus_scrapes_every_cluster_and_the_balancer_through_a_headless_service():
+    objects = [doc for path in sorted(K8S_DIR.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]
+        for o in objects
+        if o["kind"] == "Deployment"
+    }
+    clusters = [name for name, container in pods.items() if container.get("command", [])[:2] == ["scalecube", "serve"]]
+    assert {"api", "auth", "router", "shard-a", "shard-b"} <= set(clusters)
+    headless = {  # Service name -> the pods it names
+        o["metadata"]["name"]: o["spec"]["selector"]["app.kubernetes.io/name"]
+        for o in objects
+        if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"
+    }
+    jobs = {job["job_name"]: job for job in yaml.safe_load(K8S_CONFIG.read_text())["scrape_configs"]}
+    for name in [*clusters, "lb"]:
+        assert name in jobs, f"k8s runs {name} but its Prometheus has no job for it"
+        sd = jobs[name]["dns_sd_configs"]
+        assert all(len(c["names"]) == 1 and headless.get(c["names"][0]) == name for c in sd), (name, sd, headless)
+        assert {c["port"] for c in sd} == (SCRAPED_PORTS if name != "lb" else {8404})
+        assert {"target_label": "service", "replacement": name} in jobs[name]["relabel_configs"]
