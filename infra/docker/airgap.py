@@ -6,7 +6,7 @@ and PyPI can be. So (``scalecube images --airgap``):
 1. debootstrap a minimal bookworm (python3, redis-server, haproxy) and ``docker import`` it as the base;
 2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network), and the
    Prometheus one from it plus Debian's ``prometheus`` package, downloaded and unpacked on the host (the base
-   stays as it is: only this image carries Prometheus's 50 MB);
+   stays as it is: only this image carries Prometheus's 60 MB);
 3. download every locked wheel for the base's Python into ``infra/docker/wheelhouse/`` on the host;
 4. write ``.env`` so that the unchanged ``docker-compose.yml`` uses these images and builds from the base.
 
