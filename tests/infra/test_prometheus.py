@@ -7,6 +7,7 @@ promtool comes with Debian's ``prometheus`` package: skipped without it, but a f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from cluster import metrics as cluster_metrics
 from infra.paths import REPO
 from infra.prometheus import CONFIG, RULES, RULES_TEST
+from infra.prometheus.local import local_config
+from scalecube import cli as scalecube_cli
 from services.common import metrics as service_metrics
 
 SCRAPED_PORTS = {8000, 8001}  # the app's /metrics and the cluster master's (health port)
@@ -137,3 +141,58 @@ def test_kubernetes_prometheus_scrapes_every_cluster_and_the_balancer_through_a_
         assert all(len(c["names"]) == 1 and headless.get(c["names"][0]) == name for c in sd), (name, sd, headless)
         assert {c["port"] for c in sd} == (SCRAPED_PORTS if name != "lb" else {8404})
         assert {"target_label": "service", "replacement": name} in jobs[name]["relabel_configs"]
+
+
+# -- the local stack (`scalecube prometheus-config`): static targets from stack.json ---------------------------------
+
+LOCAL_COMPONENTS = [  # Component.describe() as `scalecube up --api 2 --lb haproxy` records them (the fields used)
+    {"name": "redis", "kind": "redis", "url": "redis://127.0.0.1:6390/0"},
+    {"name": "auth", "kind": "cluster", "url": "http://127.0.0.10:8000", "health": "http://127.0.0.10:8001"},
+    {"name": "dns", "kind": "dns", "url": "udp://127.0.0.1:5353"},
+    {"name": "api-1", "kind": "cluster", "url": "http://127.0.0.2:8080", "health": "http://127.0.0.2:8081"},
+    {"name": "api-2", "kind": "cluster", "url": "http://127.0.0.3:8080", "health": "http://127.0.0.3:8081"},
+    {
+        "name": "lb",
+        "kind": "haproxy",
+        "url": "http://127.0.0.1:8080",
+        "stats": "http://127.0.0.1:8404",
+        "admin_user": "admin",
+        "admin_password_file": "/state/lb.admin-password",
+    },
+]
+
+
+def test_the_local_config_scrapes_every_cluster_on_both_ports_and_the_balancer_with_its_password():
+    config = local_config(LOCAL_COMPONENTS)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"auth", "api", "lb"}  # no Redis, no DNS: nothing to scrape there
+    api = {(c["labels"]["instance"], c["labels"]["endpoint"], c["targets"][0]) for c in jobs["api"]["static_configs"]}
+    assert api == {
+        ("api-1", "app", "127.0.0.2:8080"),
+        ("api-1", "master", "127.0.0.2:8081"),
+        ("api-2", "app", "127.0.0.3:8080"),
+        ("api-2", "master", "127.0.0.3:8081"),
+    }
+    assert all(c["labels"]["service"] == "api" for c in jobs["api"]["static_configs"])
+    assert jobs["lb"]["basic_auth"] == {"username": "admin", "password_file": "/state/lb.admin-password"}
+    assert jobs["lb"]["static_configs"] == [
+        {"targets": ["127.0.0.1:8404"], "labels": {"service": "lb", "instance": "lb"}}
+    ]
+    assert config["rule_files"] == [str(RULES)]
+
+
+def test_scalecube_prometheus_config_writes_a_config_promtool_accepts(tmp_path):
+    state = {"supervisor": {"pid": 1, "started": 0.0}, "phase": "up", "started_at": "", "components": LOCAL_COMPONENTS}
+    (tmp_path / "stack.json").write_text(json.dumps(state))
+    result = CliRunner().invoke(scalecube_cli.app, ["prometheus-config", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "prometheus.yml"
+    assert f"wrote {written}" in result.output and f"--config.file {written}" in result.output
+    done = run_promtool("check", "config", written)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_scalecube_prometheus_config_without_a_stack_says_so(tmp_path):
+    result = CliRunner().invoke(scalecube_cli.app, ["prometheus-config", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no local stack" in result.output
+    assert not (tmp_path / "prometheus.yml").exists()
