@@ -19,8 +19,11 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The two groups apart: everything but Docker (no engine needed), and the Docker group alone.
+# The local group runs in LOCAL_WORKERS pytest-xdist processes (each its own Redis, ports, tmp dirs);
+# LOCAL_WORKERS=0 runs it in one process, as `make test` does.
+LOCAL_WORKERS ?= 2
 test-local: venv
-	$(BIN)/python -m pytest -m "not docker" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) $(PYTEST_ARGS)
 
 test-docker: venv
 	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)

@@ -120,6 +120,10 @@ COMMANDS = {
         "Under mixed load, the sessions Redis, auth, a shard and the directory Redis frozen (SIGSTOP, "
         "--seconds) then killed in turn: other routes ≥ 99.9%, only 503s naming the part, back ≤ 2 s."
     ),
+    "failover": (
+        "The sessions Redis as primary + replica + 3 Sentinels, its primary SIGKILLed under session load (twice, "
+        "the second time with a Sentinel down): 0 sessions lost, 503s ≤ 10 s, / unaffected, old primary a replica."
+    ),
     "all": "Every demo in turn, one folder each, and one index.html.",
 }
 

@@ -294,6 +294,13 @@ def up(
             help="all: the api plus auth, the router and two shards, each with its Redis (one worker each); api: the api alone, lighter"
         ),
     ] = "all",
+    redis: Annotated[
+        str,
+        typer.Option(
+            help="the sessions Redis: single (one server, the default: lighter) or sentinel (a primary, a replica "
+            "and three Sentinels that fail over; logins wait until the replica holds the session)"
+        ),
+    ] = "single",
     state_dir: StateDirOption = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="run in the background (`scalecube down`)")] = False,
     detached_child: Annotated[bool, typer.Option("--detached-child", hidden=True)] = False,
@@ -320,6 +327,10 @@ def up(
         raise typer.BadParameter(f"must be all or api, got {services!r}", param_hint="--services")
     if session_backend not in ("redis", "memory"):
         raise typer.BadParameter(f"must be redis or memory, got {session_backend!r}", param_hint="--session-backend")
+    from infra.local.stack import REDIS_TOPOLOGIES
+
+    if redis not in REDIS_TOPOLOGIES:
+        raise typer.BadParameter(f"must be {' or '.join(REDIS_TOPOLOGIES)}, got {redis!r}", param_hint="--redis")
     errors = Console(stderr=True, soft_wrap=True)
     try:
         balancer = choose_balancer(api, lb, sticky)  # before anything starts: HAProxy missing, --sticky alone...
@@ -337,6 +348,7 @@ def up(
             api_port=api_port,
             dns_port=dns_port,
             services=services,
+            redis=redis,
         )
         stack_secrets(options.state_dir)  # made or checked before anything starts (a placeholder is refused here)
         reporter = ConsoleReporter()

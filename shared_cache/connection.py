@@ -1,15 +1,25 @@
-"""The one place that owns a redis.asyncio client: pool, timeouts, retries, errors."""
+"""The one place that owns a redis.asyncio client: pool, timeouts, retries, errors.
+
+One Redis (``REDIS_URL``), or a primary with replicas watched by Redis Sentinel: with ``sentinels`` the client
+is redis-py's ``Sentinel(...).master_for(name)``, whose pool asks the sentinels for the primary's address on
+every new connection and drops a connection that finds a demoted primary (``ReadOnlyError``) — so after a
+failover the same connector reaches the new primary by itself. ``wait_replicas`` makes ``replicated()``
+writes wait (``WAIT``) until that many replicas hold them, so an acknowledged write survives the primary.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,6 +32,38 @@ UNREACHABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, TimeoutError)
 
 _DETAIL_LIMIT = 160
 
+Address = tuple[str, int]
+
+
+def parse_sentinels(value: str) -> list[Address]:
+    """``"host:port,host:port,..."`` (REDIS_SENTINELS) -> [(host, port), ...]; ValueError naming a bad entry."""
+    addresses = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r} is not host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+def url_db(url: str) -> int:
+    """The database number of a redis:// URL (``/0`` when absent): a sentinel-backed client uses it too."""
+    return int(parse_url(url).get("db") or 0)
+
+
+class _SentinelClient(aioredis.Redis):
+    """``master_for``'s client, closing the sentinel connections it discovered the primary with."""
+
+    sentinel: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        sentinel, self.sentinel = self.sentinel, None
+        if sentinel is not None:
+            await sentinel.aclose()
+
 
 class RedisConnector:
     """Builds and owns the asyncio Redis client of the current process and event loop.
@@ -32,6 +74,10 @@ class RedisConnector:
     its 503 in about that long instead of hanging on a dead or frozen Redis.
     Recovery after an outage is redis-py's job: broken pooled connections are
     dropped and re-dialled by the retry policy, so the same connector keeps working.
+
+    ``sentinels`` ([(host, port), ...]) and ``sentinel_master`` (the name the sentinels monitor) make the
+    client find the primary through Sentinel; ``url`` then only gives the database number (and a password,
+    if it carries one). ``wait_replicas``/``wait_timeout`` are what ``replicated()`` waits for.
     """
 
     def __init__(
@@ -43,8 +89,20 @@ class RedisConnector:
         op_timeout: float = 2.0,
         retries: int = 2,
         health_check_interval: int = 15,
+        sentinels: Sequence[Address] = (),
+        sentinel_master: str = "",
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
+        if sentinels and not sentinel_master:
+            raise ValueError("sentinels need the name of the primary they monitor (sentinel_master)")
+        if wait_replicas and wait_timeout >= op_timeout:
+            raise ValueError(f"wait_timeout {wait_timeout:g}s must be below op_timeout {op_timeout:g}s")
         self._url = url
+        self._sentinels = [(host, int(port)) for host, port in sentinels]
+        self._sentinel_master = sentinel_master
+        self._wait_replicas = wait_replicas
+        self._wait_timeout = wait_timeout
         self._password = password
         self._connect_timeout = connect_timeout
         self._op_timeout = op_timeout
@@ -56,6 +114,18 @@ class RedisConnector:
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def sentinels(self) -> list[Address]:
+        return list(self._sentinels)
+
+    @property
+    def where(self) -> str:
+        """Where this connector goes, for logs and health pages (no password)."""
+        if not self._sentinels:
+            return self._url.split("@")[-1]
+        where = ",".join(f"{host}:{port}" for host, port in self._sentinels)
+        return f"sentinel {self._sentinel_master} via {where} db {url_db(self._url)}"
 
     @property
     def client(self) -> aioredis.Redis:
@@ -93,6 +163,29 @@ class RedisConnector:
             reason = str(error) or f"timed out after {self._op_timeout:g}s"
             raise DependencyUnavailable("redis", f"{action}: {reason}"[:_DETAIL_LIMIT]) from error
 
+    async def replicated(self, action: str, pipeline: Any) -> list[Any]:
+        """Execute ``pipeline`` (from ``client.pipeline(transaction=False)``, holding writes) and, with
+        ``wait_replicas``, a ``WAIT`` for that many replicas on the same connection; return the writes'
+        results. Fewer replicas within ``wait_timeout`` is ``DependencyUnavailable("redis")``: a write the
+        primary alone holds could die with it, so it is not acknowledged (it expires with its TTL).
+
+        Call it inside ``operation()``, which bounds it and turns connection errors into 503s.
+        """
+        if self._wait_replicas:
+            pipeline.wait(self._wait_replicas, max(1, int(self._wait_timeout * 1000)))
+        results = await pipeline.execute()
+        if not self._wait_replicas:
+            return list(results)
+        *writes, acked = results
+        if int(acked) < self._wait_replicas:
+            raise DependencyUnavailable(
+                "redis",
+                f"{action}: on {acked} of {self._wait_replicas} replicas within {self._wait_timeout:g}s"[
+                    :_DETAIL_LIMIT
+                ],
+            )
+        return writes
+
     async def ping(self) -> bool:
         """Whether Redis answers right now; never raises (for health checks)."""
         try:
@@ -109,18 +202,37 @@ class RedisConnector:
             await client.aclose()
 
     def _build_client(self) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            self._url,
-            password=self._password,  # redis-py: a password in the URL overrides this one
-            socket_connect_timeout=self._connect_timeout,
-            socket_timeout=self._op_timeout,
-            retry=Retry(
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self._connect_timeout,
+            "socket_timeout": self._op_timeout,
+            "retry": Retry(
                 ExponentialBackoff(cap=0.25, base=0.02),
                 self._retries,
                 supported_errors=(RedisConnectionError, RedisTimeoutError),
             ),
-            health_check_interval=self._health_check_interval,
+            "health_check_interval": self._health_check_interval,
+        }
+        if not self._sentinels:
+            # redis-py: a password in the URL overrides this one
+            return aioredis.Redis.from_url(self._url, password=self._password, **options)
+        password = parse_url(self._url).get("password") or self._password
+        # The Sentinels themselves: short timeouts and one try each — redis-py asks the next Sentinel, so a dead
+        # one must not hold the request through redis-py's default retries and backoff (seconds) — and the same
+        # password as the data nodes (compose and k8s protect them alike; the local stack sets none).
+        sentinel = Sentinel(
+            self._sentinels,
+            sentinel_kwargs={
+                "socket_connect_timeout": self._connect_timeout,
+                "socket_timeout": self._connect_timeout,
+                "retry": Retry(NoBackoff(), 0),
+                "password": password,
+            },
         )
+        client = sentinel.master_for(
+            self._sentinel_master, redis_class=_SentinelClient, db=url_db(self._url), password=password, **options
+        )
+        client.sentinel = sentinel
+        return client
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

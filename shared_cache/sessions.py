@@ -53,7 +53,13 @@ return 1
 
 
 class RedisSessionStore:
-    """Sessions every worker of every container can read: JSON values in Redis."""
+    """Sessions every worker of every container can read: JSON values in Redis.
+
+    A new or moved session is written with ``RedisConnector.replicated``: behind a primary with a replica
+    (``REDIS_WAIT_REPLICAS=1``) the login is answered only when the replica holds the session too, so a
+    failover never loses a session a client was given; when the replica does not confirm in time the login
+    is a 503 naming redis (Retry-After), not a session that may vanish with the primary.
+    """
 
     def __init__(
         self,
@@ -71,8 +77,12 @@ class RedisSessionStore:
         async with self._redis.operation("create session"):
             while True:
                 sid = new_session_id()
-                # NX: a (astronomically unlikely) clash must not hijack a session.
-                if await self._redis.client.set(self._key(sid), payload, px=self._ttl_ms, nx=True):
+                # NX: a (astronomically unlikely) clash must not hijack a session. ``replicated``: with a replica
+                # configured (REDIS_WAIT_REPLICAS), the id is answered only once the replica holds it too.
+                pipeline = self._redis.client.pipeline(transaction=False)
+                pipeline.set(self._key(sid), payload, px=self._ttl_ms, nx=True)
+                [stored] = await self._redis.replicated("create session", pipeline)
+                if stored:
                     return sid
 
     async def get(self, sid: str) -> dict | None:
@@ -87,7 +97,9 @@ class RedisSessionStore:
             return None
         new_sid = new_session_id()
         async with self._redis.operation("regenerate session"):
-            moved = await self._redis.client.eval(_REGENERATE, 2, self._key(sid), self._key(new_sid), self._ttl_ms)
+            pipeline = self._redis.client.pipeline(transaction=False)
+            pipeline.eval(_REGENERATE, 2, self._key(sid), self._key(new_sid), self._ttl_ms)
+            [moved] = await self._redis.replicated("regenerate session", pipeline)
         return new_sid if moved else None
 
     async def delete(self, sid: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from cluster.config import KILL_GRACE, ClusterConfig
-from infra.local import dns, redis_server
+from infra.local import dns, redis_server, sentinel
 from infra.local.errors import PortInUse, StackError
 from infra.local.pids import ProcessRef
 from infra.local.ports import free_port, port_is_free
@@ -54,6 +54,7 @@ HAPROXY_STOP_TIMEOUT = _hard_stop_after() + STOP_MARGIN
 # The Python balancer drains for up to timeouts.drain of its shipped configuration (lb/balancer.toml) on SIGTERM.
 PYTHON_LB_STOP_TIMEOUT = load_config().timeouts.drain + STOP_MARGIN
 DNS_STOP_TIMEOUT = 5.0
+RERUN_SENTINEL = "`scalecube up` again (the Sentinels' ports are picked free)"
 MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the terminating NUL
 
 
@@ -176,6 +177,90 @@ class RedisComponent:
             "url": self.url,
             "log": str(self.log_path),
             "persistence": f"aof appendfsync {APPENDFSYNC}",
+            "data": str(self.server.data_dir),
+            "stop_timeout": REDIS_STOP_TIMEOUT,
+            **_pid(self._ref),
+        }
+
+
+class SentinelNodeComponent(RedisComponent):
+    """A data node of the sentinel topology (``scalecube up --redis sentinel``): the first primary (``replicaof``
+    None) or its replica. Started again after a death the Sentinel-managed way: once the Sentinels name a
+    primary other than this node (``sentinel.primary_for_restart``, bounded), as its replica — so an old
+    primary never comes back as a second primary."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        sentinels: list[tuple[str, int]],
+        replicaof: tuple[str, int] | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        name: str = "redis",
+        port_option: str = "--redis-port",
+    ) -> None:
+        super().__init__(data_dir, port=port, host=host, name=name, port_option=port_option)
+        self.start_with_previous = replicaof is None  # a replica waits for its primary to answer first
+        self.sentinels = sentinels
+        self.server.replicaof = replicaof
+
+    def start(self) -> None:
+        if self._started_before:
+            me = (self.host, self.server.port)
+            self.server.replicaof = sentinel.primary_for_restart(me, self.sentinels)
+        super().start()
+
+    def ready(self) -> bool:
+        """A primary once it answers; a replica once its link to the primary is up (it holds the data)."""
+        if not self.server.running:
+            return False
+        if self.server.replicaof is None:
+            return True
+        info = sentinel.role_of((self.host, self.server.port), timeout=0.5) or {}
+        return info.get("role") == "master" or info.get("master_link_status") == "up"
+
+    def describe(self) -> dict[str, Any]:
+        info = sentinel.role_of((self.host, self.server.port), timeout=0.2) if self.server.running else None
+        return {**super().describe(), "kind": "redis", "role": (info or {}).get("role")}
+
+
+class SentinelComponent(RedisComponent):
+    """One of the three Sentinels watching the sessions Redis (``redis-server sentinel.conf --sentinel``)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        master: tuple[str, int],
+        port: int = 0,
+        host: str = "127.0.0.1",
+        name: str = "redis-sentinel",
+    ) -> None:
+        self.name = name
+        self.start_with_previous = True
+        self.server = sentinel.SentinelServer(master, port, host=host, data_dir=data_dir, new_session=True)
+        self.host = host
+        self.log_path = data_dir / LOG_NAME
+        self._port_option = RERUN_SENTINEL
+        self._ref = None
+        self._started_before = False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.server.port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.server.port}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": "sentinel",
+            "url": self.url,
+            "log": str(self.log_path),
+            "monitors": f"{sentinel.MASTER_NAME} quorum {sentinel.QUORUM}",
             "data": str(self.server.data_dir),
             "stop_timeout": REDIS_STOP_TIMEOUT,
             **_pid(self._ref),

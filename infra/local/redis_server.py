@@ -84,6 +84,9 @@ class RedisServer:
         # A supervisor (``scalecube up``) keeps Ctrl-C in the terminal from reaching Redis
         # directly, so it can stop the api first and Redis last.
         self._new_session = new_session
+        # REPLICAOF host port for the next start (None: a primary). A sentinel group's node sets it before each
+        # start from what the Sentinels say, so a restarted old primary comes back as the new primary's replica.
+        self.replicaof: tuple[str, int] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._ever_started = False
 
@@ -114,6 +117,14 @@ class RedisServer:
         """SIGTERM by pid, SIGKILL if it lingers; removes a temp data dir. Idempotent."""
         self._terminate(timeout)
         self._remove_own_data_dir()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, no save; the kernel closes its sockets. The data dir stays."""
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
     def clear_data(self) -> None:
         """Forget the data a previous server left in the data dir (its AOF and RDB files); the log stays.
@@ -175,18 +186,20 @@ class RedisServer:
 
     # -- internals -------------------------------------------------------------
 
-    def _launch_and_wait(self, timeout: float) -> None:
-        if self._data_dir is None:
-            self._data_dir = Path(tempfile.mkdtemp(prefix="scalecube-redis-"))
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
+    @property
+    def host(self) -> str:
+        return self._host
+
+    def _command(self, data_dir: Path) -> list[str]:
+        replicaof = ["--replicaof", self.replicaof[0], str(self.replicaof[1])] if self.replicaof else []
+        return [
             self._executable,
             "--port",
             str(self._port),
             "--bind",
             self._host,
             "--dir",
-            str(self._data_dir),
+            str(data_dir),
             "--save",
             "",
             "--appendonly",
@@ -197,11 +210,22 @@ class RedisServer:
             "no",
             "--protected-mode",
             "no",
+            # A replica (re)joining gets its full sync at once, not after Redis 7's default 5 s wait for more
+            # replicas to share one transfer: a restarted node is a replica again in about a second.
+            "--repl-diskless-sync-delay",
+            "0",
             # Log to stdout, which goes to a file: that file also catches errors
             # printed before the config is parsed (bad option, port in use).
             "--logfile",
             "",
+            *replicaof,
         ]
+
+    def _launch_and_wait(self, timeout: float) -> None:
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="scalecube-redis-"))
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        command = self._command(self._data_dir)
         with open(self._data_dir / LOG_NAME, "ab") as log:
             self._process = subprocess.Popen(
                 command,

@@ -30,10 +30,13 @@ from infra.local.components import (
     HaproxyComponent,
     PythonLbComponent,
     RedisComponent,
+    SentinelComponent,
+    SentinelNodeComponent,
 )
 from infra.local.errors import StackError, StartAborted, StartFailed
 from infra.local.pids import log_tail
 from infra.local.ports import REPLICA_HOSTS, free_port, shared_free_port
+from infra.local.sentinel import MASTER_NAME, SENTINELS
 from kit import secrets as secret_values
 from lb.haproxy import runner
 
@@ -62,6 +65,9 @@ SERVICE_WORKERS = "1"
 # the longest prefix wins): /users/count stays the api's — the guides' broadcast demo.
 SERVICE_ROUTES = (("/auth/", "auth"), ("/users", "router"), ("/shards", "router"), ("/users/count", "api"))
 RERUN = "`scalecube up` again (it was free when picked)"  # the services' ports are picked free, not options
+# `--redis`: the sessions/cache/pub-sub Redis as one server (the default: lighter on a laptop, and what every
+# scaling demo measures), or a primary + a replica + three Sentinels that fail over (infra/local/sentinel.py).
+REDIS_TOPOLOGIES = ("single", "sentinel")
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class StackOptions:
     api_port: int = 0  # the one port every replica listens on; 0 = one free on all their addresses
     dns_port: int = 0  # UDP; 0 = a free port
     services: str = "all"  # all | api: see SERVICES
+    redis: str = "single"  # single | sentinel: see REDIS_TOPOLOGIES
 
 
 class UsageError(StackError):
@@ -215,21 +222,60 @@ def build_services(options: StackOptions, *, behind_balancer: bool) -> Services:
     return Services(components, auth, router)
 
 
+def build_sessions_redis(options: StackOptions) -> tuple[list[Component], dict[str, str]]:
+    """The sessions/cache/pub-sub Redis (``redis``) in ``options.redis``'s topology, and the api's environment
+    for it. ``sentinel``: ``redis`` (the first primary), ``redis-replica`` and ``redis-sentinel-1..3``."""
+    host, state_dir = options.host, options.state_dir
+    if options.redis == "single":
+        redis = RedisComponent(state_dir / "redis", port=options.redis_port, host=host)
+        return [redis], {"REDIS_URL": redis.url}
+    if options.redis not in REDIS_TOPOLOGIES:
+        raise UsageError(f"--redis must be {' or '.join(REDIS_TOPOLOGIES)}, got {options.redis!r}")
+    primary_port = options.redis_port or free_port(host)
+    sentinel_ports = [free_port(host) for _ in range(SENTINELS)]
+    sentinels = [(host, port) for port in sentinel_ports]
+    primary = SentinelNodeComponent(state_dir / "redis", sentinels=sentinels, port=primary_port, host=host)
+    replica = SentinelNodeComponent(
+        state_dir / "redis-replica",
+        sentinels=sentinels,
+        replicaof=(host, primary_port),
+        host=host,
+        name="redis-replica",
+        port_option=RERUN,
+    )
+    watchers = [
+        SentinelComponent(
+            state_dir / f"redis-sentinel-{n}",
+            master=(host, primary_port),
+            port=port,
+            host=host,
+            name=f"redis-sentinel-{n}",
+        )
+        for n, port in enumerate(sentinel_ports, start=1)
+    ]
+    env = {
+        "REDIS_URL": primary.url,  # its db number; the primary itself is whichever the Sentinels name
+        "REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in sentinels),
+        "REDIS_SENTINEL_MASTER": MASTER_NAME,
+    }
+    return [primary, replica, *watchers], env
+
+
 def build_components(options: StackOptions) -> list[Component]:
     """What the stack is made of, in start order (it stops in reverse)."""
-    redis = RedisComponent(options.state_dir / "redis", port=options.redis_port, host=options.host)
+    redis_components, redis_env = build_sessions_redis(options)
     shared = stack_secrets(options.state_dir)
     behind_balancer = options.lb != NO_BALANCER
     services = build_services(options, behind_balancer=behind_balancer) if options.services == "all" else None
     env = {
-        "REDIS_URL": redis.url,
+        **redis_env,
         "SESSION_BACKEND": options.session_backend,
         "SESSION_SECRET": shared["SESSION_SECRET"],  # one for every replica: any of them can read any session cookie
         "SCALECUBE_RUN_DIR": str(options.state_dir),
         # With the services, logins are checked by auth and /users/count is the router's users count.
         **({"AUTH_URL": services.auth.url, "ROUTER_URL": services.router.url} if services else {}),
     }
-    before = [redis, *(services.components if services else [])]
+    before = [*redis_components, *(services.components if services else [])]
     if not behind_balancer:
         api = ClusterComponent(
             "api",

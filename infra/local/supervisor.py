@@ -179,6 +179,8 @@ def supervisor_argv(options: StackOptions) -> list[str]:
         str(options.dns_port),
         "--services",
         options.services,
+        "--redis",
+        options.redis,
         "--state-dir",
         str(options.state_dir),
         "--detached-child",

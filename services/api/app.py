@@ -16,11 +16,10 @@ from services.api.auth_client import AuthServiceAuthenticator
 from services.api.settings import ApiSettings
 from services.common.app import create_service_app
 from shared_cache.broadcast import RedisBroadcast
-from shared_cache.connection import RedisConnector
 from shared_cache.sessions import MemorySessionStore, RedisSessionStore
 
 settings = ApiSettings.load()
-connector = RedisConnector(settings.redis_url, password=settings.redis_password_value)
+connector = settings.redis_connector()  # REDIS_URL, or the primary the REDIS_SENTINELS name
 # With ROUTER_URL the users count is the router's (the users created through /users); without it, the stand-in.
 reading, logins, router_users = users_source.reading_from(settings, connector)
 # With AUTH_URL the auth service checks credentials (decomposing); without it a name is enough.

@@ -11,13 +11,12 @@ from typing import Any
 
 from services.api.settings import ApiSettings
 from services.api.users_source import broadcast_from_master, reading_from
-from shared_cache.connection import RedisConnector
 
 
 def on_master(cluster: Any) -> None:
     """In broadcast mode, read the count once per interval and tell every worker (see ``users_source``)."""
     settings = ApiSettings.load()
     if settings.users_count_mode == "broadcast":
-        connector = RedisConnector(settings.redis_url, password=settings.redis_password_value)
+        connector = settings.redis_connector()
         reading, _, _ = reading_from(settings, connector)
         broadcast_from_master(cluster, reading, settings.users_count_interval)

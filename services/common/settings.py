@@ -20,11 +20,21 @@ import typing
 from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, PositiveInt, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kit import secrets
+from shared_cache.connection import RedisConnector, parse_sentinels
 
 log = logging.getLogger("scalecube.settings")
 
@@ -73,6 +83,15 @@ class ServiceSettings(BaseSettings):
     requires_session_secret: ClassVar[bool] = False
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # REDIS_SENTINELS=host:port,host:port,...: the sessions/cache/pub-sub Redis is a primary with replicas watched
+    # by these Sentinels, which the clients ask for the primary (REDIS_URL then gives only the database number).
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "scalecube"  # REDIS_SENTINEL_MASTER: the name the Sentinels monitor it by
+    # REDIS_WAIT_REPLICAS: a session write is answered once this many replicas hold it (WAIT); unset = 1 with
+    # REDIS_SENTINELS (what failover needs), 0 without (one Redis has no replica to wait for).
+    redis_wait_replicas: NonNegativeInt | None = None
+    # REDIS_WAIT_TIMEOUT_SECONDS: how long that WAIT may take before the write is a 503 (below the 2 s op timeout).
+    redis_wait_timeout_seconds: PositiveFloat = 1.0
     # REDIS_PASSWORD / REDIS_PASSWORD_FILE: sent by this service to each of its Redis servers (AUTH).
     redis_password: SecretStr | None = None
     session_backend: Literal["redis", "memory"] = "redis"
@@ -115,6 +134,33 @@ class ServiceSettings(BaseSettings):
     def redis_password_value(self) -> str | None:
         """What the Redis clients send (None: no AUTH)."""
         return self.redis_password.get_secret_value() if self.redis_password else None
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return parse_sentinels(self.redis_sentinels)
+
+    @property
+    def wait_replicas(self) -> int:
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
+
+    def redis_connector(self) -> RedisConnector:
+        """The connector to the sessions/cache/pub-sub Redis: REDIS_URL, or the primary REDIS_SENTINELS name."""
+        return RedisConnector(
+            self.redis_url,
+            password=self.redis_password_value,
+            sentinels=self.sentinel_addresses,
+            sentinel_master=self.redis_sentinel_master,
+            wait_replicas=self.wait_replicas,
+            wait_timeout=self.redis_wait_timeout_seconds,
+        )
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str) -> str:
+        parse_sentinels(value)  # its ValueError names the bad entry
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -27,6 +27,10 @@ from scalecube import cli as scalecube_cli
 K8S_DIR = manifests.K8S_DIR
 STACK = {  # Deployment -> its image
     "redis": "redis:7.2",
+    "redis-replica": "redis:7.2",
+    "redis-sentinel-1": "redis:7.2",
+    "redis-sentinel-2": "redis:7.2",
+    "redis-sentinel-3": "redis:7.2",
     "auth-redis": "redis:7.2",
     "directory-redis": "redis:7.2",
     "shard-a-redis": "redis:7.2",
@@ -407,3 +411,26 @@ def test_the_lb_start_script_takes_the_cluster_dns_from_resolv_conf(rendered: li
         ["/bin/sh", "-c", probe], env={**base, "LB_DNS": "10.0.0.2:5353"}, capture_output=True, text=True, timeout=10
     )
     assert chosen.stdout.strip() == "10.0.0.2:5353"  # an LB_DNS set on the pod wins
+
+
+def test_the_sessions_redis_is_a_primary_a_replica_and_three_sentinels(rendered: list[Manifest]) -> None:
+    """The same topology as compose and `scalecube up --redis sentinel`: the api names the three Sentinels,
+    each a Service on 26379 monitoring `redis` with quorum 2 behind the password; the data nodes authenticate
+    to each other (masterauth) and start as the Sentinels' primary's replica."""
+    from infra.local.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, QUORUM
+    from services.common.settings import ServiceSettings
+
+    sentinels = ServiceSettings.load(redis_sentinels=env(rendered, "api")["REDIS_SENTINELS"]["value"])
+    assert sentinels.sentinel_addresses == [(f"redis-sentinel-{n}", 26379) for n in (1, 2, 3)]
+    for host, port in sentinels.sentinel_addresses:
+        assert find(rendered, "Service", host)["spec"]["ports"][0]["port"] == port
+        script = container(rendered, host)["command"][2]
+        assert f"sentinel monitor scalecube redis 6379 {QUORUM}" in script
+        assert f"down-after-milliseconds scalecube {DOWN_AFTER_MS}" in script
+        assert f"failover-timeout scalecube {FAILOVER_TIMEOUT_MS}" in script
+        assert "requirepass $REDIS_PASSWORD" in script and "auth-pass scalecube $REDIS_PASSWORD" in script
+    for node in ("redis", "redis-replica"):
+        args = container(rendered, node)["args"]
+        assert args[args.index("--masterauth") + 1] == "$(REDIS_PASSWORD)"
+        assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "everysec"
+        assert "--replicaof" in container(rendered, node)["command"][2]

@@ -10,7 +10,7 @@ GET  /hold            → the same, then answers once the file named by $HOLD_FI
 GET  /readyz          → 200, or 503 while the file named by $READY_FLAG_FILE exists
 *    /die-once        → appends "HOST PID" to $RECEIPTS_FILE, then the worker dies without answering
 *    /die-mid-body    → the same, but dies after sending the head and 100 of 1000 body bytes
-GET  /stall-mid-body?s=S → the head and 100 of 1000 body bytes, then S seconds of silence
+GET  /stall-mid-body?s=S → the head and 100 of 1000 body bytes, then S seconds of silence (less if the client leaves)
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ async def _json(send, body: dict, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+async def _disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -58,8 +63,11 @@ async def app(scope, receive, send):
     if path == "/stall-mid-body":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
         await send({"type": "http.response.body", "body": b"x" * 100, "more_body": True})
-        await asyncio.sleep(float(params.get("s", "30")))  # alive, connected, silent
-        await send({"type": "http.response.body", "body": b"x" * 900})
+        try:  # alive, connected, silent: until S passes or the client (the balancer) hangs up
+            await asyncio.wait_for(_disconnect(receive), float(params.get("s", "30")))
+            return  # cut: no one to send the rest to, and a stopping backend need not wait S for it
+        except TimeoutError:
+            await send({"type": "http.response.body", "body": b"x" * 900})
         return
     if path in ("/die-once", "/die-mid-body"):
         with open(os.environ["RECEIPTS_FILE"], "a") as receipts:

@@ -11,6 +11,7 @@ import pytest
 from infra.local.ports import free_port
 from infra.local.processes import ClusterProcess
 from infra.local.redis_server import RedisServer
+from infra.local.sentinel import SentinelGroup
 
 
 def ready(cluster: ClusterProcess) -> ClusterProcess:
@@ -31,6 +32,14 @@ def running_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A primary, a replica and three Sentinels (real processes), one per test module: a failover test moves
+    the primary, so tests ask ``group.wait_settled()`` who it is rather than assuming."""
+    with SentinelGroup(Path(tmp_path_factory.mktemp("sentinel"))) as group:
+        yield group
 
 
 def running_cluster(

@@ -11,7 +11,18 @@ if TYPE_CHECKING:
     from loadtests.experiments.results import DemoReport
 
 # name -> module under loadtests.experiments.demos; `demo all` runs them in this order.
-DEMOS = ("cloning", "availability", "overload", "reload", "sessions", "broadcast", "splitting", "decomposing", "outage")
+DEMOS = (
+    "cloning",
+    "availability",
+    "overload",
+    "reload",
+    "sessions",
+    "broadcast",
+    "splitting",
+    "decomposing",
+    "outage",
+    "failover",
+)
 
 
 def runner(name: str) -> Callable[[DemoContext], DemoReport]:

@@ -19,6 +19,7 @@ SHAPES = {
     "one-api": dict(api=1, lb="none", services="api"),
     "python-lb-all": dict(api=3, lb="python", services="all"),
     "haproxy-all": dict(api=2, lb="haproxy", services="all", sticky=True),
+    "sentinel-python-lb-all": dict(api=2, lb="python", services="all", redis="sentinel"),
 }
 
 
@@ -97,3 +98,31 @@ def test_up_refuses_a_placeholder_before_starting_anything(tmp_path: Path) -> No
     assert result.exit_code == 2, result.output
     assert "SESSION_SECRET: is a known placeholder" in result.output and "CHANGE-ME-placeholder" not in result.output
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_the_sentinel_topology_is_a_primary_a_replica_and_three_sentinels_the_api_finds(tmp_path: Path) -> None:
+    from infra.local.components import SentinelComponent, SentinelNodeComponent
+    from infra.local.sentinel import QUORUM, SentinelServer, sentinel_config
+
+    components = build_components(StackOptions(state_dir=tmp_path, **SHAPES["one-api"], redis="sentinel"))
+    names = [c.name for c in components]
+    assert names == ["redis", "redis-replica", "redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3", "api"]
+    primary, replica, *watchers, api = components
+    assert isinstance(primary, SentinelNodeComponent) and primary.server.replicaof is None
+    assert isinstance(replica, SentinelNodeComponent) and replica.server.replicaof == (
+        primary.host,
+        primary.server.port,
+    )
+    assert all(isinstance(w, SentinelComponent) for w in watchers)
+    sentinels = [w.address for w in watchers]
+    assert primary.sentinels == replica.sentinels == sentinels and len(set(sentinels)) == 3
+    assert api.env["REDIS_SENTINELS"] == ",".join(f"{h}:{p}" for h, p in sentinels)
+    assert api.env["REDIS_SENTINEL_MASTER"] == "scalecube" and api.env["REDIS_URL"] == primary.url
+    # The replica starts with --replicaof; a Sentinel's file monitors the primary with quorum 2.
+    command = replica.server._command(tmp_path)
+    assert command[-3:] == ["--replicaof", primary.host, str(primary.server.port)]
+    assert isinstance(watchers[0].server, SentinelServer)
+    config = sentinel_config((primary.host, primary.server.port))
+    assert f"sentinel monitor scalecube {primary.host} {primary.server.port} {QUORUM}" in config
+    with pytest.raises(UsageError, match="--redis"):
+        build_components(StackOptions(state_dir=tmp_path, **SHAPES["one-api"], redis="cluster"))
