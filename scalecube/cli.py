@@ -364,6 +364,26 @@ def up(
     raise typer.Exit(code)
 
 
+@app.command("prometheus-config")
+def prometheus_config(state_dir: StateDirOption = None) -> None:
+    """Write STATE_DIR/prometheus.yml: every component of the running local stack as a static target, with the
+    same labels and recording rules as in compose; prints how to run Debian's Prometheus against it."""
+    from infra.local.state import StateFile
+    from infra.prometheus.local import write_local_config
+
+    folder = _state_dir(state_dir)
+    state = StateFile(folder).read()
+    if state is None or not state.components:
+        typer.echo(f"no local stack in {folder} (scalecube up -d first)", err=True)
+        raise typer.Exit(1)
+    path = write_local_config(folder, state.components)
+    typer.echo(f"wrote {path}")
+    typer.echo(
+        f"run: prometheus --config.file {path} --storage.tsdb.path {folder / 'prometheus-data'} "
+        "--web.listen-address 127.0.0.1:9090"
+    )
+
+
 @app.command()
 def down(state_dir: StateDirOption = None) -> None:
     """Stop the local stack (`scalecube up -d`), last started first: the balancer, the api (it drains), Redis."""

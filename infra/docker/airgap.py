@@ -4,7 +4,9 @@ Where no image registry is reachable, ``FROM python:3.12-slim`` cannot be pulled
 and PyPI can be. So (``scalecube images --airgap``):
 
 1. debootstrap a minimal bookworm (python3, redis-server, haproxy) and ``docker import`` it as the base;
-2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network);
+2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network), and the
+   Prometheus one from it plus Debian's ``prometheus`` package, downloaded and unpacked on the host (the base
+   stays as it is: only this image carries Prometheus's 60 MB);
 3. download every locked wheel for the base's Python into ``infra/docker/wheelhouse/`` on the host;
 4. write ``.env`` so that the unchanged ``docker-compose.yml`` uses these images and builds from the base.
 
@@ -33,6 +35,32 @@ ENV_FILE = REPO / ".env"
 BASE_IMAGE = "scalecube-debian:bookworm"
 REDIS_IMAGE = "scalecube-redis:airgap"
 HAPROXY_IMAGE = "scalecube-haproxy:airgap"
+PROMETHEUS_IMAGE = "scalecube-prometheus:airgap"
+PROMETHEUS_PACKAGE = "prometheus"  # bookworm's 2.42: the server, promtool, web assets
+# The web UI's scripts, styles and fonts: Debian links them from these packages (the package's Depends).
+PROMETHEUS_WEB_PACKAGES = (
+    "fonts-glyphicons-halflings",
+    "libjs-bootstrap4",
+    "libjs-d3",
+    "libjs-eonasdan-bootstrap-datetimepicker",
+    "libjs-jquery",
+    "libjs-jquery-hotkeys",
+    "libjs-moment",
+    "libjs-moment-timezone",
+    "libjs-mustache",
+    "libjs-popper.js",
+    "libjs-rickshaw",
+)
+# Unpacked but not needed in the image: the stack never runs promtool (48 MB); the UI loads one file of
+# moment-timezone, not its 212 MB of data; no docs. (usr/share/nodejs stays: bootstrap4's files live there.)
+PROMETHEUS_PRUNE = (
+    "usr/bin/promtool",
+    "usr/share/javascript/moment-timezone/data",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/lintian",
+    "usr/share/sass",
+)
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "redis-server", "haproxy", "ca-certificates")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -81,6 +109,7 @@ class AirgapBuilder:
         self.base_image()
         self.derived_image(REDIS_IMAGE, "redis.Dockerfile")
         self.derived_image(HAPROXY_IMAGE, "haproxy.Dockerfile")
+        self.prometheus_image()
         self.wheelhouse(self.base_python())
         return self.write_env()
 
@@ -135,6 +164,39 @@ class AirgapBuilder:
             ]
         )
 
+    def prometheus_image(self) -> None:
+        """Debian's Prometheus on the base: the packages unpacked on the host are the build context (no network
+        in the build, no root for ``apt-get download`` and ``dpkg-deb -x``): the server and its web UI's assets."""
+        if not self.rebuild and image_exists(PROMETHEUS_IMAGE):
+            self.report(f"{PROMETHEUS_IMAGE}: present")
+            return
+        self.report(f"{PROMETHEUS_IMAGE}: Debian's {PROMETHEUS_PACKAGE} package on {BASE_IMAGE}")
+        with tempfile.TemporaryDirectory(prefix="scalecube-prometheus-") as folder:
+            download, context = Path(folder) / "download", Path(folder) / "context"
+            download.mkdir()
+            run(["apt-get", "download", "--quiet", PROMETHEUS_PACKAGE, *PROMETHEUS_WEB_PACKAGES], cwd=download)
+            for package in sorted(download.glob("*.deb")):
+                run(["dpkg-deb", "-x", str(package), str(context)])
+            for relative in PROMETHEUS_PRUNE:
+                path = context / relative
+                path.unlink() if path.is_file() else shutil.rmtree(path, ignore_errors=True)
+            run(
+                [
+                    "docker",
+                    "build",
+                    "--quiet",
+                    "--network",
+                    "none",
+                    "--build-arg",
+                    f"BASE_IMAGE={BASE_IMAGE}",
+                    "-t",
+                    PROMETHEUS_IMAGE,
+                    "-f",
+                    str(DOCKER_DIR / "airgap" / "prometheus.Dockerfile"),
+                    str(context),
+                ]
+            )
+
     def base_python(self) -> str:
         out = run(
             [
@@ -184,7 +246,12 @@ class AirgapBuilder:
                 )
 
     def write_env(self) -> dict[str, str]:
-        values = {"PYTHON_IMAGE": BASE_IMAGE, "REDIS_IMAGE": REDIS_IMAGE, "HAPROXY_IMAGE": HAPROXY_IMAGE}
+        values = {
+            "PYTHON_IMAGE": BASE_IMAGE,
+            "REDIS_IMAGE": REDIS_IMAGE,
+            "HAPROXY_IMAGE": HAPROXY_IMAGE,
+            "PROMETHEUS_IMAGE": PROMETHEUS_IMAGE,
+        }
         write_env_file(ENV_FILE, values)
         self.report(f"{ENV_FILE.relative_to(REPO)}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         return values
@@ -237,10 +304,10 @@ def image_exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
-def run(argv: list[str], stdin: object = None) -> str:
+def run(argv: list[str], stdin: object = None, cwd: Path | None = None) -> str:
     """Run a build step; its stderr becomes the error's message when it fails."""
     try:
-        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True)  # type: ignore[arg-type]
+        done = subprocess.run(argv, stdin=stdin, cwd=cwd, capture_output=True, text=True)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise DockerError(f"{argv[0]} is not installed") from None
     if done.returncode != 0:

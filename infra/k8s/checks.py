@@ -24,12 +24,13 @@ from infra.paths import REPO
 # The Kubernetes version the manifests are validated against (kubernetes-validate ships its schemas).
 # The preStop `sleep` action needs >= 1.30.
 K8S_VERSION = "1.36.0"
-IMAGES = {"scalecube-service:latest", "scalecube-locust:latest", "redis:7.2", "haproxy:2.8"}
+IMAGES = {"scalecube-service:latest", "scalecube-locust:latest", "redis:7.2", "haproxy:2.8", "prom/prometheus:v2.53.0"}
 IMAGE_APP_DIR = "/app/"  # where infra/docker/Dockerfile copies the project in the scalecube images
 # A ConfigMap key -> the repository file it must equal.
 CONFIG_ORIGINALS = {
     ("haproxy", "haproxy.cfg"): "lb/haproxy/haproxy.cfg",
     ("shard-map", "shard_map.toml"): "services/router/shard_map.toml",
+    ("prometheus", "rules.yml"): "infra/prometheus/rules.yml",
 }
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes' terminationGracePeriodSeconds when unset
 HAPROXY_DEFAULT_SLOTS = 10  # used if haproxy.cfg's presetenv cannot be read

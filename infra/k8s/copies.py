@@ -34,6 +34,7 @@ COPIES = (
     Copy("lb/haproxy/haproxy.cfg", "files/haproxy.cfg"),
     Copy("lb/haproxy/hop_by_hop.lua", "files/hop_by_hop.lua"),
     Copy("services/router/shard_map.toml", "files/shard_map.toml"),
+    Copy("infra/prometheus/rules.yml", "files/prometheus/rules.yml"),
 )
 
 

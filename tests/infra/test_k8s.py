@@ -43,6 +43,7 @@ STACK = {  # Deployment -> its image
     "lb": "haproxy:2.8",
     "locust-master": "scalecube-locust:latest",
     "locust-worker": "scalecube-locust:latest",
+    "prometheus": "prom/prometheus:v2.53.0",
 }
 
 

@@ -77,6 +77,10 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.stats_port}"
 
     @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['PROMETHEUS_PORT']}"
+
+    @property
     def admin_auth(self) -> httpx.BasicAuth:
         return httpx.BasicAuth("admin", self.env["LB_ADMIN_PASSWORD"])
 
@@ -130,6 +134,7 @@ def compose_stack(
         "STATS_PORT": free_port(),
         "LOCUST_PORT": free_port(),
         "PYTHON_LB_PORT": free_port(),
+        "PROMETHEUS_PORT": free_port(),
     }
     # LB_ADMIN_PASSWORD: the balancers' stats/admin port (user admin); HAProxy refuses to start without one.
     full_env = {

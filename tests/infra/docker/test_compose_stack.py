@@ -28,6 +28,7 @@ from kit.signing import Signer
 from tests.support.docker import ComposeStack
 from tests.support.haproxy import HAPROXY_CUT_RESPONSE
 from tests.support.load import LoadGenerator
+from tests.support.prometheus import CLUSTER_JOBS, PrometheusApi
 
 pytestmark = pytest.mark.slow
 
@@ -200,6 +201,75 @@ def test_users_count_is_the_users_the_router_holds(stack):
         )
 
 
+def api_addresses(stack: ComposeStack) -> set[str]:
+    return {ip_address(c) for c in stack.containers("api")}
+
+
+def wait_prometheus_lists_the_api_replicas(stack: ComposeStack, timeout: float = 60) -> None:
+    """Until Prometheus scrapes exactly the running api containers (both ports of each, up): DNS, no reload."""
+    prometheus = PrometheusApi(stack.prometheus_url)
+    wait_until(
+        lambda: prometheus.instances("api") == api_addresses(stack),
+        timeout,
+        interval=1.0,
+        what=f"Prometheus to scrape exactly the api containers {sorted(api_addresses(stack))}",
+    )
+
+
+# -- Prometheus (infra/prometheus): every replica of every service and the balancer, by Docker's DNS ----------------
+
+
+def test_prometheus_scrapes_every_replica_of_every_service_and_the_balancer(stack):
+    prometheus = PrometheusApi(stack.prometheus_url)
+    expected = {job: {ip_address(c) for c in stack.containers(job)} for job in (*CLUSTER_JOBS, "lb")}
+    assert len(expected["api"]) == 3 and all(expected.values()), expected
+
+    def every_target_up() -> bool:
+        targets = prometheus.targets()
+        for job, addresses in expected.items():
+            mine = [t for t in targets if t.job == job]
+            ports = {"app", "master"} if job != "lb" else {""}
+            if {(t.instance, t.endpoint) for t in mine} != {(a, e) for a in addresses for e in ports}:
+                return False
+            if any(t.health != "up" or t.service != job for t in mine):
+                return False
+        return True
+
+    try:
+        wait_until(every_target_up, 90, interval=1.0, what="every target up in Prometheus")
+    except TimeoutError:
+        raise AssertionError(f"expected {expected}; Prometheus has {prometheus.targets()}") from None
+    # Scraped means read: the cluster masters' workers, the app's requests, HAProxy's servers.
+    assert prometheus.query('scalecube_cluster_target_workers{job="api", endpoint="master"}').keys()
+    assert prometheus.query('haproxy_backend_active_servers{job="lb", proxy="api"}')
+    prometheus_container = stack.containers("prometheus")[0]
+    prometheus_container.reload()
+    assert prometheus_container.attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_a_recording_rule_shows_the_requests_sent_through_the_balancer(stack):
+    prometheus = PrometheusApi(stack.prometheus_url)
+
+    def per_replica() -> dict:
+        rates = prometheus.query('instance:http_requests:rate1m{service="api"}')
+        return rates if len(rates) == 3 and all(rate > 0 for rate in rates.values()) else {}
+
+    # GETs on new connections (so the balancer spreads them over the replicas) until Prometheus shows each
+    # replica's rate: a rate needs two scrapes that saw the counter grow, so the load spans scrapes, however
+    # slow the machine. Bounded by count and time. Prometheus's own scrapes are not counted by the rules.
+    with LoadGenerator(stack.url + "/", concurrency=2, keepalive=False, max_requests=50_000, max_seconds=120) as load:
+        rates = wait_until(per_replica, 90, interval=1.0, what="a non-zero request rate for each api replica")
+    assert load.result.failed == 0, str(load.result)
+    assert {dict(labels)["instance"] for labels in rates} == api_addresses(stack)
+    (service_rate,) = prometheus.query('service:http_requests:rate1m{service="api"}').values()
+    assert service_rate > 0
+    assert prometheus.query('worker:http_requests:rate1m{service="api"}')
+    (p95,) = prometheus.query('service:http_request_duration_seconds:p95_1m{service="api"}').values()
+    assert 0 < p95 < 10, p95
+    (errors,) = prometheus.query('service:http_requests_errors:ratio_rate1m{service="api"}').values()
+    assert errors == 0
+
+
 def test_the_python_balancer_profile_serves_the_same_stack(stack):
     python_lb = f"http://127.0.0.1:{stack.env['PYTHON_LB_PORT']}"
     stack.compose.run(
@@ -218,6 +288,15 @@ def test_the_python_balancer_profile_serves_the_same_stack(stack):
             assert http.get("/auth/users/count").status_code == 404  # internal
             assert http.get("/users/count").json().get("source") is not None  # the api's, not the router's
         assert len(hosts) == 3, hosts
+        # Prometheus finds it by its name and reads its admin port with the password file.
+        prometheus = PrometheusApi(stack.prometheus_url)
+        wait_until(
+            lambda: [t.health for t in prometheus.targets() if t.job == "lb-python"] == ["up"],
+            60,
+            interval=1.0,
+            what="Prometheus to scrape the Python balancer",
+        )
+        assert prometheus.query('scalecube_lb_backend_up{job="lb-python", upstream="api"}')
     finally:
         stack.compose.run(["--profile", "python-lb", "rm", "-sfv", "lb-python"], timeout=120)
 
@@ -263,8 +342,10 @@ def test_scaling_3_to_5_to_2_is_picked_up_by_the_balancer_without_restart(stack)
     started = lb.attrs["State"]["StartedAt"]
     stack.up("--scale", "api=5", "--no-recreate")
     stack.wait_served_by(5)
+    wait_prometheus_lists_the_api_replicas(stack)  # and Prometheus scrapes each, by DNS too
     stack.up("--scale", "api=2", "--no-recreate")
     stack.wait_served_by(2)
+    wait_prometheus_lists_the_api_replicas(stack)
     lb.reload()
     assert lb.attrs["State"]["StartedAt"] == started and lb.attrs["RestartCount"] == 0
     stack.up("--scale", "api=3", "--no-recreate")

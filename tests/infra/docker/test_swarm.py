@@ -40,6 +40,7 @@ def swarm_stack() -> Iterator[tuple[str, int]]:
         "LB_PORT": lb_port,
         "STATS_PORT": free_port(),
         "LOCUST_PORT": free_port(),
+        "PROMETHEUS_PORT": free_port(),
         "API_REPLICAS": 2,
         "LB_ADMIN_PASSWORD": os.environ.get("LB_ADMIN_PASSWORD") or secrets.token_urlsafe(24),
     }  # HAProxy needs one

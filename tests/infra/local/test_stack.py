@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -633,6 +634,45 @@ def test_full_stack_internal_paths_are_refused_by_the_balancer_and_served_by_eac
         # names reach auth and the router as their own paths, which serve nothing there.
         for path in ("/auth/metrics", "/auth/docs", "/auth/openapi.json", "/users/metrics", "/users/openapi.json"):
             assert public.get(path).status_code == 404, path
+
+
+def test_full_stack_prometheus_config_lets_debians_prometheus_scrape_every_component(full_stack, tmp_path):
+    """`scalecube prometheus-config`, then Debian's Prometheus on it: every cluster (both ports) and the balancer up."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but Debian's prometheus is not installed", pytrace=False)
+        pytest.skip("Debian's prometheus is not installed here (apt-get install prometheus)")
+    written = full_stack.cli("prometheus-config")
+    assert written.returncode == 0, written.stdout + written.stderr
+    port = free_port()
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        prometheus = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={full_stack.state_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        clusters = [*FULL_REPLICAS, *(name for name in SERVICE_NAMES if not name.endswith("-redis"))]
+        expected = {(name, endpoint) for name in clusters for endpoint in ("app", "master")} | {("lb", "")}
+
+        def every_target_up() -> bool:
+            targets = httpx.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            seen = {(t["labels"]["instance"], t["labels"].get("endpoint", "")) for t in targets if t["health"] == "up"}
+            return expected <= seen
+
+        try:
+            wait_until(every_target_up, 60, interval=1.0, what="Prometheus to scrape every component")
+        except TimeoutError:
+            raise AssertionError((tmp_path / "prometheus.log").read_text()[-3000:]) from None
+    finally:
+        prometheus.terminate()
+        prometheus.wait(30)
 
 
 def test_full_stack_down_leaves_nothing_running(full_stack):

@@ -1,0 +1,198 @@
+"""infra/prometheus, offline: the scrape configuration and the recording rules are valid for Debian's Prometheus
+(2.42, the air-gapped stand-in's), the rules compute what their names say (``promtool test rules`` on series shaped
+like the services'), and every service of docker-compose.yml that exports metrics is scraped on its ports.
+
+promtool comes with Debian's ``prometheus`` package: skipped without it, but a failure under CI (which installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cluster import metrics as cluster_metrics
+from infra.paths import REPO
+from infra.prometheus import CONFIG, RULES, RULES_TEST
+from infra.prometheus.local import local_config
+from scalecube import cli as scalecube_cli
+from services.common import metrics as service_metrics
+
+SCRAPED_PORTS = {8000, 8001}  # the app's /metrics and the cluster master's (health port)
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but promtool is not installed (Debian's prometheus package ships it)", pytrace=False)
+        pytest.skip(reason="promtool is not installed here (apt-get install prometheus)")
+    return found
+
+
+def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_accepts_the_config_and_the_rules():
+    for args in (("check", "config", CONFIG), ("check", "rules", RULES)):
+        done = run_promtool(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_recording_rules_compute_what_their_names_say():
+    done = run_promtool("test", "rules", RULES_TEST)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_rule_counting_prometheus_scrapes_as_traffic_fails_the_rules_test(tmp_path):
+    """The rules test can fail: with the scrapes (route="/metrics") counted, the rates and quantiles it expects differ."""
+    (tmp_path / "rules.yml").write_text(RULES.read_text().replace('route!="/metrics"', 'route!="/nothing"'))
+    (tmp_path / "rules_test.yml").write_text(RULES_TEST.read_text())
+    done = run_promtool("test", "rules", tmp_path / "rules_test.yml")
+    assert done.returncode != 0 and "service:http_requests:rate1m" in done.stdout + done.stderr, done.stdout
+
+
+def test_the_rules_use_the_metric_names_the_services_export():
+    rules = RULES.read_text()
+    metrics = service_metrics.http_metrics()
+    # prometheus_client names a counter without its _total, and a histogram's buckets are NAME_bucket.
+    assert f"{metrics.requests._name}_total" in rules
+    assert f"{metrics.duration._name}_bucket" in rules
+    assert "worker" in metrics.requests._labelnames  # the per-worker rules group by it
+    assert {"route", "status"} <= set(metrics.requests._labelnames)
+    assert f"{cluster_metrics.PREFIX}shed_total" in rules and "shed" in cluster_metrics.HANDOFF_COUNTERS
+    assert "/metrics" in service_metrics.metrics_router().routes[0].path  # what the rules leave out
+
+
+def compose_services() -> dict[str, dict]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+
+
+def scrape_jobs() -> dict[str, dict]:
+    return {job["job_name"]: job for job in yaml.safe_load(CONFIG.read_text())["scrape_configs"]}
+
+
+def test_every_cluster_in_compose_is_scraped_by_dns_on_both_ports_with_its_service_label():
+    clusters = [
+        name
+        for name, service in compose_services().items()
+        if service.get("command", [None])[:2] == ["scalecube", "serve"]
+    ]
+    assert {"api", "auth", "router", "shard-a", "shard-b"} <= set(clusters)
+    jobs = scrape_jobs()
+    for name in clusters:
+        assert name in jobs, f"compose runs {name} but Prometheus has no job for it"
+        job = jobs[name]
+        sd = job["dns_sd_configs"]
+        assert all(c["names"] == [name] and c["type"] == "A" for c in sd), sd
+        assert {c["port"] for c in sd} == SCRAPED_PORTS, sd
+        assert {"target_label": "service", "replacement": name} in job["relabel_configs"]
+
+
+def test_both_balancers_are_scraped_on_their_admin_port_with_the_password_file():
+    jobs = scrape_jobs()
+    services = compose_services()
+    for name in ("lb", "lb-python"):
+        assert name in services
+        job = jobs[name]
+        assert job["dns_sd_configs"] == [{"names": [name], "type": "A", "port": 8404, "refresh_interval": "5s"}]
+        assert job["basic_auth"] == {"username": "admin", "password_file": "/run/secrets/scalecube/LB_ADMIN_PASSWORD"}
+        # The file the balancers themselves are given.
+        assert services[name]["environment"]["LB_ADMIN_PASSWORD_FILE"] == job["basic_auth"]["password_file"]
+
+
+# -- Kubernetes (infra/k8s/prometheus.yaml): the same jobs, each service's pods through a headless Service --------
+
+K8S_DIR = REPO / "infra" / "k8s"
+K8S_CONFIG = K8S_DIR / "files" / "prometheus" / "prometheus.yml"
+
+
+def test_promtool_accepts_the_kubernetes_config_and_its_copy_of_the_rules():
+    done = run_promtool("check", "config", K8S_CONFIG)  # checks rule_files too: the copy beside it
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (K8S_CONFIG.parent / "rules.yml").read_text() == RULES.read_text()
+
+
+def test_kubernetes_prometheus_scrapes_every_cluster_and_the_balancer_through_a_headless_service():
+    objects = [doc for path in sorted(K8S_DIR.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]
+        for o in objects
+        if o["kind"] == "Deployment"
+    }
+    clusters = [name for name, container in pods.items() if container.get("command", [])[:2] == ["scalecube", "serve"]]
+    assert {"api", "auth", "router", "shard-a", "shard-b"} <= set(clusters)
+    headless = {  # Service name -> the pods it names
+        o["metadata"]["name"]: o["spec"]["selector"]["app.kubernetes.io/name"]
+        for o in objects
+        if o["kind"] == "Service" and o["spec"].get("clusterIP") == "None"
+    }
+    jobs = {job["job_name"]: job for job in yaml.safe_load(K8S_CONFIG.read_text())["scrape_configs"]}
+    for name in [*clusters, "lb"]:
+        assert name in jobs, f"k8s runs {name} but its Prometheus has no job for it"
+        sd = jobs[name]["dns_sd_configs"]
+        assert all(len(c["names"]) == 1 and headless.get(c["names"][0]) == name for c in sd), (name, sd, headless)
+        assert {c["port"] for c in sd} == (SCRAPED_PORTS if name != "lb" else {8404})
+        assert {"target_label": "service", "replacement": name} in jobs[name]["relabel_configs"]
+
+
+# -- the local stack (`scalecube prometheus-config`): static targets from stack.json ---------------------------------
+
+LOCAL_COMPONENTS = [  # Component.describe() as `scalecube up --api 2 --lb haproxy` records them (the fields used)
+    {"name": "redis", "kind": "redis", "url": "redis://127.0.0.1:6390/0"},
+    {"name": "auth", "kind": "cluster", "url": "http://127.0.0.10:8000", "health": "http://127.0.0.10:8001"},
+    {"name": "dns", "kind": "dns", "url": "udp://127.0.0.1:5353"},
+    {"name": "api-1", "kind": "cluster", "url": "http://127.0.0.2:8080", "health": "http://127.0.0.2:8081"},
+    {"name": "api-2", "kind": "cluster", "url": "http://127.0.0.3:8080", "health": "http://127.0.0.3:8081"},
+    {
+        "name": "lb",
+        "kind": "haproxy",
+        "url": "http://127.0.0.1:8080",
+        "stats": "http://127.0.0.1:8404",
+        "admin_user": "admin",
+        "admin_password_file": "/state/lb.admin-password",
+    },
+]
+
+
+def test_the_local_config_scrapes_every_cluster_on_both_ports_and_the_balancer_with_its_password():
+    config = local_config(LOCAL_COMPONENTS)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"auth", "api", "lb"}  # no Redis, no DNS: nothing to scrape there
+    api = {(c["labels"]["instance"], c["labels"]["endpoint"], c["targets"][0]) for c in jobs["api"]["static_configs"]}
+    assert api == {
+        ("api-1", "app", "127.0.0.2:8080"),
+        ("api-1", "master", "127.0.0.2:8081"),
+        ("api-2", "app", "127.0.0.3:8080"),
+        ("api-2", "master", "127.0.0.3:8081"),
+    }
+    assert all(c["labels"]["service"] == "api" for c in jobs["api"]["static_configs"])
+    assert jobs["lb"]["basic_auth"] == {"username": "admin", "password_file": "/state/lb.admin-password"}
+    assert jobs["lb"]["static_configs"] == [
+        {"targets": ["127.0.0.1:8404"], "labels": {"service": "lb", "instance": "lb"}}
+    ]
+    assert config["rule_files"] == [str(RULES)]
+
+
+def test_scalecube_prometheus_config_writes_a_config_promtool_accepts(tmp_path):
+    state = {"supervisor": {"pid": 1, "started": 0.0}, "phase": "up", "started_at": "", "components": LOCAL_COMPONENTS}
+    (tmp_path / "stack.json").write_text(json.dumps(state))
+    result = CliRunner().invoke(scalecube_cli.app, ["prometheus-config", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "prometheus.yml"
+    assert f"wrote {written}" in result.output and f"--config.file {written}" in result.output
+    done = run_promtool("check", "config", written)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_scalecube_prometheus_config_without_a_stack_says_so(tmp_path):
+    result = CliRunner().invoke(scalecube_cli.app, ["prometheus-config", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no local stack" in result.output
+    assert not (tmp_path / "prometheus.yml").exists()
