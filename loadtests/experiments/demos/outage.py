@@ -587,7 +587,12 @@ class Visitor:
         return f"{self.url}/session/me" if probe == "session" else f"{self.url}/users/{self.user_ids[probe]}"
 
     def every_route_answers(self) -> bool:
-        """One request per route, each a success: the stack serves everything (a restarted part included)."""
+        """One request per route, each a success: the stack serves everything (a restarted part included).
+
+        A session login too, not only a session read: with the sessions Redis in a Sentinel group, a login
+        writes to the primary and waits for the replica (WAIT), so it succeeds only once the group has settled
+        (a paused primary may have been failed over and is then resyncing as a replica), which a read does
+        not show. The next fault starts from a settled stack, not inside the last one's aftermath."""
         with self._lock:
             gets = [
                 "/",
@@ -598,4 +603,7 @@ class Visitor:
             if not all(self.client.get(path).is_success for path in gets):
                 return False
             login = self.client.post("/auth/login", json={"username": self.username, "password": PASSWORD})
-            return login.is_success
+            if not login.is_success:
+                return False
+            session = self.client.post("/session/login", json={"user": self.username, "password": PASSWORD})
+            return session.status_code == 200
