@@ -8,12 +8,9 @@ promtool comes with Debian's ``prometheus`` package: skipped without it, but a f
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -23,21 +20,15 @@ from infra.prometheus import CONFIG, RULES, RULES_TEST
 from infra.prometheus.local import local_config
 from scalecube import cli as scalecube_cli
 from services.common import metrics as service_metrics
+from tests.support.prometheus import require_prometheus_binary
 
 SCRAPED_PORTS = {8000, 8001}  # the app's /metrics and the cluster master's (health port)
 
 
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but promtool is not installed (Debian's prometheus package ships it)", pytrace=False)
-        pytest.skip(reason="promtool is not installed here (apt-get install prometheus)")
-    return found
-
-
 def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *map(str, args)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [require_prometheus_binary("promtool"), *map(str, args)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_promtool_accepts_the_config_and_the_rules():

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 
 import httpx
+import pytest
+
+
+def require_prometheus_binary(name: str) -> str:
+    """``prometheus`` or ``promtool`` (Debian's ``prometheus`` package ships both): skipped, saying why, without
+    it — but a failure under CI, which installs it."""
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {name} is not installed (Debian's prometheus package)", pytrace=False)
+        pytest.skip(reason=f"{name} is not installed here (apt-get install prometheus)")
+    return found
+
 
 # docker-compose.yml's clusters: Prometheus scrapes each replica twice (app :8000, master :8001).
 CLUSTER_JOBS = ("api", "auth", "router", "shard-a", "shard-b")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from infra.local.processes import wait_until
 from infra.local.restarts import RestartPolicy
 from infra.paths import REPO  # REPO: the checkout the CLI runs from
 from tests.support.haproxy import require_haproxy
+from tests.support.prometheus import require_prometheus_binary
 
 CLI_TIMEOUT = 120  # `up -d` waits for the stack; `down` for the api to drain
 
@@ -638,11 +638,7 @@ def test_full_stack_internal_paths_are_refused_by_the_balancer_and_served_by_eac
 
 def test_full_stack_prometheus_config_lets_debians_prometheus_scrape_every_component(full_stack, tmp_path):
     """`scalecube prometheus-config`, then Debian's Prometheus on it: every cluster (both ports) and the balancer up."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but Debian's prometheus is not installed", pytrace=False)
-        pytest.skip("Debian's prometheus is not installed here (apt-get install prometheus)")
+    binary = require_prometheus_binary("prometheus")
     written = full_stack.cli("prometheus-config")
     assert written.returncode == 0, written.stdout + written.stderr
     port = free_port()
