@@ -145,7 +145,8 @@ class AirgapBuilder:
             finally:
                 tar.wait()
 
-    def derived_image(self, tag: str, dockerfile: str) -> None:
+    def derived_image(self, tag: str, dockerfile: str, context: Path = DOCKER_DIR / "airgap") -> None:
+        """``infra/docker/airgap/DOCKERFILE`` built on the base with no network, from ``context``."""
         self.report(f"{tag}: docker build from {BASE_IMAGE}")
         run(
             [
@@ -160,7 +161,7 @@ class AirgapBuilder:
                 tag,
                 "-f",
                 str(DOCKER_DIR / "airgap" / dockerfile),
-                str(DOCKER_DIR / "airgap"),
+                str(context),
             ]
         )
 
@@ -180,22 +181,7 @@ class AirgapBuilder:
             for relative in PROMETHEUS_PRUNE:
                 path = context / relative
                 path.unlink() if path.is_file() else shutil.rmtree(path, ignore_errors=True)
-            run(
-                [
-                    "docker",
-                    "build",
-                    "--quiet",
-                    "--network",
-                    "none",
-                    "--build-arg",
-                    f"BASE_IMAGE={BASE_IMAGE}",
-                    "-t",
-                    PROMETHEUS_IMAGE,
-                    "-f",
-                    str(DOCKER_DIR / "airgap" / "prometheus.Dockerfile"),
-                    str(context),
-                ]
-            )
+            self.derived_image(PROMETHEUS_IMAGE, "prometheus.Dockerfile", context)
 
     def base_python(self) -> str:
         out = run(
