@@ -19,11 +19,12 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The two groups apart: everything but Docker (no engine needed), and the Docker group alone.
-# The local group runs in LOCAL_WORKERS pytest-xdist processes (each its own Redis, ports, tmp dirs);
-# LOCAL_WORKERS=0 runs it in one process, as `make test` does.
-LOCAL_WORKERS ?= 2
+# The local group runs in LOCAL_WORKERS pytest-xdist processes (each its own Redis, ports, tmp dirs), the slow
+# tests first and idle workers taking queued tests from busy ones (worksteal); LOCAL_WORKERS=0 runs it in one
+# process, as `make test` does.
+LOCAL_WORKERS ?= 3
 test-local: venv
-	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-docker: venv
 	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)

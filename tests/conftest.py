@@ -38,11 +38,18 @@ def redis_url(redis_server: RedisServer) -> str:
 _DOCKER_TESTS = "tests/infra/docker/"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow Docker group: everything under tests/infra/docker, and any test that starts a container."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow Docker group: everything under tests/infra/docker, and any test that starts a container.
+
+    In an xdist worker (``make test-local``), the ``slow`` tests go first: a run's wall time is that of its
+    busiest worker, and a minute-long demo smoke picked up last leaves the other workers idle while it runs.
+    Every worker sorts the same collection the same way (xdist requires it); a plain run keeps the file order.
+    """
     for item in items:
         if _DOCKER_TESTS in item.nodeid or "sleeper" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture
