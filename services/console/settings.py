@@ -10,8 +10,6 @@ from pydantic import Field, PositiveFloat, SecretStr
 
 from services.common.settings import ServiceSettings
 
-DEFAULT_PORT = 8090  # compose publishes it on 127.0.0.1:${CONSOLE_PORT:-8090}
-
 
 class ConsoleSettings(ServiceSettings):
     # PROMETHEUS_URL: where the rates, latencies and targets come from (its HTTP API, the recording rules).
