@@ -76,7 +76,8 @@ Say = Callable[[str], None]
 
 
 class Backend(Protocol):
-    """The stack the console shows and acts on: compose through the Docker SDK (``DockerBackend``)."""
+    """The stack the console shows and acts on: compose through the Docker SDK (``DockerBackend``), or the
+    local stack's processes through their state and signals (``LocalBackend``)."""
 
     def topology(self) -> dict[str, object]: ...
 

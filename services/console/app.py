@@ -30,6 +30,7 @@ from services.common.errors import error_responses
 from services.console import panels
 from services.console.access import BasicAuthMiddleware
 from services.console.actions import (
+    Backend,
     KillContainer,
     KillWorker,
     RollingRestart,
@@ -40,6 +41,7 @@ from services.console.actions import (
     StopSwarm,
 )
 from services.console.docker_backend import DockerBackend
+from services.console.local_backend import LocalBackend
 from services.console.locust import Locust
 from services.console.prometheus import Prometheus
 from services.console.settings import ConsoleSettings
@@ -56,19 +58,26 @@ timeline = Timeline()
 runner = Runner(timeline)
 
 
+def make_backend() -> Backend:
+    if settings.console_backend == "local":
+        return LocalBackend(settings.console_state_dir, timeout=settings.console_action_timeout)
+    return DockerBackend(settings.compose_project, timeout=settings.console_action_timeout)
+
+
 class Topology:
-    """The engine's containers, read at most once per CONSOLE_TOPOLOGY_TTL however many pages poll."""
+    """The stack's containers (or local processes), read at most once per CONSOLE_TOPOLOGY_TTL however many
+    pages poll."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._backend: DockerBackend | None = None
+        self._backend: Backend | None = None
         self._read: tuple[float, dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
 
     @property
-    def backend(self) -> DockerBackend:
+    def backend(self) -> Backend:
         if self._backend is None:  # the engine may come after the console: connect on first use
-            self._backend = DockerBackend(settings.compose_project, timeout=settings.console_action_timeout)
+            self._backend = make_backend()
         return self._backend
 
     async def read(self) -> dict[str, Any]:
@@ -81,7 +90,7 @@ class Topology:
 topology = Topology(settings.console_topology_ttl)
 
 
-async def _docker_ready() -> bool:
+async def _backend_ready() -> bool:
     await topology.read()
     return True
 
@@ -95,7 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await shared.close()
 
 
-app = create_service_app("console", settings, readiness={"docker": _docker_ready}, lifespan=lifespan)
+app = create_service_app("console", settings, readiness={settings.console_backend: _backend_ready}, lifespan=lifespan)
 password = settings.console_password.get_secret_value() if settings.console_password else None
 app.add_middleware(BasicAuthMiddleware, password=password)  # outermost: nothing answers before it
 app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -118,6 +118,7 @@ class DockerBackend:
                     "uptime_s": round(now - started, 1) if started and c.status == "running" else None,
                     "restarts": int(c.attrs.get("RestartCount", 0)),
                     "ip": ip_address(c),
+                    "instance": ip_address(c),  # Prometheus's `instance` label for it: its address
                 }
             )
         return {"kind": "compose", "project": self.project, "containers": rows}

@@ -6,6 +6,8 @@ counts what the api stores; the rest is what the console reads from or acts on.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, PositiveFloat, SecretStr
 
 from services.common.settings import ServiceSettings
@@ -18,6 +20,11 @@ class ConsoleSettings(ServiceSettings):
     router_url: str = "http://router:8000"
     # LOCUST_URL: Locust's web UI, whose HTTP API (/swarm, /stop, /stats/requests) starts and stops swarms.
     locust_url: str = "http://locust:8089"
+    # CONSOLE_BACKEND: what the console shows and acts on: the compose stack through the Docker engine's socket
+    # (docker), or the local stack of processes (local: `scalecube status --json`, signals).
+    console_backend: Literal["docker", "local"] = "docker"
+    # CONSOLE_STATE_DIR: the local stack's state dir (`scalecube up --state-dir`); unset, scalecube's default.
+    console_state_dir: str = ""
     # COMPOSE_PROJECT: the compose project whose containers the console shows and acts on; unset, its own
     # (the project label of the container it runs in).
     compose_project: str = ""

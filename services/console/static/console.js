@@ -88,7 +88,7 @@ let lastEvent = 0;
 let lastState = null;
 
 function containerRow(container, metrics) {
-  const key = `${container.service}/${container.ip}`;
+  const key = `${container.service}/${container.instance}`;
   const inst = metrics?.instances ?? {};
   const running = container.state === "running";
   const level = !running ? "down" : container.health === "starting" ? "starting" : container.health === "unhealthy" ? "down" : "up";
@@ -110,14 +110,14 @@ function containerRow(container, metrics) {
       el("span", { class: "num" }, `p50 ${fmt(ms(inst.p50?.[key]))} · p95 ${fmt(ms(inst.p95?.[key]))} · p99 ${fmt(ms(inst.p99?.[key]))} ms`),
       el("span", { class: "num" }, `5xx ${fmt((inst.errors?.[key] ?? 0) * 100)} %`),
     );
-    const workers = Object.keys(metrics?.workers?.inflight ?? {})
-      .filter((k) => k.startsWith(key + "/"))
-      .map((k) => k.slice(key.length + 1))
-      .sort((a, b) => Number(a) - Number(b));
+    // Every worker its master keeps: from Prometheus (the master's series), or the backend's own status.
+    const slots = new Set(Object.keys(metrics?.workers?.inflight ?? {}).filter((k) => k.startsWith(key + "/")).map((k) => k.slice(key.length + 1)));
+    for (const w of container.workers ?? []) slots.add(String(w.slot));
+    const workers = [...slots].sort((a, b) => Number(a) - Number(b));
     const list = el("div", { class: "workers" });
     for (const slot of workers) {
       const wkey = `${key}/${slot}`;
-      const w = metrics.workers;
+      const w = metrics?.workers ?? {};
       list.append(
         el(
           "span",
@@ -201,7 +201,7 @@ function pushCharts(state) {
   const m = state.metrics;
   if (!m) return;
   const t = state.time;
-  const names = new Map((state.topology?.containers ?? []).map((c) => [`${c.service}/${c.ip}`, c.name]));
+  const names = new Map((state.topology?.containers ?? []).map((c) => [`${c.service}/${c.instance}`, c.name]));
   const rates = {};
   for (const [key, value] of Object.entries(m.instances.rate)) if (key.startsWith("api/")) rates[names.get(key) ?? key] = value;
   if (m.balancer.rate.api !== undefined) rates["balancer → api"] = m.balancer.rate.api;
