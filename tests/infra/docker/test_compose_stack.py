@@ -397,6 +397,10 @@ def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
         assert "fails" not in verdicts.values() and "holds" in verdicts.values(), (name, verdicts)
         if name in DOCKER_CLAIMS:
             assert verdicts[DOCKER_CLAIMS[name]] == "holds", (name, verdicts)
+    # Each report links to the console's and Prometheus's live views of the same stack.
+    cloning = (tmp_path / "cloning" / "report.html").read_text()
+    assert f"http://127.0.0.1:{stack.env['CONSOLE_PORT']}/#charts-panel" in cloning
+    assert f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}/graph?" in cloning
     # Put back as found: 3 api containers, 1 auth, every one serving; nothing left paused.
     assert len(stack.containers("api")) == 3 and len(stack.containers("auth")) == 1
     assert not [
