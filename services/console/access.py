@@ -1,4 +1,4 @@
-"""HTTP basic auth (user ``admin``, CONSOLE_PASSWORD) in front of every page and call but the probes.
+"""HTTP basic auth (user ``admin``, CONSOLE_PASSWORD) in front of every page and call but the probes and /metrics.
 
 The console acts on the stack (it holds the Docker socket): published, it asks for the password; the
 comparison is constant-time. Without a password configured it lets everything through (loopback only).
@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 USER = "admin"
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# The probes, and /metrics for Prometheus (request counts of the console itself; no secret in them).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class BasicAuthMiddleware:

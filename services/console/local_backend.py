@@ -76,7 +76,7 @@ class LocalBackend:
             rows.append(
                 {
                     "service": service_of(name),
-                    "number": int(number.group(1)) if number else 1,
+                    "number": int(number.group(1)) if number else 0,
                     "name": name,
                     "id": f"pid {c.get('pid')}",
                     "state": state,

@@ -87,6 +87,9 @@ const charts = {
 let lastEvent = 0;
 let lastState = null;
 
+// api-2 rather than scalecube-api-2: the project's prefix is in the header (the full name in the tooltip).
+const shortName = (c) => (c.number ? `${c.service}-${c.number}` : c.service);
+
 function containerRow(container, metrics) {
   const key = `${container.service}/${container.instance}`;
   const inst = metrics?.instances ?? {};
@@ -96,7 +99,7 @@ function containerRow(container, metrics) {
   const row = el(
     "div",
     { class: `container ${level}`, "data-testid": "container", "data-service": container.service, "data-name": container.name, "data-state": container.state, "data-health": container.health, "data-restarts": String(container.restarts) },
-    el("strong", {}, container.name),
+    el("strong", { title: container.name }, shortName(container)),
     el("span", { class: `badge ${container.state}` }, container.state),
     container.health !== "-" ? el("span", { class: `badge ${container.health}` }, container.health) : null,
     el("span", { title: "uptime" }, `up ${duration(container.uptime_s)}`),
@@ -201,7 +204,7 @@ function pushCharts(state) {
   const m = state.metrics;
   if (!m) return;
   const t = state.time;
-  const names = new Map((state.topology?.containers ?? []).map((c) => [`${c.service}/${c.instance}`, c.name]));
+  const names = new Map((state.topology?.containers ?? []).map((c) => [`${c.service}/${c.instance}`, shortName(c)]));
   const rates = {};
   for (const [key, value] of Object.entries(m.instances.rate)) if (key.startsWith("api/")) rates[names.get(key) ?? key] = value;
   if (m.balancer.rate.api !== undefined) rates["balancer → api"] = m.balancer.rate.api;

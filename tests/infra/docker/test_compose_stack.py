@@ -452,6 +452,16 @@ def _rates_add_up(console) -> tuple[list[float], float] | None:
     return None
 
 
+def _every_target_up(prometheus: PrometheusApi, timeout: float) -> None:
+    deadline, down = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        down = [t for t in prometheus.targets() if t.health != "up"]
+        if not down:
+            return
+        time.sleep(1)
+    raise AssertionError(f"Prometheus targets not up {timeout:g} s after the scale: {down}")
+
+
 @pytest.mark.timeout(300)
 def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
     from tests.support.browser import console_page, require_chromium
@@ -481,12 +491,7 @@ def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
             console.screenshot("scaled-to-5")
             api = {ip_address(c) for c in stack.containers("api")}
             wait_until(lambda: prometheus.instances("api") == api, 60, interval=1, what="Prometheus scraping 5 api")
-            wait_until(
-                lambda: not [t for t in prometheus.targets() if t.health != "up"],
-                30,
-                interval=1,
-                what="every Prometheus target up after the scale",
-            )
+            _every_target_up(prometheus, timeout=30)
 
             # Kill a container: the page shows it down or restarted, then up; the timeline has both.
             victim = console.containers("api")[0]

@@ -94,10 +94,11 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_with_a_password_everything_but_the_probes_asks_for_it() -> None:
-    inner = Starlette(routes=[Route(p, lambda r: PlainTextResponse("ok")) for p in ("/", "/healthz", "/api/state")])
+def test_with_a_password_everything_but_the_probes_and_metrics_asks_for_it() -> None:
+    paths = ("/", "/healthz", "/readyz", "/metrics", "/api/state")
+    inner = Starlette(routes=[Route(p, lambda r: PlainTextResponse("ok")) for p in paths])
     guarded = TestClient(BasicAuthMiddleware(inner, password="a-long-enough-password"))
-    assert guarded.get("/healthz").status_code == 200
+    assert all(guarded.get(path).status_code == 200 for path in ("/healthz", "/readyz", "/metrics"))
     for headers in (
         {},
         _basic("admin", "wrong"),
