@@ -7,7 +7,8 @@ COMPOSE_PROJECT says another). The actions:
   labels, mounts, network aliases, healthcheck and hardening, as compose made it), numbered after the
   highest; fewer are stopped (the master drains) and removed, highest numbers first — what compose's
   ``--scale`` does, and compose keeps treating them as its own;
-- kill a container: SIGKILL, after which the engine's restart policy (``unless-stopped``) brings it back;
+- kill a container: SIGKILL, then a replacement made from its configuration with its number (the engine's
+  restart policy does not restart a container killed through its API);
 - kill one worker: SIGKILL to one worker's pid inside the container (``os.kill`` run by the container's own
   Python; the pid from ``scalecube status --json``, the master's control socket), whose master replaces it;
 - rolling restart: SIGHUP to each container's master in turn (its rolling reload of the workers), the next
@@ -194,21 +195,38 @@ class DockerBackend:
         return self.client.containers.get(created["Id"])
 
     def kill_container(self, action: KillContainer, say: Say) -> str:
+        """SIGKILL, then its replacement: the engine does not restart a container killed through its API (it
+        counts as stopped by hand, whatever the restart policy), so a new one takes its number and name, made
+        from its own configuration — what ``docker compose up`` would do — unless the engine restarted it first."""
         victim = self._container(action.container)
         if victim.status != "running":
             raise ActionFailed(f"{victim.name} is {victim.status}, not running")
         restarts, service = int(victim.attrs.get("RestartCount", 0)), victim.labels.get(SERVICE_LABEL, "?")
         started = time.monotonic()
-        victim.kill("SIGKILL")  # not its stop signal: the restart policy brings it back (docker stop would not)
+        victim.kill("SIGKILL")
+        victim.reload()
+        say(f"{victim.name} killed (SIGKILL): {victim.status}")
+        try:
+            self._wait(lambda: victim.reload() or victim.status != "running", f"{victim.name} down", timeout=10)
+        except ActionFailed:
+            pass  # already restarted by the engine: the next check sees it
+        victim.reload()
+        if victim.status == "running" and int(victim.attrs.get("RestartCount", 0)) > restarts:
+            replacement = victim
+        else:
+            victim.remove(force=True)
+            replacement = self._clone(victim, _number(victim))
+            say(f"replacement {replacement.name} ({replacement.id[:12]}) created")
 
-        def replaced() -> bool:
-            victim.reload()
-            back = int(victim.attrs.get("RestartCount", 0)) > restarts and victim.status == "running"
-            return back and health(victim) in ("healthy", "-")
+        def up() -> bool:
+            replacement.reload()
+            return replacement.status == "running" and health(replacement) in ("healthy", "-")
 
-        say(f"{victim.name} killed (SIGKILL); down until the engine restarts it")
-        self._wait(replaced, f"{victim.name} back up")
-        return f"{victim.name} ({service}) replaced: running and healthy again after {time.monotonic() - started:.1f} s"
+        self._wait(up, f"{replacement.name} running and healthy")
+        return (
+            f"{victim.name} ({service}) replaced by {replacement.id[:12]}: running and healthy "
+            f"{time.monotonic() - started:.1f} s after the kill"
+        )
 
     def _workers(self, container: Container) -> list[dict[str, Any]]:
         """The workers its master reports on its control socket (``scalecube status --json``)."""

@@ -69,7 +69,7 @@ class ConsolePage:
         return self.page.eval_on_selector_all(
             f'[data-testid="container"][data-service="{service}"]',
             """rows => rows.map(r => ({
-                name: r.dataset.name, state: r.dataset.state, health: r.dataset.health,
+                name: r.dataset.name, id: r.dataset.id, state: r.dataset.state, health: r.dataset.health,
                 restarts: Number(r.dataset.restarts),
                 rate: Number(r.querySelector('[data-testid="container-rate"]')?.dataset.rate ?? 'NaN'),
                 workers: [...r.querySelectorAll('[data-testid="worker"]')].map(w => Number(w.dataset.rate)),

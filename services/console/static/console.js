@@ -98,7 +98,7 @@ function containerRow(container, metrics) {
   const isCluster = CLUSTER_SERVICES.includes(container.service);
   const row = el(
     "div",
-    { class: `container ${level}`, "data-testid": "container", "data-service": container.service, "data-name": container.name, "data-state": container.state, "data-health": container.health, "data-restarts": String(container.restarts) },
+    { class: `container ${level}`, "data-testid": "container", "data-service": container.service, "data-name": container.name, "data-id": container.id, "data-state": container.state, "data-health": container.health, "data-restarts": String(container.restarts) },
     el("strong", { title: container.name }, shortName(container)),
     el("span", { class: `badge ${container.state}` }, container.state),
     container.health !== "-" ? el("span", { class: `badge ${container.health}` }, container.health) : null,
