@@ -517,6 +517,18 @@ def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
             )
             assert back["state"] == "running" and len(console.containers("api")) == 5
             console.screenshot("after-kill")
+
+            # One worker killed (its master replaces it), auth's workers reloaded (SIGHUP), a shard's Redis stopped
+            # for 2 s and started again: each measured in the timeline.
+            console.act("kill-worker", container=back["name"])
+            console.act("rolling-restart", service="auth")
+            console.act("stop-redis", service="shard-b-redis", seconds="2")
+            for effect in (f"of {back['name']} replaced by pid", "1 auth containers reloaded", "was down 2 s"):
+                console.wait(
+                    lambda: [e for e in console.events() if e["kind"] in ("effect", "failed") and effect in e["text"]],
+                    90,
+                    f"'{effect}' in the timeline",
+                )
         finally:
             console.act("swarm-stop")
         # Back to 3 through the page: the two highest stop (draining) and go.

@@ -936,6 +936,14 @@ def test_the_console_shows_the_local_stack_and_acts_on_it_by_signals(supervised_
                 "api-2 restarted by the supervisor, in the timeline",
             )
             console.wait(lambda: next(c for c in console.containers("api") if c["name"] == "api-2")["restarts"], 10, "")
+            console.act("rolling-restart", service="api")  # SIGHUP to each master in turn
+            console.act("stop-redis", service="redis", seconds="1")  # SIGSTOP, then SIGCONT
+            for effect in ("2 api clusters reloaded", "redis was stopped 1 s"):
+                console.wait(
+                    lambda: [e for e in console.events() if e["kind"] in ("effect", "failed") and effect in e["text"]],
+                    RESTART_TIMEOUT,
+                    f"'{effect}' in the timeline",
+                )
             console.screenshot("local")
             assert [e["text"] for e in console.events() if "killed" in e["text"]], console.events()
             assert not [e for e in console.events() if e["kind"] == "failed"], console.events()
