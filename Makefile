@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test test-local test-docker up down status bench lock clean k8s-secrets
+.PHONY: venv test test-local test-docker up down status bench lock clean k8s-secrets vendor-console
 
 venv: $(STAMP)
 
@@ -49,6 +49,15 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o infra/docker/service.lock
 	$(BIN)/uv pip compile pyproject.toml --extra load --universal --python-version 3.11 --generate-hashes -o infra/docker/locust.lock
+
+# The console's chart library from npm (needs network): the version services/console/package-lock.json pins, its
+# integrity checked by npm ci; the dist files and their sums are committed, so no build fetches anything.
+CONSOLE := services/console
+vendor-console:
+	cd $(CONSOLE) && npm ci --ignore-scripts --no-audit --no-fund
+	cp $(CONSOLE)/node_modules/uplot/dist/uPlot.iife.min.js $(CONSOLE)/node_modules/uplot/dist/uPlot.min.css $(CONSOLE)/static/vendor/
+	cd $(CONSOLE)/static/vendor && { echo "# uplot $$(node -p "require('../../package-lock.json').packages['node_modules/uplot'].version") $$(node -p "require('../../package-lock.json').packages['node_modules/uplot'].integrity")"; sha256sum uPlot.iife.min.js uPlot.min.css; } > SHA256SUMS
+	rm -rf $(CONSOLE)/node_modules
 
 # infra/k8s/secrets.env (gitignored): random secrets for `kubectl apply -k infra/k8s`; keeps the ones already there.
 k8s-secrets: venv

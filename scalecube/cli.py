@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -382,6 +383,41 @@ def prometheus_config(state_dir: StateDirOption = None) -> None:
         f"run: prometheus --config.file {path} --storage.tsdb.path {folder / 'prometheus-data'} "
         "--web.listen-address 127.0.0.1:9090"
     )
+
+
+@app.command()
+def console(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="where the console listens, on 127.0.0.1")] = 8090,
+    prometheus: Annotated[
+        str, typer.Option(help="Prometheus's URL (run it against `scalecube prometheus-config`'s file)")
+    ] = "http://127.0.0.1:9090",
+    locust: Annotated[str, typer.Option(help="a Locust web UI's URL, for the swarm actions")] = "http://127.0.0.1:8089",
+    state_dir: StateDirOption = None,
+) -> None:
+    """The console for the local stack (`scalecube up -d`): its topology, live rates from Prometheus, and actions by
+    signals, on http://127.0.0.1:PORT (loopback only, so no password). The compose stack runs its own console."""
+    from infra.local.state import StateFile
+
+    folder = _state_dir(state_dir)
+    state = StateFile(folder).read()
+    if state is None or not state.components:
+        typer.echo(f"no local stack in {folder} (scalecube up -d first)", err=True)
+        raise typer.Exit(1)
+    urls = {c["name"]: c.get("url", "") for c in state.components}
+    env = {
+        **os.environ,
+        "CONSOLE_BACKEND": "local",
+        "CONSOLE_STATE_DIR": str(folder),
+        "PROMETHEUS_URL": prometheus,
+        "LOCUST_URL": locust,
+        "REDIS_URL": urls.get("redis") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "ROUTER_URL": urls.get("router") or "http://127.0.0.1:1",  # no router in the stack: the panel says down
+    }
+    env.pop("CONSOLE_PASSWORD", None)  # loopback only
+    argv = [sys.executable, "-m", "scalecube", "serve", "services.console.app:app"]
+    argv += ["--workers", "1", "--host", "127.0.0.1", "--port", str(port), "--health-port", "0"]
+    typer.echo(f"console: http://127.0.0.1:{port} (the local stack in {folder})")
+    os.execve(sys.executable, argv, env)  # the console's master in this process's place: signals reach it
 
 
 @app.command()

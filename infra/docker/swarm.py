@@ -8,7 +8,9 @@ refuses or ignores — nothing that changes what runs:
   (``deploy.restart_policy``); the services' health checks and retries cover the order;
 - ``build``, ``restart``, ``init``, ``name``, ``x-*``: build the images first; Swarm restarts by policy;
 - ``tmpfs``: becomes a tmpfs mount;
-- a published port's ``host_ip``: Swarm publishes on every interface.
+- a published port's ``host_ip``: Swarm publishes on every interface;
+- the ``console`` service (``COMPOSE_ONLY``): it holds the engine's socket, which Swarm would publish on every
+  interface, and it finds its containers by compose's labels, which Swarm's tasks do not carry.
 
 Every service gets ``endpoint_mode: dnsrr`` and every published port ``mode: host``: a name resolves
 to every task's address, as with compose (so HAProxy's ``server-template`` sees each api replica), and
@@ -26,12 +28,15 @@ from infra.docker.compose import Compose
 from infra.docker.engine import DockerError
 
 DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy")
+COMPOSE_ONLY = frozenset({"console"})
 
 
 def swarm_stack(config: dict[str, Any]) -> dict[str, Any]:
     """``docker compose config``'s JSON, made acceptable to ``docker stack deploy``."""
     services = {}
     for name, service in config["services"].items():
+        if name in COMPOSE_ONLY:
+            continue
         service = {
             key: value for key, value in service.items() if key not in DROPPED_SERVICE_KEYS and value is not None
         }

@@ -155,3 +155,31 @@ class DockerStack:
             if len(self.containers(service)) != found:
                 self.say(f"{service}: back to the {found} container(s) the demo found")
                 scale(self.project, service, found, timeout=SCALE_TIMEOUT)
+
+
+# The views of the same metrics while the stack runs: the console's charts, and Prometheus's per-container rates.
+LIVE_VIEWS = {
+    "console": ("console", "8000/tcp", "/#charts-panel"),
+    "Prometheus": (
+        "prometheus",
+        "9090/tcp",
+        "/graph?g0.expr=instance%3Ahttp_requests%3Arate1m&g0.tab=0&g0.range_input=15m",
+    ),
+}
+
+
+def live_views(project_name: str) -> dict[str, str]:
+    """Each live view the compose project publishes on this host (name -> URL): what a demo's report links to;
+    none when the engine does not answer."""
+    views = {}
+    try:
+        project = Project.connect(REPO, project_name)
+        for name, (service, port, path) in LIVE_VIEWS.items():
+            for container in project.containers(service):
+                for binding in container.ports.get(port) or []:
+                    host = binding.get("HostIp") or "127.0.0.1"
+                    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+                    views[name] = f"http://{host}:{binding['HostPort']}{path}"
+    except DockerError:
+        return {}
+    return views

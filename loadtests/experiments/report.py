@@ -288,6 +288,14 @@ def _charts_html(report: DemoReport) -> str:
     return "\n".join(parts)
 
 
+def _live_html(live: dict[str, str]) -> str:
+    """Links to the live views of the stack the demo ran against (while it still runs)."""
+    if not live:
+        return ""
+    links = ", ".join(f"<a href='{escape(url)}'>{escape(name)}</a>" for name, url in live.items())
+    return f"<p class='note'>The same metrics, live while the stack runs: {links}</p>"
+
+
 def render_html(report: DemoReport) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in report.settings.items())
     notes = "".join(f"<li>{escape(note)}</li>" for note in [*report.notes, f"outcome: {report.outcome}"])
@@ -300,6 +308,7 @@ def render_html(report: DemoReport) -> str:
     body = (
         f"<h1>{escape(report.title)}</h1><p><b>The guides:</b> {escape(report.guide_claim)}</p>"
         f"<p class='note'>scalecube demo {escape(report.name)} — {escape(report.started)} — {escape(settings)}</p>"
+        f"{_live_html(report.live)}"
         f"<h2>Claims</h2>{_claims_html(report.claims)}<h2>Phases</h2>{_phases_html(report.phases)}"
         f"{''.join(_table_html(table) for table in report.tables)}"
         f"{'<ul>' + notes + '</ul>' if notes else ''}{_charts_html(report)}"

@@ -58,6 +58,8 @@ class DemoReport:
     # bar charts of the demo's own, in report.html: title -> (label, value) bars, e.g. computations per phase
     bars: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     started: str = ""
+    # views of the same metrics while the stack runs (name -> URL): the console's, Prometheus's (--docker)
+    live: dict[str, str] = field(default_factory=dict)
     refused: str = ""  # why the demo could not run at all (``demo all`` goes on with the next one): exit 2
 
     @property

@@ -14,6 +14,7 @@ from loadtests.experiments import report as render
 from loadtests.experiments.claims import Verdict
 from loadtests.experiments.context import DemoContext, DemoOptions
 from loadtests.experiments.demos import DEMOS, runner
+from loadtests.experiments.docker_stack import live_views
 from loadtests.experiments.locust_runner import LocustError
 from loadtests.experiments.results import DemoReport
 
@@ -30,6 +31,8 @@ def run_demo(name: str, options: DemoOptions, *, out: Console, err: Console) -> 
     ctx = DemoContext(name, options, err=err)
     report = runner(name)(ctx)
     report.started = ctx.started.isoformat(timespec="seconds")
+    if ctx.docker_project:
+        report.live = live_views(ctx.docker_project)
     render.render_table(report, out)
     render.write_csv(report, ctx.out)
     html = render.write_html(report, ctx.out)

@@ -81,6 +81,10 @@ class ComposeStack:
         return f"http://127.0.0.1:{self.env['PROMETHEUS_PORT']}"
 
     @property
+    def console_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['CONSOLE_PORT']}"
+
+    @property
     def admin_auth(self) -> httpx.BasicAuth:
         return httpx.BasicAuth("admin", self.env["LB_ADMIN_PASSWORD"])
 
@@ -135,6 +139,7 @@ def compose_stack(
         "LOCUST_PORT": free_port(),
         "PYTHON_LB_PORT": free_port(),
         "PROMETHEUS_PORT": free_port(),
+        "CONSOLE_PORT": free_port(),
     }
     # LB_ADMIN_PASSWORD: the balancers' stats/admin port (user admin); HAProxy refuses to start without one.
     full_env = {

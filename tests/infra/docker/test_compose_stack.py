@@ -170,7 +170,10 @@ def test_every_container_drops_every_capability_and_gains_no_privilege(stack):
                 "0000000000000000",
                 "1",
             ), name
-            assert status["Uid"].split()[1] != "0", f"{name} runs as root"
+            # The console alone is root (with no capability): it opens the engine's socket, root's and 0660, which
+            # root owning it opens with none; any user that could open it would hold the engine all the same.
+            if container.labels["com.docker.compose.service"] != "console":
+                assert status["Uid"].split()[1] != "0", f"{name} runs as root"
 
 
 def test_splitting_and_decomposing_through_the_balancer(stack):
@@ -394,6 +397,10 @@ def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
         assert "fails" not in verdicts.values() and "holds" in verdicts.values(), (name, verdicts)
         if name in DOCKER_CLAIMS:
             assert verdicts[DOCKER_CLAIMS[name]] == "holds", (name, verdicts)
+    # Each report links to the console's and Prometheus's live views of the same stack.
+    cloning = (tmp_path / "cloning" / "report.html").read_text()
+    assert f"http://127.0.0.1:{stack.env['CONSOLE_PORT']}/#charts-panel" in cloning
+    assert f"http://127.0.0.1:{stack.env['PROMETHEUS_PORT']}/graph?" in cloning
     # Put back as found: 3 api containers, 1 auth, every one serving; nothing left paused.
     assert len(stack.containers("api")) == 3 and len(stack.containers("auth")) == 1
     assert not [
@@ -426,3 +433,113 @@ def test_locust_web_ui_swarms_every_class_with_no_failure(stack):
     assert swarm.failures == 0, swarm.explain()
     assert swarm.silent(ALL_CLASSES) == {}, swarm.explain()  # each class's endpoints got requests
     assert swarm.requests("/auth/register") > 0  # the session users registered: the api checks passwords at auth
+
+
+# -- The console, in a real browser (Debian's chromium driven by Playwright) ------------------------------------------
+# A person's view of the stack: the page at CONSOLE_PORT (user admin, the LB_ADMIN_PASSWORD secret) under a Locust
+# swarm started from the page, then the page's own actions, each confirmed and logged with its effect. Screenshots
+# go to tests/artifacts/console/. Puts the stack back as found: 3 api containers, no swarm.
+
+CONSOLE_SCALE_SECONDS = 20  # "scale to 5" shows 5 api containers within this
+
+
+def _rates_add_up(console) -> tuple[list[float], float] | None:
+    """Every api container's rate non-zero, and their sum within 10 % of the balancer's rate to the api."""
+    rates = [c["rate"] for c in console.containers("api")]
+    balancer = console.balancer_rate()
+    if len(rates) == 3 and all(r > 0 for r in rates) and balancer > 0 and abs(sum(rates) - balancer) <= 0.1 * balancer:
+        return rates, balancer
+    return None
+
+
+def _every_target_up(prometheus: PrometheusApi, timeout: float) -> None:
+    deadline, down = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        down = [t for t in prometheus.targets() if t.health != "up"]
+        if not down:
+            return
+        time.sleep(1)
+    raise AssertionError(f"Prometheus targets not up {timeout:g} s after the scale: {down}")
+
+
+@pytest.mark.timeout(300)
+def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
+    from tests.support.browser import console_page, require_chromium
+
+    require_chromium()
+    prometheus = PrometheusApi(stack.prometheus_url)
+    with console_page(stack.console_url, "compose", password=stack.env["LB_ADMIN_PASSWORD"]) as console:
+        # The topology: 3 api containers, each with its workers (every worker its master keeps).
+        apis = console.wait(lambda: len(console.containers("api")) == 3 and console.containers("api"), 60, "3 api")
+        assert all(c["workers"] for c in apis), apis
+        assert {c["name"] for c in apis} == {c.name for c in stack.containers("api")}
+
+        # Under a Locust swarm started from the page: non-zero rate on each container, summing to the balancer's.
+        console.act("swarm-start", user_class="CloningUser", users="10", spawn_rate="10")
+        try:
+            rates, balancer = console.wait(lambda: _rates_add_up(console), 90, "the api rates adding up to the lb's")
+            console.screenshot("under-load")
+
+            # Scale to 5: five api containers on the page within 20 s, then healthy (the timeline's effect).
+            console.act("scale", service="api", count="5")
+            console.wait(lambda: len(console.containers("api")) == 5, CONSOLE_SCALE_SECONDS, "5 api containers")
+            console.wait(
+                lambda: [e for e in console.events() if e["kind"] == "effect" and "5 api containers" in e["text"]],
+                120,
+                "the scale's effect in the timeline",
+            )
+            console.screenshot("scaled-to-5")
+            api = {ip_address(c) for c in stack.containers("api")}
+            wait_until(lambda: prometheus.instances("api") == api, 60, interval=1, what="Prometheus scraping 5 api")
+            _every_target_up(prometheus, timeout=30)
+
+            # Kill a container: the page shows it down, then its replacement up; the timeline has both.
+            victim = console.containers("api")[0]
+            console.act("kill-container", container=victim["name"])
+            console.wait(
+                lambda: [e for e in console.events() if e["kind"] == "effect" and victim["name"] in e["text"]],
+                120,
+                f"{victim['name']} replaced, in the timeline",
+            )
+            killed = [e["text"] for e in console.events() if "killed" in e["text"] and victim["name"] in e["text"]]
+            assert killed, console.events()
+            back = console.wait(
+                lambda: next(
+                    (
+                        c
+                        for c in console.containers("api")
+                        if c["name"] == victim["name"] and (c["id"] != victim["id"] or c["restarts"] > 0)
+                    ),
+                    None,
+                ),
+                10,
+                f"{victim['name']} replaced",
+            )
+            assert back["state"] == "running" and len(console.containers("api")) == 5
+            console.screenshot("after-kill")
+
+            # One worker killed (its master replaces it), auth's workers reloaded (SIGHUP), a shard's Redis stopped
+            # for 2 s and started again: each measured in the timeline.
+            console.act("kill-worker", container=back["name"])
+            console.act("rolling-restart", service="auth")
+            console.act("stop-redis", service="shard-b-redis", seconds="2")
+            for effect in (f"of {back['name']} replaced by pid", "1 auth containers reloaded", "was down 2 s"):
+                console.wait(
+                    lambda: [e for e in console.events() if e["kind"] in ("effect", "failed") and effect in e["text"]],
+                    90,
+                    f"'{effect}' in the timeline",
+                )
+        finally:
+            console.act("swarm-stop")
+        # Back to 3 through the page: the two highest stop (draining) and go.
+        console.act("scale", service="api", count="3")
+        console.wait(
+            lambda: [e for e in console.events() if e["kind"] == "effect" and "3 api containers" in e["text"]],
+            120,
+            "the scale back to 3 in the timeline",
+        )
+        failed = [e for e in console.events() if e["kind"] == "failed"]
+        assert not failed, failed
+        assert not console.errors, console.errors
+    stack.wait_served_by(3)
+    assert 0.9 * balancer <= sum(rates) <= 1.1 * balancer  # what the page showed, for the record

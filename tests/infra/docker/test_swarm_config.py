@@ -117,3 +117,9 @@ def test_stack_removal_gives_up_with_docker_s_reason_after_the_timeout():
     with pytest.raises(DockerError, match="active endpoints"):
         swarm.remove(docker, "demo", timeout=10, interval=2, sleep=docker.sleep, clock=lambda: docker.now)
     assert len(docker.calls) == 6 and docker.now == 10  # asked at 0, 2, …, 10; one more wait would pass it
+
+
+def test_the_console_stays_out_of_swarm():
+    """It holds the engine's socket (Swarm would publish it on every interface) and finds compose's labels only."""
+    config = {**CONFIG, "services": {**CONFIG["services"], "console": {"image": "scalecube-service:latest"}}}
+    assert set(swarm_stack(config)["services"]) == {"api", "lb", "redis"}

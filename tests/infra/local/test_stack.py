@@ -898,6 +898,69 @@ def process_group(pgid: int) -> list[int]:
     return members
 
 
+@pytest.mark.timeout(180)
+def test_the_console_shows_the_local_stack_and_acts_on_it_by_signals(supervised_stack):
+    """`scalecube console` on the local stack, in a real browser: both replicas and their workers; killing a worker
+    (its master replaces it) and a replica (the supervisor restarts it), each effect in the timeline."""
+    from tests.support.browser import console_page, require_chromium
+
+    require_chromium()
+    stack, port = supervised_stack, free_port()
+    # No Prometheus here (its own test is the full stack's): the page says so and shows the rest.
+    argv = ["console", "--port", str(port), "--prometheus", f"http://127.0.0.1:{free_port()}"]
+    console_process = subprocess.Popen(
+        [sys.executable, "-m", "scalecube", *argv, "--state-dir", str(stack.state_dir)],
+        cwd=REPO,
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url + "/healthz"), 60, interval=0.5, what="the console to answer")
+        with console_page(url, "local") as console:
+            shown = console.wait(
+                lambda: {c["name"]: c for c in console.containers("api") if c["workers"]} or None, 30, "the replicas"
+            )
+            assert sorted(shown) == SUPERVISED_REPLICAS and all(len(c["workers"]) == 1 for c in shown.values())
+            console.act("kill-worker", container="api-1")
+            console.wait(
+                lambda: [e for e in console.events() if e["kind"] == "effect" and "worker 0 of api-1" in e["text"]],
+                RESTART_TIMEOUT,
+                "the killed worker replaced, in the timeline",
+            )
+            console.act("kill-container", container="api-2")
+            console.wait(
+                lambda: [e for e in console.events() if e["kind"] == "effect" and "api-2 replaced" in e["text"]],
+                RESTART_TIMEOUT,
+                "api-2 restarted by the supervisor, in the timeline",
+            )
+            console.wait(lambda: next(c for c in console.containers("api") if c["name"] == "api-2")["restarts"], 10, "")
+            console.act("rolling-restart", service="api")  # SIGHUP to each master in turn
+            console.act("stop-redis", service="redis", seconds="1")  # SIGSTOP, then SIGCONT
+            for effect in ("2 api clusters reloaded", "redis was stopped 1 s"):
+                console.wait(
+                    lambda: [e for e in console.events() if e["kind"] in ("effect", "failed") and effect in e["text"]],
+                    RESTART_TIMEOUT,
+                    f"'{effect}' in the timeline",
+                )
+            console.screenshot("local")
+            assert [e["text"] for e in console.events() if "killed" in e["text"]], console.events()
+            assert not [e for e in console.events() if e["kind"] == "failed"], console.events()
+            assert not console.errors, console.errors
+    finally:
+        console_process.terminate()
+        console_process.wait(30)
+    wait_until(lambda: balancer_sees_every_replica_up(stack), RESTART_TIMEOUT, interval=1, what="both replicas up")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_a_crash_looping_component_is_given_up_with_why_and_the_rest_keeps_running(supervised_stack):
     # Last of this section: it breaks the stack's Redis for good, then stops the stack.
     stack = supervised_stack

@@ -70,6 +70,19 @@ def test_html_is_self_contained_with_every_chart(cpu_run, refused, tmp_path: Pat
     assert "FAILS" in html and "skipped: needs --docker" in html
 
 
+def test_html_links_the_live_views_only_where_a_stack_gave_them(cpu_run, refused, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    demo = make_report(cpu_run, refused)
+    assert "live while the stack runs" not in report.render_html(demo)
+    demo.live = {
+        "console": "http://127.0.0.1:8090/#charts-panel",
+        "Prometheus": "http://127.0.0.1:9090/graph?g0.expr=up",
+    }
+    html = report.render_html(demo)
+    assert "live while the stack runs" in html
+    assert "<a href='http://127.0.0.1:8090/#charts-panel'>console</a>" in html
+    assert "<a href='http://127.0.0.1:9090/graph?g0.expr=up'>Prometheus</a>" in html
+
+
 def test_index_links_each_report(cpu_run, refused, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     demo = make_report(cpu_run, refused)
     html = report.write_html(demo, tmp_path / "example")

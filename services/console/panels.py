@@ -1,0 +1,69 @@
+"""What the console's panels show, from Prometheus: the recording rules (infra/prometheus/rules.yml) and the
+cluster masters' own series, shaped per service, per container (``instance``: its address) and per worker.
+
+One ``snapshot()`` is one round of instant queries, run together; the page polls it every second and keeps
+the history for its charts itself (the rules' windows are 1 m, the scrapes 5 s apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.console.prometheus import Labels, Prometheus
+
+# name -> PromQL. Rates in requests/s, latencies in seconds, error ratios 0..1.
+QUERIES: dict[str, str] = {
+    "service_rate": "service:http_requests:rate1m",
+    "service_errors": "service:http_requests_errors:ratio_rate1m",
+    "service_p50": "service:http_request_duration_seconds:p50_1m",
+    "service_p95": "service:http_request_duration_seconds:p95_1m",
+    "service_p99": "service:http_request_duration_seconds:p99_1m",
+    "instance_rate": "instance:http_requests:rate1m",
+    "instance_errors": "instance:http_requests_errors:ratio_rate1m",
+    "instance_p50": "instance:http_request_duration_seconds:p50_1m",
+    "instance_p95": "instance:http_request_duration_seconds:p95_1m",
+    "instance_p99": "instance:http_request_duration_seconds:p99_1m",
+    "instance_shed": "instance:scalecube_cluster_shed:rate1m",
+    "worker_rate": "worker:http_requests:rate1m",
+    "worker_p95": "worker:http_request_duration_seconds:p95_1m",
+    # Every worker a master keeps (not only the ones that answered): its slot, in-flight and crash restarts.
+    "worker_inflight": 'scalecube_cluster_worker_inflight{endpoint="master"}',
+    "worker_restarts": 'scalecube_cluster_worker_restarts{endpoint="master"}',
+    # The balancer: requests per second it sent to each backend (HAProxy's exporter), and its 5xx.
+    "balancer_rate": "sum by (proxy) (rate(haproxy_backend_http_requests_total[1m]))",
+    "balancer_5xx": 'sum by (proxy) (rate(haproxy_backend_http_responses_total{code="5xx"}[1m]))',
+    # GET /report's cache: lookups per second and since start, by outcome (hit, stale, waited, computed).
+    "cache_rate": "sum by (outcome) (rate(cache_lookups_total[1m]))",
+    "cache_total": "sum by (outcome) (max by (instance, outcome) (cache_lookups_total))",
+    "up": "up",
+}
+
+
+def _by(series: list[tuple[Labels, float]], *keys: str) -> dict[str, float]:
+    return {"/".join(labels.get(k, "") for k in keys): value for labels, value in series}
+
+
+async def snapshot(prometheus: Prometheus) -> dict[str, Any]:
+    """Every panel's numbers now; keys joined with "/" (``service/instance/worker``)."""
+    names = list(QUERIES)
+    results = await asyncio.gather(*(prometheus.query(QUERIES[name]) for name in names))
+    raw = dict(zip(names, results, strict=True))
+    return {
+        "services": {
+            metric: _by(raw[f"service_{metric}"], "service") for metric in ("rate", "errors", "p50", "p95", "p99")
+        },
+        "instances": {
+            metric: _by(raw[f"instance_{metric}"], "service", "instance")
+            for metric in ("rate", "errors", "p50", "p95", "p99", "shed")
+        },
+        "workers": {
+            "rate": _by(raw["worker_rate"], "service", "instance", "worker"),
+            "p95": _by(raw["worker_p95"], "service", "instance", "worker"),
+            "inflight": _by(raw["worker_inflight"], "service", "instance", "worker"),
+            "restarts": _by(raw["worker_restarts"], "service", "instance", "worker"),
+        },
+        "balancer": {"rate": _by(raw["balancer_rate"], "proxy"), "5xx": _by(raw["balancer_5xx"], "proxy")},
+        "cache": {"rate": _by(raw["cache_rate"], "outcome"), "total": _by(raw["cache_total"], "outcome")},
+        "targets_up": _by(raw["up"], "job", "instance", "endpoint"),
+    }
