@@ -151,6 +151,19 @@ def agreed_primary(
     return named.pop() if len(named) == 1 else None
 
 
+def failover_epoch(sentinels: Sequence[Address], name: str = MASTER_NAME, *, password: str | None = None) -> int | None:
+    """The highest configuration epoch the answering Sentinels know (None: none answers): each failover makes a
+    new one, so its growth across a kill counts the failovers (1 expected; more: one flapped back)."""
+    epochs = []
+    for sentinel in sentinels:
+        try:
+            with _client(sentinel, 0.5, password) as client:
+                epochs.append(int(client.sentinel_master(name).get("config-epoch", 0)))
+        except (redis.RedisError, ValueError):
+            continue
+    return max(epochs) if epochs else None
+
+
 def sentinels_ready(
     sentinels: Sequence[Address], name: str = MASTER_NAME, replicas: int = 1, *, password: str | None = None
 ) -> bool:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from infra.local.sentinel import Address, agreed_primary, ask_sentinels, role_of, sentinels_ready
+from infra.local.sentinel import Address, agreed_primary, ask_sentinels, failover_epoch, role_of, sentinels_ready
 from infra.local.stack import REDIS_TOPOLOGIES
 from loadtests.experiments.faults import ComposeStack, LocalStack
 
@@ -63,6 +63,10 @@ class Watch:
         """The primary every Sentinel names (None while they do not all answer and agree)."""
         named = agreed_primary(self.sentinels(), password=self.password)
         return self.name_of(named) if named else None
+
+    def epoch(self) -> int | None:
+        """The Sentinels' configuration epoch: one more per failover."""
+        return failover_epoch(self.sentinels(), password=self.password)
 
     def replication(self, node: str) -> dict[str, object] | None:
         address = self.nodes().get(node)

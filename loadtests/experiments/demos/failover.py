@@ -78,6 +78,7 @@ class Round:
     killed: str = ""  # the node killed: the primary the Sentinels named (the local component, compose's service)
     action: str = ""  # how it was killed and who restarts it, in words
     new_primary: str | None = None  # the node every Sentinel names afterwards
+    failovers: int | None = None  # the Sentinels' epochs across the round: 1 expected (more: a failover flapped back)
     frozen: str = ""  # the Sentinel frozen (paused) meanwhile
     started: float = 0.0  # the load's events of this round: [started, ended)
     killed_at: float = 0.0
@@ -304,6 +305,7 @@ def _round(
     _wait_successes(load, current.started, 50)  # the routes answering as usual before the fault
     current.killed = stack.watch.settled(RECOVERY_TIMEOUT)
     restarts_before = stack.restarts(current.killed)
+    epoch_before = stack.watch.epoch()
     try:
         if sentinel_down:
             current.frozen = stack.sentinel_names()[0]
@@ -324,12 +326,18 @@ def _round(
     current.sessions_before = len(sessions) + len(under_load)
     current.under_load = len(under_load)
     current.lost = _lost(stack.url, sessions + under_load)
-    # Judged once every Sentinel agrees (bounded): a thawed one names the old primary until it catches up.
+    # Judged once every Sentinel agrees and the old primary follows the one they name (bounded): a thawed
+    # Sentinel names the old primary until it catches up, and a replica may be seen linked a moment later.
     deadline = time.monotonic() + RECOVERY_TIMEOUT
     current.new_primary = stack.watch.agreed()
-    while current.new_primary is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        current.new_primary is None or not stack.watch.follows(current.killed, current.new_primary)
+    ):
         time.sleep(0.2)
         current.new_primary = stack.watch.agreed()
+    epoch_after = stack.watch.epoch()
+    if epoch_before is not None and epoch_after is not None:
+        current.failovers = epoch_after - epoch_before
     info = stack.watch.replication(current.killed) or {}
     restarts_after = stack.restarts(current.killed)
     brought_back = (
@@ -440,6 +448,7 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
             "killed",
             "new primary",
             "sentinel frozen",
+            "failovers",
             "sessions before",
             "lost",
             "unavailable s",
@@ -466,6 +475,7 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
                 current.killed,
                 current.new_primary or "?",
                 current.frozen or "-",
+                "?" if current.failovers is None else str(current.failovers),
                 str(current.sessions_before),
                 str(current.lost),
                 f"{window:.1f}",
@@ -533,7 +543,9 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
                 None,
                 None,
                 claims.Verdict.HOLDS if current.rejoined_ok else claims.Verdict.FAILS,
-                current.rejoined + (f" (new primary {current.new_primary})" if current.new_primary else ""),
+                current.rejoined
+                + (f" (new primary {current.new_primary})" if current.new_primary else "")
+                + ("" if current.failovers in (None, 1) else f"; {current.failovers} failovers in the round"),
             ),
         ]
     report.tables.append(table)
@@ -547,6 +559,8 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
         "The window runs from the SIGKILL to the last failed session request: it holds the Sentinels' "
         "down-after (1 s), the election and the promotion, and the logins refused until the old primary is a "
         "replica again (a login waits for one replica: WAIT 1). GET / needs no Redis.",
+        "failovers: how far the Sentinels' configuration epoch moved across the round — 1 per failover, so more "
+        "than 1 means they failed over again (down-after 1 s: a node that stalls on a loaded machine looks dead).",
         "Round 2 freezes one of the three Sentinels (SIGSTOP; in compose its container paused) before the kill: "
         "the two left make the quorum (2) "
         "and the majority that elects the leader, so the failover is the same.",
