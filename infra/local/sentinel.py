@@ -152,8 +152,9 @@ def agreed_primary(
 
 
 def failover_epoch(sentinels: Sequence[Address], name: str = MASTER_NAME, *, password: str | None = None) -> int | None:
-    """The highest configuration epoch the answering Sentinels know (None: none answers): each failover makes a
-    new one, so its growth across a kill counts the failovers (1 expected; more: one flapped back)."""
+    """The highest configuration epoch the answering Sentinels know (None: none answers). Each leader election a
+    Sentinel starts takes a new one, so its growth across a kill counts the elections tried: 1 for a clean
+    failover; more for a split vote tried again, or a second failover."""
     epochs = []
     for sentinel in sentinels:
         try:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from loadtests.experiments.context import DemoContext
     from loadtests.experiments.docker_stack import DockerStack
 
+HEALTHY_TIMEOUT = 60.0  # Docker's next passing healthcheck (every 5 s), and a restarted node's first, at most
 SETTLE_TIMEOUT = 90.0  # a group that can fail over (replica linked, every Sentinel knowing the others), at most
 NODE_ENV = "REDIS_NODE"  # docker-compose.yml: set on the sessions Redis's data nodes only (x-sessions-redis)
 SENTINELS_ENV = "REDIS_SENTINELS"  # the api's list of Sentinels, host:port,...
@@ -65,7 +66,7 @@ class Watch:
         return self.name_of(named) if named else None
 
     def epoch(self) -> int | None:
-        """The Sentinels' configuration epoch: one more per failover."""
+        """The Sentinels' epoch: one more per leader election they try (a failover, or a split vote retried)."""
         return failover_epoch(self.sentinels(), password=self.password)
 
     def replication(self, node: str) -> dict[str, object] | None:
@@ -253,9 +254,24 @@ class ComposeSentinels:
 
     def restore(self) -> None:
         """As the demo found it: every Sentinel unpaused, every data node running (a killed one started if its
-        policy did not), then (bounded) the group settled again, so what runs next finds it able to fail over."""
+        policy did not), then (bounded) the group settled again, so what runs next finds it able to fail over,
+        and Docker calling each of its containers healthy again (a paused Sentinel missed its healthchecks, a
+        restarted node starts over)."""
+        from infra.docker.engine import DockerError
+        from infra.docker.ops.project import health, wait_for
+
         self.faults.restore([*self.node_services, *self.sentinel_ports])
         try:
             self.watch.settled()
         except RuntimeError as exc:
             self.stack.say(f"the sentinel group did not settle after the demo: {exc}")
+
+        def healthy() -> bool:
+            for container in self.containers.values():
+                container.reload()
+            return all(health(c) in ("healthy", "-") for c in self.containers.values())
+
+        try:
+            wait_for(healthy, HEALTHY_TIMEOUT, "the sentinel group's containers to be healthy again", interval=1.0)
+        except DockerError as exc:
+            self.stack.say(str(exc))

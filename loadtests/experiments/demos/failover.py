@@ -78,7 +78,7 @@ class Round:
     killed: str = ""  # the node killed: the primary the Sentinels named (the local component, compose's service)
     action: str = ""  # how it was killed and who restarts it, in words
     new_primary: str | None = None  # the node every Sentinel names afterwards
-    failovers: int | None = None  # the Sentinels' epochs across the round: 1 expected (more: a failover flapped back)
+    elections: int | None = None  # the Sentinels' epoch across the round: one per leader election they tried
     frozen: str = ""  # the Sentinel frozen (paused) meanwhile
     started: float = 0.0  # the load's events of this round: [started, ended)
     killed_at: float = 0.0
@@ -337,7 +337,7 @@ def _round(
         current.new_primary = stack.watch.agreed()
     epoch_after = stack.watch.epoch()
     if epoch_before is not None and epoch_after is not None:
-        current.failovers = epoch_after - epoch_before
+        current.elections = epoch_after - epoch_before
     info = stack.watch.replication(current.killed) or {}
     restarts_after = stack.restarts(current.killed)
     brought_back = (
@@ -448,7 +448,7 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
             "killed",
             "new primary",
             "sentinel frozen",
-            "failovers",
+            "sentinel elections",
             "sessions before",
             "lost",
             "unavailable s",
@@ -475,7 +475,7 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
                 current.killed,
                 current.new_primary or "?",
                 current.frozen or "-",
-                "?" if current.failovers is None else str(current.failovers),
+                "?" if current.elections is None else str(current.elections),
                 str(current.sessions_before),
                 str(current.lost),
                 f"{window:.1f}",
@@ -545,7 +545,7 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
                 claims.Verdict.HOLDS if current.rejoined_ok else claims.Verdict.FAILS,
                 current.rejoined
                 + (f" (new primary {current.new_primary})" if current.new_primary else "")
-                + ("" if current.failovers in (None, 1) else f"; {current.failovers} failovers in the round"),
+                + ("" if current.elections in (None, 1) else f"; {current.elections} Sentinel elections in the round"),
             ),
         ]
     report.tables.append(table)
@@ -559,8 +559,9 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
         "The window runs from the SIGKILL to the last failed session request: it holds the Sentinels' "
         "down-after (1 s), the election and the promotion, and the logins refused until the old primary is a "
         "replica again (a login waits for one replica: WAIT 1). GET / needs no Redis.",
-        "failovers: how far the Sentinels' configuration epoch moved across the round — 1 per failover, so more "
-        "than 1 means they failed over again (down-after 1 s: a node that stalls on a loaded machine looks dead).",
+        "sentinel elections: how far the Sentinels' epoch moved across the round, one per leader election they "
+        "tried — 1 is a clean failover; more is a split vote tried again (likelier with one Sentinel down) or a "
+        "second failover (down-after 1 s: a node that stalls on a loaded machine looks dead).",
         "Round 2 freezes one of the three Sentinels (SIGSTOP; in compose its container paused) before the kill: "
         "the two left make the quorum (2) "
         "and the majority that elects the leader, so the failover is the same.",
