@@ -192,9 +192,13 @@ def run(ctx: DemoContext) -> DemoReport:
         ]
         return report
     if ctx.docker_project:
+        from docker.errors import DockerException
+
         compose = ComposeSentinels.of(ctx)
         try:
             rounds = _rounds(ctx, report, compose, n_sessions, visitors, auth=compose.auth)
+        except DockerException as exc:  # the engine refused a pause, a kill...: exit 2 with the reason
+            raise RuntimeError(f"--docker: {exc}") from exc
         finally:
             ctx.say("putting the stack back as found: every Sentinel unpaused, every node running, the group settled")
             compose.restore()
