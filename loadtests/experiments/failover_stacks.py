@@ -252,6 +252,14 @@ class ComposeSentinels:
     def restarts(self, part: str) -> int | None:
         return self.faults.restarts(part)
 
+    def keep_logs(self, folder: Path, since: float) -> None:
+        """The group's containers' logs since ``since`` (epoch seconds), one file each: the Sentinels' votes and
+        switches, each node's start and sync — what says why a round went as it did."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for service, container in self.containers.items():
+            with contextlib.suppress(Exception):  # a log is a help, not a claim: never fail the demo for one
+                (folder / f"{service}.log").write_bytes(container.logs(timestamps=True, since=int(since)))
+
     def restore(self) -> None:
         """As the demo found it: every Sentinel unpaused, every data node running (a killed one started if its
         policy did not), then (bounded) the group settled again, so what runs next finds it able to fail over,

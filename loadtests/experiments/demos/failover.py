@@ -195,6 +195,7 @@ def run(ctx: DemoContext) -> DemoReport:
         from docker.errors import DockerException
 
         compose = ComposeSentinels.of(ctx)
+        started = time.time()
         try:
             rounds = _rounds(ctx, report, compose, n_sessions, visitors, auth=compose.auth)
         except DockerException as exc:  # the engine refused a pause, a kill...: exit 2 with the reason
@@ -202,6 +203,7 @@ def run(ctx: DemoContext) -> DemoReport:
         finally:
             ctx.say("putting the stack back as found: every Sentinel unpaused, every node running, the group settled")
             compose.restore()
+            compose.keep_logs(ctx.out / "logs" / "failover", since=started - 1)
     else:
         with ctx.workdir() as workdir:
             local = LocalSentinels(workdir, workers=2, keep_logs=ctx.out / "logs" / "failover")
