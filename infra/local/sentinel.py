@@ -111,18 +111,29 @@ class SentinelServer(RedisServer):
         ]
 
 
-def ask_sentinels(sentinels: Sequence[Address], name: str = MASTER_NAME, timeout: float = 0.5) -> Address | None:
-    """The primary the first answering Sentinel names and does not think down (None: none does)."""
-    for host, port in sentinels:
+def _client(address: Address, timeout: float, password: str | None) -> redis.Redis:
+    """One short-lived connection to a Sentinel or a data node: no retry (a node that does not answer in
+    ``timeout`` is down, as far as the caller is concerned); ``password``: where every node requires one
+    (compose's REDIS_PASSWORD), the same for the Sentinels and the data nodes."""
+    return redis.Redis(
+        host=address[0],
+        port=address[1],
+        password=password,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+
+
+def ask_sentinels(
+    sentinels: Sequence[Address], name: str = MASTER_NAME, timeout: float = 0.5, *, password: str | None = None
+) -> Address | None:
+    """The primary the first answering Sentinel names and does not think down (None: none does). Its host is
+    what the Sentinel announces: an address here, a hostname in compose (``announce-hostnames``)."""
+    for sentinel in sentinels:
         try:
-            with redis.Redis(
-                host=host,
-                port=port,
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            ) as client:
+            with _client(sentinel, timeout, password) as client:
                 state = client.sentinel_master(name)
         except redis.RedisError:
             continue
@@ -131,27 +142,38 @@ def ask_sentinels(sentinels: Sequence[Address], name: str = MASTER_NAME, timeout
     return None
 
 
-def agreed_primary(sentinels: Sequence[Address], name: str = MASTER_NAME) -> Address | None:
+def agreed_primary(
+    sentinels: Sequence[Address], name: str = MASTER_NAME, *, password: str | None = None
+) -> Address | None:
     """The primary every Sentinel names, when they all answer and agree (None otherwise): a Sentinel just
     back from being down may still name the old one until it hears the new epoch from the others."""
-    named = {ask_sentinels([sentinel], name) for sentinel in sentinels}
+    named = {ask_sentinels([sentinel], name, password=password) for sentinel in sentinels}
     return named.pop() if len(named) == 1 else None
 
 
-def sentinels_ready(sentinels: Sequence[Address], name: str = MASTER_NAME, replicas: int = 1) -> bool:
+def failover_epoch(sentinels: Sequence[Address], name: str = MASTER_NAME, *, password: str | None = None) -> int | None:
+    """The highest configuration epoch the answering Sentinels know (None: none answers). Each leader election a
+    Sentinel starts takes a new one, so its growth across a kill counts the elections tried: 1 for a clean
+    failover; more for a split vote tried again, or a second failover."""
+    epochs = []
+    for sentinel in sentinels:
+        try:
+            with _client(sentinel, 0.5, password) as client:
+                epochs.append(int(client.sentinel_master(name).get("config-epoch", 0)))
+        except (redis.RedisError, ValueError):
+            continue
+    return max(epochs) if epochs else None
+
+
+def sentinels_ready(
+    sentinels: Sequence[Address], name: str = MASTER_NAME, replicas: int = 1, *, password: str | None = None
+) -> bool:
     """Whether every Sentinel answers, knows the others and at least ``replicas`` replicas — what a failover
     needs. Sentinels learn replicas from the primary's INFO (every 10 s), so a group that just started is not
     ready for a few seconds even though every process answers."""
-    for host, port in sentinels:
+    for sentinel in sentinels:
         try:
-            with redis.Redis(
-                host=host,
-                port=port,
-                socket_connect_timeout=0.5,
-                socket_timeout=0.5,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            ) as client:
+            with _client(sentinel, 0.5, password) as client:
                 state = client.sentinel_master(name)
         except redis.RedisError:
             return False
@@ -160,17 +182,11 @@ def sentinels_ready(sentinels: Sequence[Address], name: str = MASTER_NAME, repli
     return True
 
 
-def role_of(address: Address, timeout: float = 0.5) -> dict[str, object] | None:
-    """``INFO replication`` of a data node (role, master_port, master_link_status, ...); None if it does not answer."""
+def role_of(address: Address, timeout: float = 0.5, *, password: str | None = None) -> dict[str, object] | None:
+    """``INFO replication`` of a data node (role, master_host, master_port, master_link_status, ...); None if
+    it does not answer."""
     try:
-        with redis.Redis(
-            host=address[0],
-            port=address[1],
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        ) as client:
+        with _client(address, timeout, password) as client:
             return dict(client.info("replication"))
     except redis.RedisError:
         return None

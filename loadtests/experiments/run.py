@@ -22,10 +22,6 @@ from loadtests.experiments.results import DemoReport
 # exit 2 for one demo; ``demo all`` records it as that demo's outcome and goes on.
 DEMO_ERRORS = (LocustError, StackError, DockerError, TimeoutError, RuntimeError, OSError)
 
-# Demos with no --docker variant yet: run alone with --docker they judge nothing (exit 2, saying so);
-# ``demo all --docker`` leaves them out, says which, and judges the rest.
-LOCAL_ONLY = frozenset({"failover"})
-
 
 def run_demo(name: str, options: DemoOptions, *, out: Console, err: Console) -> tuple[DemoReport, Path]:
     ctx = DemoContext(name, options, err=err)
@@ -46,9 +42,6 @@ def run_all(options: DemoOptions, *, out: Console, err: Console) -> tuple[list[D
     ctx = DemoContext("all", options, err=err)
     entries = []
     for name in DEMOS:
-        if options.docker_project and name in LOCAL_ONLY:
-            err.print(f"scalecube demo {name}: left out of --docker (it runs locally only, for now)", highlight=False)
-            continue
         err.rule(f"scalecube demo {name}")
         folder = ctx.out / name
         try:

@@ -34,6 +34,10 @@ def test_compose_runs_the_sessions_redis_as_a_primary_a_replica_and_three_sentin
         script = found[node]["command"][2]
         assert "--masterauth" in script and "--appendonly yes --appendfsync everysec" in script
         assert "--replicaof $$primary" in script and found[node]["environment"]["REDIS_NODE"] == node
+        # Every ask of a Sentinel bounded: a paused one keeps its socket and would hold the restart forever.
+        assert script.count("redis-cli -h $$s") == script.count("timeout 1 redis-cli -h $$s") == 1
+        # No answer is a first start only for a node that never ran: a restarted one must not appoint itself.
+        assert "[ -d /data/appendonlydir ] && ran=1" in script
     # The other Redis servers stay single.
     for single in ("auth-redis", "directory-redis", "shard-a-redis", "shard-b-redis"):
         assert "--replicaof" not in found[single]["command"][2] and "sentinel" not in found[single]["command"][2]

@@ -433,4 +433,9 @@ def test_the_sessions_redis_is_a_primary_a_replica_and_three_sentinels(rendered:
         args = container(rendered, node)["args"]
         assert args[args.index("--masterauth") + 1] == "$(REDIS_PASSWORD)"
         assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "everysec"
-        assert "--replicaof" in container(rendered, node)["command"][2]
+        script = container(rendered, node)["command"][2]
+        assert "--replicaof" in script
+        # Every ask of a Sentinel bounded (as in compose): a hung one must not hold the node's start.
+        assert script.count('redis-cli -h "$s"') == script.count('timeout 1 redis-cli -h "$s"') == 1
+        # No answer is a first start only for a node that never ran: a restarted one must not appoint itself.
+        assert "[ -d /data/appendonlydir ] && ran=1" in script

@@ -51,11 +51,17 @@ def ip_address(container: Container) -> str | None:
 SECRETS_DIR = "/run/secrets/scalecube"  # docker-compose.yml: the `secrets` volume, read-only in the services
 
 
+def redis_password(container: Container) -> str:
+    """The stack's REDIS_PASSWORD (every Redis and Sentinel requires it), read inside one of its containers that
+    mount the secrets volume ("" if it cannot be read). For clients, never for a report."""
+    code, output = container.exec_run(["cat", f"{SECRETS_DIR}/REDIS_PASSWORD"])
+    return output.decode().strip() if code == 0 else ""
+
+
 def redis_url(container: Container, address: str, port: int = 6379, db: int = 0) -> str:
     """The URL a client on the engine's host reaches a compose Redis at: with the stack's REDIS_PASSWORD (every
     Redis requires it), read inside the container. It holds the password: for clients, never for a report."""
-    code, output = container.exec_run(["cat", f"{SECRETS_DIR}/REDIS_PASSWORD"])
-    password = output.decode().strip() if code == 0 else ""
+    password = redis_password(container)
     return f"redis://{':' + quote(password, safe='') + '@' if password else ''}{address}:{port}/{db}"
 
 

@@ -1,14 +1,17 @@
 """``scalecube demo failover``: the sessions Redis as a primary, a replica and three Sentinels; the primary dies.
 
-A stack of the demo's own (``scalecube up -d --services api --redis sentinel``: one api cluster, the sessions
-Redis as ``redis`` + ``redis-replica`` + ``redis-sentinel-1..3``, quorum 2). Visitors log in, then each keeps
-asking ``/session/me`` with its cookie (and now and then logs in again), while another loop asks ``/``. Two
-rounds, each killing whichever node the Sentinels name the primary (SIGKILL; the supervisor starts it again
-the Sentinel-managed way, as a replica of the one promoted):
+Locally, a stack of the demo's own (``scalecube up -d --services api --redis sentinel``: one api cluster, the
+sessions Redis as ``redis`` + ``redis-replica`` + ``redis-sentinel-1..3``, quorum 2); with ``--docker``, the
+running compose project's (the same five services, the api × N behind HAProxy). Visitors log in (in compose,
+as accounts the demo registers at auth first: the api checks passwords there), then each keeps asking
+``/session/me`` with its cookie (and now and then logs in again), while another loop asks ``/``, all through
+the stack's balancer. Two rounds, each killing whichever node the Sentinels name the primary (SIGKILL; locally
+the supervisor starts it again, in compose Docker's restart policy — both the Sentinel-managed way, as a
+replica of the one promoted; ``loadtests/experiments/failover_stacks.py``):
 
 1. ``primary killed``: the plain failover;
-2. ``primary killed, 1 sentinel down``: the same with one Sentinel frozen (SIGSTOP) — two of three still make
-   the quorum and the majority that elects a leader, so nothing should change.
+2. ``primary killed, 1 sentinel down``: the same with one Sentinel frozen (SIGSTOP; in compose its container
+   paused) — two of three still make the quorum and the majority that elects a leader, so nothing should change.
 
 Claims, per round, counted from the requests' own answers (events, not a tightly timed window):
 
@@ -17,9 +20,10 @@ Claims, per round, counted from the requests' own answers (events, not a tightly
 - the session routes are unavailable ≤ 10 s: from the kill to the last failed session request of the round;
 - during it, only 503s naming redis with a ``Retry-After`` — never a 401 (a lost session), a 500 or a timeout;
 - ``/`` (no Redis) unaffected: every answer a 200;
-- the old primary is back as a replica of the new one, its link up.
+- the old primary is back as a replica of the new one, its link up (its ``INFO replication``).
 
-``--docker`` and ``--target`` are not supported yet (the claims are reported skipped, saying why).
+Two failovers bring the first primary back: the stack ends as it was found (in compose: every Sentinel
+unpaused, every node running, the group settled). ``--target`` cannot kill anything: the claims are skipped.
 """
 
 from __future__ import annotations
@@ -27,17 +31,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
-from infra.local.sentinel import agreed_primary, ask_sentinels, role_of, sentinels_ready
-from infra.local.stack import REDIS_TOPOLOGIES
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
-from loadtests.experiments.faults import LocalStack
+from loadtests.experiments.failover_stacks import ComposeSentinels, FailoverStack, LocalSentinels
 from loadtests.experiments.locust_runner import LoadResult, SeriesPoint
 from loadtests.experiments.results import DemoReport, Phase, Table
 
@@ -52,6 +54,7 @@ CLIENT_TIMEOUT = 5.0  # a session request not answered in this long counts as a 
 RECOVERY_TIMEOUT = 90.0  # per round: session routes answering again and the old primary a replica, at most
 SESSIONS, SMOKE_SESSIONS = 200, 30  # logged in before the first kill
 VISITORS, SMOKE_VISITORS = 6, 3  # threads asking /session/me (and logging in now and then)
+ACCOUNTS = 10  # whom the sessions log in as, each many times (with auth: registered first, an argon2 hash each)
 AFTER_REQUESTS = 100  # successful session requests after the recovery before a round ends
 SESSION_ROUTES = ("/session/me", "/session/login")
 ROOT = "/"
@@ -72,10 +75,11 @@ class Event:
 class Round:
     name: str
     sentinel_down: bool
-    killed: str = ""  # the component killed
-    old_primary: tuple[str, int] | None = None
-    new_primary: tuple[str, int] | None = None
-    frozen: str = ""
+    killed: str = ""  # the node killed: the primary the Sentinels named (the local component, compose's service)
+    action: str = ""  # how it was killed and who restarts it, in words
+    new_primary: str | None = None  # the node every Sentinel names afterwards
+    elections: int | None = None  # the Sentinels' epoch across the round: one per leader election they tried
+    frozen: str = ""  # the Sentinel frozen (paused) meanwhile
     started: float = 0.0  # the load's events of this round: [started, ended)
     killed_at: float = 0.0
     ended: float = 0.0
@@ -92,10 +96,11 @@ class Load:
     """Visitors with sessions asking /session/me (every 10th request a new login) and one loop asking /,
     each request recorded as an ``Event``. Threads, bounded by ``stop()`` and their own request timeout."""
 
-    def __init__(self, url: str, sessions: list[str], visitors: int) -> None:
+    def __init__(self, url: str, sessions: list[str], visitors: int, accounts: Accounts) -> None:
         self.url = url
         self.sessions = sessions  # Cookie header values, one per session
         self.visitors = visitors
+        self.accounts = accounts
         self.events: list[Event] = []
         self.logins: list[tuple[float, str]] = []  # (answered at, Cookie header) of each login made under load
         self._lock = threading.Lock()
@@ -141,7 +146,8 @@ class Load:
                 i += self.visitors
                 http.cookies.clear()  # no jar: a login carrying an older session would log that one out
                 if i % 10 == 0:
-                    route, call = "/session/login", lambda: http.post("/session/login", json={"user": f"v{n}-{i}"})
+                    body = self.accounts.login(i // 10)
+                    route, call = "/session/login", lambda: http.post("/session/login", json=body)
                 else:
                     cookie = self.sessions[i % len(self.sessions)]
                     route, call = "/session/me", lambda: http.get("/session/me", headers={"Cookie": cookie})
@@ -167,77 +173,6 @@ class Load:
                 time.sleep(0.02)
 
 
-class SentinelStack(LocalStack):
-    """``scalecube up -d --services api --redis sentinel``: one api cluster on the sessions Redis group."""
-
-    def __init__(self, workdir: Path, *, workers: int, keep_logs: Path | None = None) -> None:
-        super().__init__(workdir, keep_logs=keep_logs)
-        self.workers = workers
-
-    def up(self) -> str:
-        assert "sentinel" in REDIS_TOPOLOGIES
-        result = self._cli(
-            "up",
-            "-d",
-            "--services",
-            "api",
-            "--redis",
-            "sentinel",
-            "--workers",
-            str(self.workers),
-            "--port",
-            str(self.port),
-            timeout=240.0,
-        )
-        with contextlib.suppress(Exception):
-            self.components()
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"scalecube up failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
-            )
-        self.components()
-        self.where = "local stack (one api cluster, redis primary + replica + 3 sentinels)"
-        return self.url
-
-    def sentinels(self) -> list[tuple[str, int]]:
-        return [_address(c["url"]) for name, c in self.records.items() if c.get("kind") == "sentinel"]
-
-    def sentinel_names(self) -> list[str]:
-        return [name for name, c in self.records.items() if c.get("kind") == "sentinel"]
-
-    def node_named(self, address: tuple[str, int]) -> str:
-        for name, record in self.records.items():
-            if record.get("kind") == "redis" and _address(record["url"]) == address:
-                return name
-        raise RuntimeError(f"no redis node at {address[0]}:{address[1]}: {', '.join(self.records)}")
-
-    def primary(self) -> tuple[str, int] | None:
-        return ask_sentinels(self.sentinels())
-
-    def wait_primary(self, timeout: float = RECOVERY_TIMEOUT) -> tuple[str, int]:
-        """The primary the Sentinels name, once its replica's link is up and every Sentinel knows that replica
-        and the other Sentinels (the group can fail over: right after `up` it cannot yet)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            primary = self.primary()
-            if primary is not None:
-                replicas = [
-                    _address(c["url"])
-                    for c in self.records.values()
-                    if c.get("kind") == "redis" and _address(c["url"]) != primary
-                ]
-                linked = all((role_of(r) or {}).get("master_link_status") == "up" for r in replicas)
-                if linked and sentinels_ready(self.sentinels(), replicas=len(replicas)):
-                    return primary
-            time.sleep(0.2)
-        raise RuntimeError(f"the sentinel group has no settled primary after {timeout:g}s")
-
-
-def _address(url: str) -> tuple[str, int]:
-    host, _, port = url.split("://", 1)[-1].split("/", 1)[0].rpartition(":")
-    return host, int(port)
-
-
 def run(ctx: DemoContext) -> DemoReport:
     smoke = ctx.smoke
     n_sessions = SMOKE_SESSIONS if smoke else SESSIONS
@@ -249,31 +184,53 @@ def run(ctx: DemoContext) -> DemoReport:
         {"sessions": n_sessions, "visitors": visitors, "smoke": smoke, "window_limit_s": WINDOW_LIMIT_S},
     )
     names = [f"{name}: {what}" for name, _ in ROUNDS for what in _CLAIMS]
-    if ctx.docker_project or ctx.target:
-        why = "--docker" if ctx.docker_project else "--target"
-        report.phases = [Phase(name, note=f"skipped: {why} is not supported by this demo yet") for name, _ in ROUNDS]
-        report.claims = [claims.skipped(name, f"{why}: not supported yet; run it locally") for name in names]
+    if ctx.target and not ctx.docker_project:
+        report.phases = [Phase(name, note="skipped: --target (nothing to kill)") for name, _ in ROUNDS]
+        report.claims = [
+            claims.skipped(name, "--target: the demo kills the stack's Redis primary; run it locally or --docker")
+            for name in names
+        ]
         return report
+    if ctx.docker_project:
+        from docker.errors import DockerException
 
-    with ctx.workdir() as workdir:
-        stack = SentinelStack(workdir, workers=2, keep_logs=ctx.out / "logs" / "failover")
-        load: Load | None = None
-        rounds: list[Round] = []
+        compose = ComposeSentinels.of(ctx)
+        started = time.time()
         try:
-            ctx.say("starting the stack: scalecube up -d --services api --redis sentinel")
-            url = stack.up()
-            ctx.say(f"logging in {n_sessions} sessions")
-            sessions = _login_all(url, n_sessions)
-            load = Load(url, sessions, visitors)
-            load.start()
-            for name, sentinel_down in ROUNDS:
-                rounds.append(_round(ctx, stack, load, sessions, name, sentinel_down))
+            rounds = _rounds(ctx, report, compose, n_sessions, visitors, auth=compose.auth)
+        except DockerException as exc:  # the engine refused a pause, a kill...: exit 2 with the reason
+            raise RuntimeError(f"--docker: {exc}") from exc
         finally:
-            if load is not None:
-                load.stop()
-            stack.down()
+            ctx.say("putting the stack back as found: every Sentinel unpaused, every node running, the group settled")
+            compose.restore()
+            compose.keep_logs(ctx.out / "logs" / "failover", since=started - 1)
+    else:
+        with ctx.workdir() as workdir:
+            local = LocalSentinels(workdir, workers=2, keep_logs=ctx.out / "logs" / "failover")
+            try:
+                ctx.say("starting the stack: scalecube up -d --services api --redis sentinel")
+                local.up()
+                rounds = _rounds(ctx, report, local, n_sessions, visitors, auth=False)
+            finally:
+                local.down()
     _judge(report, rounds)
     return report
+
+
+def _rounds(
+    ctx: DemoContext, report: DemoReport, stack: FailoverStack, n_sessions: int, visitors: int, *, auth: bool
+) -> list[Round]:
+    """Sessions logged in, the visitors' load started, then each round in turn; the load stopped on the way out."""
+    report.settings["where"] = stack.where
+    accounts = _accounts(stack.url, auth)
+    ctx.say(f"{stack.where} at {stack.url}: logging in {n_sessions} sessions")
+    sessions = _login_all(stack.url, n_sessions, accounts)
+    load = Load(stack.url, sessions, visitors, accounts)
+    load.start()
+    try:
+        return [_round(ctx, stack, load, sessions, name, sentinel_down) for name, sentinel_down in ROUNDS]
+    finally:
+        load.stop()
 
 
 _CLAIMS = (
@@ -285,20 +242,57 @@ _CLAIMS = (
 )
 
 
+@dataclass(frozen=True)
+class Accounts:
+    """Whom the sessions log in as: a few names, each logged in many times (each login is a session of its
+    own). With auth (compose: the api checks passwords at auth) they are registered first, with a password of
+    the run's; without, a name is enough."""
+
+    names: tuple[str, ...]
+    password: str | None = None
+
+    def login(self, n: int) -> dict[str, str]:
+        return {"user": self.names[n % len(self.names)], **({"password": self.password} if self.password else {})}
+
+
+def _accounts(url: str, auth: bool) -> Accounts:
+    run = uuid.uuid4().hex[:8]
+    names = tuple(f"failover-{run}-{n}" for n in range(ACCOUNTS))
+    if not auth:
+        return Accounts(names)
+    password = f"failover-demo-{uuid.uuid4().hex}"  # auth's policy: 10 to 128 characters, not a common one
+    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT * 2) as http:
+        for name in names:
+            status = 0
+            for _ in range(10):  # a busy machine: a registration (an argon2 hash) may time out once; bounded
+                try:
+                    status = http.post("/auth/register", json={"username": name, "password": password}).status_code
+                except httpx.HTTPError:
+                    continue
+                if status in (201, 409):  # 409: the try before was answered after all
+                    break
+                time.sleep(0.2)
+            if status not in (201, 409):
+                raise RuntimeError(
+                    f"could not register the demo's account {name} through {url}: {status or 'no answer'}"
+                )
+    return Accounts(names, password)
+
+
 def _cookie(response: httpx.Response) -> str:
     """The session cookie a login set, as a Cookie header value."""
     name, value = next(iter(response.cookies.items()))
     return f"{name}={value}"
 
 
-def _login_all(url: str, n: int) -> list[str]:
+def _login_all(url: str, n: int, accounts: Accounts) -> list[str]:
     sessions = []
     with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT) as http:
         for i in range(n):
             for _ in range(20):  # a busy machine: a login may time out once; bounded
                 http.cookies.clear()  # each login a new client: one carrying a session would log it out
                 try:
-                    response = http.post("/session/login", json={"user": f"demo-{i}"})
+                    response = http.post("/session/login", json=accounts.login(i))
                 except httpx.HTTPError:
                     continue
                 if response.status_code == 200:
@@ -311,20 +305,21 @@ def _login_all(url: str, n: int) -> list[str]:
 
 
 def _round(
-    ctx: DemoContext, stack: SentinelStack, load: Load, sessions: list[str], name: str, sentinel_down: bool
+    ctx: DemoContext, stack: FailoverStack, load: Load, sessions: list[str], name: str, sentinel_down: bool
 ) -> Round:
     current = Round(name, sentinel_down, started=time.time())
     _wait_successes(load, current.started, 50)  # the routes answering as usual before the fault
-    current.old_primary = stack.wait_primary()
-    current.killed = stack.node_named(current.old_primary)
+    current.killed = stack.watch.settled(RECOVERY_TIMEOUT)
+    restarts_before = stack.restarts(current.killed)
+    epoch_before = stack.watch.epoch()
     try:
         if sentinel_down:
             current.frozen = stack.sentinel_names()[0]
             stack.freeze(current.frozen)
-            ctx.say(f"{name}: {current.frozen} frozen (SIGSTOP)")
+            ctx.say(f"{name}: {current.frozen} {stack.freezes}")
         current.killed_at = time.time()
-        ctx.say(f"{name}: SIGKILL {current.killed} (the primary at {current.old_primary[1]})")
-        stack.kill(current.killed)
+        ctx.say(f"{name}: SIGKILL {current.killed} (the primary the Sentinels name)")
+        current.action = stack.kill(current.killed)
         current.problem = _wait_recovered(stack, load, current)
     finally:
         if current.frozen:
@@ -337,23 +332,33 @@ def _round(
     current.sessions_before = len(sessions) + len(under_load)
     current.under_load = len(under_load)
     current.lost = _lost(stack.url, sessions + under_load)
-    # Judged once every Sentinel agrees (bounded): a thawed one names the old primary until it catches up.
+    # Judged once every Sentinel agrees and the old primary follows the one they name (bounded): a thawed
+    # Sentinel names the old primary until it catches up, and a replica may be seen linked a moment later.
     deadline = time.monotonic() + RECOVERY_TIMEOUT
-    current.new_primary = agreed_primary(stack.sentinels())
-    while current.new_primary is None and time.monotonic() < deadline:
+    current.new_primary = stack.watch.agreed()
+    while time.monotonic() < deadline and (
+        current.new_primary is None or not stack.watch.follows(current.killed, current.new_primary)
+    ):
         time.sleep(0.2)
-        current.new_primary = agreed_primary(stack.sentinels())
-    info = role_of(current.old_primary) or {}
+        current.new_primary = stack.watch.agreed()
+    epoch_after = stack.watch.epoch()
+    if epoch_before is not None and epoch_after is not None:
+        current.elections = epoch_after - epoch_before
+    info = stack.watch.replication(current.killed) or {}
+    restarts_after = stack.restarts(current.killed)
+    brought_back = (
+        f"; restarts {restarts_before} → {restarts_after}"
+        if restarts_before is not None and restarts_after is not None
+        else ""
+    )
     current.rejoined = (
-        f"{current.killed}: role {info.get('role', '?')}, master port {info.get('master_port', '?')}, "
-        f"link {info.get('master_link_status', '?')}"
+        f"{current.killed}: role {info.get('role', '?')}, master {info.get('master_host', '?')}:"
+        f"{info.get('master_port', '?')}, link {info.get('master_link_status', '?')}{brought_back}"
     )
     current.rejoined_ok = (
-        info.get("role") == "slave"
-        and info.get("master_link_status") == "up"
-        and current.new_primary is not None
-        and int(str(info.get("master_port", 0))) == current.new_primary[1]
-        and current.new_primary != current.old_primary
+        current.new_primary is not None
+        and current.new_primary != current.killed
+        and stack.watch.follows(current.killed, current.new_primary)
     )
     ctx.say(f"{name}: {_window(current):.1f} s unavailable, {current.lost} sessions lost; {current.rejoined}")
     return current
@@ -368,16 +373,15 @@ def _wait_successes(load: Load, since: float, count: int, timeout: float = RECOV
     return False
 
 
-def _wait_recovered(stack: SentinelStack, load: Load, current: Round) -> str:
+def _wait_recovered(stack: FailoverStack, load: Load, current: Round) -> str:
     """Until a session request failed, then the session routes answered ``AFTER_REQUESTS`` times more in a row
     (any failure starts the count again) and the old primary is a replica with its link up; bounded."""
-    assert current.old_primary is not None
     deadline = time.monotonic() + RECOVERY_TIMEOUT
     while time.monotonic() < deadline:
         events = [e for e in load.since(current.killed_at) if e.route in SESSION_ROUTES]
         failed = [i for i, e in enumerate(events) if e.status != 200]
         streak = len(events) - (failed[-1] + 1) if failed else 0
-        info = role_of(current.old_primary) or {}
+        info = stack.watch.replication(current.killed) or {}
         if failed and streak >= AFTER_REQUESTS and info.get("master_link_status") == "up":
             return ""
         time.sleep(0.2)
@@ -450,6 +454,7 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
             "killed",
             "new primary",
             "sentinel frozen",
+            "sentinel elections",
             "sessions before",
             "lost",
             "unavailable s",
@@ -474,8 +479,9 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
             [
                 current.name,
                 current.killed,
-                f"{current.new_primary[1]}" if current.new_primary else "?",
+                current.new_primary or "?",
                 current.frozen or "-",
+                "?" if current.elections is None else str(current.elections),
                 str(current.sessions_before),
                 str(current.lost),
                 f"{window:.1f}",
@@ -491,7 +497,8 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
             Phase(
                 current.name,
                 _result(current),
-                note=f"SIGKILL {current.killed}" + (f", {current.frozen} frozen" if current.frozen else ""),
+                note=f"SIGKILL {current.killed}: {current.action}"
+                + (f"; {current.frozen} frozen" if current.frozen else ""),
                 facts={"unavailable_s": round(window, 2), "lost": current.lost},
             )
         )
@@ -542,16 +549,26 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
                 None,
                 None,
                 claims.Verdict.HOLDS if current.rejoined_ok else claims.Verdict.FAILS,
-                current.rejoined + (f" (new primary {current.new_primary[1]})" if current.new_primary else ""),
+                current.rejoined
+                + (f" (new primary {current.new_primary})" if current.new_primary else "")
+                + ("" if current.elections in (None, 1) else f"; {current.elections} Sentinel elections in the round"),
             ),
         ]
     report.tables.append(table)
     report.notes += [
-        "Each round kills whichever node the Sentinels name the primary; the supervisor starts it again once they "
-        "have promoted the replica, as that one's replica (infra/local/sentinel.py: primary_for_restart).",
+        "Each round kills whichever node the Sentinels name the primary; its supervisor (locally scalecube's, in "
+        "compose Docker's restart policy) starts it again, and it waits until the Sentinels have promoted the "
+        "replica, then starts as that one's replica (infra/local/sentinel.py: primary_for_restart; "
+        "docker-compose.yml: x-sessions-redis). How each was killed and brought back: "
+        + "; ".join(f"{current.name}: {current.action}" for current in rounds)
+        + ".",
         "The window runs from the SIGKILL to the last failed session request: it holds the Sentinels' "
         "down-after (1 s), the election and the promotion, and the logins refused until the old primary is a "
         "replica again (a login waits for one replica: WAIT 1). GET / needs no Redis.",
-        "Round 2 freezes one of the three Sentinels (SIGSTOP) before the kill: the two left make the quorum (2) "
+        "sentinel elections: how far the Sentinels' epoch moved across the round, one per leader election they "
+        "tried — 1 is a clean failover; more is a split vote tried again (likelier with one Sentinel down) or a "
+        "second failover (down-after 1 s: a node that stalls on a loaded machine looks dead).",
+        "Round 2 freezes one of the three Sentinels (SIGSTOP; in compose its container paused) before the kill: "
+        "the two left make the quorum (2) "
         "and the majority that elects the leader, so the failover is the same.",
     ]

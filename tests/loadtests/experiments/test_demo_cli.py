@@ -261,6 +261,7 @@ def test_failover_smoke(tmp_path: Path) -> None:
     assert [row["killed"] for row in rounds] == ["redis", "redis-replica"], rounds
     assert all(row["lost"] == "0" and int(row["503 + Retry-After"]) > 0 for row in rounds), rounds
     assert rounds[1]["sentinel frozen"] == "redis-sentinel-1"
+    assert all(int(row["sentinel elections"]) >= 1 for row in rounds), rounds  # the Sentinels' epoch moved
     assert (run.out / "logs" / "failover" / "supervisor.log").exists()
 
 
