@@ -1,4 +1,4 @@
-// scalecube console: polls GET /api/state every second and draws the panels; actions are confirmed, then
+// scalecube console: polls GET /api/state every second and draws the panels (the charts live, each with its data's age); actions are confirmed, then
 // POSTed as JSON; the server's timeline says what each did and what it measured. uPlot (vendored) draws charts.
 
 const POLL_MS = 1000;
