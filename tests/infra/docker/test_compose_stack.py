@@ -508,9 +508,10 @@ def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
             rates, balancer = console.wait(lambda: _rates_add_up(console), 90, "the api rates adding up to the lb's")
             # Live: the per-worker chart has every worker of each api container, non-zero; each chart's data is at
             # most LIVE_AGE_LIMIT behind when the page draws it (the worst of LIVE_DRAWS draws).
+            started = time.monotonic()
             workers = console.wait(lambda: _every_worker_live(console), 20, "every api worker's live series > 0")
             ages = _ages_over_draws(console, LIVE_DRAWS)
-            print(f"live chart ages (s) over {LIVE_DRAWS} draws: {ages}")
+            print(f"live chart ages (s) over {LIVE_DRAWS} draws, read in {time.monotonic() - started:.1f} s: {ages}")
             assert set(ages) == {"rates", "workers", "latency", "errors"}, ages
             assert all(max(a) <= LIVE_AGE_LIMIT for a in ages.values()), ages
             console.screenshot("under-load")
