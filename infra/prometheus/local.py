@@ -20,10 +20,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from infra.prometheus import RULES
+from infra.prometheus import CONFIG, RULES
 
 CONFIG_NAME = "prometheus.yml"
-SCRAPE_INTERVAL = "5s"
 _REPLICA = re.compile(r"-\d+$")  # api-1, api-2, ...: replicas of the api
 
 
@@ -64,11 +63,7 @@ def local_config(components: list[dict[str, Any]], rules: Path = RULES) -> dict[
                 ],
             }
     return {
-        "global": {
-            "scrape_interval": SCRAPE_INTERVAL,
-            "scrape_timeout": "4s",
-            "evaluation_interval": SCRAPE_INTERVAL,
-        },
+        "global": yaml.safe_load(CONFIG.read_text())["global"],  # compose's intervals: one definition
         "rule_files": [str(rules)],
         "scrape_configs": list(jobs.values()),
     }

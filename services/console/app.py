@@ -4,7 +4,8 @@ its measured effect in a timeline.
 
 It runs ONE worker: the timeline and the actions under way are its in-memory state. The page polls
 ``GET /api/state`` every second (simplest robust: no stream to resume after a restart or a proxy's timeout);
-the numbers come from Prometheus's recording rules (PROMETHEUS_URL), the containers from the Docker engine
+the numbers come from Prometheus (PROMETHEUS_URL: its recording rules, and for the live charts its raw counters
+over a few seconds, each chart with its data's sample time: panels.py), the containers from the Docker engine
 (its socket; COMPOSE_PROJECT, or the console's own project), the sessions from the sessions Redis, the users
 per shard from the router, the swarm from Locust's web API. A source that is down is named in the answer's
 ``unavailable`` and the rest still shows. Actions are ``POST /api/actions/<kind>`` with a JSON body (invalid:

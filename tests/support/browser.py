@@ -9,6 +9,7 @@ collects every console error and uncaught exception, and saves screenshots under
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -79,6 +80,19 @@ class ConsolePage:
     def balancer_rate(self) -> float:
         found = self.page.query_selector('[data-testid="balancer-rate"]')
         return float(found.get_attribute("data-rate")) if found else float("nan")
+
+    def ages(self) -> dict[str, float | None]:
+        """Each live chart's data age as the page showed it when it last drew (s; None: no data)."""
+        shown = self.page.eval_on_selector_all(
+            '[data-testid="age"]', "badges => badges.map(b => [b.dataset.chart, b.dataset.age ?? ''])"
+        )
+        return {chart: float(age) if age else None for chart, age in shown}
+
+    def chart(self, name: str) -> dict[str, float]:
+        """The series a live chart drew at its last point: label -> value."""
+        found = self.page.query_selector(f'[data-testid="chart"][data-chart="{name}"]')
+        last = found.get_attribute("data-last") if found else None
+        return json.loads(last) if last else {}
 
     def events(self) -> list[dict[str, str]]:
         return self.page.eval_on_selector_all(

@@ -1,4 +1,4 @@
-// scalecube console: polls GET /api/state every second and draws the panels; actions are confirmed, then
+// scalecube console: polls GET /api/state every second and draws the panels (the charts live, each with its data's age); actions are confirmed, then
 // POSTed as JSON; the server's timeline says what each did and what it measured. uPlot (vendored) draws charts.
 
 const POLL_MS = 1000;
@@ -42,6 +42,7 @@ class LiveChart {
   }
 
   push(time, values) {
+    this.target.dataset.last = JSON.stringify(values); // what this point drew, for a reader of the page (the tests)
     this.times.push(time);
     for (const label of Object.keys(values)) {
       if (!this.series.has(label)) this.series.set(label, new Array(this.times.length - 1).fill(null));
@@ -80,6 +81,7 @@ class LiveChart {
 
 const charts = {
   rates: new LiveChart($("#chart-rates"), { unit: "/s" }),
+  workers: new LiveChart($("#chart-workers"), { unit: "/s" }),
   latency: new LiveChart($("#chart-latency"), { unit: " ms", transform: (v) => v * 1000 }),
   errors: new LiveChart($("#chart-errors"), { unit: " %", transform: (v) => v * 100 }),
 };
@@ -200,17 +202,36 @@ function renderShared(state) {
   $("#locust").textContent = l ? `Locust: ${l.state}, ${l.users} users, ${fmt(l.rps)} req/s, ${l.workers} workers` : "Locust: unavailable";
 }
 
+// The live charts (raw counters over a few seconds, scraped every second), each with its data's age when drawn:
+// now minus the Prometheus sample time of the stalest series it is drawn from.
 function pushCharts(state) {
   const m = state.metrics;
   if (!m) return;
+  const live = m.live;
   const t = state.time;
   const names = new Map((state.topology?.containers ?? []).map((c) => [`${c.service}/${c.instance}`, shortName(c)]));
   const rates = {};
-  for (const [key, value] of Object.entries(m.instances.rate)) if (key.startsWith("api/")) rates[names.get(key) ?? key] = value;
-  if (m.balancer.rate.api !== undefined) rates["balancer → api"] = m.balancer.rate.api;
+  for (const [key, value] of Object.entries(live.instances)) if (key.startsWith("api/")) rates[names.get(key) ?? key] = value;
+  if (live.balancer.api !== undefined) rates["balancer → api"] = live.balancer.api;
   charts.rates.push(t, rates);
-  charts.latency.push(t, { p50: m.services.p50.api, p95: m.services.p95.api, p99: m.services.p99.api });
-  charts.errors.push(t, m.services.errors);
+  const workers = {};
+  for (const [key, value] of Object.entries(live.workers)) {
+    const cut = key.lastIndexOf("/");
+    const container = key.slice(0, cut);
+    workers[`${names.get(container) ?? container}/w${key.slice(cut + 1)}`] = value;
+  }
+  charts.workers.push(t, workers);
+  charts.latency.push(t, live.latency);
+  charts.errors.push(t, live.errors);
+  $("#live-window").textContent = live.window;
+  const now = Date.now() / 1000;
+  for (const badge of document.querySelectorAll('[data-testid="age"]')) {
+    const sampled = live.sampled_at[badge.dataset.chart];
+    const age = sampled === null || sampled === undefined ? null : Math.max(0, now - sampled);
+    badge.dataset.age = age === null ? "" : age.toFixed(2);
+    badge.textContent = age === null ? "no data" : `${age.toFixed(1)} s behind`;
+    badge.classList.toggle("stale", age !== null && age > 2);
+  }
 }
 
 function renderTimeline(events) {

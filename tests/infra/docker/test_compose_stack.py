@@ -454,6 +454,34 @@ def _rates_add_up(console) -> tuple[list[float], float] | None:
     return None
 
 
+LIVE_AGE_LIMIT = 2.0  # issue #15: the live charts at most this far behind (the 1 s scrape + 1 s)
+LIVE_DRAWS = 8  # the page's draws the ages are read from
+
+
+def _every_worker_live(console) -> dict[str, float] | None:
+    """The per-worker chart's last point: a non-zero series for every worker of every api container shown."""
+    drawn = console.chart("workers")
+    for container in console.containers("api"):
+        label = "api-" + container["name"].rsplit("-", 1)[1] + "/w"  # shortName(): api-2 of scalecube-…-api-2
+        mine = [rate for series, rate in drawn.items() if series.startswith(label)]
+        if not container["workers"] or len(mine) < len(container["workers"]) or not all(r > 0 for r in mine):
+            return None
+    return drawn
+
+
+def _ages_over_draws(console, draws: int) -> dict[str, list[float]]:
+    """Each live chart's data age as the page showed it, over ``draws`` successive draws (one per poll)."""
+    ages: dict[str, list[float]] = collections.defaultdict(list)
+    drawn_at = None
+    for _ in range(draws):
+        console.wait(lambda: console.page.get_attribute("#freshness", "data-time") != drawn_at, 10, "a new draw")
+        drawn_at = console.page.get_attribute("#freshness", "data-time")
+        for chart, age in console.ages().items():
+            assert age is not None, f"the {chart} chart has no data under load"
+            ages[chart].append(age)
+    return dict(ages)
+
+
 def _every_target_up(prometheus: PrometheusApi, timeout: float) -> None:
     deadline, down = time.monotonic() + timeout, []
     while time.monotonic() < deadline:
@@ -480,6 +508,14 @@ def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
         console.act("swarm-start", user_class="CloningUser", users="10", spawn_rate="10")
         try:
             rates, balancer = console.wait(lambda: _rates_add_up(console), 90, "the api rates adding up to the lb's")
+            # Live: the per-worker chart has every worker of each api container, non-zero; each chart's data is at
+            # most LIVE_AGE_LIMIT behind when the page draws it (the worst of LIVE_DRAWS draws).
+            started = time.monotonic()
+            workers = console.wait(lambda: _every_worker_live(console), 20, "every api worker's live series > 0")
+            ages = _ages_over_draws(console, LIVE_DRAWS)
+            print(f"live chart ages (s) over {LIVE_DRAWS} draws, read in {time.monotonic() - started:.1f} s: {ages}")
+            assert set(ages) == {"rates", "workers", "latency", "errors"}, ages
+            assert all(max(a) <= LIVE_AGE_LIMIT for a in ages.values()), ages
             console.screenshot("under-load")
 
             # Scale to 5: five api containers on the page within 20 s, then healthy (the timeline's effect).
@@ -545,3 +581,4 @@ def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
         assert not console.errors, console.errors
     stack.wait_served_by(3)
     assert 0.9 * balancer <= sum(rates) <= 1.1 * balancer  # what the page showed, for the record
+    assert len(workers) >= sum(len(c["workers"]) for c in apis), workers

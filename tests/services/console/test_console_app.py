@@ -124,3 +124,12 @@ def test_the_vendored_uplot_is_the_one_npm_locked() -> None:
     assert set(sums) == {"uPlot.iife.min.js", "uPlot.min.css"}
     for name, digest in sums.items():
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_every_live_chart_on_the_page_has_its_data_time_in_the_snapshot() -> None:
+    """The page's age badges and charts name the snapshot's ``sampled_at`` keys, no more, no less."""
+    from services.console.panels import SAMPLED_AT
+
+    page = (CONSOLE / "static" / "index.html").read_text()
+    assert set(re.findall(r'data-testid="age" data-chart="([^"]+)"', page)) == set(SAMPLED_AT)
+    assert set(re.findall(r'data-testid="chart" data-chart="([^"]+)"', page)) == set(SAMPLED_AT)
