@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from infra.local.sentinel import DOWN_AFTER_MS
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
 from loadtests.experiments.failover_stacks import ComposeSentinels, FailoverStack, LocalSentinels
@@ -563,11 +564,11 @@ def _judge(report: DemoReport, rounds: list[Round]) -> None:
         + "; ".join(f"{current.name}: {current.action}" for current in rounds)
         + ".",
         "The window runs from the SIGKILL to the last failed session request: it holds the Sentinels' "
-        "down-after (1 s), the election and the promotion, and the logins refused until the old primary is a "
+        f"down-after ({DOWN_AFTER_MS / 1000:g} s), the election and the promotion, and the logins refused until the old primary is a "
         "replica again (a login waits for one replica: WAIT 1). GET / needs no Redis.",
         "sentinel elections: how far the Sentinels' epoch moved across the round, one per leader election they "
         "tried — 1 is a clean failover; more is a split vote tried again (likelier with one Sentinel down) or a "
-        "second failover (down-after 1 s: a node that stalls on a loaded machine looks dead).",
+        f"second failover (down-after {DOWN_AFTER_MS / 1000:g} s: a node that stalls on a loaded machine looks dead).",
         "Round 2 freezes one of the three Sentinels (SIGSTOP; in compose its container paused) before the kill: "
         "the two left make the quorum (2) "
         "and the majority that elects the leader, so the failover is the same.",
