@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from infra.docker.airgap import BASE_IMAGE, DOCKER_DIR, run
+from infra.docker.airgap import NODE_IMAGE, AirgapBuilder
 from infra.docker.engine import DockerError
 from infra.docker.ops.project import wait_for
 from infra.paths import REPO
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
-NODE_IMAGE = "scalecube-node:airgap"
 CLUSTER = "scalecube-nodes"  # the default cluster's name: its network's, and its containers' prefix
 LABEL = "scalecube.nodes"  # on everything `up` makes; the value is the cluster's name
 NODE_LABEL = "scalecube.node"  # on each Swarm node: node-1, node-2, ... (placement constraints name it)
@@ -170,28 +169,6 @@ class NodeRow:
     tasks: int | None  # running tasks on it, from a manager
 
 
-def build_node_image(say: Say) -> None:
-    """The node image, from the air-gapped base plus Debian's docker.io and iptables (apt over the host's network)."""
-    say(f"{NODE_IMAGE}: docker build from {BASE_IMAGE} + docker.io, iptables")
-    dockerfile = DOCKER_DIR / "airgap" / "node.Dockerfile"
-    run(
-        [
-            "docker",
-            "build",
-            "--quiet",
-            "--network",
-            "host",
-            "--build-arg",
-            f"BASE_IMAGE={BASE_IMAGE}",
-            "-t",
-            NODE_IMAGE,
-            "-f",
-            str(dockerfile),
-            str(dockerfile.parent),
-        ]
-    )
-
-
 class Nodes:
     """One cluster of nodes on the host's engine (``client``)."""
 
@@ -246,7 +223,7 @@ class Nodes:
         try:
             self.client.images.get(NODE_IMAGE)
         except docker.errors.ImageNotFound:
-            build_node_image(self.say)
+            AirgapBuilder(self.say).node_image()  # `scalecube images --airgap` builds it too
         self._network()
         nodes = []
         for node_plan in plans:
