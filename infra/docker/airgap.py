@@ -4,7 +4,8 @@ Where no image registry is reachable, ``FROM python:3.12-slim`` cannot be pulled
 and PyPI can be. So (``scalecube images --airgap``):
 
 1. debootstrap a minimal bookworm (python3, redis-server, haproxy) and ``docker import`` it as the base;
-2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network), and the
+2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network), the node image
+   for ``scalecube nodes`` (Debian's docker.io, the one build that runs apt, over the host's network), and the
    Prometheus one from it plus Debian's ``prometheus`` package, downloaded and unpacked on the host (the base
    stays as it is: only this image carries Prometheus's 60 MB);
 3. download every locked wheel for the base's Python into ``infra/docker/wheelhouse/`` on the host;
