@@ -34,6 +34,14 @@ ProjectName = Annotated[
 ProjectDir = Annotated[Path, typer.Option(help="folder with docker-compose.yml (and .env)")]
 Service = Annotated[str, typer.Argument(metavar="SERVICE", help="a compose service, e.g. api")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+NodesCluster = Annotated[
+    str | None,
+    typer.Option(
+        "--nodes",
+        metavar="CLUSTER",
+        help="the engines of `scalecube nodes up` (e.g. scalecube-nodes): their manager, the stack placed over them",
+    ),
+]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -89,23 +97,42 @@ def ps_command(
     service: Annotated[str | None, typer.Argument(metavar="[SERVICE]", help="only this service")] = None,
     workers: Annotated[bool, typer.Option(help="ask each cluster container for its workers (docker exec)")] = True,
     as_json: AsJson = False,
+    nodes: NodesCluster = None,
     project: ProjectName = "scalecube",
     project_dir: ProjectDir = REPO,
 ) -> None:
-    """The project's containers: state, health, published ports, and each cluster's workers."""
+    """The project's containers: state, health, published ports, and each cluster's workers; with `--nodes`,
+    the Swarm stack PROJECT's containers on every node of CLUSTER, and which node runs each."""
     from rich.console import Console
 
     from infra.docker.ops import ps
 
     with _errors("ps"):
-        stack = _project(project_dir, project)
-        if service:
-            stack.require_service(service)
-        rows = ps.collect(stack, service, workers=workers)
+        if nodes is not None:
+            rows = ps.collect_stack(_node_engines(nodes), project, service, workers=workers)
+            name = f"{project} on {nodes}"
+        else:
+            stack = _project(project_dir, project)
+            if service:
+                stack.require_service(service)
+            rows = ps.collect(stack, service, workers=workers)
+            name = stack.name
     if as_json:
         typer.echo(json.dumps(ps.as_dict(rows), indent=2))
     else:
-        ps.render(rows, stack.name, Console())
+        ps.render(rows, name, Console())
+
+
+def _node_engines(cluster: str) -> dict:
+    """Each running node of ``cluster`` (``scalecube nodes``): its name → a client for its engine."""
+    from infra.docker.engine import engine_client
+    from infra.docker.nodes import Nodes
+
+    return {
+        node.plan.name: node.engine(timeout=10)
+        for node in Nodes(engine_client(), cluster).nodes()
+        if node.container.status == "running"
+    }
 
 
 @docker_app.command("scale")
@@ -260,16 +287,6 @@ def images_command(
     except DockerError as exc:
         typer.echo(f"scalecube images: {exc}", err=True)
         raise typer.Exit(2) from None
-
-
-NodesCluster = Annotated[
-    str | None,
-    typer.Option(
-        "--nodes",
-        metavar="CLUSTER",
-        help="the engines of `scalecube nodes up` (e.g. scalecube-nodes): their manager, the stack placed over them",
-    ),
-]
 
 
 def _swarm_compose(project_dir: Path, stack: str, cluster: str | None) -> tuple[Compose, list[str]]:

@@ -113,3 +113,31 @@ def test_a_new_deploy_keeps_the_running_stack_s_secrets(monkeypatch):
     spec = {"Spec": {"TaskTemplate": {"ContainerSpec": {"Env": ["REDIS_PASSWORD=kept-one-0123456789"]}}}}
     monkeypatch.setattr(compose, "run_docker", lambda args, **_: json.dumps([spec]))
     assert swarm.secret_values(compose)["REDIS_PASSWORD"] == "kept-one-0123456789"
+
+
+class FakeContainer:
+    def __init__(self, service: str, task: str) -> None:
+        self.labels = {"com.docker.swarm.service.name": f"sc_{service}", "com.docker.swarm.task.name": f"sc_{task}"}
+        self.short_id, self.status, self.attrs, self.ports = task[-6:], "running", {}, {}
+
+
+class FakeEngine:
+    def __init__(self, *containers: FakeContainer) -> None:
+        self.containers = self
+        self._found = list(containers)
+
+    def list(self, all: bool, filters: dict[str, str]) -> list[FakeContainer]:
+        assert filters == {"label": "com.docker.stack.namespace=sc"}
+        return self._found
+
+
+def test_docker_ps_over_nodes_says_which_node_runs_each_task():
+    from infra.docker.ops import ps
+
+    engines = {
+        "node-1": FakeEngine(FakeContainer("api", "api.2.aaaaaa"), FakeContainer("secrets", "secrets.n1.bbbbbb")),
+        "node-2": FakeEngine(FakeContainer("api", "api.1.cccccc")),
+    }
+    rows = ps.collect_stack(engines, "sc", workers=False)
+    assert [(r.name, r.node) for r in rows] == [("api.1", "node-2"), ("api.2", "node-1"), ("secrets.node-1", "node-1")]
+    assert [r.node for r in ps.collect_stack(engines, "sc", "api", workers=False)] == ["node-2", "node-1"]

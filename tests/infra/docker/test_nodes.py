@@ -4,6 +4,7 @@ killed under GET load costs no GET and its replicas come back on the others, `no
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -123,6 +124,10 @@ def test_api_replicas_on_several_nodes_all_serve_through_the_balancer(cluster):
 
     nodes = wait_for(every_replica_served, timeout=240, what="every api replica answering through the balancer")
     assert len(nodes) >= 2, nodes  # spread over the nodes, not stacked on one
+    # `scalecube docker ps --nodes` says the same: which node runs each api task
+    listed = json.loads(run_cli("docker", "ps", "api", "--nodes", cluster.name, "-p", STACK, "--json", "--no-workers"))
+    running = {row["node"] for row in listed["containers"] if row["state"] == "running"}
+    assert running == nodes, listed
 
 
 @dataclass
