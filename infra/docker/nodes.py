@@ -345,6 +345,21 @@ class Nodes:
         node.container.kill()
         return node
 
+    def partition(self, name: str, *, heal: bool = False) -> Node:
+        """Cut the node off from the other nodes (its engine and tasks keep running, unreachable to them), or
+        heal that: firewall rules inside the node (``partition_commands``), so the host still reaches it."""
+        node = self.node(name)
+        if node.container.status != "running":
+            raise DockerError(f"{node.plan.name} is not running")
+        others = [
+            n.address for n in self.nodes() if n.plan.index != node.plan.index and n.container.status == "running"
+        ]
+        for command in heal_commands() if heal else partition_commands(others):
+            code, output = node.container.exec_run(command)
+            if code != 0 and not heal:
+                raise DockerError(f"{' '.join(command)} on {node.plan.name}: {output.decode(errors='replace')[-300:]}")
+        return node
+
     def down(self) -> dict[str, list[str]]:
         """Remove the node containers (with their engines and everything in them), their volumes, the network."""
         import docker.errors
@@ -364,6 +379,36 @@ class Nodes:
             network.remove()
             removed["networks"].append(network.name)
         return removed
+
+
+PARTITION_CHAIN = "SCALECUBE-PARTITION"
+
+
+def partition_commands(others: Iterable[str]) -> list[list[str]]:
+    """iptables commands, run in a node, that drop everything to and from the ``others`` (the other nodes'
+    addresses) — Swarm's control traffic (2377, 7946) and the overlay's VXLAN (4789) alike — in a chain of
+    its own, so healing removes exactly that. The host (the bridge's gateway) is not cut."""
+    commands = [
+        ["iptables", "-N", PARTITION_CHAIN],
+        ["iptables", "-I", "INPUT", "1", "-j", PARTITION_CHAIN],
+        ["iptables", "-I", "OUTPUT", "1", "-j", PARTITION_CHAIN],
+    ]
+    for address in others:
+        commands += [
+            ["iptables", "-A", PARTITION_CHAIN, "-s", address, "-j", "DROP"],
+            ["iptables", "-A", PARTITION_CHAIN, "-d", address, "-j", "DROP"],
+        ]
+    return commands
+
+
+def heal_commands() -> list[list[str]]:
+    """Undo ``partition_commands`` (each may fail harmlessly when there is nothing to undo)."""
+    return [
+        ["iptables", "-D", "INPUT", "-j", PARTITION_CHAIN],
+        ["iptables", "-D", "OUTPUT", "-j", PARTITION_CHAIN],
+        ["iptables", "-F", PARTITION_CHAIN],
+        ["iptables", "-X", PARTITION_CHAIN],
+    ]
 
 
 def _pings(node: Node) -> bool:

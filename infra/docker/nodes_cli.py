@@ -116,6 +116,18 @@ def kill_command(
     _say("kill")(f"{killed.plan.name} ({killed.plan.container}) killed; Swarm reschedules its tasks")
 
 
+@nodes_app.command("partition")
+def partition_command(
+    node: Annotated[str, typer.Argument(metavar="NODE", help="node-K (or its container's name)")],
+    heal: Annotated[bool, typer.Option("--heal", help="undo: reconnect the node to the others")] = False,
+    cluster: Cluster = CLUSTER,
+) -> None:
+    """Cut NODE off from the other nodes (it keeps running, the host still reaches it); --heal undoes it."""
+    with _errors("partition"):
+        cut = _nodes(cluster, "partition").partition(node, heal=heal)
+    _say("partition")(f"{cut.plan.name} " + ("reconnected to the others" if heal else "cut off from the others"))
+
+
 @nodes_app.command("down")
 def down_command(cluster: Cluster = CLUSTER) -> None:
     """Remove every container, volume and network `nodes up` made (and so every engine and task in them)."""

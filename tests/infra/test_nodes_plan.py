@@ -141,3 +141,19 @@ def test_docker_ps_over_nodes_says_which_node_runs_each_task():
     rows = ps.collect_stack(engines, "sc", workers=False)
     assert [(r.name, r.node) for r in rows] == [("api.1", "node-2"), ("api.2", "node-1"), ("secrets.node-1", "node-1")]
     assert [r.node for r in ps.collect_stack(engines, "sc", "api", workers=False)] == ["node-2", "node-1"]
+
+
+def test_a_partition_drops_the_other_nodes_both_ways_in_its_own_chain_and_healing_removes_just_that():
+    commands = nodes.partition_commands(["172.30.0.3", "172.30.0.4"])
+    drops = [c for c in commands if c[-1] == "DROP"]
+    assert {(c[3], c[4]) for c in drops} == {
+        ("-s", "172.30.0.3"),
+        ("-d", "172.30.0.3"),
+        ("-s", "172.30.0.4"),
+        ("-d", "172.30.0.4"),
+    }
+    assert all(c[2] == nodes.PARTITION_CHAIN for c in drops)  # nothing of the engine's own rules is touched
+    jumps = [c for c in commands if c[1] == "-I"]
+    assert {c[2] for c in jumps} == {"INPUT", "OUTPUT"}
+    healed = nodes.heal_commands()
+    assert [c[1] for c in healed] == ["-D", "-D", "-F", "-X"] and all(nodes.PARTITION_CHAIN in c for c in healed)

@@ -196,3 +196,27 @@ def test_a_node_killed_under_load_costs_no_get_and_its_replicas_come_back_on_the
     assert not failed, failed[:10]
     assert len(in_flight) <= load.threads
     assert outcomes["200"] >= 200
+
+
+def test_a_partitioned_node_is_down_to_the_others_and_back_once_healed():
+    """Bare engines (no images, no stack): the Swarm's own view of a node cut off, then reconnected."""
+    client = require_docker()
+    name = f"sctest-part-{uuid.uuid4().hex[:6]}"
+    nodes = Nodes(client, name)
+    try:
+        run_cli("nodes", "up", "--nodes", "3", "--no-images", "--cluster", name)
+
+        def status_of(node: str) -> str:
+            engine = nodes.node("node-1").engine()
+            return next(
+                n.attrs["Status"]["State"] for n in engine.nodes.list() if n.attrs["Description"]["Hostname"] == node
+            )
+
+        run_cli("nodes", "partition", "node-3", "--cluster", name)
+        wait_for(lambda: status_of("node-3") == "down", timeout=90, what="node-3 down to the others")
+        assert nodes.node("node-3").container.status == "running"  # cut off, not dead
+        run_cli("nodes", "partition", "node-3", "--heal", "--cluster", name)
+        wait_for(lambda: status_of("node-3") == "ready", timeout=90, what="node-3 ready again")
+    finally:
+        run_cli("nodes", "down", "--cluster", name)
+        assert labelled(client, name) == {"containers": [], "networks": [], "volumes": []}
