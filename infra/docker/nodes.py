@@ -217,9 +217,9 @@ class Nodes:
 
         plans = plan(count, self.cluster)
         existing = {n.plan.index: n for n in self.nodes()}
-        extra = sorted(set(existing) - {p.index for p in plans})
-        if extra:
-            raise DockerError(f"{self.cluster} has {len(existing)} nodes; `nodes down` first to run {count}")
+        if existing and sorted(existing) != [p.index for p in plans]:
+            # roles follow the count (three managers from three nodes): a cluster is not grown or shrunk in place
+            raise DockerError(f"{self.cluster} has {len(existing)} node(s); `nodes down` first to run {count}")
         try:
             self.client.images.get(NODE_IMAGE)
         except docker.errors.ImageNotFound:

@@ -157,3 +157,36 @@ def test_a_partition_drops_the_other_nodes_both_ways_in_its_own_chain_and_healin
     assert {c[2] for c in jumps} == {"INPUT", "OUTPUT"}
     healed = nodes.heal_commands()
     assert [c[1] for c in healed] == ["-D", "-D", "-F", "-X"] and all(nodes.PARTITION_CHAIN in c for c in healed)
+
+
+class FakeHostEngine:
+    """The host engine as ``Nodes`` lists it: node containers with their labels, nothing else."""
+
+    def __init__(self, count: int) -> None:
+        self.containers = self
+        self._found = [
+            type("C", (), {"labels": {nodes.NODE_LABEL: p.name, f"{nodes.LABEL}.role": p.role}, "status": "running"})()
+            for p in nodes.plan(count, "sc")
+        ]
+
+    def list(self, all: bool, filters: dict[str, str]) -> list:
+        assert filters == {"label": f"{nodes.LABEL}=sc"}
+        return self._found
+
+
+@pytest.mark.parametrize(("there", "asked"), [(2, 3), (3, 1)])
+def test_a_cluster_is_not_grown_or_shrunk_in_place_since_roles_follow_the_count(there, asked):
+    with pytest.raises(DockerError, match="nodes down` first"):
+        nodes.Nodes(FakeHostEngine(there), "sc").up(asked)
+
+
+def test_a_node_is_found_by_name_or_container_and_an_unknown_one_is_named_with_the_known():
+    cluster = nodes.Nodes(FakeHostEngine(3), "sc")
+    assert cluster.node("node-2").plan.role == "manager"
+    with pytest.raises(DockerError, match="node-1, node-2, node-3"):
+        cluster.node("node-9")
+
+
+def test_the_only_manager_is_never_killed():
+    with pytest.raises(DockerError, match="only manager"):
+        nodes.Nodes(FakeHostEngine(2), "sc").kill("node-1")
