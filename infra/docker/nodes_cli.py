@@ -72,10 +72,9 @@ def up_command(
     with _errors("up"):
         wanted = stack_images(json.loads(Compose(project_dir).run(["config", "--format", "json"]))) if images else []
         running = _nodes(cluster, "up").up(nodes, wanted)
-        manager = running[0]
         _say("up")(
-            f"{len(running)} node(s) in one Swarm in {time.monotonic() - started:.1f}s; "
-            f"deploy with DOCKER_HOST={manager.engine_url} scalecube docker swarm-deploy"
+            f"{len(running)} node(s) in one Swarm in {time.monotonic() - started:.1f}s (manager {running[0].engine_url});"
+            f" deploy with: scalecube docker swarm-deploy --nodes {cluster}"
         )
 
 
