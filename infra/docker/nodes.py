@@ -303,6 +303,9 @@ class Nodes:
     # -- ls, kill, down
 
     def rows(self) -> list[NodeRow]:
+        import docker.errors
+        import requests.exceptions
+
         swarm: dict[str, dict[str, Any]] = {}
         tasks: dict[str, int] = {}
         try:
@@ -315,8 +318,10 @@ class Nodes:
             for task in lead.api.tasks(filters={"desired-state": "running"}):
                 if task.get("Status", {}).get("State") == "running" and task.get("NodeID") in ids:
                     tasks[ids[task["NodeID"]]] = tasks.get(ids[task["NodeID"]], 0) + 1
-        except DockerError:
-            pass  # no manager answers: the containers' view only
+        except (DockerError, docker.errors.APIError, requests.exceptions.RequestException):
+            # no manager answers, or none can while they elect a leader (after a partition heals): the containers'
+            # view only
+            swarm, tasks = {}, {}
         rows = []
         for node in self.nodes():
             node.container.reload()
