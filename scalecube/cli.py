@@ -734,6 +734,7 @@ K8S_SECRETS_HEADER = """\
 def _register_commands() -> None:
     """Commands that live next to what they drive (each module keeps its heavy imports inside the command)."""
     from infra.docker.cli import docker_app, images_command
+    from infra.docker.nodes_cli import nodes_app
     from loadtests.benchmarks.peers_cli import bench_peers
     from loadtests.demo_cli import demo_app
     from loadtests.locust_cli import locust_command
@@ -746,6 +747,7 @@ def _register_commands() -> None:
     app.add_typer(demo_app, name="demo")
     app.add_typer(docker_app, name="docker")
     app.command("images")(images_command)
+    app.add_typer(nodes_app, name="nodes")
 
 
 _register_commands()

@@ -4,7 +4,8 @@ Where no image registry is reachable, ``FROM python:3.12-slim`` cannot be pulled
 and PyPI can be. So (``scalecube images --airgap``):
 
 1. debootstrap a minimal bookworm (python3, redis-server, haproxy) and ``docker import`` it as the base;
-2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network), and the
+2. build the Redis and HAProxy stand-ins from it (``infra/docker/airgap/*.Dockerfile``, no network), the node image
+   for ``scalecube nodes`` (Debian's docker.io, the one build that runs apt, over the host's network), and the
    Prometheus one from it plus Debian's ``prometheus`` package, downloaded and unpacked on the host (the base
    stays as it is: only this image carries Prometheus's 60 MB);
 3. download every locked wheel for the base's Python into ``infra/docker/wheelhouse/`` on the host;
@@ -36,6 +37,7 @@ BASE_IMAGE = "scalecube-debian:bookworm"
 REDIS_IMAGE = "scalecube-redis:airgap"
 HAPROXY_IMAGE = "scalecube-haproxy:airgap"
 PROMETHEUS_IMAGE = "scalecube-prometheus:airgap"
+NODE_IMAGE = "scalecube-node:airgap"  # a Docker engine in a container, for `scalecube nodes` (infra/docker/nodes.py)
 PROMETHEUS_PACKAGE = "prometheus"  # bookworm's 2.42: the server, promtool, web assets
 # The web UI's scripts, styles and fonts: Debian links them from these packages (the package's Depends).
 PROMETHEUS_WEB_PACKAGES = (
@@ -110,6 +112,7 @@ class AirgapBuilder:
         self.derived_image(REDIS_IMAGE, "redis.Dockerfile")
         self.derived_image(HAPROXY_IMAGE, "haproxy.Dockerfile")
         self.prometheus_image()
+        self.node_image()
         self.wheelhouse(self.base_python())
         return self.write_env()
 
@@ -145,8 +148,10 @@ class AirgapBuilder:
             finally:
                 tar.wait()
 
-    def derived_image(self, tag: str, dockerfile: str, context: Path = DOCKER_DIR / "airgap") -> None:
-        """``infra/docker/airgap/DOCKERFILE`` built on the base with no network, from ``context``."""
+    def derived_image(
+        self, tag: str, dockerfile: str, context: Path = DOCKER_DIR / "airgap", network: str = "none"
+    ) -> None:
+        """``infra/docker/airgap/DOCKERFILE`` built on the base, from ``context``, with no network unless said."""
         self.report(f"{tag}: docker build from {BASE_IMAGE}")
         run(
             [
@@ -154,7 +159,7 @@ class AirgapBuilder:
                 "build",
                 "--quiet",
                 "--network",
-                "none",
+                network,
                 "--build-arg",
                 f"BASE_IMAGE={BASE_IMAGE}",
                 "-t",
@@ -182,6 +187,14 @@ class AirgapBuilder:
                 path = context / relative
                 path.unlink() if path.is_file() else shutil.rmtree(path, ignore_errors=True)
             self.derived_image(PROMETHEUS_IMAGE, "prometheus.Dockerfile", context)
+
+    def node_image(self) -> None:
+        """Debian's docker.io and iptables on the base: the one build that runs apt, over the host's network
+        (the same Debian mirror the base came from; docker.io's dependencies are too many to unpack by hand)."""
+        if not self.rebuild and image_exists(NODE_IMAGE):
+            self.report(f"{NODE_IMAGE}: present")
+            return
+        self.derived_image(NODE_IMAGE, "node.Dockerfile", network="host")
 
     def base_python(self) -> str:
         out = run(

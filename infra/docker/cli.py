@@ -20,6 +20,7 @@ import typer
 from infra.paths import REPO
 
 if TYPE_CHECKING:
+    from infra.docker.compose import Compose
     from infra.docker.ops.project import Project
 
 docker_app = typer.Typer(
@@ -33,6 +34,14 @@ ProjectName = Annotated[
 ProjectDir = Annotated[Path, typer.Option(help="folder with docker-compose.yml (and .env)")]
 Service = Annotated[str, typer.Argument(metavar="SERVICE", help="a compose service, e.g. api")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+NodesCluster = Annotated[
+    str | None,
+    typer.Option(
+        "--nodes",
+        metavar="CLUSTER",
+        help="the engines of `scalecube nodes up` (e.g. scalecube-nodes): their manager, the stack placed over them",
+    ),
+]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -88,23 +97,42 @@ def ps_command(
     service: Annotated[str | None, typer.Argument(metavar="[SERVICE]", help="only this service")] = None,
     workers: Annotated[bool, typer.Option(help="ask each cluster container for its workers (docker exec)")] = True,
     as_json: AsJson = False,
+    nodes: NodesCluster = None,
     project: ProjectName = "scalecube",
     project_dir: ProjectDir = REPO,
 ) -> None:
-    """The project's containers: state, health, published ports, and each cluster's workers."""
+    """The project's containers: state, health, published ports, and each cluster's workers; with `--nodes`,
+    the Swarm stack PROJECT's containers on every node of CLUSTER, and which node runs each."""
     from rich.console import Console
 
     from infra.docker.ops import ps
 
     with _errors("ps"):
-        stack = _project(project_dir, project)
-        if service:
-            stack.require_service(service)
-        rows = ps.collect(stack, service, workers=workers)
+        if nodes is not None:
+            rows = ps.collect_stack(_node_engines(nodes), project, service, workers=workers)
+            name = f"{project} on {nodes}"
+        else:
+            stack = _project(project_dir, project)
+            if service:
+                stack.require_service(service)
+            rows = ps.collect(stack, service, workers=workers)
+            name = stack.name
     if as_json:
         typer.echo(json.dumps(ps.as_dict(rows), indent=2))
     else:
-        ps.render(rows, stack.name, Console())
+        ps.render(rows, name, Console())
+
+
+def _node_engines(cluster: str) -> dict:
+    """Each running node of ``cluster`` (``scalecube nodes``): its name → a client for its engine."""
+    from infra.docker.engine import engine_client
+    from infra.docker.nodes import Nodes
+
+    return {
+        node.plan.name: node.engine(timeout=10)
+        for node in Nodes(engine_client(), cluster).nodes()
+        if node.container.status == "running"
+    }
 
 
 @docker_app.command("scale")
@@ -261,32 +289,51 @@ def images_command(
         raise typer.Exit(2) from None
 
 
+def _swarm_compose(project_dir: Path, stack: str, cluster: str | None) -> tuple[Compose, list[str]]:
+    """The compose for ``stack``: on this engine (DOCKER_HOST), or on a manager of ``cluster`` and its nodes."""
+    from infra.docker.compose import Compose
+
+    if cluster is None:
+        return Compose(project_dir, project=stack), []
+    from infra.docker.engine import engine_client
+    from infra.docker.nodes import Nodes
+
+    nodes = Nodes(engine_client(), cluster)
+    manager = nodes.manager()
+    names = [node.plan.name for node in nodes.nodes()]
+    return Compose(project_dir, project=stack, env={"DOCKER_HOST": manager.engine_url}), names
+
+
 @docker_app.command("swarm-deploy")
 def swarm_deploy_command(
     stack: Annotated[str, typer.Argument(metavar="STACK", help="the Swarm stack's name")] = "scalecube",
+    nodes: NodesCluster = None,
     project_dir: ProjectDir = REPO,
 ) -> None:
     """Deploy docker-compose.yml to Docker Swarm (`docker stack deploy`), adapted as infra/docker/swarm.py says.
 
-    Build the images first (`scalecube images`); the node must be a swarm manager (`docker swarm init`).
+    Build the images first (`scalecube images`); the node must be a swarm manager (`docker swarm init`), or
+    `--nodes CLUSTER` deploys to the engines `scalecube nodes up` started (their images loaded there).
     """
     from infra.docker import swarm
-    from infra.docker.compose import Compose
 
     with _errors("swarm-deploy"):
-        swarm.deploy(Compose(project_dir, project=stack), stack)
-    _say("swarm-deploy")(f"stack {stack} deployed; `docker stack ps {stack}` shows its tasks")
+        compose, names = _swarm_compose(project_dir, stack, nodes)
+        swarm.deploy(compose, stack, names)
+    where = f" over {', '.join(names)} ({compose.env['DOCKER_HOST']})" if names else ""
+    _say("swarm-deploy")(f"stack {stack} deployed{where}; `docker stack ps {stack}` shows its tasks")
 
 
 @docker_app.command("swarm-rm")
 def swarm_rm_command(
     stack: Annotated[str, typer.Argument(metavar="STACK")] = "scalecube",
+    nodes: NodesCluster = None,
     project_dir: ProjectDir = REPO,
 ) -> None:
     """Remove a Swarm stack (`docker stack rm`)."""
     from infra.docker import swarm
-    from infra.docker.compose import Compose
 
     with _errors("swarm-rm"):
-        swarm.remove(Compose(project_dir, project=stack), stack)
+        compose, _ = _swarm_compose(project_dir, stack, nodes)
+        swarm.remove(compose, stack)
     _say("swarm-rm")(f"stack {stack} removed")

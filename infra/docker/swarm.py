@@ -16,6 +16,18 @@ Every service gets ``endpoint_mode: dnsrr`` and every published port ``mode: hos
 to every task's address, as with compose (so HAProxy's ``server-template`` sees each api replica), and
 the balancer's port is bound on the node that runs it. Swarm's virtual IPs and routing mesh are not
 used: they need the kernel's IPVS, which not every host has (this project's machines do not).
+
+Over several nodes (``swarm-deploy --nodes``, the engines of ``scalecube nodes``), ``spread_over`` adds placement:
+
+- the services that publish a port (the balancer, Locust, Prometheus) and the stateful ones (a Redis and its
+  named volume: a volume is local to its node, so its service must come back where its data is) are pinned
+  to the first node, by the node label ``scalecube.node`` — the balancer's address is that node's;
+- the sessions Redis group (``redis``, ``redis-replica``, ``redis-sentinel-*``) is pinned one service per
+  node instead, in turn: a lost node takes at most one of them, and the Sentinels' quorum (2 of 3) survives;
+- everything else (the api, auth, the router, the shards) spreads its replicas over the nodes
+  (``placement.preferences: spread``), and Swarm moves them when a node is lost;
+- the one-shot ``secrets`` service runs on every node (``mode: global``): its volume is local to each node,
+  so each node's must be written — with the same values, given in its environment (``secret_values``).
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from typing import Any
 
 from infra.docker.compose import Compose
 from infra.docker.engine import DockerError
+from kit import secrets
 
 DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy")
 COMPOSE_ONLY = frozenset({"console"})
@@ -74,12 +87,68 @@ def _overlay(network: dict[str, Any]) -> dict[str, Any]:
     return overlay
 
 
-def deploy(compose: Compose, stack_name: str) -> None:
-    """Render, adapt and deploy; images must exist on the nodes (``scalecube images``)."""
-    rendered = json.loads(compose.run(["config", "--format", "json"]))
-    compose.run_docker(
-        ["stack", "deploy", "--resolve-image", "never", "-c", "-", stack_name], stdin=json.dumps(swarm_stack(rendered))
+NODE_LABEL = "scalecube.node"  # infra/docker/nodes.py labels each Swarm node node-1, node-2, ...
+SECRETS_SERVICE = "secrets"
+SECRETS_VOLUME = "secrets"
+SPREAD_GROUP_PREFIX = "redis"  # the sessions Redis group: redis, redis-replica, redis-sentinel-1..3
+
+
+def pinned_to(node: str) -> str:
+    return f"node.labels.{NODE_LABEL} == {node}"
+
+
+def _stateful(service: dict[str, Any]) -> bool:
+    return any(
+        isinstance(volume, dict) and volume.get("type") == "volume" and volume.get("source") != SECRETS_VOLUME
+        for volume in service.get("volumes", [])
     )
+
+
+def spread_over(stack: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
+    """``stack`` (from ``swarm_stack``) placed over ``nodes`` (their ``scalecube.node`` labels), as said above."""
+    if not nodes:
+        raise DockerError("no nodes to spread the stack over")
+    first, group = nodes[0], 0
+    services = {}
+    for name, service in stack["services"].items():
+        deploy = dict(service.get("deploy", {}))
+        if name == SECRETS_SERVICE:
+            deploy["mode"] = "global"
+        elif name.startswith(SPREAD_GROUP_PREFIX) and _stateful(service):
+            deploy["placement"] = {"constraints": [pinned_to(nodes[group % len(nodes)])]}
+            group += 1
+        elif service.get("ports") or _stateful(service):
+            deploy["placement"] = {"constraints": [pinned_to(first)]}
+        else:
+            deploy["placement"] = {"preferences": [{"spread": f"node.labels.{NODE_LABEL}"}]}
+        services[name] = {**service, "deploy": deploy}
+    return {**stack, "services": services}
+
+
+def secret_values(compose: Compose) -> dict[str, str]:
+    """Every secret for a stack over several nodes: each node's ``secrets`` task writes the same ones. The
+    environment's where set, else the values the running stack's ``secrets`` service was given (a new
+    deploy keeps them: Redis holds its password), else new ones."""
+    stack_service = f"{compose.project}_{SECRETS_SERVICE}"
+    running: dict[str, str] = {}
+    try:
+        spec = json.loads(compose.run_docker(["service", "inspect", stack_service]))[0]["Spec"]
+        running = dict(line.split("=", 1) for line in spec["TaskTemplate"]["ContainerSpec"].get("Env", []))
+    except (DockerError, IndexError, KeyError, ValueError):
+        running = {}  # no such stack yet
+    return {name: compose.env.get(name) or running.get(name) or secrets.generate() for name in secrets.SECRETS}
+
+
+def deploy(compose: Compose, stack_name: str, nodes: list[str] | None = None) -> None:
+    """Render, adapt and deploy; images must exist on the nodes (``scalecube images``, ``scalecube nodes up``).
+    With ``nodes``: placed over them (``spread_over``), every node's secrets the same (``secret_values``)."""
+    if nodes:
+        compose.env.update(secret_values(compose))
+    rendered = json.loads(compose.run(["config", "--format", "json"]))
+    stack = swarm_stack(rendered)
+    if nodes:
+        stack = spread_over(stack, nodes)
+    compose.run_docker(["stack", "deploy", "--resolve-image", "never", "-c", "-", stack_name], stdin=json.dumps(stack))
 
 
 REMOVE_TIMEOUT = 120.0

@@ -1,8 +1,12 @@
 """``scalecube docker ps``: the project's containers with their health and ports, and, for each
-container that runs the cluster runtime, its workers (from the master's control socket)."""
+container that runs the cluster runtime, its workers (from the master's control socket).
+
+A Swarm stack over several engines (``scalecube docker ps --nodes CLUSTER``, the nodes of ``scalecube nodes``):
+each node's engine is asked for the stack's containers, and each row says which node runs it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,6 +15,7 @@ from infra.docker.ops.project import SERVICE_LABEL, health, short_name
 from infra.docker.ops.workers import CLUSTER_SERVICES, Worker, workers_of
 
 if TYPE_CHECKING:
+    import docker
     from docker.models.containers import Container
     from rich.console import Console
 
@@ -26,6 +31,12 @@ class ContainerRow:
     health: str
     ports: list[str]
     workers: list[Worker] | None = field(default=None)  # None: not a cluster, or its status did not answer
+    node: str = ""  # the Swarm node that runs it (a stack over several engines), else ""
+
+
+STACK_LABEL = "com.docker.stack.namespace"
+SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"  # STACK_SERVICE
+TASK_NAME_LABEL = "com.docker.swarm.task.name"  # STACK_SERVICE.SLOT.TASKID (a global service: .NODEID.)
 
 
 def published_ports(container: Container) -> list[str]:
@@ -58,6 +69,43 @@ def collect(project: Project, service: str | None = None, *, workers: bool = Tru
         return list(pool.map(row, containers))
 
 
+def collect_stack(
+    engines: Mapping[str, docker.DockerClient], stack: str, service: str | None = None, *, workers: bool = True
+) -> list[ContainerRow]:
+    """The Swarm stack's containers on every node (``engines``: node name → its engine), each with its node."""
+    found = [
+        (node, container)
+        for node, engine in engines.items()
+        for container in engine.containers.list(all=True, filters={"label": f"{STACK_LABEL}={stack}"})
+    ]
+
+    def row(item: tuple[str, Container]) -> ContainerRow:
+        node, container = item
+        service_name = container.labels.get(SWARM_SERVICE_LABEL, "?").removeprefix(f"{stack}_")
+        task = container.labels.get(TASK_NAME_LABEL, "").removeprefix(f"{stack}_")
+        slot = task.split(".")[1] if task.count(".") >= 2 else "?"
+        in_cluster = workers and service_name in CLUSTER_SERVICES
+        return ContainerRow(
+            service_name,
+            f"{service_name}.{slot if slot.isdigit() else node}",
+            container.short_id,
+            container.status,
+            health(container),
+            published_ports(container),
+            workers_of(container) if in_cluster else None,
+            node,
+        )
+
+    chosen = [item for item in found if service is None or _swarm_service(item[1], stack) == service]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rows = list(pool.map(row, chosen))
+    return sorted(rows, key=lambda r: (r.service, r.name, r.node))
+
+
+def _swarm_service(container: Container, stack: str) -> str:
+    return container.labels.get(SWARM_SERVICE_LABEL, "").removeprefix(f"{stack}_")
+
+
 def as_dict(rows: list[ContainerRow]) -> dict[str, Any]:
     return {"containers": [asdict(row) for row in rows]}
 
@@ -73,16 +121,19 @@ def render(rows: list[ContainerRow], project: str, console: Console) -> None:
     table = Table(
         title=f"project {project}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
     )
-    for column in ("container", "state", "health", "ports", "pid", "requests", "rss", "worker"):
+    on_nodes = any(row.node for row in rows)
+    columns = ("container", "node") if on_nodes else ("container",)
+    for column in (*columns, "state", "health", "ports", "pid", "requests", "rss", "worker"):
         table.add_column(column, justify="right" if column in ("pid", "requests", "rss") else "left", no_wrap=True)
     colours = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}
     for row in rows:
         colour = colours.get(row.health, "white")
         first, *others = _worker_cells(row)
         ports = "\n".join(_short_port(port) for port in row.ports)
-        table.add_row(row.name, row.state, f"[{colour}]{row.health}[/]", ports, *first)
+        names = (row.name, row.node) if on_nodes else (row.name,)
+        table.add_row(*names, row.state, f"[{colour}]{row.health}[/]", ports, *first)
         for cells in others:
-            table.add_row("", "", "", "", *cells)
+            table.add_row(*("" for _ in names), "", "", "", *cells)
     console.print(table)
 
 

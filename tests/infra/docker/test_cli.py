@@ -36,3 +36,22 @@ def test_since_takes_durations_and_iso_times():
     assert parse_since("2026-01-01T11:00:00", now) == datetime(2026, 1, 1, 11, 0, tzinfo=UTC)
     with pytest.raises(typer.BadParameter):
         parse_since("yesterday", now)
+
+
+@pytest.mark.parametrize("args", [["ls"], ["kill", "node-2"], ["partition", "node-2"], ["down"]])
+def test_nodes_without_an_engine_is_one_line_and_exit_2(args):
+    from infra.docker.nodes_cli import nodes_app
+
+    result = CliRunner().invoke(nodes_app, args, env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"scalecube nodes {args[0]}: no Docker engine is reachable"), result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_nodes_up_needs_at_least_one_node():
+    from infra.docker.nodes_cli import nodes_app
+
+    result = CliRunner().invoke(
+        nodes_app, ["up", "--nodes", "0"], env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"}
+    )
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
