@@ -175,10 +175,19 @@ def node_loss_command(
             help="the node to lose (default: one with api replicas, no balancer, no Redis primary or replica)"
         ),
     ] = None,
+    target: Target = None,
+    docker: Docker = False,
 ) -> None:
     """A node of `scalecube nodes` SIGKILLed under mixed load through the balancer of the stack deployed over them
     (scalecube nodes up --nodes 3; scalecube docker swarm-deploy --nodes scalecube-nodes): 0 failed GETs, the api
     back on the survivors, 0 sessions lost; the node started again after. Not in `demo all`."""
+    if docker or target is not None:
+        typer.echo(
+            "scalecube demo node-loss: it runs against the stack over `scalecube nodes` (--cluster, --stack), "
+            "never --docker's compose stack nor a --target URL: nothing there is a node to lose",
+            err=True,
+        )
+        raise typer.Exit(2)
     _run("node-loss", users, seconds, out, None, False, smoke, nodes_cluster=cluster, nodes_stack=stack, kill_node=node)
 
 

@@ -174,6 +174,12 @@ def test_registered_but_not_in_demo_all():
     assert result.exit_code == 0 and "--node" in result.output and "--cluster" in result.output
 
 
+def test_docker_and_target_are_refused():
+    for args in (["--docker"], ["--target", "http://127.0.0.1:8080"]):
+        result = CliRunner().invoke(demo_app, ["node-loss", "--smoke", *args])
+        assert result.exit_code == 2 and "scalecube nodes" in result.output, result.output
+
+
 def test_no_deployment_exits_2_naming_the_commands(tmp_path):
     """No such cluster: exit 2 and the commands to run (the Docker engine is asked, nothing is started)."""
     from infra.docker.engine import DockerError, engine_client
