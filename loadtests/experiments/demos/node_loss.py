@@ -318,11 +318,7 @@ def result(name: str, events: list[Event], record: Record) -> LoadResult:
         )
     )
     out.served_by = dict(Counter(e.served_by for e in events if e.served_by and e.outcome == "200"))
-    latencies = sorted((e.t - e.sent) * 1000 for e in events if e.outcome == "200")
-    if latencies:
-        out.p50_ms, out.p95_ms, out.p99_ms = (
-            latencies[min(len(latencies) - 1, int(q * len(latencies)))] for q in (0.5, 0.95, 0.99)
-        )
+    out.p50_ms, out.p95_ms, out.p99_ms = _percentiles(events)
     by_second: dict[int, list[Event]] = {}
     for event in events:
         by_second.setdefault(int(event.t - start), []).append(event)
@@ -332,13 +328,20 @@ def result(name: str, events: list[Event], record: Record) -> LoadResult:
             0,
             float(len(by_second.get(s, []))),
             float(sum(e.outcome != "200" for e in by_second.get(s, []))),
-            None,
-            None,
-            None,
+            *_percentiles(by_second.get(s, [])),
         )
         for s in range(int(out.seconds) + 1)
     ]
     return out
+
+
+def _percentiles(events: list[Event]) -> tuple[float | None, float | None, float | None]:
+    """p50, p95, p99 of the answered requests' latencies (ms); None when none was answered."""
+    latencies = sorted((e.t - e.sent) * 1000 for e in events if e.outcome == "200")
+    if not latencies:
+        return None, None, None
+    p50, p95, p99 = (latencies[min(len(latencies) - 1, int(q * len(latencies)))] for q in (0.5, 0.95, 0.99))
+    return p50, p95, p99
 
 
 # -- the run --------------------------------------------------------------------------------------------------------
