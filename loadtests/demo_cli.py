@@ -39,7 +39,14 @@ Smoke = Annotated[bool, typer.Option(help="tiny load, ~2 s per phase (tests); pe
 
 
 def _run(
-    name: str, users: int | None, seconds: float | None, out: Path | None, target: str | None, docker: bool, smoke: bool
+    name: str,
+    users: int | None,
+    seconds: float | None,
+    out: Path | None,
+    target: str | None,
+    docker: bool,
+    smoke: bool,
+    **more: str | None,
 ) -> None:
     project = None
     if docker:
@@ -57,7 +64,9 @@ def _run(
     from loadtests.experiments.locust_runner import check_locust
     from loadtests.experiments.run import DEMO_ERRORS, run_all, run_demo
 
-    options = DemoOptions(users=users, seconds=seconds, out=out, target=target, smoke=smoke, docker_project=project)
+    options = DemoOptions(
+        users=users, seconds=seconds, out=out, target=target, smoke=smoke, docker_project=project, **more
+    )
     # Not a terminal (a file, a test): wide enough that the tables do not fold every cell.
     out_console = Console() if sys.stdout.isatty() else Console(width=160)
     err_console = Console(stderr=True)
@@ -148,6 +157,38 @@ def _command(name: str) -> Callable[..., None]:
 
 for _name, _help in COMMANDS.items():
     demo_app.command(name=_name, help=_help)(_command(_name))
+
+
+@demo_app.command(name="node-loss")
+def node_loss_command(
+    users: Annotated[int | None, typer.Option(min=1, help="session visitors (default 3; 1 with --smoke)")] = None,
+    seconds: Annotated[
+        float | None, typer.Option(min=1, help="seconds of load before the kill and after the recovery (default 10)")
+    ] = None,
+    out: Out = None,
+    smoke: Smoke = False,
+    cluster: Annotated[str, typer.Option(help="the `scalecube nodes` cluster")] = "scalecube-nodes",
+    stack: Annotated[str, typer.Option(help="the Swarm stack deployed over it")] = "scalecube",
+    node: Annotated[
+        str | None,
+        typer.Option(
+            help="the node to lose (default: one with api replicas, no balancer, no Redis primary or replica)"
+        ),
+    ] = None,
+    target: Target = None,
+    docker: Docker = False,
+) -> None:
+    """A node of `scalecube nodes` SIGKILLed under mixed load through the balancer of the stack deployed over them
+    (scalecube nodes up --nodes 3; scalecube docker swarm-deploy --nodes scalecube-nodes): 0 failed GETs, the api
+    back on the survivors, 0 sessions lost; the node started again after. Not in `demo all`."""
+    if docker or target is not None:
+        typer.echo(
+            "scalecube demo node-loss: it runs against the stack over `scalecube nodes` (--cluster, --stack), "
+            "never --docker's compose stack nor a --target URL: nothing there is a node to lose",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _run("node-loss", users, seconds, out, None, False, smoke, nodes_cluster=cluster, nodes_stack=stack, kill_node=node)
 
 
 if __name__ == "__main__":  # python -m loadtests.demo_cli NAME ... (the same as `scalecube demo NAME ...`)

@@ -1,4 +1,4 @@
-"""Several Docker engines on this machine, one Swarm: ``scalecube nodes up|ls|kill|down``.
+"""Several Docker engines on this machine, one Swarm: ``scalecube nodes up|ls|kill|start|partition|down``.
 
 Each node is a container running Debian's ``dockerd`` (Docker-in-Docker, the ``scalecube-node:airgap`` image:
 ``infra/docker/airgap/node.Dockerfile``) in its own network namespace, on a bridge network of its own. Not
@@ -349,6 +349,31 @@ class Nodes:
             raise DockerError(f"{node.plan.name} is the Swarm's only manager: killing it loses the control plane")
         node.container.kill()
         return node
+
+    def start(self, name: str, timeout: float = SWARM_TIMEOUT) -> Node:
+        """Start a killed (or stopped) node's container again and wait until its engine answers and the Swarm's
+        managers see it ``ready``: its volume kept ``/var/lib/docker``, so the engine rejoins by itself (the
+        bridge gives it back its address when no other container took it: the Swarm knows it by that one)."""
+        node = self.node(name)
+        node.container.reload()
+        if node.container.status != "running":
+            self.say(f"{node.plan.name}: starting again")
+            node.container.start()
+        wait_for(lambda: _pings(node), ENGINE_TIMEOUT, f"{node.plan.name}'s engine")
+        wait_for(lambda: self.swarm_state(node.plan.name) == "ready", timeout, f"{node.plan.name} ready in the Swarm")
+        return node
+
+    def swarm_state(self, name: str) -> str:
+        """The Swarm's view of node ``name`` (ready / down / unknown), from a manager; "unknown" while none answers."""
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            listed = self.manager().engine(timeout=10).nodes.list()
+        except (DockerError, docker.errors.APIError, requests.exceptions.RequestException):
+            return "unknown"
+        states = [n.attrs["Status"]["State"] for n in listed if n.attrs["Description"]["Hostname"] == name]
+        return states[0] if states else "unknown"
 
     def partition(self, name: str, *, heal: bool = False) -> Node:
         """Cut the node off from the other nodes (its engine and tasks keep running, unreachable to them), or

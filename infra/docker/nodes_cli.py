@@ -1,4 +1,4 @@
-"""``scalecube nodes up|ls|kill|down``: several Docker engines on this machine, one Swarm (infra/docker/nodes.py).
+"""``scalecube nodes up|ls|kill|start|partition|down``: several Docker engines on this machine, one Swarm (infra/docker/nodes.py).
 
 Registered in ``scalecube/cli.py`` (``app.add_typer(nodes_app, name="nodes")``). Exit codes as ``scalecube docker``:
 0 done, 1 the engine refused on the way, 2 usage, no engine, or a node/image missing.
@@ -113,6 +113,18 @@ def kill_command(
     with _errors("kill"):
         killed = _nodes(cluster, "kill").kill(node)
     _say("kill")(f"{killed.plan.name} ({killed.plan.container}) killed; Swarm reschedules its tasks")
+
+
+@nodes_app.command("start")
+def start_command(
+    node: Annotated[str, typer.Argument(metavar="NODE", help="node-K (or its container's name)")],
+    cluster: Cluster = CLUSTER,
+) -> None:
+    """Start a killed node's engine container again and wait until the Swarm sees it ready (its tasks return)."""
+    started = time.monotonic()
+    with _errors("start"):
+        back = _nodes(cluster, "start").start(node)
+    _say("start")(f"{back.plan.name} ready in the Swarm again in {time.monotonic() - started:.1f}s")
 
 
 @nodes_app.command("partition")

@@ -32,6 +32,10 @@ class DemoOptions:
     smoke: bool = False  # tiny load for the test suite: performance targets reported, not judged
     locustfile: Path | None = None
     docker_project: str | None = None  # --docker: the compose project whose balancer is ``target``
+    # node-loss: the `scalecube nodes` cluster, the Swarm stack deployed over it, the node to lose (None: chosen)
+    nodes_cluster: str = "scalecube-nodes"
+    nodes_stack: str = "scalecube"
+    kill_node: str | None = None
 
 
 class DemoContext:

@@ -252,6 +252,10 @@ def _charts_html(report: DemoReport) -> str:
         parts.append('<h2>Counted</h2><div class="charts">')
         parts += [charts.bar_chart(title, bars, width=540) for title, bars in report.bars.items()]
         parts.append("</div>")
+    if report.lines:
+        parts.append('<h2>Over time</h2><div class="charts">')
+        parts += [charts.line_chart(title, series, y_label="responses/s") for title, series in report.lines.items()]
+        parts.append("</div>")
     parts.append('<h2>Throughput over time</h2><div class="charts">')
     parts.append(
         charts.line_chart(

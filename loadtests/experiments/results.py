@@ -57,6 +57,8 @@ class DemoReport:
     tables: list[Table] = field(default_factory=list)  # what the phases' columns cannot show
     # bar charts of the demo's own, in report.html: title -> (label, value) bars, e.g. computations per phase
     bars: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    # line charts of the demo's own, in report.html: title -> series name -> (t, value) points, e.g. per node
+    lines: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
     started: str = ""
     # views of the same metrics while the stack runs (name -> URL): the console's, Prometheus's (--docker)
     live: dict[str, str] = field(default_factory=dict)

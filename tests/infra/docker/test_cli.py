@@ -38,7 +38,7 @@ def test_since_takes_durations_and_iso_times():
         parse_since("yesterday", now)
 
 
-@pytest.mark.parametrize("args", [["ls"], ["kill", "node-2"], ["partition", "node-2"], ["down"]])
+@pytest.mark.parametrize("args", [["ls"], ["kill", "node-2"], ["start", "node-2"], ["partition", "node-2"], ["down"]])
 def test_nodes_without_an_engine_is_one_line_and_exit_2(args):
     from infra.docker.nodes_cli import nodes_app
 
@@ -46,6 +46,20 @@ def test_nodes_without_an_engine_is_one_line_and_exit_2(args):
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"scalecube nodes {args[0]}: no Docker engine is reachable"), result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_nodes_start_of_a_node_not_there_is_exit_2_naming_the_nodes():
+    """The host's engine is asked (nothing is started): no such cluster, so no such node."""
+    from infra.docker.engine import DockerError, engine_client
+    from infra.docker.nodes_cli import nodes_app
+
+    try:
+        engine_client(timeout=5).ping()
+    except DockerError:
+        pytest.skip("no Docker engine")
+    result = CliRunner().invoke(nodes_app, ["start", "node-9", "--cluster", "sc-no-such-cluster"])
+    assert result.exit_code == 2, result.output
+    assert "no node 'node-9' in sc-no-such-cluster" in result.output and "nodes up" in result.output, result.output
 
 
 def test_nodes_up_needs_at_least_one_node():

@@ -1,0 +1,261 @@
+"""The stack the node-loss demo loses a node of: ``scalecube nodes up`` + ``scalecube docker swarm-deploy --nodes``.
+
+What runs where is read, never assumed: the Swarm's tasks from a manager (service, node, container), and the
+sessions Redis's roles from its data nodes themselves (``redis-cli role`` in each container, on its node's engine,
+with the stack's password) — a failover may have moved the primary off ``redis``. The container → node map comes
+from the manager's task list, not from each node's engine as ``scalecube docker ps --nodes`` asks: the lost node's
+engine no longer answers, and the manager still lists the tasks that ran there.
+
+Choosing the node to kill is pure (``choose_node``), so it is tested without Docker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from infra.docker.nodes import CLUSTER, Nodes
+from infra.docker.swarm import pinned_to
+
+if TYPE_CHECKING:
+    import docker
+
+DEFAULT_STACK = "scalecube"  # `scalecube docker swarm-deploy`'s default stack name
+BALANCER, API = "lb", "api"
+REDIS_DATA = ("redis", "redis-replica")  # the sessions Redis's data nodes (infra/docker/swarm.py: one per node)
+BALANCER_PORT = 8080
+ROLE_COMMAND = ["sh", "-c", 'REDISCLI_AUTH="$(cat /run/secrets/scalecube/REDIS_PASSWORD)" redis-cli role']
+
+
+class NotDeployed(RuntimeError):  # noqa: N818 - a demo error (exit 2) that says which commands to run
+    """No ``scalecube nodes`` cluster, or no stack deployed over it."""
+
+
+class NodeChoiceError(RuntimeError):
+    """The node asked for cannot be the one lost (exit 2)."""
+
+
+def how_to_deploy(cluster: str, stack: str) -> str:
+    deploy = f"scalecube docker swarm-deploy{'' if stack == DEFAULT_STACK else ' ' + stack} --nodes {cluster}"
+    cluster_option = "" if cluster == CLUSTER else f" --cluster {cluster}"
+    return f"run first: scalecube nodes up --nodes 3{cluster_option} && {deploy}"
+
+
+@dataclass(frozen=True)
+class Task:
+    service: str  # the stack's service without the stack's prefix: api, lb, redis, ...
+    node: str  # node-K
+    container: str  # the container's id, 12 characters: its hostname, what X-Served-By names
+    running: bool
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the stack runs: its running tasks, and which data node is the sessions Redis's primary."""
+
+    tasks: tuple[Task, ...]
+    nodes: tuple[str, ...]  # every node of the cluster, running or not
+    redis_roles: tuple[tuple[str, str], ...] = ()  # (service, "master" | "slave")
+
+    def nodes_of(self, service: str) -> list[str]:
+        return sorted({t.node for t in self.tasks if t.service == service and t.running})
+
+    def on(self, node: str) -> list[str]:
+        """The services with a running task on ``node``, each with its count: ``["api", "auth", "redis-sentinel-1"]``."""
+        counts = Counter(t.service for t in self.tasks if t.node == node and t.running)
+        return [f"{name}×{n}" if n > 1 else name for name, n in sorted(counts.items())]
+
+    def api_per_node(self) -> dict[str, int]:
+        return dict(Counter(t.node for t in self.tasks if t.service == API and t.running))
+
+    def redis_node(self, role: str) -> str | None:
+        for service, found in self.redis_roles:
+            if found == role and (nodes := self.nodes_of(service)):
+                return nodes[0]
+        return None
+
+    @property
+    def balancer(self) -> str | None:
+        nodes = self.nodes_of(BALANCER)
+        return nodes[0] if nodes else None
+
+
+def choose_node(placement: Placement, asked: str | None) -> tuple[str, str]:
+    """The node to lose, and a warning ("" if none): ``asked`` if it may be lost, else by default a node with api
+    replicas and neither the balancer nor the sessions Redis primary nor, if one is left, its replica."""
+    api = placement.api_per_node()
+    balancer, primary, replica = placement.balancer, placement.redis_node("master"), placement.redis_node("slave")
+    if asked is not None:
+        if asked not in placement.nodes:
+            raise NodeChoiceError(f"no node {asked!r}; the cluster's nodes: {', '.join(placement.nodes)}")
+        if asked == balancer:
+            raise NodeChoiceError(
+                f"{asked} runs the balancer, the demo's target (its host-mode port is on that node): losing it "
+                "stops every request, which no other node can answer; choose a node with api replicas only"
+            )
+        if asked == primary:
+            raise NodeChoiceError(
+                f"{asked} runs the sessions Redis primary; `scalecube demo failover --docker` shows losing it"
+            )
+        if not api.get(asked):
+            raise NodeChoiceError(f"{asked} runs no api replica (api on: {', '.join(sorted(api)) or 'none'})")
+        warning = ""
+        if asked == replica:
+            warning = (
+                f"{asked} runs the sessions Redis's only replica: a login WAITs for one replica, so logins answer "
+                "503 until the node returns"
+            )
+        return asked, warning
+    candidates = [node for node in placement.nodes if api.get(node) and node not in (balancer, primary)]
+    if not candidates:
+        raise NodeChoiceError(
+            f"no node runs api replicas without the balancer or the sessions Redis primary (api on: "
+            f"{', '.join(sorted(api)) or 'none'}; balancer on {balancer}, primary on {primary})"
+        )
+    spare = [node for node in candidates if node != replica]
+    if spare:
+        return spare[-1], ""
+    return candidates[-1], (
+        f"every candidate runs the sessions Redis's only replica: {candidates[-1]} it is, and logins answer 503 "
+        "until it returns"
+    )
+
+
+class NodeStack:
+    """The deployment: ``cluster`` (``scalecube nodes``) and ``stack`` on it; the verbs the demo needs."""
+
+    def __init__(self, client: docker.DockerClient, cluster: str = CLUSTER, stack: str = DEFAULT_STACK) -> None:
+        self.nodes = Nodes(client, cluster)
+        self.cluster = cluster
+        self.stack = stack
+
+    def check(self) -> None:
+        """Refuse (``NotDeployed``, with the commands to run) when the cluster or the stack is not there."""
+        from infra.docker.engine import DockerError
+
+        found = self.nodes.nodes()
+        if len(found) < 2:
+            raise NotDeployed(
+                f"{'no' if not found else 'one'} node in the cluster {self.cluster}: the demo loses one of several; "
+                + how_to_deploy(self.cluster, self.stack)
+            )
+        down = [n.plan.name for n in found if n.container.status != "running"]
+        if down:
+            raise NotDeployed(
+                f"{', '.join(down)} of {self.cluster} not running: bring it back first "
+                f"(scalecube nodes start {down[0]}{'' if self.cluster == CLUSTER else ' --cluster ' + self.cluster})"
+            )
+        try:
+            services = {s.name for s in self.manager().services.list()}
+        except DockerError as exc:
+            raise NotDeployed(f"{exc}; {how_to_deploy(self.cluster, self.stack)}") from None
+        missing = [s for s in (API, BALANCER) if f"{self.stack}_{s}" not in services]
+        if missing:
+            raise NotDeployed(
+                f"no stack {self.stack} on {self.cluster} (its {', '.join(missing)} missing); "
+                + how_to_deploy(self.cluster, self.stack)
+            )
+
+    def manager(self) -> docker.DockerClient:
+        return self.nodes.manager().engine(timeout=15)
+
+    def tasks(self, service: str | None = None) -> list[Task]:
+        """Every task the manager lists (running or not, the lost node's included): node and container each."""
+        engine = self.manager()
+        names = {n.id: n.attrs["Description"]["Hostname"] for n in engine.nodes.list()}
+        services = {s.id: s.name.removeprefix(f"{self.stack}_") for s in engine.services.list()}
+        filters: dict[str, Any] = {"label": f"com.docker.stack.namespace={self.stack}"}
+        if service:
+            filters = {"service": f"{self.stack}_{service}"}
+        found = []
+        for task in engine.api.tasks(filters=filters):
+            status = task.get("Status", {})
+            container = status.get("ContainerStatus", {}).get("ContainerID", "")[:12]
+            running = status.get("State") == "running" and task.get("DesiredState") == "running"
+            name = services.get(task.get("ServiceID", ""), "?")
+            found.append(Task(name, names.get(task.get("NodeID", ""), "?"), container, running))
+        return found
+
+    def placement(self) -> Placement:
+        tasks = tuple(t for t in self.tasks() if t.running)
+        roles = tuple((service, self._redis_role(tasks, service)) for service in REDIS_DATA)
+        return Placement(tasks, tuple(n.plan.name for n in self.nodes.nodes()), roles)
+
+    def settled(self, timeout: float, sleep: Callable[[float], None] = time.sleep) -> Placement:
+        """The placement once the api runs its replica count, the balancer runs and the sessions Redis has a
+        primary and a replica (a stack just deployed gets there in a minute or so); ``TimeoutError`` if not."""
+        deadline = time.monotonic() + timeout
+        replicas = self.api_replicas()
+        while True:
+            placement = self.placement()
+            roles = sorted(role for _, role in placement.redis_roles)
+            waiting = []
+            if len(placement.nodes_of(API)) == 0 or sum(placement.api_per_node().values()) != replicas:
+                waiting.append(f"{replicas} api tasks running (now {sum(placement.api_per_node().values())})")
+            if placement.balancer is None:
+                waiting.append("the balancer running")
+            if roles != ["master", "slave"]:
+                waiting.append(f"the sessions Redis's primary and replica (roles now {roles})")
+            if not waiting:
+                return placement
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the stack {self.stack} did not settle in {timeout:g} s: waiting for {'; '.join(waiting)}"
+                )
+            sleep(2.0)
+
+    def _redis_role(self, tasks: Iterable[Task], service: str) -> str:
+        """``master`` or ``slave``, from the data node itself (``redis-cli role`` in its container); "?" if none."""
+        for task in tasks:
+            if task.service != service:
+                continue
+            try:
+                container = self.nodes.node(task.node).engine(timeout=10).containers.get(task.container)
+                code, output = container.exec_run(ROLE_COMMAND)
+            except Exception:  # noqa: BLE001 - not answering: the role stays unknown, and the choice says so
+                continue
+            if code == 0 and output:
+                return output.decode(errors="replace").split()[0]
+        return "?"
+
+    def api_replicas(self) -> int:
+        spec = self.manager().services.get(f"{self.stack}_{API}").attrs["Spec"]
+        return int(spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0))
+
+    def balancer_url(self, placement: Placement) -> str:
+        """The balancer's host-mode port, at its node's address on the nodes' network."""
+        if placement.balancer is None:
+            raise NotDeployed(
+                f"the stack {self.stack}'s balancer runs nowhere; " + how_to_deploy(self.cluster, self.stack)
+            )
+        spec = self.manager().services.get(f"{self.stack}_{BALANCER}").attrs["Spec"]
+        ports = spec.get("EndpointSpec", {}).get("Ports", [])
+        port = next((p["PublishedPort"] for p in ports if p.get("TargetPort") == BALANCER_PORT), BALANCER_PORT)
+        return f"http://{self.nodes.node(placement.balancer).address}:{port}"
+
+    def containers(self) -> dict[str, str]:
+        """Every api container the manager knows (the lost node's too): its id (its hostname) → its node."""
+        return {t.container: t.node for t in self.tasks(API) if t.container}
+
+    def kill(self, node: str) -> None:
+        self.nodes.kill(node)
+
+    def start(self, node: str) -> None:
+        self.nodes.start(node)
+
+    def pinned_to(self, node: str) -> list[str]:
+        """The services placed on ``node`` only (``infra/docker/swarm.py``'s ``spread_over``): what must run there
+        again once it is back (the spread ones stay where Swarm moved them: it does not rebalance)."""
+        constraint = pinned_to(node)
+        return sorted(
+            s.name.removeprefix(f"{self.stack}_")
+            for s in self.manager().services.list(filters={"label": f"com.docker.stack.namespace={self.stack}"})
+            if constraint in s.attrs["Spec"].get("TaskTemplate", {}).get("Placement", {}).get("Constraints", [])
+        )
+
+    def running_on(self, node: str, services: Iterable[str]) -> bool:
+        wanted = set(services)
+        return wanted <= {t.service for t in self.tasks() if t.node == node and t.running}

@@ -1,0 +1,193 @@
+"""The node-loss demo's pure parts, without Docker: which node it loses, and its claims judged from recorded samples
+(the end-to-end run is in tests/infra/docker/test_nodes.py)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from infra.docker.swarm import spread_over
+from loadtests.demo_cli import demo_app
+from loadtests.experiments.claims import Verdict, exit_code
+from loadtests.experiments.demos import DEMOS, runner
+from loadtests.experiments.demos.node_loss import Event, Record, judge, per_node_series
+from loadtests.experiments.node_stack import NodeChoiceError, Placement, Task, choose_node, how_to_deploy
+
+NODES = ("node-1", "node-2", "node-3")
+
+
+def placement(primary: str = "redis", api: tuple[str, ...] = NODES) -> Placement:
+    """As spread_over places the stack over 3 nodes: lb and redis on node-1, redis-replica on node-2."""
+    tasks = [
+        Task("lb", "node-1", "lb1", True),
+        Task("redis", "node-1", "r1", True),
+        Task("redis-replica", "node-2", "r2", True),
+        Task("redis-sentinel-1", "node-3", "s1", True),
+        *(Task("api", node, f"api{i}", True) for i, node in enumerate(api)),
+    ]
+    roles = (("redis", "master"), ("redis-replica", "slave"))
+    if primary == "redis-replica":
+        roles = (("redis", "slave"), ("redis-replica", "master"))
+    return Placement(tuple(tasks), NODES, roles)
+
+
+def test_spread_over_pins_the_balancer_and_the_redis_group_as_the_demo_assumes():
+    service = {"image": "x", "volumes": [{"type": "volume", "source": "data", "target": "/data"}]}
+    stack = {
+        "services": {
+            "lb": {"image": "x", "ports": [{"published": 8080, "target": 8080}]},
+            "redis": service,
+            "redis-replica": service,
+            "redis-sentinel-1": service,
+            "redis-sentinel-2": service,
+            "redis-sentinel-3": service,
+            "api": {"image": "x"},
+        }
+    }
+    placed = spread_over(stack, list(NODES))["services"]
+
+    def where(name: str) -> str:
+        return placed[name]["deploy"]["placement"]["constraints"][0].rpartition(" ")[2]
+
+    assert [where(n) for n in ("lb", "redis", "redis-replica", "redis-sentinel-1", "redis-sentinel-2")] == [
+        "node-1",
+        "node-1",
+        "node-2",
+        "node-3",
+        "node-1",
+    ]
+    assert where("redis-sentinel-3") == "node-2"
+    assert "preferences" in placed["api"]["deploy"]["placement"]
+
+
+def test_the_default_node_has_api_and_no_balancer_primary_or_replica():
+    assert choose_node(placement(), None) == ("node-3", "")
+
+
+def test_without_a_spare_node_the_replica_node_is_chosen_with_a_warning():
+    node, warning = choose_node(placement(api=("node-1", "node-2")), None)
+    assert node == "node-2" and "503" in warning
+
+
+def test_the_balancer_node_is_refused():
+    with pytest.raises(NodeChoiceError, match="balancer"):
+        choose_node(placement(), "node-1")
+
+
+def test_the_primary_node_is_refused_wherever_it_moved():
+    with pytest.raises(NodeChoiceError, match="failover"):
+        choose_node(placement(primary="redis-replica"), "node-2")
+    assert choose_node(placement(primary="redis-replica"), None)[0] == "node-3"
+
+
+def test_a_node_without_api_or_unknown_is_refused():
+    with pytest.raises(NodeChoiceError, match="no api replica"):
+        choose_node(placement(api=("node-1", "node-2")), "node-3")
+    with pytest.raises(NodeChoiceError, match="no node"):
+        choose_node(placement(), "node-9")
+
+
+def test_the_replica_node_may_be_asked_for_and_is_warned_about():
+    node, warning = choose_node(placement(), "node-2")
+    assert node == "node-2" and "replica" in warning
+
+
+def test_how_to_deploy_names_the_commands():
+    assert how_to_deploy("scalecube-nodes", "scalecube") == (
+        "run first: scalecube nodes up --nodes 3 && scalecube docker swarm-deploy --nodes scalecube-nodes"
+    )
+    assert "--cluster c" in how_to_deploy("c", "sc") and "swarm-deploy sc --nodes c" in how_to_deploy("c", "sc")
+
+
+def recorded(*, get_failure: str | None = None, lost: int = 0, late_login: str = "200", back: bool = True) -> Record:
+    """A run: GETs every 0.1 s from t=0 to 60 (node killed at 20, api back at 40), logins, sessions checked."""
+    record = Record("node-3", ["api", "redis-sentinel-1"], {"node-1": 1, "node-2": 1, "node-3": 1}, 3, getters=2)
+    record.kill_started, record.killed_at = 20.0, 20.1
+    if back:
+        record.tasks_back_at, record.served_back_at = 38.0, 40.0
+        record.api_after = {"node-1": 2, "node-2": 1}
+    record.node_of = {"c1": "node-1", "c2": "node-2", "c3": "node-3"}
+    events = [Event(t / 10, t / 10 + 0.01, "/", "200", f"c{1 + t % 3}/7") for t in range(600)]
+    events.append(Event(19.9, 30.0, "/", "504"))  # in flight to the lost node: apart
+    if get_failure:
+        events.append(Event(25.0, 25.1, "/", get_failure))
+    events += [
+        Event(10.0, 10.1, "/session/login", "200", "c1/7"),
+        Event(50.0, 50.1, "/session/login", late_login, "c2/7"),
+    ]
+    record.events = events
+    record.sessions_checked, record.under_load, record.lost = 12, 2, lost
+    return record
+
+
+def test_every_claim_holds_on_a_clean_run():
+    verdicts = [claim.verdict for claim in judge(recorded())]
+    assert verdicts == [Verdict.HOLDS] * 4
+    assert exit_code(judge(recorded())) == 0
+
+
+@pytest.mark.parametrize(
+    ("run", "failing"),
+    [
+        (recorded(get_failure="502"), 0),
+        (recorded(get_failure="ConnectError"), 0),
+        (recorded(back=False), 1),
+        (recorded(lost=1), 2),
+        (recorded(late_login="503"), 3),
+    ],
+)
+def test_a_claim_fails_on_failing_data(run, failing):
+    judged = judge(run)
+    assert judged[failing].verdict is Verdict.FAILS, judged[failing]
+    assert exit_code(judged) == 1
+
+
+def test_a_504_sent_after_the_kill_is_a_failure_not_in_flight():
+    run = recorded()
+    run.events.append(Event(21.0, 31.0, "/", "504"))
+    assert judge(run)[0].verdict is Verdict.FAILS
+
+
+def test_too_many_in_flight_fails():
+    run = recorded()
+    run.events += [Event(19.8, 30.0, "/", "504"), Event(19.7, 30.0, "/", "RemoteProtocolError")]  # 3 > 2 threads
+    assert judge(run)[0].verdict is Verdict.FAILS
+
+
+def test_nothing_measured_is_not_a_pass():
+    run = recorded()
+    run.events, run.sessions_checked = [], 0
+    judged = judge(run)  # the reschedule is measured from the Swarm, not from the load: it may hold
+    assert [judged[i].verdict for i in (0, 2, 3)] == [Verdict.FAILS] * 3
+
+
+def test_per_node_series_counts_each_node_and_the_failures():
+    series = per_node_series(recorded(), 0.0)
+    assert set(series) == {"node-1", "node-2", "node-3", "failed"}
+    assert sum(v for _, v in series["node-1"]) == 201  # every third GET, and one login
+
+
+def test_registered_but_not_in_demo_all():
+    assert "node-loss" not in DEMOS
+    assert runner("node-loss").__module__ == "loadtests.experiments.demos.node_loss"
+    result = CliRunner().invoke(demo_app, ["node-loss", "--help"])
+    assert result.exit_code == 0 and "--node" in result.output and "--cluster" in result.output
+
+
+def test_docker_and_target_are_refused():
+    for args in (["--docker"], ["--target", "http://127.0.0.1:8080"]):
+        result = CliRunner().invoke(demo_app, ["node-loss", "--smoke", *args])
+        assert result.exit_code == 2 and "scalecube nodes" in result.output, result.output
+
+
+def test_no_deployment_exits_2_naming_the_commands(tmp_path):
+    """No such cluster: exit 2 and the commands to run (the Docker engine is asked, nothing is started)."""
+    from infra.docker.engine import DockerError, engine_client
+
+    try:
+        engine_client(timeout=5).ping()
+    except DockerError:
+        pytest.skip("no Docker engine")
+    result = CliRunner().invoke(demo_app, ["node-loss", "--smoke", "--cluster", "sc-none-here", "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "scalecube nodes up --nodes 3 --cluster sc-none-here" in result.output
