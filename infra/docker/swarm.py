@@ -7,6 +7,7 @@ refuses or ignores — nothing that changes what runs:
 - ``depends_on`` with conditions: Swarm starts everything at once and restarts what fails
   (``deploy.restart_policy``); the services' health checks and retries cover the order;
 - ``build``, ``restart``, ``init``, ``name``, ``x-*``: build the images first; Swarm restarts by policy;
+- ``profiles``: the profiles asked for were applied when rendering (``deploy`` asks for ``nodes`` over nodes);
 - ``tmpfs``: becomes a tmpfs mount;
 - a published port's ``host_ip``: Swarm publishes on every interface;
 - the ``console`` service (``COMPOSE_ONLY``): it holds the engine's socket, which Swarm would publish on every
@@ -22,8 +23,12 @@ Over several nodes (``swarm-deploy --nodes``, the engines of ``scalecube nodes``
 - the services that publish a port (the balancer, Locust, Prometheus) and the stateful ones (a Redis and its
   named volume: a volume is local to its node, so its service must come back where its data is) are pinned
   to the first node, by the node label ``scalecube.node`` — the balancer's address is that node's;
-- the sessions Redis group (``redis``, ``redis-replica``, ``redis-sentinel-*``) is pinned one service per
-  node instead, in turn: a lost node takes at most one of them, and the Sentinels' quorum (2 of 3) survives;
+- the sessions Redis group (``redis``, ``redis-replica``, ``redis-replica-2``, ``redis-sentinel-*``) is pinned one
+  service per node instead, in turn by name, starting at the second node: the primary (``redis``) never shares the
+  balancer's node, so losing the primary's machine leaves a way in, and a node holds at most one data node and one
+  Sentinel — losing it keeps two data nodes (``WAIT 1`` still answered) and two Sentinels (quorum 2 of 3, and the
+  majority an election needs). ``redis-replica-2`` exists only in the ``nodes`` profile, which ``deploy`` renders
+  with when it places over nodes (one machine needs no second replica: a lost container is back in seconds);
 - everything else (the api, auth, the router, the shards) spreads its replicas over the nodes
   (``placement.preferences: spread``), and Swarm moves them when a node is lost;
 - the one-shot ``secrets`` service runs on every node (``mode: global``): its volume is local to each node,
@@ -40,7 +45,7 @@ from infra.docker.compose import Compose
 from infra.docker.engine import DockerError
 from kit import secrets
 
-DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy")
+DROPPED_SERVICE_KEYS = ("build", "depends_on", "restart", "init", "pull_policy", "profiles")
 COMPOSE_ONLY = frozenset({"console"})
 
 
@@ -90,7 +95,8 @@ def _overlay(network: dict[str, Any]) -> dict[str, Any]:
 NODE_LABEL = "scalecube.node"  # infra/docker/nodes.py labels each Swarm node node-1, node-2, ...
 SECRETS_SERVICE = "secrets"
 SECRETS_VOLUME = "secrets"
-SPREAD_GROUP_PREFIX = "redis"  # the sessions Redis group: redis, redis-replica, redis-sentinel-1..3
+SPREAD_GROUP_PREFIX = "redis"  # the sessions Redis group: redis, redis-replica(-2), redis-sentinel-1..3
+NODES_PROFILE = "nodes"  # docker-compose.yml's services for a stack over several nodes (redis-replica-2)
 
 
 def pinned_to(node: str) -> str:
@@ -104,19 +110,23 @@ def _stateful(service: dict[str, Any]) -> bool:
     )
 
 
+def _in_group(name: str, service: dict[str, Any]) -> bool:
+    return name.startswith(SPREAD_GROUP_PREFIX) and _stateful(service)
+
+
 def spread_over(stack: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
     """``stack`` (from ``swarm_stack``) placed over ``nodes`` (their ``scalecube.node`` labels), as said above."""
     if not nodes:
         raise DockerError("no nodes to spread the stack over")
-    first, group = nodes[0], 0
+    first = nodes[0]
+    group = sorted(name for name, service in stack["services"].items() if _in_group(name, service))
     services = {}
     for name, service in stack["services"].items():
         deploy = dict(service.get("deploy", {}))
         if name == SECRETS_SERVICE:
             deploy["mode"] = "global"
-        elif name.startswith(SPREAD_GROUP_PREFIX) and _stateful(service):
-            deploy["placement"] = {"constraints": [pinned_to(nodes[group % len(nodes)])]}
-            group += 1
+        elif name in group:  # in turn from the second node: the primary away from the balancer's
+            deploy["placement"] = {"constraints": [pinned_to(nodes[(group.index(name) + 1) % len(nodes)])]}
         elif service.get("ports") or _stateful(service):
             deploy["placement"] = {"constraints": [pinned_to(first)]}
         else:
@@ -141,10 +151,12 @@ def secret_values(compose: Compose) -> dict[str, str]:
 
 def deploy(compose: Compose, stack_name: str, nodes: list[str] | None = None) -> None:
     """Render, adapt and deploy; images must exist on the nodes (``scalecube images``, ``scalecube nodes up``).
-    With ``nodes``: placed over them (``spread_over``), every node's secrets the same (``secret_values``)."""
+    With ``nodes``: the ``nodes`` profile too, placed over them (``spread_over``), every node's secrets the same
+    (``secret_values``)."""
     if nodes:
         compose.env.update(secret_values(compose))
-    rendered = json.loads(compose.run(["config", "--format", "json"]))
+    profile = ["--profile", NODES_PROFILE] if nodes else []
+    rendered = json.loads(compose.run([*profile, "config", "--format", "json"]))
     stack = swarm_stack(rendered)
     if nodes:
         stack = spread_over(stack, nodes)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 DEFAULT_STACK = "scalecube"  # `scalecube docker swarm-deploy`'s default stack name
 BALANCER, API = "lb", "api"
-REDIS_DATA = ("redis", "redis-replica")  # the sessions Redis's data nodes (infra/docker/swarm.py: one per node)
+# the sessions Redis's data nodes (infra/docker/swarm.py: one per node; redis-replica-2 in the `nodes` profile)
+REDIS_DATA = ("redis", "redis-replica", "redis-replica-2")
 BALANCER_PORT = 8080
 ROLE_COMMAND = ["sh", "-c", 'REDISCLI_AUTH="$(cat /run/secrets/scalecube/REDIS_PASSWORD)" redis-cli role']
 
@@ -71,11 +72,13 @@ class Placement:
     def api_per_node(self) -> dict[str, int]:
         return dict(Counter(t.node for t in self.tasks if t.service == API and t.running))
 
+    def redis_nodes(self, role: str) -> list[str]:
+        """The nodes of the data nodes in ``role`` ("master" or "slave")."""
+        return sorted({node for service, found in self.redis_roles if found == role for node in self.nodes_of(service)})
+
     def redis_node(self, role: str) -> str | None:
-        for service, found in self.redis_roles:
-            if found == role and (nodes := self.nodes_of(service)):
-                return nodes[0]
-        return None
+        found = self.redis_nodes(role)
+        return found[0] if found else None
 
     @property
     def balancer(self) -> str | None:
@@ -84,10 +87,11 @@ class Placement:
 
 
 def choose_node(placement: Placement, asked: str | None) -> tuple[str, str]:
-    """The node to lose, and a warning ("" if none): ``asked`` if it may be lost, else by default a node with api
-    replicas and neither the balancer nor the sessions Redis primary nor, if one is left, its replica."""
+    """The node to lose, and a warning ("" if none): ``asked`` if it may be lost, else by default the sessions Redis
+    primary's node — Redis HA is there to survive it — when it runs api replicas and a replica lives elsewhere, else
+    another node with api replicas. Never the balancer's: it is the only way in."""
     api = placement.api_per_node()
-    balancer, primary, replica = placement.balancer, placement.redis_node("master"), placement.redis_node("slave")
+    balancer, primary = placement.balancer, placement.redis_node("master")
     if asked is not None:
         if asked not in placement.nodes:
             raise NodeChoiceError(f"no node {asked!r}; the cluster's nodes: {', '.join(placement.nodes)}")
@@ -96,32 +100,38 @@ def choose_node(placement: Placement, asked: str | None) -> tuple[str, str]:
                 f"{asked} runs the balancer, the demo's target (its host-mode port is on that node): losing it "
                 "stops every request, which no other node can answer; choose a node with api replicas only"
             )
-        if asked == primary:
-            raise NodeChoiceError(
-                f"{asked} runs the sessions Redis primary; `scalecube demo failover --docker` shows losing it"
-            )
         if not api.get(asked):
             raise NodeChoiceError(f"{asked} runs no api replica (api on: {', '.join(sorted(api)) or 'none'})")
-        warning = ""
-        if asked == replica:
-            warning = (
-                f"{asked} runs the sessions Redis's only replica: a login WAITs for one replica, so logins answer "
-                "503 until the node returns"
-            )
-        return asked, warning
-    candidates = [node for node in placement.nodes if api.get(node) and node not in (balancer, primary)]
+        return asked, _redis_warning(placement, asked)
+    candidates = [node for node in placement.nodes if api.get(node) and node != balancer]
     if not candidates:
         raise NodeChoiceError(
-            f"no node runs api replicas without the balancer or the sessions Redis primary (api on: "
-            f"{', '.join(sorted(api)) or 'none'}; balancer on {balancer}, primary on {primary})"
+            f"no node runs api replicas without the balancer (api on: {', '.join(sorted(api)) or 'none'}; "
+            f"balancer on {balancer})"
         )
-    spare = [node for node in candidates if node != replica]
-    if spare:
-        return spare[-1], ""
-    return candidates[-1], (
-        f"every candidate runs the sessions Redis's only replica: {candidates[-1]} it is, and logins answer 503 "
-        "until it returns"
-    )
+    quiet = [node for node in candidates if not _redis_warning(placement, node)]
+    preferred = [node for node in quiet if node == primary] or quiet or candidates
+    node = preferred[-1]
+    return node, _redis_warning(placement, node)
+
+
+def _redis_warning(placement: Placement, node: str) -> str:
+    """What losing ``node`` costs the sessions Redis beyond a failover, or "": a login WAITs for one replica."""
+    primary = placement.redis_node("master")
+    others = [n for n in placement.redis_nodes("slave") if n != node]
+    if primary is None:
+        return "the sessions Redis has no primary: every login answers 503 whatever is lost"
+    if node == primary and not others:
+        return (
+            f"{node} runs the sessions Redis primary and no replica is left elsewhere: nothing to promote, logins "
+            "answer 503 until the node returns"
+        )
+    if node != primary and node in placement.redis_nodes("slave") and not others:
+        return (
+            f"{node} runs the sessions Redis's only replica: a login WAITs for one replica, so logins answer 503 "
+            "until the node returns"
+        )
+    return ""
 
 
 class NodeStack:
@@ -179,14 +189,19 @@ class NodeStack:
             found.append(Task(name, names.get(task.get("NodeID", ""), "?"), container, running))
         return found
 
-    def placement(self) -> Placement:
-        tasks = tuple(t for t in self.tasks() if t.running)
-        roles = tuple((service, self._redis_role(tasks, service)) for service in REDIS_DATA)
+    def placement(self, without: str | None = None) -> Placement:
+        """Where the stack runs; ``without``: leaving out a node (a lost one: the manager may still list its tasks
+        as running, and its engine would not answer the role asked of its data node)."""
+        every = [t for t in self.tasks() if t.node != without]
+        tasks = tuple(t for t in every if t.running)
+        deployed = {t.service for t in every}
+        roles = tuple((service, self._redis_role(tasks, service)) for service in REDIS_DATA if service in deployed)
         return Placement(tasks, tuple(n.plan.name for n in self.nodes.nodes()), roles)
 
     def settled(self, timeout: float, sleep: Callable[[float], None] = time.sleep) -> Placement:
-        """The placement once the api runs its replica count, the balancer runs and the sessions Redis has a
-        primary and a replica (a stack just deployed gets there in a minute or so); ``TimeoutError`` if not."""
+        """The placement once the api runs its replica count, the balancer runs and the sessions Redis has one
+        primary, its other data nodes replicas (a stack just deployed gets there in a minute or so);
+        ``TimeoutError`` if not."""
         deadline = time.monotonic() + timeout
         replicas = self.api_replicas()
         while True:
@@ -197,8 +212,8 @@ class NodeStack:
                 waiting.append(f"{replicas} api tasks running (now {sum(placement.api_per_node().values())})")
             if placement.balancer is None:
                 waiting.append("the balancer running")
-            if roles != ["master", "slave"]:
-                waiting.append(f"the sessions Redis's primary and replica (roles now {roles})")
+            if len(roles) < 2 or roles.count("master") != 1 or roles.count("slave") != len(roles) - 1:
+                waiting.append(f"the sessions Redis's primary and its replicas (roles now {roles})")
             if not waiting:
                 return placement
             if time.monotonic() > deadline:

@@ -72,11 +72,11 @@ def test_over_nodes_the_stateless_spread_the_stateful_and_published_are_pinned_a
     assert pinned == {
         "lb": "node-1",
         "auth-redis": "node-1",
-        "redis": "node-1",
-        "redis-replica": "node-2",
-        "redis-sentinel-1": "node-3",
-        "redis-sentinel-2": "node-1",
-        "redis-sentinel-3": "node-2",
+        "redis": "node-2",  # the primary away from the balancer's node
+        "redis-replica": "node-3",
+        "redis-sentinel-1": "node-1",
+        "redis-sentinel-2": "node-2",
+        "redis-sentinel-3": "node-3",
     }
     assert services["api"]["deploy"] == {
         "replicas": 3,
@@ -85,7 +85,7 @@ def test_over_nodes_the_stateless_spread_the_stateful_and_published_are_pinned_a
     assert services["secrets"]["deploy"] == {"endpoint_mode": "dnsrr", "mode": "global"}  # each node's volume
     # any one node lost takes at most one member of the sessions group: the Sentinels keep their quorum
     group = [node for name, node in pinned.items() if name.startswith("redis")]
-    assert max(group.count(node) for node in set(group)) <= 2 and group.count("node-3") == 1
+    assert max(group.count(node) for node in set(group)) <= 2 and group.count("node-1") == 1
 
 
 def test_spreading_over_no_node_is_refused():

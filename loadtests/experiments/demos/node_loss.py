@@ -2,10 +2,10 @@
 
 The target is the deployment ``scalecube nodes up --nodes 3`` + ``scalecube docker swarm-deploy --nodes CLUSTER``
 makes (``--cluster``, ``--stack``: the defaults those commands use); without it, exit 2 naming those commands.
-What runs where is read from the Swarm (``loadtests/experiments/node_stack.py``), and the node lost is one with api
-replicas that holds neither the balancer (its host-mode port: the demo's target) nor the sessions Redis primary
-(``spread_over`` pins both to node-1), nor, if another is left, the Redis replica (node-2): node-3 normally.
-``--node NAME`` picks another; the balancer's node and the primary's are refused (exit 2).
+What runs where is read from the Swarm (``loadtests/experiments/node_stack.py``). The node lost by default is the
+sessions Redis primary's (``spread_over`` pins it to node-2, away from the balancer; each node holds one data node
+and one Sentinel): Redis HA is there to survive exactly that. ``--node NAME`` picks another node with api replicas;
+the balancer's node (node-1, its host-mode port the demo's only way in) is refused (exit 2).
 
 Under load through the balancer — GET / loops, and visitors asking ``/session/me`` with their sessions (every
 10th request a new login) — the node's engine container is SIGKILLed (``scalecube nodes kill``: the machine and
@@ -14,23 +14,25 @@ every task on it gone at once). Swarm marks it down, starts its api replicas on 
 
 1. 0 failed GET / through the balancer: a GET already sent to the lost node when it died gets no answer (a
    vanished machine sends no reset; HAProxy retries no response timeout, on purpose) — it ends as a 504 after
-   ``timeout server`` or cut mid-body: those are counted apart (at most one per GET thread), any other failure fails;
+   ``timeout server`` or cut mid-body: those are counted apart (at most one per request thread), any other failure
+   fails;
 2. the api back to its replica count, all on surviving nodes, each serving through the balancer, within
    ``RESCHEDULE_LIMIT_S`` — measured from the kill to the Swarm's running tasks, and to the last new replica's
    first answer;
 3. no session lost: every session logged in before the kill, and those logged in under load, answer ``/session/me``
-   afterwards (they live in the sessions Redis, which did not move);
-4. logins work once the api is back: none refused after the recovery. Losing the node of the only Redis replica
-   (``--node node-2``) fails this one, honestly: a login WAITs for one replica and gets 503 until the node returns.
+   afterwards (each login was WAITed onto a replica before it was answered);
+4. logins work once the api is back: none refused after the recovery (a login WAITs for one replica: with two
+   replicas on two other machines, one is always left);
+5. when the primary's node is the one lost: the Sentinels left (two of three: the quorum and the majority) promote
+   a replica on a surviving node, and the session routes answer again within the failover demo's bound
+   (``WINDOW_LIMIT_S``) — from the kill to the last refused session request, in-flight ones apart as in 1.
 
 Then the node is started again (``scalecube nodes start``): its engine rejoins the Swarm and the services pinned
-to it (a Sentinel) run there again. The api replicas stay where Swarm moved them (Swarm does not rebalance;
-``docker service update --force STACK_api`` spreads them again).
+to it (a data node, a Sentinel) run there again — an old primary as a replica of the new one. The api replicas stay
+where Swarm moved them (Swarm does not rebalance; ``docker service update --force STACK_api`` spreads them again).
 
 Not in ``demo all``: that runs each demo locally or against the compose stack (``--docker``); this one needs
 several engines in one Swarm, which ``demo all``'s stacks are not — and starting three engines would double its time.
-The Redis primary's loss is not shown here: it shares node-1 with the balancer, the only way in, so losing that
-node stops everything — ``scalecube demo failover --docker`` shows the primary lost and Sentinel's promotion.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from pathlib import Path
 
 import httpx
 
+from infra.local.sentinel import DOWN_AFTER_MS
 from loadtests.experiments import claims
 from loadtests.experiments.context import DemoContext
-from loadtests.experiments.demos.failover import Accounts, _accounts, _cookie, _login_all, _lost
+from loadtests.experiments.demos.failover import WINDOW_LIMIT_S, Accounts, _accounts, _cookie, _login_all, _lost
 from loadtests.experiments.locust_runner import LoadResult, SeriesPoint
 from loadtests.experiments.results import DemoReport, Phase, Table
 
@@ -70,6 +73,7 @@ RESTART_TIMEOUT = 120.0
 SETTLE_TIMEOUT = 240.0  # a stack just deployed: its tasks running and healthy, the Redis group linked
 CUT = ("RemoteProtocolError", "ReadError")  # a response cut mid-body by the machine's loss
 GET_ROUTE, ME, LOGIN = "/", "/session/me", "/session/login"
+SESSION_ROUTES = (ME, LOGIN)
 
 
 @dataclass
@@ -173,12 +177,19 @@ class Record:
     sessions_checked: int = 0
     under_load: int = 0
     lost: int = 0
+    primary_before: str = ""  # the sessions Redis primary's node before the kill
+    primary_after: str = ""  # and after the recovery ("" if none found): on a survivor when the primary's was lost
+    roles_after: str = ""  # the data nodes' roles once the node is back: "redis slave, redis-replica master, ..."
     restored_s: float | None = None  # the node started again, ready in the Swarm, its pinned services running
     restore_problem: str = ""
     warning: str = ""
 
     def node_serving(self, served_by: str) -> str:
         return self.node_of.get(served_by.rsplit("/", 1)[0], "?") if served_by else ""
+
+    @property
+    def primary_lost(self) -> bool:
+        return self.primary_before == self.node
 
     @property
     def reschedule_s(self) -> float | None:
@@ -189,17 +200,29 @@ class Record:
         return None if self.served_back_at is None else self.served_back_at - self.killed_at
 
 
-def in_flight(record: Record) -> list[Event]:
-    """GETs sent before the SIGKILL landed and answered after it began, ending as a 504 or cut mid-body: the ones
-    the lost node held when it died."""
+def in_flight(record: Record, routes: tuple[str, ...] = (GET_ROUTE,)) -> list[Event]:
+    """Requests on ``routes`` sent before the SIGKILL landed and answered after it began, ending as a 504 or cut
+    mid-body: the ones the lost node held when it died."""
     return [
         e
         for e in record.events
-        if e.route == GET_ROUTE
+        if e.route in routes
         and e.sent <= record.killed_at
         and e.t > record.kill_started
         and (e.outcome == "504" or e.outcome in CUT)
     ]
+
+
+def session_window(record: Record) -> float:
+    """From the kill to the last refused session request (``/session/me``, logins) sent after it began, in-flight
+    ones apart: how long the sessions Redis was out; 0 when none was refused."""
+    cut = in_flight(record, SESSION_ROUTES)
+    refused = [
+        e.t
+        for e in record.events
+        if e.route in SESSION_ROUTES and e.outcome != "200" and e.t >= record.kill_started and e not in cut
+    ]
+    return max(0.0, max(refused, default=record.killed_at) - record.killed_at)
 
 
 def judge(record: Record) -> list[claims.Claim]:
@@ -283,7 +306,31 @@ def judge(record: Record) -> list[claims.Claim]:
         + (f"; {record.warning}" if record.warning else ""),
         "failed",
     )
-    return [get_claim, back_claim, sessions_claim, login_claim]
+    found = [get_claim, back_claim, sessions_claim, login_claim]
+    if record.primary_lost:
+        found.append(failover_claim(record))
+    return found
+
+
+def failover_claim(record: Record) -> claims.Claim:
+    """Claim 5: the primary's node lost, a replica on a survivor promoted, the session routes back in the bound."""
+    window = session_window(record)
+    moved = bool(record.primary_after) and record.primary_after != record.node
+    ok = moved and window <= WINDOW_LIMIT_S
+    return claims.Claim(
+        f"primary's node lost: a replica promoted, session routes back ≤ {WINDOW_LIMIT_S:g} s",
+        round(window, 1),
+        WINDOW_LIMIT_S,
+        claims.Verdict.HOLDS if ok else claims.Verdict.FAILS,
+        (
+            f"the primary moved {record.node} → {record.primary_after}"
+            if moved
+            else f"no primary on a surviving node after the recovery (found: {record.primary_after or 'none'})"
+        )
+        + f"; session requests refused until {window:.1f} s after the kill"
+        + f" ({len(in_flight(record, SESSION_ROUTES))} in flight to {record.node} counted apart)",
+        "s",
+    )
 
 
 def per_node_series(record: Record, start: float) -> dict[str, list[tuple[float, float]]]:
@@ -376,6 +423,7 @@ def run(ctx: DemoContext) -> DemoReport:
         },
     )
     record = Record(node, placement.on(node), placement.api_per_node(), stack.api_replicas(), getters, warning=warning)
+    record.primary_before = placement.redis_node("master") or ""
     url = stack.balancer_url(placement)
     where = ", ".join(f"{n}: {', '.join(placement.on(n)) or 'nothing'}" for n in placement.nodes)
     ctx.say(f"{stack.stack} over {stack.cluster}, balancer {url}; {where}")
@@ -395,6 +443,9 @@ def run(ctx: DemoContext) -> DemoReport:
             stack.kill(node)
             record.killed_at = time.time()
             _await_recovery(ctx, stack, load, record)
+            record.primary_after = _primary(stack, node)
+            if record.primary_lost:
+                ctx.say(f"the sessions Redis primary: {record.primary_before} → {record.primary_after or 'none found'}")
             end = time.time() + after_s
             _wait(lambda: time.time() >= end, after_s + 5, "the load after the recovery")
         record.events = load.snapshot()
@@ -454,6 +505,14 @@ def _await_recovery(ctx: DemoContext, stack, load: Load, record: Record) -> None
     ctx.say("not every api replica served through the balancer in time")
 
 
+def _primary(stack, lost: str) -> str:  # noqa: ANN001 - NodeStack
+    """The sessions Redis primary's node, asked of the data nodes off the ``lost`` node; "" if none answers so."""
+    try:
+        return stack.placement(without=lost).redis_node("master") or ""
+    except Exception:  # noqa: BLE001 - the manager busy: reported as none found, and claim 5 says so
+        return ""
+
+
 def _restore(ctx: DemoContext, stack, record: Record, pinned: list[str]) -> None:  # noqa: ANN001 - NodeStack
     """The lost node started again, ready in the Swarm, the services pinned to it running there; else say how."""
     from infra.docker.nodes import CLUSTER
@@ -467,6 +526,7 @@ def _restore(ctx: DemoContext, stack, record: Record, pinned: list[str]) -> None
         stack.start(record.node)
         _wait(lambda: stack.running_on(record.node, pinned), RESTART_TIMEOUT, f"{', '.join(pinned)} on {record.node}")
         record.restored_s = time.monotonic() - started
+        record.roles_after = ", ".join(f"{service} {role}" for service, role in stack.placement().redis_roles)
     except Exception as exc:  # noqa: BLE001 - reported, with the command that brings it back
         record.restore_problem = f"{record.node} not back ({exc}); bring it back with: {again}"
         ctx.say(record.restore_problem)
@@ -507,6 +567,8 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
             "in flight (504/cut)",
             "/session/me failed",
             "logins ok/failed",
+            "Redis primary",
+            "sessions out s",
             "sessions checked",
             "lost",
             "node back s",
@@ -525,6 +587,10 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
             str(len(cut)),
             str(sum(e.outcome != "200" for e in me)),
             f"{sum(e.outcome == '200' for e in logins)}/{sum(e.outcome != '200' for e in logins)}",
+            f"{record.primary_before} → {record.primary_after or '?'}"
+            if record.primary_lost
+            else record.primary_before,
+            f"{session_window(record):.1f}",
             str(record.sessions_checked),
             str(record.lost),
             fmt(record.restored_s) if not record.restore_problem else "not back",
@@ -539,16 +605,24 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
     _write_series(ctx.out, series, nodes)
     report.notes += [
         f"{record.node} was SIGKILLed (its engine container: the machine and every task on it at once); it also ran "
-        f"{', '.join(record.also_lost)}. The balancer and the sessions Redis primary are pinned to node-1 "
-        "(infra/docker/swarm.py: spread_over), the Redis replica to node-2, one Sentinel per node.",
+        f"{', '.join(record.also_lost)}. The balancer is pinned to node-1; the sessions Redis group one service "
+        "per node from node-2 (infra/docker/swarm.py: spread_over): the primary on node-2, its replicas on node-3 "
+        "and node-1, a Sentinel on each node.",
+        "sessions out: from the kill to the last refused session request (/session/me or a login) not in flight to "
+        f"the lost node — the Sentinels noticing the primary gone (down after {DOWN_AFTER_MS / 1000:g} s), electing "
+        "a leader and promoting a replica, then the api's Sentinel client finding it"
+        + (
+            ""
+            if record.primary_lost
+            else "; the primary was not on the lost node, so it stays 0 unless a login found no replica to WAIT for"
+        )
+        + ".",
         "tasks back: from the kill to the Swarm reporting the api's replica count running, none on the lost node "
         "(a task is running once its healthcheck passes); serving: to the last new replica's first 200 through "
         "the balancer. Most of it is the Swarm noticing the node is gone (its heartbeats), then starting the tasks.",
         "in flight: GETs sent before the kill landed that the lost node held — no answer comes from a vanished "
         "machine and HAProxy does not retry a response timeout (lb/haproxy/haproxy.cfg), so each ends as a 504 "
         "after `timeout server` (10 s) or cut mid-body; counted apart, at most one per GET thread.",
-        "The Redis primary's loss is not shown here: it shares node-1 with the balancer, the only way in. "
-        "`scalecube demo failover --docker` kills the primary and judges Sentinel's promotion.",
         (
             f"Put back: {record.node} started again and ready in the Swarm in {record.restored_s:.1f} s "
             f"(scalecube nodes start), its pinned services running there again; the api replicas stay where Swarm "
@@ -557,6 +631,8 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
             else record.restore_problem or "the node was not killed"
         ),
     ]
+    if record.roles_after:
+        report.notes.append(f"The sessions Redis once the node is back: {record.roles_after}.")
     if record.warning:
         report.notes.append(record.warning)
 

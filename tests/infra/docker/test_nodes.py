@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from infra.docker.nodes import LABEL, Nodes
 from infra.paths import REPO
+from loadtests.experiments.node_stack import NodeStack
 from scalecube import cli as scalecube_cli
 from tests.support.docker import require_docker
 
@@ -138,10 +139,12 @@ DEMO_TIMEOUT = 300.0
 
 
 def test_the_node_loss_demo_loses_a_node_under_load_and_puts_it_back(cluster, tmp_path):
-    """`scalecube demo node-loss --smoke` against this cluster: it picks node-3 (api replicas, no balancer, no Redis
-    primary or replica), SIGKILLs it under GET and session load, and judges: 0 failed GETs (the ones in flight to the
-    lost node apart), the api back to its count on the survivors, 0 sessions lost, logins answered after; then it
-    starts the node again (`scalecube nodes start`) and waits for its pinned Sentinel."""
+    """`scalecube demo node-loss --smoke` against this cluster: it picks node-2 (api replicas and the sessions Redis
+    primary, not the balancer), SIGKILLs it under GET and session load, and judges: 0 failed GETs (the ones in flight
+    to the lost node apart), the api back to its count on the survivors, 0 sessions lost, logins answered after (the
+    replica left on node-1 answers their WAIT), a replica promoted on a survivor and the session routes back within
+    the failover bound; then it starts the node again (`scalecube nodes start`) and waits for its pinned data node
+    and Sentinel — the old primary back as a replica."""
     out = tmp_path / "node-loss"
     started = time.monotonic()
     proc = subprocess.run(
@@ -169,20 +172,25 @@ def test_the_node_loss_demo_loses_a_node_under_load_and_puts_it_back(cluster, tm
     print(proc.stdout[-5000:])  # noqa: T201 - the demo's table, in the test's log
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     verdicts = {row["claim"]: row["verdict"] for row in rows(out / "claims.csv")}
-    assert len(verdicts) == 4 and set(verdicts.values()) == {"holds"}, verdicts
+    assert len(verdicts) == 5 and set(verdicts.values()) == {"holds"}, verdicts
     (row,) = rows(out / "node-loss.csv")
-    assert row["node lost"] == "node-3" and "node-3" not in row["api after"], row
+    assert row["node lost"] == "node-2" and "node-2" not in row["api after"], row
+    assert row["Redis primary"] in ("node-2 → node-1", "node-2 → node-3"), row
     assert sum(int(n.split()[1]) for n in row["api after"].split(", ")) == API_REPLICAS, row
     cluster.timings["reschedule"] = float(row["tasks back s"])
     # every node served before the loss, and the lost one not after its recovery (the per-node timeline)
     timeline = rows(out / "served_by_node.csv")
     assert all(sum(int(r.get(node) or 0) for r in timeline) for node in ("node-1", "node-2", "node-3")), timeline[:3]
+    cluster.timings["sessions out"] = float(row["sessions out s"])
     # put back (the demo ran `Nodes.start`; `scalecube nodes start` on a node already back only waits for it):
-    # node-3 running, ready in the Swarm, the api at its count
-    assert "node-3 ready in the Swarm again" in run_cli("nodes", "start", "node-3", "--cluster", cluster.name)
-    assert cluster.nodes.node("node-3").container.status == "running"
-    assert cluster.nodes.swarm_state("node-3") == "ready"
+    # node-2 running, ready in the Swarm, the api at its count, the old primary a replica (one primary only)
+    assert "node-2 ready in the Swarm again" in run_cli("nodes", "start", "node-2", "--cluster", cluster.name)
+    assert cluster.nodes.node("node-2").container.status == "running"
+    assert cluster.nodes.swarm_state("node-2") == "ready"
     assert len(cluster.api_tasks()) == API_REPLICAS
+    stack = NodeStack(cluster.nodes.client, cluster.name, STACK)
+    roles = lambda: sorted(role for _, role in stack.placement().redis_roles)  # noqa: E731
+    wait_for(lambda: roles() == ["master", "slave", "slave"], timeout=60, what="one primary, two replicas")
 
 
 def rows(path) -> list[dict[str, str]]:

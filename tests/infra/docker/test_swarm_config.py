@@ -21,6 +21,7 @@ CONFIG = {
             "init": False,
             "entrypoint": None,
             "tmpfs": ["/tmp"],
+            "profiles": ["nodes"],
             "deploy": {"replicas": 3},
         },
         "lb": {
@@ -36,7 +37,7 @@ CONFIG = {
 
 def test_swarm_gets_no_build_order_or_null_keys():
     api = swarm_stack(CONFIG)["services"]["api"]
-    assert not {"build", "depends_on", "restart", "init", "entrypoint", "tmpfs"} & set(api)
+    assert not {"build", "depends_on", "restart", "init", "entrypoint", "tmpfs", "profiles"} & set(api)
 
 
 def test_tmpfs_becomes_a_mount_and_every_name_resolves_to_its_tasks_not_a_virtual_ip():

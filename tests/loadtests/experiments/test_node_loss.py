@@ -16,31 +16,27 @@ from loadtests.experiments.node_stack import NodeChoiceError, Placement, Task, c
 NODES = ("node-1", "node-2", "node-3")
 
 
-def placement(primary: str = "redis", api: tuple[str, ...] = NODES) -> Placement:
-    """As spread_over places the stack over 3 nodes: lb and redis on node-1, redis-replica on node-2."""
+def placement(primary: str = "redis", api: tuple[str, ...] = NODES, replicas: int = 2) -> Placement:
+    """As spread_over places the stack over 3 nodes: lb on node-1; redis on node-2, redis-replica on node-3,
+    redis-replica-2 on node-1 (``replicas=1``: without it, as a stack rendered without the ``nodes`` profile)."""
+    data = (("redis", "node-2"), ("redis-replica", "node-3"), ("redis-replica-2", "node-1"))[: 1 + replicas]
     tasks = [
         Task("lb", "node-1", "lb1", True),
-        Task("redis", "node-1", "r1", True),
-        Task("redis-replica", "node-2", "r2", True),
-        Task("redis-sentinel-1", "node-3", "s1", True),
+        *(Task(service, node, f"r{i}", True) for i, (service, node) in enumerate(data)),
+        Task("redis-sentinel-1", "node-2", "s1", True),
         *(Task("api", node, f"api{i}", True) for i, node in enumerate(api)),
     ]
-    roles = (("redis", "master"), ("redis-replica", "slave"))
-    if primary == "redis-replica":
-        roles = (("redis", "slave"), ("redis-replica", "master"))
+    roles = tuple((service, "master" if service == primary else "slave") for service, _ in data)
     return Placement(tuple(tasks), NODES, roles)
 
 
 def test_spread_over_pins_the_balancer_and_the_redis_group_as_the_demo_assumes():
     service = {"image": "x", "volumes": [{"type": "volume", "source": "data", "target": "/data"}]}
+    names = ("redis-sentinel-3", "redis", "redis-replica-2", "redis-sentinel-1", "redis-replica", "redis-sentinel-2")
     stack = {
         "services": {
             "lb": {"image": "x", "ports": [{"published": 8080, "target": 8080}]},
-            "redis": service,
-            "redis-replica": service,
-            "redis-sentinel-1": service,
-            "redis-sentinel-2": service,
-            "redis-sentinel-3": service,
+            **{name: service for name in names},  # in any order: placed in turn by name
             "api": {"image": "x"},
         }
     }
@@ -49,24 +45,25 @@ def test_spread_over_pins_the_balancer_and_the_redis_group_as_the_demo_assumes()
     def where(name: str) -> str:
         return placed[name]["deploy"]["placement"]["constraints"][0].rpartition(" ")[2]
 
-    assert [where(n) for n in ("lb", "redis", "redis-replica", "redis-sentinel-1", "redis-sentinel-2")] == [
-        "node-1",
-        "node-1",
-        "node-2",
-        "node-3",
-        "node-1",
-    ]
-    assert where("redis-sentinel-3") == "node-2"
+    assert where("lb") == "node-1"
+    assert [where(n) for n in ("redis", "redis-replica", "redis-replica-2")] == ["node-2", "node-3", "node-1"]
+    assert [where(f"redis-sentinel-{k}") for k in (1, 2, 3)] == ["node-2", "node-3", "node-1"]
     assert "preferences" in placed["api"]["deploy"]["placement"]
+    assert choose_node(placement(), None) == ("node-2", "")  # so the default loses the primary's node
 
 
-def test_the_default_node_has_api_and_no_balancer_primary_or_replica():
-    assert choose_node(placement(), None) == ("node-3", "")
+def test_the_default_node_is_the_primary_s_when_a_replica_is_left_elsewhere():
+    assert choose_node(placement(), None) == ("node-2", "")
+    assert choose_node(placement(primary="redis-replica"), None) == ("node-3", "")  # wherever it moved
 
 
-def test_without_a_spare_node_the_replica_node_is_chosen_with_a_warning():
-    node, warning = choose_node(placement(api=("node-1", "node-2")), None)
-    assert node == "node-2" and "503" in warning
+def test_with_one_replica_the_default_avoids_both_data_nodes_and_warns_when_it_cannot():
+    assert choose_node(placement(replicas=1, api=NODES), None) == ("node-2", "")  # the replica (node-3) is left
+    node, warning = choose_node(placement(replicas=1, api=("node-1", "node-3")), None)
+    assert node == "node-3" and "only replica" in warning and "503" in warning
+    node, warning = choose_node(placement(replicas=0), None)  # a primary alone: nothing to promote
+    assert node == "node-3" and warning == ""
+    assert "no replica is left" in choose_node(placement(replicas=0), "node-2")[1]
 
 
 def test_the_balancer_node_is_refused():
@@ -74,10 +71,8 @@ def test_the_balancer_node_is_refused():
         choose_node(placement(), "node-1")
 
 
-def test_the_primary_node_is_refused_wherever_it_moved():
-    with pytest.raises(NodeChoiceError, match="failover"):
-        choose_node(placement(primary="redis-replica"), "node-2")
-    assert choose_node(placement(primary="redis-replica"), None)[0] == "node-3"
+def test_the_primary_node_may_be_asked_for():
+    assert choose_node(placement(), "node-2") == ("node-2", "")
 
 
 def test_a_node_without_api_or_unknown_is_refused():
@@ -87,9 +82,10 @@ def test_a_node_without_api_or_unknown_is_refused():
         choose_node(placement(), "node-9")
 
 
-def test_the_replica_node_may_be_asked_for_and_is_warned_about():
-    node, warning = choose_node(placement(), "node-2")
-    assert node == "node-2" and "replica" in warning
+def test_a_replica_node_is_quiet_with_another_replica_left_and_warned_about_without():
+    assert choose_node(placement(), "node-3") == ("node-3", "")
+    node, warning = choose_node(placement(replicas=1), "node-3")
+    assert node == "node-3" and "only replica" in warning
 
 
 def test_how_to_deploy_names_the_commands():
@@ -124,6 +120,29 @@ def test_every_claim_holds_on_a_clean_run():
     verdicts = [claim.verdict for claim in judge(recorded())]
     assert verdicts == [Verdict.HOLDS] * 4
     assert exit_code(judge(recorded())) == 0
+
+
+def primary_lost(*, refused_until: float = 24.0, after: str = "node-3") -> Record:
+    """``recorded()`` with the primary's node lost at 20.1: session requests refused until ``refused_until``."""
+    record = recorded()
+    record.node, record.primary_before, record.primary_after = "node-2", "node-2", after
+    record.api_after = {"node-1": 2, "node-3": 1}
+    record.events += [Event(21.0, refused_until, "/session/me", "503"), Event(19.9, 30.0, "/session/me", "504")]
+    return record
+
+
+def test_losing_the_primary_s_node_adds_the_failover_claim_which_holds_in_the_bound():
+    judged = judge(primary_lost())
+    assert [c.verdict for c in judged] == [Verdict.HOLDS] * 5
+    assert judged[4].measured == pytest.approx(3.9) and "node-2 → node-3" in judged[4].text
+    assert "1 in flight" in judged[4].text  # the 504 sent before the kill is not the window
+    assert len(judge(recorded())) == 4  # no such claim when the primary stayed
+
+
+@pytest.mark.parametrize(("refused_until", "after"), [(40.0, "node-3"), (24.0, ""), (24.0, "node-2")])
+def test_the_failover_claim_fails_late_or_without_a_primary_on_a_survivor(refused_until, after):
+    judged = judge(primary_lost(refused_until=refused_until, after=after))
+    assert judged[4].verdict is Verdict.FAILS and exit_code(judged) == 1
 
 
 @pytest.mark.parametrize(
