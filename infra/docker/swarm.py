@@ -30,7 +30,9 @@ Over several nodes (``swarm-deploy --nodes``, the engines of ``scalecube nodes``
   majority an election needs). ``redis-replica-2`` exists only in the ``nodes`` profile, which ``deploy`` renders
   with when it places over nodes (one machine needs no second replica: a lost container is back in seconds);
 - everything else (the api, auth, the router, the shards) spreads its replicas over the nodes
-  (``placement.preferences: spread``), and Swarm moves them when a node is lost;
+  (``placement.preferences: spread``), and Swarm moves them when a node is lost; one the file gives no replica
+  count runs ``SPREAD_REPLICAS`` (2) of them: a single replica on a lost machine is its whole service down until
+  Swarm has noticed and started another (20–30 s here: auth's outage was the session routes' in the node-loss demo);
 - the one-shot ``secrets`` service runs on every node (``mode: global``): its volume is local to each node,
   so each node's must be written — with the same values, given in its environment (``secret_values``).
 """
@@ -96,6 +98,7 @@ NODE_LABEL = "scalecube.node"  # infra/docker/nodes.py labels each Swarm node no
 SECRETS_SERVICE = "secrets"
 SECRETS_VOLUME = "secrets"
 SPREAD_GROUP_PREFIX = "redis"  # the sessions Redis group: redis, redis-replica(-2), redis-sentinel-1..3
+SPREAD_REPLICAS = 2  # over several nodes, for a spread service the compose file gives no replica count
 NODES_PROFILE = "nodes"  # docker-compose.yml's services for a stack over several nodes (redis-replica-2)
 
 
@@ -131,6 +134,8 @@ def spread_over(stack: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
             deploy["placement"] = {"constraints": [pinned_to(first)]}
         else:
             deploy["placement"] = {"preferences": [{"spread": f"node.labels.{NODE_LABEL}"}]}
+            if "replicas" not in deploy and deploy.get("mode", "replicated") == "replicated":
+                deploy["replicas"] = min(SPREAD_REPLICAS, len(nodes))
         services[name] = {**service, "deploy": deploy}
     return {**stack, "services": services}
 

@@ -51,6 +51,8 @@ STACK = {
     "services": {
         "secrets": {"volumes": [SECRETS], "deploy": {"endpoint_mode": "dnsrr"}},
         "api": {"volumes": [SECRETS], "deploy": {"replicas": 3}},
+        "auth": {"volumes": [SECRETS]},  # no replica count: two over nodes
+        "locust-worker": {"deploy": {"replicas": 1}},  # a count of its own: kept
         "lb": {"ports": [{"target": 8080, "published": 8080, "mode": "host"}], "volumes": [SECRETS]},
         "auth-redis": {"volumes": [VOLUME, SECRETS]},
         "redis": {"volumes": [VOLUME, SECRETS]},
@@ -82,6 +84,8 @@ def test_over_nodes_the_stateless_spread_the_stateful_and_published_are_pinned_a
         "replicas": 3,
         "placement": {"preferences": [{"spread": "node.labels.scalecube.node"}]},
     }
+    assert services["auth"]["deploy"]["replicas"] == 2 and services["locust-worker"]["deploy"]["replicas"] == 1
+    assert swarm.spread_over(STACK, ["node-1"])["services"]["auth"]["deploy"]["replicas"] == 1
     assert services["secrets"]["deploy"] == {"endpoint_mode": "dnsrr", "mode": "global"}  # each node's volume
     # any one node lost takes at most one member of the sessions group: the Sentinels keep their quorum
     group = [node for name, node in pinned.items() if name.startswith("redis")]

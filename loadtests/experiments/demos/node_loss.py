@@ -25,7 +25,7 @@ every task on it gone at once). Swarm marks it down, starts its api replicas on 
    replicas on two other machines, one is always left);
 5. when the primary's node is the one lost: the Sentinels left (two of three: the quorum and the majority) promote
    a replica on a surviving node, and the session routes answer again within the failover demo's bound
-   (``WINDOW_LIMIT_S``) — from the kill to the last refused session request, in-flight ones apart as in 1.
+   (``WINDOW_LIMIT_S``) — from the kill to the last session request refused with a 503 naming redis.
 
 Then the node is started again (``scalecube nodes start``): its engine rejoins the Swarm and the services pinned
 to it (a data node, a Sentinel) run there again — an old primary as a replica of the new one. The api replicas stay
@@ -121,7 +121,7 @@ class Load:
         response = None
         try:
             response = call()
-            outcome = str(response.status_code)
+            outcome = _outcome(response)
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
         served_by = response.headers.get("x-served-by", "") if response is not None else ""
@@ -155,6 +155,17 @@ class Load:
                     cookie = self.sessions[(n + count) % len(self.sessions)]
                     response = self._call(ME, lambda: http.get(ME, headers={"Cookie": cookie}))
                 time.sleep(0.02 if response is not None and response.status_code == 200 else 0.1)
+
+
+def _outcome(response: httpx.Response) -> str:
+    """The status, and for a 503 the dependency its JSON names ("503 redis", "503 auth"): which one was out."""
+    if response.status_code != 503:
+        return str(response.status_code)
+    try:
+        dependency = response.json().get("dependency")
+    except (ValueError, AttributeError):
+        dependency = None
+    return f"503 {dependency}" if isinstance(dependency, str) and dependency else "503"
 
 
 # -- what was recorded, and the judge (pure) -----------------------------------------------------------------------
@@ -213,14 +224,17 @@ def in_flight(record: Record, routes: tuple[str, ...] = (GET_ROUTE,)) -> list[Ev
     ]
 
 
+REDIS_OUT = "503 redis"  # a session request refused because the sessions Redis was out (its 503 names it)
+
+
 def session_window(record: Record) -> float:
-    """From the kill to the last refused session request (``/session/me``, logins) sent after it began, in-flight
-    ones apart: how long the sessions Redis was out; 0 when none was refused."""
-    cut = in_flight(record, SESSION_ROUTES)
+    """From the kill to the last session request (``/session/me``, logins) refused with a 503 naming redis: how
+    long the sessions Redis was out; 0 when none was. (Another dependency's 503 — auth's, whose only replica may
+    have been on the lost node — is counted in the failures, not here.)"""
     refused = [
         e.t
         for e in record.events
-        if e.route in SESSION_ROUTES and e.outcome != "200" and e.t >= record.kill_started and e not in cut
+        if e.route in SESSION_ROUTES and e.outcome == REDIS_OUT and e.t >= record.kill_started
     ]
     return max(0.0, max(refused, default=record.killed_at) - record.killed_at)
 
@@ -315,6 +329,11 @@ def judge(record: Record) -> list[claims.Claim]:
 def failover_claim(record: Record) -> claims.Claim:
     """Claim 5: the primary's node lost, a replica on a survivor promoted, the session routes back in the bound."""
     window = session_window(record)
+    others = Counter(
+        e.outcome
+        for e in record.events
+        if e.route in SESSION_ROUTES and e.outcome not in ("200", REDIS_OUT) and e.t >= record.kill_started
+    )
     moved = bool(record.primary_after) and record.primary_after != record.node
     ok = moved and window <= WINDOW_LIMIT_S
     return claims.Claim(
@@ -327,8 +346,8 @@ def failover_claim(record: Record) -> claims.Claim:
             if moved
             else f"no primary on a surviving node after the recovery (found: {record.primary_after or 'none'})"
         )
-        + f"; session requests refused until {window:.1f} s after the kill"
-        + f" ({len(in_flight(record, SESSION_ROUTES))} in flight to {record.node} counted apart)",
+        + f"; session requests refused naming redis until {window:.1f} s after the kill"
+        + (f" ({', '.join(f'{n}× {w}' for w, n in others.items())} besides)" if others else ""),
         "s",
     )
 
@@ -608,8 +627,8 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
         f"{', '.join(record.also_lost)}. The balancer is pinned to node-1; the sessions Redis group one service "
         "per node from node-2 (infra/docker/swarm.py: spread_over): the primary on node-2, its replicas on node-3 "
         "and node-1, a Sentinel on each node.",
-        "sessions out: from the kill to the last refused session request (/session/me or a login) not in flight to "
-        f"the lost node — the Sentinels noticing the primary gone (down after {DOWN_AFTER_MS / 1000:g} s), electing "
+        "sessions out: from the kill to the last session request (/session/me or a login) refused with a 503 naming "
+        f"redis — the Sentinels noticing the primary gone (down after {DOWN_AFTER_MS / 1000:g} s), electing "
         "a leader and promoting a replica, then the api's Sentinel client finding it"
         + (
             ""

@@ -127,7 +127,10 @@ def primary_lost(*, refused_until: float = 24.0, after: str = "node-3") -> Recor
     record = recorded()
     record.node, record.primary_before, record.primary_after = "node-2", "node-2", after
     record.api_after = {"node-1": 2, "node-3": 1}
-    record.events += [Event(21.0, refused_until, "/session/me", "503"), Event(19.9, 30.0, "/session/me", "504")]
+    record.events += [
+        Event(21.0, refused_until, "/session/me", "503 redis"),
+        Event(22.0, 30.0, "/session/me", "503 auth"),  # another dependency: not the Redis window
+    ]
     return record
 
 
@@ -135,7 +138,7 @@ def test_losing_the_primary_s_node_adds_the_failover_claim_which_holds_in_the_bo
     judged = judge(primary_lost())
     assert [c.verdict for c in judged] == [Verdict.HOLDS] * 5
     assert judged[4].measured == pytest.approx(3.9) and "node-2 → node-3" in judged[4].text
-    assert "1 in flight" in judged[4].text  # the 504 sent before the kill is not the window
+    assert "1× 503 auth besides" in judged[4].text
     assert len(judge(recorded())) == 4  # no such claim when the primary stayed
 
 
