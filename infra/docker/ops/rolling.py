@@ -11,7 +11,7 @@ keep-alive connections only after a grace in which a request arriving on them is
 ``Connection: close``). A request HAProxy sends on a connection as it closes comes back empty and is
 replayed elsewhere (``retry-on empty-response``, for idempotent methods). Measured here under GET load,
 keep-alive and new-connection clients together (8 threads each): 0 failed, with a plain ``docker stop``
-as with this SIGTERM-then-watch-the-balancer (tests/infra/docker/test_ops.py). The wait for the
+as with this SIGTERM-then-watch-the-balancer (tests/infra/docker/compose/test_ops.py). The wait for the
 balancer to mark the old one DOWN is reported, not needed: nothing else happens until it has exited.
 """
 

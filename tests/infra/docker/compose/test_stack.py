@@ -1,7 +1,8 @@
 """`docker compose up --scale api=3`: the project's own compose file on a real engine, end to end.
 
-One stack for the module (it takes about a minute to come up); the tests run in file order and each
-leaves it with 3 healthy api containers. Teardown checks that `down -v` left nothing behind.
+The package's one stack (conftest.py: up once for test_ops.py and this module, after test_ops.py has run on
+it); the tests run in file order and each leaves it with 3 healthy api containers. Teardown checks that
+`down -v` left nothing behind.
 """
 
 from __future__ import annotations
@@ -358,7 +359,7 @@ def test_scaling_3_to_5_to_2_is_picked_up_by_the_balancer_without_restart(stack)
 
 # -- `scalecube demo all --docker --smoke`: every demo judges its claims against this stack ------------------------
 #
-# One run of every demo, in order, against the module's stack (COMPOSE_PROJECT_NAME names it; the stack's env
+# One run of every demo, in order, against the package's stack (COMPOSE_PROJECT_NAME names it; the stack's env
 # carries its published ports, so the compose commands the demos run see the same project). Each demo must judge
 # at least one claim and fail none; what they scale, pause or kill is back as it was afterwards.
 

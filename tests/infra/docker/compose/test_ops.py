@@ -1,8 +1,9 @@
 """`scalecube docker …` against the real stack: ps, scale, rolling-restart under load, chaos, logs.
 
-One stack for the module (the project's compose file under a throwaway project name); the tests run
-in file order, go through the CLI (the `docker_app` typer sub-app) and each leaves 3 healthy api
-containers behind the balancer. Teardown checks that `down -v` left nothing behind.
+The package's one stack (conftest.py: the project's compose file under a throwaway project name, shared with
+test_stack.py, which runs after this module); the tests run in file order, go through the CLI (the
+`docker_app` typer sub-app) and each leaves 3 healthy api containers behind the balancer. Teardown checks that
+`down -v` left nothing behind.
 """
 
 from __future__ import annotations
