@@ -117,8 +117,8 @@ def choose_node(placement: Placement, asked: str | None) -> tuple[str, str]:
 
 def _redis_warning(placement: Placement, node: str) -> str:
     """What losing ``node`` costs the sessions Redis beyond a failover, or "": a login WAITs for one replica."""
-    primary = placement.redis_node("master")
-    others = [n for n in placement.redis_nodes("slave") if n != node]
+    primary, replicas = placement.redis_node("master"), placement.redis_nodes("slave")
+    others = [n for n in replicas if n != node]
     if primary is None:
         return "the sessions Redis has no primary: every login answers 503 whatever is lost"
     if node == primary and not others:
@@ -126,7 +126,7 @@ def _redis_warning(placement: Placement, node: str) -> str:
             f"{node} runs the sessions Redis primary and no replica is left elsewhere: nothing to promote, logins "
             "answer 503 until the node returns"
         )
-    if node != primary and node in placement.redis_nodes("slave") and not others:
+    if node != primary and node in replicas and not others:
         return (
             f"{node} runs the sessions Redis's only replica: a login WAITs for one replica, so logins answer 503 "
             "until the node returns"

@@ -14,8 +14,7 @@ every task on it gone at once). Swarm marks it down, starts its api replicas on 
 
 1. 0 failed GET / through the balancer: a GET already sent to the lost node when it died gets no answer (a
    vanished machine sends no reset; HAProxy retries no response timeout, on purpose) — it ends as a 504 after
-   ``timeout server`` or cut mid-body: those are counted apart (at most one per request thread), any other failure
-   fails;
+   ``timeout server`` or cut mid-body: those are counted apart (at most one per GET thread), any other failure fails;
 2. the api back to its replica count, all on surviving nodes, each serving through the balancer, within
    ``RESCHEDULE_LIMIT_S`` — measured from the kill to the Swarm's running tasks, and to the last new replica's
    first answer;
@@ -211,13 +210,13 @@ class Record:
         return None if self.served_back_at is None else self.served_back_at - self.killed_at
 
 
-def in_flight(record: Record, routes: tuple[str, ...] = (GET_ROUTE,)) -> list[Event]:
-    """Requests on ``routes`` sent before the SIGKILL landed and answered after it began, ending as a 504 or cut
-    mid-body: the ones the lost node held when it died."""
+def in_flight(record: Record) -> list[Event]:
+    """GETs sent before the SIGKILL landed and answered after it began, ending as a 504 or cut mid-body: the ones
+    the lost node held when it died."""
     return [
         e
         for e in record.events
-        if e.route in routes
+        if e.route == GET_ROUTE
         and e.sent <= record.killed_at
         and e.t > record.kill_started
         and (e.outcome == "504" or e.outcome in CUT)
@@ -227,16 +226,17 @@ def in_flight(record: Record, routes: tuple[str, ...] = (GET_ROUTE,)) -> list[Ev
 REDIS_OUT = "503 redis"  # a session request refused because the sessions Redis was out (its 503 names it)
 
 
+def refused_sessions(record: Record) -> list[Event]:
+    """Session requests (``/session/me``, logins) that failed, answered after the kill began."""
+    return [e for e in record.events if e.route in SESSION_ROUTES and e.outcome != "200" and e.t >= record.kill_started]
+
+
 def session_window(record: Record) -> float:
-    """From the kill to the last session request (``/session/me``, logins) refused with a 503 naming redis: how
-    long the sessions Redis was out; 0 when none was. (Another dependency's 503 — auth's, whose only replica may
-    have been on the lost node — is counted in the failures, not here.)"""
-    refused = [
-        e.t
-        for e in record.events
-        if e.route in SESSION_ROUTES and e.outcome == REDIS_OUT and e.t >= record.kill_started
-    ]
-    return max(0.0, max(refused, default=record.killed_at) - record.killed_at)
+    """From the kill to the last session request refused with a 503 naming redis: how long the sessions Redis was
+    out; 0 when none was. (Another dependency's 503 — auth's, whose replica may have been on the lost node — is
+    counted in the failures, not here.)"""
+    last = max((e.t for e in refused_sessions(record) if e.outcome == REDIS_OUT), default=record.killed_at)
+    return max(0.0, last - record.killed_at)
 
 
 def judge(record: Record) -> list[claims.Claim]:
@@ -329,11 +329,7 @@ def judge(record: Record) -> list[claims.Claim]:
 def failover_claim(record: Record) -> claims.Claim:
     """Claim 5: the primary's node lost, a replica on a survivor promoted, the session routes back in the bound."""
     window = session_window(record)
-    others = Counter(
-        e.outcome
-        for e in record.events
-        if e.route in SESSION_ROUTES and e.outcome not in ("200", REDIS_OUT) and e.t >= record.kill_started
-    )
+    others = Counter(e.outcome for e in refused_sessions(record) if e.outcome != REDIS_OUT)
     moved = bool(record.primary_after) and record.primary_after != record.node
     ok = moved and window <= WINDOW_LIMIT_S
     return claims.Claim(
