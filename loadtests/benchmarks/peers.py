@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import psutil
@@ -230,23 +230,27 @@ class Server:
                 break
         self.remember_tree()
 
-    def connections_per_process(self) -> list[int]:
-        """Client connections each process of the tree holds right now, busiest first: whether the
-        connections were split evenly, to set beside how the requests were split (Linux: ss and /proc).
+    def connections_held(self) -> Held:
+        """Client connections each worker of the tree holds right now, busiest first, and those the master
+        holds: whether the connections were split evenly, to set beside how the requests were split (Linux:
+        ss and /proc).
 
         Each connection counts once, for the first process of the tree holding it, workers before the master:
         a master that hands connections over holds each one for a moment after passing it on, and a snapshot
-        taken then would count it twice (seen under load: 65 of wrk's 64, the master holding the extra one)."""
+        taken then would count it twice (seen under load: 65 of wrk's 64, the master holding the extra one).
+        What the master alone holds is not yet handed over, so it is no worker's (seen on a busy machine:
+        32/25 among the workers, 7 still at the master)."""
         established = established_sockets(self.port)
-        if not established:
-            return []
         tree = self._tree()
+        if not established or not tree:
+            return Held([], 0)
         counts = []
-        for proc in tree[1:] + tree[:1]:
+        for proc in tree[1:]:
             held = socket_inodes(proc.pid) & established
             established -= held
             counts.append(len(held))
-        return sorted((n for n in counts if n), reverse=True)
+        master = len(socket_inodes(tree[0].pid) & established)
+        return Held(sorted((n for n in counts if n), reverse=True), master)
 
     def _tree(self) -> list[psutil.Process]:
         try:
@@ -312,6 +316,17 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+class Held(NamedTuple):
+    """One snapshot of a server's client connections: per worker (busiest first), and at the master."""
+
+    workers: list[int]
+    master: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.workers) + self.master
+
+
 @dataclass
 class PhaseResult:
     """One target in one phase over all rounds: medians, and each round's figures."""
@@ -325,6 +340,7 @@ class PhaseResult:
     spreads: list[float | None] = field(default_factory=list)
     per_worker: list[list[int]] = field(default_factory=list)  # per round, busiest first, unseen workers as 0
     connections_per_worker: list[list[int]] = field(default_factory=list)  # per round, fullest snapshot
+    connections_at_master: list[int] = field(default_factory=list)  # per round, not yet handed to a worker
     vs_best_peer: float | None = None  # rps (/) or p99 (/cpu) over the best peer's
 
 
@@ -470,25 +486,27 @@ def interleave(
     return runs, held
 
 
-def measure(server: Server, url: str, script: Path, seconds: float, connections: int) -> tuple[LoadSummary, list[int]]:
+def measure(server: Server, url: str, script: Path, seconds: float, connections: int) -> tuple[LoadSummary, Held]:
     """One wrk run, and the connections each worker held: of snapshots taken through the run, the fullest
     (wrk may still be connecting at any one moment on a busy machine)."""
-    fullest: list[int] = []
+    fullest = Held([], 0)
     finished = threading.Event()
 
     def sample() -> None:
+        nonlocal fullest
         while not finished.wait(min(0.5, max(1, round(seconds)) / 4)):
-            snapshot = server.connections_per_process()
-            if sum(snapshot) > sum(fullest):
-                fullest[:] = snapshot
+            snapshot = server.connections_held()
+            if snapshot.total > fullest.total:
+                fullest = snapshot
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        return run_wrk(url, script=script, seconds=seconds, connections=connections, timeout=10), fullest
+        run = run_wrk(url, script=script, seconds=seconds, connections=connections, timeout=10)
     finally:
         finished.set()
         sampler.join()
+    return run, fullest
 
 
 def spread(served: dict[str, int], workers: int) -> float | None:
@@ -504,7 +522,7 @@ def spread(served: dict[str, int], workers: int) -> float | None:
     return (max(counts) - min(counts)) / (total / len(counts))
 
 
-def summarise(runs: list[LoadSummary], workers: int, held: list[list[int]] | None = None) -> PhaseResult:
+def summarise(runs: list[LoadSummary], workers: int, held: list[Held] | None = None) -> PhaseResult:
     spreads = [spread(r.served, workers) for r in runs]
     return PhaseResult(
         rps=median([r.rps for r in runs]),
@@ -515,7 +533,8 @@ def summarise(runs: list[LoadSummary], workers: int, held: list[list[int]] | Non
         runs=[round(r.rps, 1) for r in runs],
         spreads=[None if s is None else round(s, 4) for s in spreads],
         per_worker=[sorted(r.served.values(), reverse=True) + [0] * max(0, workers - len(r.served)) for r in runs],
-        connections_per_worker=[h + [0] * max(0, workers - len(h)) for h in held or []],
+        connections_per_worker=[h.workers + [0] * max(0, workers - len(h.workers)) for h in held or []],
+        connections_at_master=[h.master for h in held or []],
     )
 
 
@@ -620,7 +639,10 @@ def render(report: PeersReport, console: Any = None) -> None:
                 str(row.errors),
                 _num(row.spread, "{:.1%}"),
                 " | ".join("/".join(map(str, counts)) for counts in row.per_worker),
-                " | ".join("/".join(map(str, counts)) for counts in row.connections_per_worker),
+                " | ".join(
+                    "/".join(map(str, counts)) + (f" (+{master} at the master)" if master else "")
+                    for counts, master in zip(row.connections_per_worker, row.connections_at_master, strict=True)
+                ),
                 " / ".join(f"{r:.0f}" for r in row.runs),
             )
         console.print(table)
