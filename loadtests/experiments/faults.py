@@ -157,6 +157,8 @@ class LocalStack:
         if result.returncode != 0:
             raise StackError(f"scalecube status failed (exit {result.returncode}): {result.stderr[-1000:]}")
         stack = json.loads(result.stdout)["stack"]
+        if stack is None:  # no state file: `up` never got as far as starting anything
+            raise StackError(f"scalecube status found no stack in {self.state_dir}")
         found = self.records = {c["name"]: c for c in stack["components"]}
         self.seen.update(
             ProcessRef(c["pid"], c["started"]) for c in found.values() if c.get("pid") and c.get("started")

@@ -1,7 +1,10 @@
 import socket
 
+import pytest
+
 from infra.local.ports import (
     EPHEMERAL_RANGE_FILE,
+    PORTS_ENV,
     REPLICA_HOSTS,
     free_port,
     listen_port_range,
@@ -46,7 +49,22 @@ def test_free_ports_lie_outside_the_ephemeral_range_so_no_outgoing_connection_ta
     assert len(ports) > 30  # at random, not one port again and again
 
 
-def test_too_narrow_a_range_below_the_ephemeral_one_falls_back_to_the_kernel(tmp_path):
+def test_a_run_given_its_own_ports_keeps_to_them(monkeypatch):
+    monkeypatch.setenv(PORTS_ENV, "24000-24019")
+    assert listen_port_range() == range(24000, 24020)
+    ports = {free_port() for _ in range(40)} | {shared_free_port(REPLICA_HOSTS[:2]) for _ in range(5)}
+    assert ports <= set(range(24000, 24020)) and len(ports) > 5, sorted(ports)
+
+
+@pytest.mark.parametrize("bad", ["24000", "24000-", "x-24010", "24010-24000", "80-90", "60000-70000"])
+def test_own_ports_that_make_no_range_are_refused_saying_what_is_expected(monkeypatch, bad):
+    monkeypatch.setenv(PORTS_ENV, bad)
+    with pytest.raises(ValueError, match=rf"{PORTS_ENV}=.*expected LOW-HIGH"):
+        free_port()
+
+
+def test_too_narrow_a_range_below_the_ephemeral_one_falls_back_to_the_kernel(tmp_path, monkeypatch):
+    monkeypatch.delenv(PORTS_ENV, raising=False)  # set for each xdist worker
     range_file = tmp_path / "ip_local_port_range"
     range_file.write_text("21000\t60999\n")
     assert listen_port_range(range_file) is None
