@@ -3,6 +3,7 @@
 import fcntl
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,21 +96,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeSch
     return None  # xdist's own
 
 
-@pytest.fixture(autouse=True)
-def _one_slow_test_at_a_time(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's: the wait is not the test's time
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     """Under xdist, a ``slow`` test waits until no other worker runs one. The slow tests drive load and judge
     the product's claims by it, and two of them side by side on 2 cores break claims the product keeps on a
     machine to itself: seen, a compose replica marked down in the overload demo (a connect over 1 s, at load
     average 12) while the local overload smoke ran beside it. The quick tests still run beside a slow one.
-    The lock is a file every worker of the run shares (their temp dirs' parent); a plain run needs none."""
-    if request.node.get_closest_marker("slow") is None or not hasattr(request.config, "workerinput"):
-        yield
-        return
-    with open(tmp_path_factory.getbasetemp().parent / "slow-tests.lock", "w") as lock:
+    The lock is a file in the directory every worker's temp dir is made in (xdist sets each one's
+    ``--basetemp``); a plain run needs none."""
+    worker = getattr(item.config, "workerinput", None)
+    if worker is None or item.get_closest_marker("slow") is None:
+        return (yield)
+    with open(Path(item.config.option.basetemp).parent / "slow-tests.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the worker dies
-        yield
+        return (yield)
 
 
 @pytest.fixture
