@@ -46,8 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Each xdist worker, and all it starts, picks its servers' ports from its own slice of the range: two
     workers choosing from one range take each other's ports between choice and bind (infra/local/ports.py)."""
     worker = getattr(config, "workerinput", None)
+    if worker is None or PORTS_ENV in os.environ:  # a plain run, or a range given by whoever runs the suite
+        return
     ports = listen_port_range()
-    if worker is None or ports is None or PORTS_ENV in os.environ:
+    if ports is None:
         return
     count, index = int(worker["workercount"]), int(worker["workerid"].removeprefix("gw"))
     size = len(ports) // count
