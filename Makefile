@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The whole suite in TEST_WORKERS pytest-xdist processes (TEST_WORKERS=0: one process). One worker runs the Docker
 # group (tests/infra/docker) in file order, as one unit, while the others take the local tests one at a time, the
-# slow ones first, each slow one alone (the other worker waits); the worker done first takes what is left (tests/conftest.py
+# slow ones first, each `load` test alone (the other worker waits); the worker done first takes what is left (tests/conftest.py
 # says how, and why). Each worker picks its servers' ports from its own slice of the range (SCALECUBE_PORTS).
 TEST_WORKERS ?= 2
 test: venv

@@ -100,21 +100,24 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeSch
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's: the wait is not the test's time
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
-    """Under xdist, a ``slow`` test runs alone: it waits for the tests running on other workers to end, and
-    no test starts beside it. Quick tests run side by side.
+    """Under xdist, a ``load`` test runs alone: it waits for the tests running on other workers to end, and
+    no test starts beside it. Every other test runs side by side with the others, ``slow`` ones included.
 
-    The slow tests drive load and judge the product's claims by it, and anything beside them on 2 cores
-    breaks claims the stack keeps on a machine to itself. Seen: the compose overload demo's replica marked
-    down (a connect over 1 s at load average 12) with the local overload smoke beside it; then, with only
-    quick tests beside it, 58 of the cache demo's 400 burst requests shed with a 503 as the machine ran a
-    third slower. So a slow test holds an exclusive lock, every other test a shared one. A slow test that
-    waits holds the turnstile, so that a stream of quick tests cannot keep it waiting. The files are in the
+    A ``load`` test drives load and judges a claim by its failures or its latency (a demo's "0 failed", an
+    overload's p99, a rolling restart that loses no request), and anything beside it on 2 cores breaks claims
+    the stack keeps on a machine to itself. Seen: the compose overload demo's replica marked down (a connect
+    over 1 s at load average 12) with the local overload smoke beside it; then, with only quick tests beside
+    it, 58 of the cache demo's 400 burst requests shed with a 503 as the machine ran a third slower. A test
+    that is long but judges no rate (a stack coming up, a demo that counts placements or lost sessions, a
+    Swarm deploy) is ``slow`` only: holding it alone too kept the other worker idle for a quarter of the run.
+    So a ``load`` test holds an exclusive lock, every other test a shared one. A ``load`` test that waits
+    holds the turnstile, so that a stream of other tests cannot keep it waiting. The files are in the
     directory every worker's temp dir is made in (xdist sets each one's ``--basetemp``); a plain run needs
     no lock."""
     if not hasattr(item.config, "workerinput"):
         return (yield)
     folder = Path(item.config.option.basetemp).parent
-    alone = item.get_closest_marker("slow") is not None
+    alone = item.get_closest_marker("load") is not None
     with open(folder / "tests.turnstile", "w") as turnstile, open(folder / "tests.lock", "w") as lock:
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)  # released when the file closes

@@ -138,6 +138,7 @@ def test_api_replicas_on_several_nodes_all_serve_through_the_balancer(cluster):
 DEMO_TIMEOUT = 300.0
 
 
+@pytest.mark.load
 def test_the_node_loss_demo_loses_a_node_under_load_and_puts_it_back(cluster, tmp_path):
     """`scalecube demo node-loss --smoke` against this cluster: it picks node-2 (api replicas and the sessions Redis
     primary, not the balancer), SIGKILLs it under GET and session load, and judges: 0 failed GETs (the ones in flight

@@ -95,6 +95,7 @@ def test_cloning_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_availability_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "availability", "--smoke")
     assert run.code == 0, run.explain()
@@ -117,6 +118,7 @@ def test_availability_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_overload_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "overload", "--smoke")
     assert run.code == 0, run.explain()
@@ -131,6 +133,7 @@ def test_overload_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_reload_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "reload", "--smoke")
     assert run.code == 0, run.explain()
@@ -175,6 +178,7 @@ def test_broadcast_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_cache_smoke(tmp_path: Path) -> None:
     # 2 replicas × 1 worker per backend; computations counted at the source, in Redis.
     run = run_demo(tmp_path / "out", "cache", "--smoke")
@@ -223,6 +227,7 @@ def test_splitting_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_decomposing_smoke(tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "decomposing", "--smoke")
     assert run.code == 0, run.explain()
@@ -246,6 +251,7 @@ def test_decomposing_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_failover_smoke(tmp_path: Path) -> None:
     # A stack of its own with --redis sentinel; its primary SIGKILLed twice (the second time with a Sentinel frozen).
     run = run_demo(tmp_path / "out", "failover", "--smoke")
@@ -266,6 +272,7 @@ def test_failover_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_outage_smoke(tmp_path: Path) -> None:
     # A full local stack of its own; the sessions Redis frozen 3 s, then shard-a killed; each fault judged.
     run = run_demo(tmp_path / "out", "outage", "--smoke")
@@ -310,6 +317,7 @@ def target(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_all_against_a_target_runs_only_the_load_phases(target: str, tmp_path: Path) -> None:
     run = run_demo(tmp_path / "out", "all", "--smoke", "--target", target)
     # Those demos judge nothing on a target (a demo that cannot fail does not pass): exit 2, the worst, and why.

@@ -118,6 +118,7 @@ def web_ui(tmp_path: Path) -> Iterator:
         ui.stop()
 
 
+@pytest.mark.load
 def test_every_class_in_one_swarm_with_no_failure(full_stack, web_ui):
     host, state_dir, env = full_stack
     ui = web_ui(host, state_dir, env)
@@ -132,6 +133,7 @@ def test_every_class_in_one_swarm_with_no_failure(full_stack, web_ui):
     assert "the local stack's" in ui.output() and "auth at http://" in ui.output(), ui.output()[-2000:]
 
 
+@pytest.mark.load
 def test_headless_default_mix_exits_0_against_the_local_stack(full_stack, tmp_path):
     host, state_dir, env = full_stack
     done = scalecube(
@@ -156,6 +158,7 @@ def test_headless_default_mix_exits_0_against_the_local_stack(full_stack, tmp_pa
     assert "not offered" not in done.stderr
 
 
+@pytest.mark.load
 def test_without_auth_and_router_only_the_classes_the_api_serves_are_offered(api_redis_sessions, web_ui, tmp_path):
     # A lone api with no auth and no router anywhere (no local stack in this state dir): CloningUser and
     # SessionUser (a name is enough to log in) are offered and work; the other three are not offered.

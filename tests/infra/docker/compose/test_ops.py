@@ -67,6 +67,7 @@ def test_scale_api_to_4_then_back_to_3(stack):
     stack.wait_served_by(3)
 
 
+@pytest.mark.load
 def test_rolling_restart_under_load_fails_no_request_and_replaces_every_container(stack):
     before = api_ids(stack)
     url = stack.url + "/"
@@ -105,6 +106,7 @@ def test_rolling_restart_under_load_fails_no_request_and_replaces_every_containe
 
 
 @pytest.mark.parametrize("target", ["container", "worker"])
+@pytest.mark.load
 def test_chaos_kills_on_schedule_and_reports_what_clients_saw(stack, target):
     stack.wait_healthy("api", 3)  # what a kill picks from: a container just replaced may still be "starting"
     output = docker_cli(

@@ -312,6 +312,7 @@ def out_of_rotation(balancer: Balancer, ip: str) -> bool:
     return not any(server.ip == ip and server.status.startswith("UP") for server in balancer.servers("api"))
 
 
+@pytest.mark.load
 def test_a_container_killed_under_get_load_costs_no_failed_request(stack):
     victim = random.choice(stack.containers("api"))
     victim_ip = ip_address(victim)
@@ -378,6 +379,7 @@ DOCKER_CLAIMS = {
 
 
 @pytest.mark.timeout(900)  # every demo's smoke run, in turn: ~4 min here
+@pytest.mark.load
 def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
     env = {**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": stack.project}
     started = time.monotonic()
@@ -422,6 +424,7 @@ def test_every_demo_judges_its_claims_against_the_stack(stack, tmp_path):
 LOCUST_SWARM_SECONDS = 20
 
 
+@pytest.mark.load
 def test_locust_web_ui_swarms_every_class_with_no_failure(stack):
     from tests.support.locust_web import ALL_CLASSES, LocustWeb
 
@@ -494,6 +497,7 @@ def _every_target_up(prometheus: PrometheusApi, timeout: float) -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.load
 def test_the_console_shows_the_stack_live_and_acts_on_it(stack):
     from tests.support.browser import console_page, require_chromium
 
