@@ -23,7 +23,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from cluster.events import EventEmitter
 from cluster.health import HealthServer
 from cluster.hooks import load_master_hook
 from cluster.logfiles import worker_log
-from cluster.metrics import metrics_text
+from cluster.metrics import make_metrics_dir, metrics_text
 from cluster.policies import HandoffPolicy, SharedSocketPolicy, listen, make_policy
 from cluster.protocol import Done, Leaving, Listening, Msg, Online, Recycle, Stats, Took
 from cluster.reaping import become_subreaper
@@ -119,7 +118,7 @@ class Cluster(EventEmitter):
             sys.path.insert(0, str(self.config.app_dir))
         if self._policy.passes_listener:
             os.set_inheritable(self._policy.listener.fileno(), True)
-        self._metrics_dir = tempfile.mkdtemp(prefix="scalecube-metrics-")
+        self._metrics_dir = make_metrics_dir()
         become_subreaper()
         self._install_signals()
         self._control = await ControlServer.start(self.config.control_socket(self.port), Commands(self))

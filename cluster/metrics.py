@@ -9,13 +9,18 @@ scraped, so nothing is counted twice and the hand-off path pays nothing.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 
 PREFIX = "scalecube_cluster_"
+DIR_PREFIX = "scalecube-metrics-"  # then the master's pid, a dash, and mkdtemp's random part
 HANDOFF_COUNTERS = {
     "handed": "Connections the master handed to a worker.",
     "reclaimed": "Connections a dead worker never started, handed to another.",
@@ -68,3 +73,33 @@ def metrics_text(status: Callable[[], dict[str, Any]]) -> Callable[[], bytes]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ClusterCollector(status))  # type: ignore[arg-type]
     return lambda: generate_latest(registry)
+
+
+def make_metrics_dir(parent: str | None = None) -> str:
+    """A fresh directory for the workers' shared metrics files (``PROMETHEUS_MULTIPROC_DIR``), under the
+    temp dir, named after this master's pid. The master removes it when it stops.
+
+    A master killed outright (SIGKILL, the OOM killer) runs no cleanup and leaves its directory behind. So,
+    first, this removes the directories earlier masters left: those of a pid that no longer runs, or whose pid
+    is this master's own (a container restarted is PID 1 again). Only this user's; a directory whose pid was
+    taken again by another process waits for a later master.
+    """
+    root = Path(parent or tempfile.gettempdir())
+    for old in root.glob(f"{DIR_PREFIX}*-*"):
+        pid = old.name.removeprefix(DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and old.is_dir() and old.stat().st_uid == os.getuid() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root)
+
+
+def _running(pid: int) -> bool:
+    """Whether another process runs under ``pid`` (this process's own pid: no, its directory is not made yet)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
