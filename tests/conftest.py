@@ -78,18 +78,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 class DockerApart(LoadScopeScheduling):
     """``--dist loadgroup`` here: the tests under tests/infra/docker are one unit, which one worker runs in
-    file order while the others take the local tests one at a time.
+    file order, and every other test module is a unit of its own, which the other workers take one at a time,
+    in the order the workers sorted the collection (the slow ones first), not xdist's largest-first.
 
-    One unit because the compose package's tests share one stack and build on each other's state, and two
-    stacks (or a stack and the nodes) at once do not fit 2 cores. xdist's own loadgroup would do it from an
-    ``xdist_group`` mark, but it passes the group by renaming each test in the worker, which pytest 9.2 no
-    longer lets it do (pytest-xdist#1386: the grouping is silently lost). The controller sees test ids only,
-    so the unit is told by path, the rule the ``docker`` marker starts from; the few tests elsewhere that
-    start a container (``sleeper``) are short and need no stack, so they run wherever they fall.
+    One Docker unit because the compose package's tests share one stack and build on each other's state, and
+    two stacks (or a stack and the nodes) at once do not fit 2 cores. A module is a unit because its tests
+    share module-scoped fixtures (31 of them: stacks, clusters, balancers), which each worker running some of
+    its tests would start again. xdist's own loadgroup would do the Docker part from an ``xdist_group`` mark,
+    but it passes the group by renaming each test in the worker, which pytest 9.2 no longer lets it do
+    (pytest-xdist#1386: the grouping is silently lost). The controller sees test ids only, so the unit is told
+    by path, the rule the ``docker`` marker starts from; the few tests elsewhere that start a container
+    (``sleeper``) are short and need no stack, so they run wherever they fall.
     """
 
+    def __init__(self, config: pytest.Config, log: Any = None) -> None:
+        super().__init__(config, log)
+        config.option.loadscopereorder = False  # read by schedule(): keep the workers' order
+
     def _split_scope(self, nodeid: str) -> str:
-        return _DOCKER_TESTS if nodeid.startswith(_DOCKER_TESTS) else nodeid
+        return _DOCKER_TESTS if nodeid.startswith(_DOCKER_TESTS) else nodeid.split("::", 1)[0]
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
