@@ -16,18 +16,18 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 # The whole suite in TEST_WORKERS pytest-xdist processes (TEST_WORKERS=0: one process). One worker runs the Docker
-# group (tests/infra/docker) in file order, as one unit, while the others take the local tests one at a time, the
-# slow ones first, each `load` test alone (the other worker waits); the worker done first takes what is left (tests/conftest.py
-# says how, and why). Each worker picks its servers' ports from its own slice of the range (SCALECUBE_PORTS).
+# group (tests/infra/docker) in file order, as one unit, while the others take the local tests a module at a time,
+# the slow ones first, each `load` test alone (the other worker waits); the worker done first takes what is left
+# (tests/support/parallel.py says how, and why). Each worker picks its servers' ports from its own slice of the range (SCALECUBE_PORTS).
 TEST_WORKERS ?= 2
 test: venv
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The two groups apart: everything but Docker (no engine needed), and the Docker group alone. The local group runs
-# in LOCAL_WORKERS processes, idle workers taking queued tests from busy ones (worksteal).
+# in LOCAL_WORKERS processes, handed out as in `make test`: a module at a time, each `load` test alone.
 LOCAL_WORKERS ?= 2
 test-local: venv
-	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-docker: venv
 	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
