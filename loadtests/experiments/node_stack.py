@@ -271,6 +271,24 @@ class NodeStack:
             if constraint in s.attrs["Spec"].get("TaskTemplate", {}).get("Placement", {}).get("Constraints", [])
         )
 
+    def sentinel_events(self, since: float, without: str) -> str:
+        """The Sentinels' own logs since ``since`` (epoch seconds), read from each surviving node's engine (the
+        Swarm's ``service logs`` would wait on the lost node): how the failover went, in their words — a slow one
+        shows why (``+tilt``, ``-failover-abort-no-good-slave``, a split vote). Best effort: "" if none answers."""
+        parts = []
+        for node in self.nodes.nodes():
+            if node.plan.name == without:
+                continue
+            try:
+                for container in node.engine(timeout=10).containers.list():
+                    service = container.labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.stack}_")
+                    if service.startswith("redis-sentinel"):
+                        text = container.logs(since=int(since)).decode(errors="replace").rstrip()
+                        parts.append(f"== {service} on {node.plan.name}\n{text}")
+            except Exception:  # noqa: BLE001 - a node that does not answer: the others still tell
+                continue
+        return "\n".join(parts)
+
     def running_on(self, node: str, services: Iterable[str]) -> bool:
         wanted = set(services)
         return wanted <= {t.service for t in self.tasks() if t.node == node and t.running}

@@ -193,6 +193,7 @@ class Record:
     restored_s: float | None = None  # the node started again, ready in the Swarm, its pinned services running
     restore_problem: str = ""
     warning: str = ""
+    sentinel_log: str = ""  # the surviving Sentinels' logs from just before the kill (sentinels.log)
 
     def node_serving(self, served_by: str) -> str:
         return self.node_of.get(served_by.rsplit("/", 1)[0], "?") if served_by else ""
@@ -464,6 +465,7 @@ def run(ctx: DemoContext) -> DemoReport:
             end = time.time() + after_s
             _wait(lambda: time.time() >= end, after_s + 5, "the load after the recovery")
         record.events = load.snapshot()
+        record.sentinel_log = stack.sentinel_events(record.kill_started - 5, without=node)
         record.node_of = {**record.node_of, **stack.containers()}
         checked = sessions + load.logins
         record.sessions_checked, record.under_load = len(checked), len(load.logins)
@@ -545,6 +547,35 @@ def _restore(ctx: DemoContext, stack, record: Record, pinned: list[str]) -> None
     except Exception as exc:  # noqa: BLE001 - reported, with the command that brings it back
         record.restore_problem = f"{record.node} not back ({exc}); bring it back with: {again}"
         ctx.say(record.restore_problem)
+
+
+# The Sentinel events that tell how a failover went: its steps, and what delays one (TILT: the Sentinel's own timer
+# ran late, so it acts on nothing for 30 s; an abort for want of a good replica; a vote with no majority).
+FAILOVER_EVENTS = (
+    "+tilt",
+    "-tilt",
+    "+sdown master",
+    "+odown",
+    "+try-failover",
+    "+elected-leader",
+    "-failover-abort",
+    "+selected-slave",
+    "+switch-master",
+)
+
+
+def failover_steps(log: str) -> list[str]:
+    """``"sentinel-2 04:04:28.789 +odown master scalecube redis 6379 #quorum 2/2"``, ... from ``sentinels.log``."""
+    steps, service = [], ""
+    for line in log.splitlines():
+        if line.startswith("== "):
+            service = line[3:].split(" ", 1)[0]
+            continue
+        _, _, event = line.partition(" # ") if " # " in line else line.partition(" * ")
+        if event.startswith(FAILOVER_EVENTS):
+            clock = line.split(" ")[4] if line.count(" ") >= 5 else ""
+            steps.append(f"{service} {clock} {event}".replace("  ", " "))
+    return steps
 
 
 def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[str, ...], started: float) -> None:
@@ -648,6 +679,13 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
     ]
     if record.roles_after:
         report.notes.append(f"The sessions Redis once the node is back: {record.roles_after}.")
+    if record.sentinel_log:
+        (ctx.out / "sentinels.log").write_text(record.sentinel_log + "\n")
+        steps = failover_steps(record.sentinel_log)
+        if steps:
+            report.notes.append(
+                "The Sentinels' failover, in their words (sentinels.log has the whole of it): " + "; ".join(steps)
+            )
     if record.warning:
         report.notes.append(record.warning)
 

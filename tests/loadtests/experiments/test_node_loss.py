@@ -10,7 +10,7 @@ from infra.docker.swarm import spread_over
 from loadtests.demo_cli import demo_app
 from loadtests.experiments.claims import Verdict, exit_code
 from loadtests.experiments.demos import DEMOS, runner
-from loadtests.experiments.demos.node_loss import Event, Record, judge, per_node_series
+from loadtests.experiments.demos.node_loss import Event, Record, failover_steps, judge, per_node_series
 from loadtests.experiments.node_stack import NodeChoiceError, Placement, Task, choose_node, how_to_deploy
 
 NODES = ("node-1", "node-2", "node-3")
@@ -213,3 +213,27 @@ def test_no_deployment_exits_2_naming_the_commands(tmp_path):
     result = CliRunner().invoke(demo_app, ["node-loss", "--smoke", "--cluster", "sc-none-here", "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert "scalecube nodes up --nodes 3 --cluster sc-none-here" in result.output
+
+
+SENTINELS_LOG = """== redis-sentinel-2 on node-3
+1:X 07 Dec 2026 04:04:20.107 # -sdown slave redis-replica-2:6379 redis-replica-2 6379 @ scalecube redis 6379
+1:X 07 Dec 2026 04:04:28.717 # +sdown master scalecube redis 6379
+1:X 07 Dec 2026 04:04:28.789 # +odown master scalecube redis 6379 #quorum 2/2
+1:X 07 Dec 2026 04:04:28.881 # +elected-leader master scalecube redis 6379
+1:X 07 Dec 2026 04:04:29.023 * +failover-state-wait-promotion slave redis-replica-2:6379 redis-replica-2 6379
+1:X 07 Dec 2026 04:04:30.094 # +switch-master scalecube redis 6379 redis-replica-2 6379
+== redis-sentinel-3 on node-1
+cat: /run/secrets/scalecube/REDIS_PASSWORD: No such file or directory
+1:X 07 Dec 2026 04:04:28.348 # +tilt #tilt mode entered
+"""
+
+
+def test_the_failover_steps_are_the_sentinels_events_that_tell_how_it_went():
+    assert failover_steps(SENTINELS_LOG) == [
+        "redis-sentinel-2 04:04:28.717 +sdown master scalecube redis 6379",
+        "redis-sentinel-2 04:04:28.789 +odown master scalecube redis 6379 #quorum 2/2",
+        "redis-sentinel-2 04:04:28.881 +elected-leader master scalecube redis 6379",
+        "redis-sentinel-2 04:04:30.094 +switch-master scalecube redis 6379 redis-replica-2 6379",
+        "redis-sentinel-3 04:04:28.348 +tilt #tilt mode entered",
+    ]
+    assert failover_steps("") == []
