@@ -17,15 +17,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The whole suite in TEST_WORKERS pytest-xdist processes (TEST_WORKERS=0: one process). One worker runs the Docker
 # group (tests/infra/docker) in file order, as one unit, while the others take the local tests a module at a time,
-# the slow ones first, each `load` test alone (the other worker waits); the worker done first takes what is left
+# the slow ones first, each `load` test alone (the others wait); the worker done first takes what is left
 # (tests/support/parallel.py says how, and why). Each worker picks its servers' ports from its own slice of the range (SCALECUBE_PORTS).
-TEST_WORKERS ?= 2
+# Three on 2 cores: most tests wait on processes and sockets more than they compute (README, "Tests").
+TEST_WORKERS ?= 3
 test: venv
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The two groups apart: everything but Docker (no engine needed), and the Docker group alone. The local group runs
 # in LOCAL_WORKERS processes, handed out as in `make test`: a module at a time, each `load` test alone.
-LOCAL_WORKERS ?= 2
+LOCAL_WORKERS ?= 3
 test-local: venv
 	$(BIN)/python -m pytest -m "not docker" -n $(LOCAL_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 

@@ -1,4 +1,4 @@
-"""How the suite runs in pytest-xdist workers (``make test``: ``-n 2 --dist loadgroup``): which tests go
+"""How the suite runs in pytest-xdist workers (``make test``: ``-n 3 --dist loadgroup``): which tests go
 together, which run alone, and whose ports are whose. Registered in ``tests/conftest.py``; a plain run (no
 workers) keeps the file order and takes no lock. Tested in ``tests/support/test_parallel.py`` with a suite of
 its own run in two workers.
@@ -95,7 +95,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     over 1 s at load average 12) with the local overload smoke beside it; then, with only quick tests beside
     it, 58 of the cache demo's 400 burst requests shed with a 503 as the machine ran a third slower. A test
     that is long but judges no rate (a stack coming up, a demo that counts placements or lost sessions, a
-    Swarm deploy) is ``slow`` only: holding it alone too kept the other worker idle for a quarter of the run.
+    Swarm deploy) is ``slow`` only: holding it alone too kept the other workers idle for a quarter of the run.
     So a ``load`` test holds an exclusive lock, every other test a shared one. A ``load`` test that waits
     holds the turnstile, so that a stream of other tests cannot keep it waiting. The files are in the
     directory every worker's temp dir is made in (xdist sets each one's ``--basetemp``); a plain run needs
