@@ -87,7 +87,11 @@ def make_metrics_dir(parent: str | None = None) -> str:
     root = Path(parent or tempfile.gettempdir())
     for old in root.glob(f"{DIR_PREFIX}*-*"):
         pid = old.name.removeprefix(DIR_PREFIX).partition("-")[0]
-        if pid.isdigit() and old.is_dir() and old.stat().st_uid == os.getuid() and not _running(int(pid)):
+        try:  # masters starting together sweep the same leftovers: one may remove it under another's feet
+            mine = old.is_dir() and old.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if pid.isdigit() and mine and not _running(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=root)
 

@@ -45,8 +45,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     In an xdist worker, the Docker group keeps its file order (``DockerApart`` below runs it as one unit),
     and the ``slow`` local tests go first, so the modules that hold them are handed out first: a run's wall
     time is that of its busiest worker, and a minute-long demo smoke picked up last leaves the other workers
-    idle while it runs. Every worker sorts the same
-    collection the same way (xdist requires it); a plain run keeps the file order.
+    idle while it runs. Every worker sorts the same collection the same way (xdist requires it); a plain run
+    keeps the file order.
     """
     for item in items:
         if _DOCKER_TESTS in item.nodeid or "sleeper" in getattr(item, "fixturenames", ()):

@@ -571,10 +571,10 @@ def failover_steps(log: str) -> list[str]:
         if line.startswith("== "):
             service = line[3:].split(" ", 1)[0]
             continue
-        _, _, event = line.partition(" # ") if " # " in line else line.partition(" * ")
-        if event.startswith(FAILOVER_EVENTS):
-            clock = line.split(" ")[4] if line.count(" ") >= 5 else ""
-            steps.append(f"{service} {clock} {event}".replace("  ", " "))
+        # "1:X 07 Dec 2026 04:04:28.789 # +odown ...": the clock is the fifth word, the event after "# " or "* "
+        words = line.split(" ", 6)
+        if len(words) == 7 and words[5] in ("#", "*") and words[6].startswith(FAILOVER_EVENTS):
+            steps.append(f"{service} {words[4]} {words[6]}")
     return steps
 
 
