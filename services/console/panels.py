@@ -1,16 +1,18 @@
 """What the console's panels show, from Prometheus: the recording rules (infra/prometheus/rules.yml) and the
 cluster masters' own series, shaped per service, per container (``instance``: its address) and per worker.
 
-One ``snapshot()`` is one round of instant queries, run together; the page polls it every second and keeps
-the history for its charts itself. The topology's numbers are the rules' (1 m windows); the live charts read the
-raw counters over LIVE_WINDOW (Prometheus scrapes every second: infra/prometheus/prometheus.yml), and each chart
-comes with its data's timestamp (``sampled_at``: the oldest of the newest samples it is drawn from), so the page
-shows how far behind it is.
+One ``snapshot()`` is one round of instant queries, run together and evaluated at one instant, so that the
+numbers of one draw agree with each other (a container's workers add up to the container, whatever scrape lands
+while the queries run). The page polls it every second and keeps the history for its charts itself. The topology's
+numbers are the rules' (1 m windows); the live charts read the raw counters over LIVE_WINDOW (Prometheus scrapes
+every second: infra/prometheus/prometheus.yml), and each chart comes with its data's timestamp (``sampled_at``: the
+oldest of the newest samples it is drawn from), so the page shows how far behind it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from services.console.prometheus import Labels, Prometheus
@@ -80,7 +82,8 @@ async def snapshot(prometheus: Prometheus) -> dict[str, Any]:
     """Every panel's numbers now; keys joined with "/" (``service/instance/worker``)."""
     queries = {**QUERIES, **{f"live_{k}": v for k, v in LIVE_QUERIES.items()}}
     queries |= {f"sampled_{k}": v for k, v in SAMPLED_AT.items()}
-    results = await asyncio.gather(*(prometheus.query(expr) for expr in queries.values()))
+    at = time.time()
+    results = await asyncio.gather(*(prometheus.query(expr, at) for expr in queries.values()))
     raw = dict(zip(queries, results, strict=True))
     return {
         "services": {

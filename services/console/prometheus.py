@@ -18,9 +18,11 @@ Labels = dict[str, str]
 
 
 class Prometheus:
-    def __init__(self, url: str, *, timeout: float = QUERY_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = QUERY_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
 
     async def _get(self, path: str, **params: str) -> Any:
         try:
@@ -32,9 +34,11 @@ class Prometheus:
             raise DependencyUnavailable("prometheus", f"{path}: {body.get('error', response.status_code)}"[:200])
         return body["data"]
 
-    async def query(self, expr: str) -> list[tuple[Labels, float]]:
-        """An instant vector: each series' labels and value (NaN, a ratio with no request, is dropped)."""
-        data = await self._get("/api/v1/query", query=expr)
+    async def query(self, expr: str, at: float | None = None) -> list[tuple[Labels, float]]:
+        """An instant vector at ``at`` (seconds since the epoch; Prometheus's now if None): each series' labels and
+        value (NaN, a ratio with no request, is dropped)."""
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        data = await self._get("/api/v1/query", **params)
         series = [(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
         return [(labels, value) for labels, value in series if not math.isnan(value)]
 

@@ -88,11 +88,12 @@ class ConsolePage:
         )
         return {chart: float(age) if age else None for chart, age in shown}
 
-    def chart(self, name: str) -> dict[str, float]:
-        """The series a live chart drew at its last point: label -> value."""
-        found = self.page.query_selector(f'[data-testid="chart"][data-chart="{name}"]')
-        last = found.get_attribute("data-last") if found else None
-        return json.loads(last) if last else {}
+    def charts(self) -> dict[str, dict[str, float]]:
+        """What each live chart drew at its last point (chart -> label -> value), read in one go: one draw."""
+        drawn = self.page.eval_on_selector_all(
+            '[data-testid="chart"]', "charts => charts.map(c => [c.dataset.chart, c.dataset.last ?? ''])"
+        )
+        return {chart: json.loads(last) if last else {} for chart, last in drawn}
 
     def events(self) -> list[dict[str, str]]:
         return self.page.eval_on_selector_all(
@@ -112,8 +113,11 @@ class ConsolePage:
         form.locator('button[type="submit"]').click()
         self.page.locator('[data-testid="confirm-ok"]').click()
 
-    def wait(self, condition: Callable[[], T], timeout: float, what: str) -> T:
-        """Until ``condition`` (reading the page) is truthy; the page polls every second on its own."""
+    def wait(
+        self, condition: Callable[[], T], timeout: float, what: str, shown: Callable[[], object] | None = None
+    ) -> T:
+        """Until ``condition`` (reading the page) is truthy; the page polls every second on its own. On a timeout
+        the error gives ``shown()``: what the page showed instead."""
         deadline, last = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
             last = condition()
@@ -121,7 +125,8 @@ class ConsolePage:
                 return last
             self.page.wait_for_timeout(500)
         self.screenshot("timeout")
-        raise AssertionError(f"the console did not show {what} within {timeout:g} s (last: {last!r})")
+        instead = f"; the page showed {shown()!r}" if shown else ""
+        raise AssertionError(f"the console did not show {what} within {timeout:g} s (last: {last!r}{instead})")
 
 
 @contextmanager

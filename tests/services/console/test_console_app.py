@@ -133,3 +133,33 @@ def test_every_live_chart_on_the_page_has_its_data_time_in_the_snapshot() -> Non
     page = (CONSOLE / "static" / "index.html").read_text()
     assert set(re.findall(r'data-testid="age" data-chart="([^"]+)"', page)) == set(SAMPLED_AT)
     assert set(re.findall(r'data-testid="chart" data-chart="([^"]+)"', page)) == set(SAMPLED_AT)
+
+
+def test_a_snapshot_asks_prometheus_for_every_query_at_one_instant() -> None:
+    """A draw's numbers agree with each other (a container's workers add up to the container): every query of one
+    ``snapshot()`` names the same evaluation ``time``, whatever scrape lands while they run. Fake transport."""
+    import asyncio
+
+    import httpx
+
+    from services.console import panels
+    from services.console.prometheus import Prometheus
+
+    asked: list[httpx.QueryParams] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params)
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": []}})
+
+    async def one_snapshot() -> dict:
+        prometheus = Prometheus("http://prometheus:9090", transport=httpx.MockTransport(answer))
+        try:
+            return await panels.snapshot(prometheus)
+        finally:
+            await prometheus.close()
+
+    snapshot = asyncio.run(one_snapshot())
+    queries = [*panels.QUERIES.values(), *panels.LIVE_QUERIES.values(), *panels.SAMPLED_AT.values()]
+    assert sorted(p["query"] for p in asked) == sorted(queries)
+    assert len({p.get("time") for p in asked}) == 1 and float(asked[0]["time"]) > 0, asked
+    assert snapshot["live"]["workers"] == {}
