@@ -12,12 +12,20 @@ Someone does, when two runs share the machine: each picks ports from the same ra
 chose a few seconds before binding it can be bound by the other meanwhile (seen: two test processes
 side by side, HAProxy's stats port taken between choice and bind). ``SCALECUBE_PORTS=LOW-HIGH`` keeps
 a run, and everything it starts (the variable is inherited), to its own slice of the range; the test
-suite gives each of its pytest-xdist workers one (tests/conftest.py).
+suite gives each of its pytest-xdist workers one (tests/support/parallel.py).
+
+One process can take its own port too: a stack picks its shards' ports, starts them without waiting, then
+picks the router's, and a port is free until its server binds it. Two picks at random from one slice are the
+same about once in a few thousand (seen: a router given the port its shard was about to bind, EADDRINUSE). So a
+process never hands out a port it has handed out before while its range has others; when all have been, the one
+handed out longest ago goes first.
 """
 
+import itertools
 import os
 import random
 import socket
+import threading
 from pathlib import Path
 
 # Loopback addresses a local "container" may use: each is its own machine (Linux routes all of 127/8 to lo).
@@ -29,6 +37,9 @@ LISTEN_PORTS_FROM = 20000  # above the ports well-known services register; our r
 MIN_LISTEN_PORTS = 2000  # fewer than this below the ephemeral range: fall back to the kernel's choice
 _ATTEMPTS = 100
 _random = random.SystemRandom()  # independent of any seed a test sets: two processes never share a sequence
+_handed_out: dict[int, int] = {}  # port -> when this process handed it out (a count): see the module's note
+_hand_outs = itertools.count()
+_lock = threading.Lock()
 
 
 PORTS_ENV = "SCALECUBE_PORTS"
@@ -62,14 +73,21 @@ def own_port_range(text: str) -> range:
 def free_port(host: str = "127.0.0.1", *, udp: bool = False) -> int:
     """A port nobody listens on now, outside the ephemeral range (see the module's note)."""
     ports = listen_port_range()
-    if ports is not None:
-        for _ in range(_ATTEMPTS):
-            port = _random.choice(ports)
-            if _bindable(port, host, udp=udp):
-                return port
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))  # the kernel's choice: racy with outgoing connections, but always answers
-        return sock.getsockname()[1]
+    with _lock:
+        if ports is not None:
+            tried = _random.sample(ports, min(len(ports), _ATTEMPTS))
+            never = [port for port in tried if port not in _handed_out]
+            for port in never + sorted(set(tried) - set(never), key=_handed_out.__getitem__):
+                if _bindable(port, host, udp=udp):
+                    return _hand_out(port)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))  # the kernel's choice: racy with outgoing connections, but always answers
+            return _hand_out(sock.getsockname()[1])
+
+
+def _hand_out(port: int) -> int:
+    _handed_out[port] = next(_hand_outs)
+    return port
 
 
 def _bindable(port: int, host: str, *, udp: bool) -> bool:

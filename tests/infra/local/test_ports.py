@@ -71,3 +71,16 @@ def test_too_narrow_a_range_below_the_ephemeral_one_falls_back_to_the_kernel(tmp
     range_file.write_text("32768\t60999\n")
     assert listen_port_range(range_file) == range(20000, 32768)
     assert listen_port_range(tmp_path / "missing") is None
+
+
+def test_a_process_never_hands_out_a_port_twice_while_its_range_has_others(monkeypatch):
+    """A stack picks its shards' ports, starts them without waiting, then picks the router's: none of those is bound
+    yet, so a pick that only checks "free now" can give the router a shard's port (seen in CI: EADDRINUSE). Here no
+    port handed out is ever bound, and 20 picks in a 20-port range are still 20 ports; the next is the oldest."""
+    from infra.local import ports as module
+
+    monkeypatch.setattr(module, "_handed_out", {})
+    monkeypatch.setenv(PORTS_ENV, "24200-24219")
+    picked = [free_port() for _ in range(20)]
+    assert sorted(picked) == list(range(24200, 24220))
+    assert free_port() == picked[0]
