@@ -8,6 +8,7 @@ in ``lb.app`` assembles them from the configuration file and the CLI.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import time
@@ -23,6 +24,16 @@ from lb.sticky import StickyCookie
 from lb.upstream import ConnectionPool
 
 log = logging.getLogger("scalecube.lb")
+
+# Stopping is bounded, whatever a piece of it does. After the drain the background tasks (discovery, health
+# checks, the admin server) are cancelled and get STOP_GRACE to finish; one still running after that is named
+# in the log and left behind, not waited for. And since a call that never returns would block the event loop
+# itself, where no task can help, a watchdog thread (faulthandler) armed at the signal dumps every thread's
+# stack into the log and ends the process if stopping outlasts the drain by HARD_STOP_MARGIN: HAProxy's
+# hard-stop-after. Unbounded, a stuck balancer is SIGKILLed by whoever stops it after its own patience ran out
+# (in CI a `scalecube down` once waited 35 s on one, its log silent after "stopping"), and nobody learns why.
+STOP_GRACE = 1.0
+HARD_STOP_MARGIN = STOP_GRACE + 2.0
 
 
 class Balancer:
@@ -91,9 +102,15 @@ class Balancer:
             await asyncio.sleep(0.05)
         for client in list(self.clients):
             client.close()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for task in stuck:
+                log.warning(
+                    "balancer: %r is still running %gs after it was cancelled; stopping without it", task, STOP_GRACE
+                )
         self.connections.close_all()
         log.info("balancer stopped")
 
@@ -108,4 +125,6 @@ class Balancer:
             self.spawn(work)  # type: ignore[arg-type]
         await stopped.wait()
         log.info("balancer: stopping (draining up to %gs)", self.timeouts.drain)
+        # Armed until the process exits: asyncio.run's own teardown waits for any task stop() left behind.
+        faulthandler.dump_traceback_later(self.timeouts.drain + HARD_STOP_MARGIN, exit=True)
         await self.stop()
