@@ -10,6 +10,7 @@ import re
 import httpx
 import pytest
 
+from infra.local.processes import wait_until
 from tests.lb.conftest import loopback_topology, up_hosts
 
 pytestmark = pytest.mark.usefixtures("haproxy_binary")
@@ -42,8 +43,12 @@ def test_the_access_log_names_the_request_id_the_replica_saw(echo, start_balance
     seen = httpx.get(lb.url + "/echo", headers={"X-Request-Id": "trace-42"}, timeout=10).json()["headers"]
     made = httpx.get(lb.url + "/echo", timeout=10).json()["headers"]["x-request-id"]
     assert seen["x-request-id"] == "trace-42"
-    log = lb.log()
-    assert "{trace-42}" in log and "{" + made + "}" in log  # the client's id, and the one HAProxy made
+    # HAProxy writes a request's line once its response has gone out: the client can read the response first.
+    wanted = ("{trace-42}", "{" + made + "}")  # the client's id, and the one HAProxy made
+    try:
+        wait_until(lambda: all(id_ in lb.log() for id_ in wanted), 10, what="the access log's lines")
+    except TimeoutError:
+        pytest.fail(f"the access log names not both of {wanted}:\n{lb.log()}")
 
 
 def test_stats_page_explains_its_idle_slots_and_can_hide_them(echo, start_balancer):
