@@ -48,6 +48,17 @@ async def well_behaved() -> None:
     await asyncio.sleep(3600)
 
 
+async def blocks_when_cancelled() -> None:
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        time.sleep(3600)  # a call that never returns: the event loop itself is stuck
+
+
+async def ignores_its_cancellation() -> None:
+    await stubborn(asyncio.Event())  # never released: asyncio.run's teardown would wait for it forever
+
+
 def test_a_task_that_ignores_its_cancellation_is_named_and_left_behind(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> tuple[float, list[bool]]:
         released = asyncio.Event()
@@ -73,33 +84,14 @@ def test_a_task_that_ignores_its_cancellation_is_named_and_left_behind(caplog: p
     assert len(warnings) == 1 and "stubborn" in warnings[0] and "still running" in warnings[0], warnings
 
 
+# A real balancer process (run_until_signalled) with one stuck background task, from this module.
 STUCK_AT_STOP = textwrap.dedent(
     """
-    import asyncio, logging, sys, time
-    from lb.config import Limits, Timeouts
-    from lb.server import Balancer
-    from lb.stats import BalancerStats
-
-    class NoRoutes:
-        def match(self, path):
-            return None
-
-    async def blocks_when_cancelled():
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            time.sleep(3600)  # a call that never returns: the event loop itself is stuck
-
-    async def ignores_its_cancellation():
-        while True:  # asyncio.run's teardown would wait for it forever
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                continue
+    import asyncio, logging, sys
+    from tests.lb import test_server
 
     async def main():
-        lb = Balancer(pools={}, router=NoRoutes(), timeouts=Timeouts(drain=0.5), limits=Limits(),
-                      stats=BalancerStats(), background=[globals()[sys.argv[1]]()])
+        lb = test_server.balancer(getattr(test_server, sys.argv[1])(), drain=0.5)
         await lb.run_until_signalled("127.0.0.1", 0)
 
     logging.basicConfig(level=logging.INFO)
