@@ -75,6 +75,14 @@ class RedisConnector:
     Recovery after an outage is redis-py's job: broken pooled connections are
     dropped and re-dialled by the retry policy, so the same connector keeps working.
 
+    One attempt waits ``attempt_timeout`` for its answer (redis-py's ``socket_timeout``), a share of
+    ``op_timeout`` that leaves a retry room inside it. A pooled connection whose peer vanished — the old
+    primary after a failover, a machine lost: no reset ever comes — fails only when it is next used; if
+    that wait took the whole deadline, each such connection would cost a request its 503 long after the
+    Sentinels had promoted a replica (the node-loss demo saw session routes refused 14 s after a kill whose
+    failover was over in 4.6 s). With a share, it costs the request that one wait, and the retry dials the
+    primary the Sentinels name now (redis-py then drops the pool's idle connections to the old one).
+
     ``sentinels`` ([(host, port), ...]) and ``sentinel_master`` (the name the sentinels monitor) make the
     client find the primary through Sentinel; ``url`` then only gives the database number (and a password,
     if it carries one). ``wait_replicas``/``wait_timeout`` are what ``replicated()`` waits for.
@@ -108,12 +116,18 @@ class RedisConnector:
         self._op_timeout = op_timeout
         self._retries = retries
         self._health_check_interval = health_check_interval
+        self._attempt_timeout = attempt_share(op_timeout, wait_timeout if wait_replicas else 0.0)
         self._client: aioredis.Redis | None = None
         self._owner: tuple[int, asyncio.AbstractEventLoop | None] | None = None
 
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def attempt_timeout(self) -> float:
+        """How long one attempt waits for its answer before the retry (see the class)."""
+        return self._attempt_timeout
 
     @property
     def sentinels(self) -> list[Address]:
@@ -204,7 +218,7 @@ class RedisConnector:
     def _build_client(self) -> aioredis.Redis:
         options: dict[str, Any] = {
             "socket_connect_timeout": self._connect_timeout,
-            "socket_timeout": self._op_timeout,
+            "socket_timeout": self._attempt_timeout,
             "retry": Retry(
                 ExponentialBackoff(cap=0.25, base=0.02),
                 self._retries,
@@ -233,6 +247,19 @@ class RedisConnector:
         )
         client.sentinel = sentinel
         return client
+
+
+WAIT_MARGIN = 0.25  # an attempt outlasts a WAIT by this much: the replicas' answer still has to come back
+
+
+def attempt_share(op_timeout: float, wait_timeout: float = 0.0) -> float:
+    """One attempt's share of an operation's ``op_timeout``: half of it, so a retry fits in the other half; but
+    longer than a ``WAIT`` that may block ``wait_timeout`` (with ``WAIT_MARGIN``), so a write waiting for its
+    replicas is never cut and retried; never longer than the operation. With the services' defaults (2 s, a 1 s
+    WAIT) an attempt waits 1.25 s and a retry has 0.75 s: a reconnect and one command take milliseconds."""
+    if wait_timeout:
+        return min(op_timeout, max(op_timeout / 2, wait_timeout + WAIT_MARGIN))
+    return op_timeout / 2
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -7,6 +7,7 @@ import pytest
 
 from kit.errors import DependencyUnavailable
 from shared_cache import RedisConnector, RedisSessionStore
+from shared_cache.connection import attempt_share
 
 
 def test_ping_answers_true_when_redis_is_up(redis_url):
@@ -95,3 +96,84 @@ def test_one_connector_serves_successive_event_loops(redis_url):
     # A client is bound to the loop that made it; a new loop must get its own.
     assert asyncio.run(sessions.get(sid)) == {"loop": 1}
     assert asyncio.run(connector.ping()) is True
+
+
+class Relay:
+    """A TCP relay in front of a real Redis whose open connections can go silent at once (``vanish()``): the
+    bytes sent on them are swallowed and nothing comes back, no reset either — what a pooled connection sees when
+    its peer's machine is gone. Connections made after ``vanish()`` are relayed as before (the new primary)."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.removeprefix("redis://").split("/")[0].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.silent: set[asyncio.StreamWriter] = set()
+        self.open: list[asyncio.StreamWriter] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "Relay":
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.url = "redis://127.0.0.1:%d/0" % self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self.open:
+            writer.close()
+        await self._server.wait_closed()
+
+    def vanish(self) -> int:
+        """Silence every connection open now; how many there were."""
+        self.silent.update(self.open)
+        return len(self.open) // 2
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self.open += [writer, upstream_writer]
+        await asyncio.gather(
+            self._pump(reader, upstream_writer, writer), self._pump(upstream_reader, writer, writer)
+        )
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, client: asyncio.StreamWriter):
+        while data := await source.read(65536):
+            if client in self.silent:
+                continue  # the peer is gone: what is sent is lost, nothing answers
+            sink.write(data)
+            await sink.drain()
+
+
+def test_an_attempt_leaves_a_retry_room_in_the_operation() -> None:
+    assert attempt_share(2.0) == 1.0
+    # the services' defaults: a WAIT of up to 1 s is never cut, and the retry still has 0.75 s
+    assert attempt_share(2.0, 1.0) == 1.25
+    assert attempt_share(2.0, 1.9) == 2.0  # never longer than the operation
+    assert RedisConnector("redis://127.0.0.1:1/0", op_timeout=2.0, wait_replicas=1, wait_timeout=1.0).attempt_timeout == 1.25
+
+
+def test_pooled_connections_whose_peer_vanished_cost_a_retry_not_a_503(redis_url):
+    """Each pooled connection to a peer that is gone fails only when next used, after its attempt's wait; the
+    retry dials again within the same operation, so every call still answers (with the whole operation's deadline
+    spent on that one wait, each of them would have been a 503)."""
+
+    async def scenario():
+        async with Relay(redis_url) as relay:
+            connector = RedisConnector(relay.url, op_timeout=1.0)
+            sessions = RedisSessionStore(connector)
+            sid = await sessions.create({"user": "ada"})
+            # Concurrent calls leave several connections in the pool.
+            assert await asyncio.gather(*(sessions.get(sid) for _ in range(4))) == [{"user": "ada"}] * 4
+            stale = relay.vanish()
+            assert stale >= 2
+            took = []
+            for _ in range(stale + 1):  # every stale connection is reached once, then a fresh one
+                started = time.monotonic()
+                assert await sessions.get(sid) == {"user": "ada"}
+                took.append(time.monotonic() - started)
+            # the stale ones waited their attempt (0.5 s) and no longer than the operation (1 s), a busy machine
+            # given room; at least one of them was reached
+            assert max(took) >= connector.attempt_timeout * 0.9, took
+            assert max(took) < 3, took
+            await connector.close()
+
+    asyncio.run(scenario())
