@@ -275,19 +275,35 @@ class NodeStack:
         """The Sentinels' own logs since ``since`` (epoch seconds), read from each surviving node's engine (the
         Swarm's ``service logs`` would wait on the lost node): how the failover went, in their words — a slow one
         shows why (``+tilt``, ``-failover-abort-no-good-slave``, a split vote). Best effort: "" if none answers."""
-        parts = []
+        return "\n".join(
+            f"== {service} on {node}\n{text}"
+            for service, node, text in self._logs(lambda s: s.startswith("redis-sentinel"), since, without)
+        )
+
+    def balancer_log(self, since: float, without: str) -> str:
+        """The balancer's log since ``since``, each line after the engine's timestamp (RFC 3339): HAProxy's own
+        lines carry none, and its server state changes ("Server api/api2 is DOWN, ...") are when it stopped
+        sending to a replica. Best effort: "" if its node does not answer."""
+        return "\n".join(text for _, _, text in self._logs(lambda s: s == BALANCER, since, without, timestamps=True))
+
+    def _logs(
+        self, wanted: Callable[[str], bool], since: float, without: str, timestamps: bool = False
+    ) -> list[tuple[str, str, str]]:
+        """(service, node, log) of the stack's containers whose service is ``wanted``, read from each node's engine
+        but ``without``'s; a node that does not answer is skipped (the others still tell)."""
+        found = []
         for node in self.nodes.nodes():
             if node.plan.name == without:
                 continue
             try:
                 for container in node.engine(timeout=10).containers.list():
                     service = container.labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.stack}_")
-                    if service.startswith("redis-sentinel"):
-                        text = container.logs(since=int(since)).decode(errors="replace").rstrip()
-                        parts.append(f"== {service} on {node.plan.name}\n{text}")
+                    if wanted(service):
+                        text = container.logs(since=int(since), timestamps=timestamps)
+                        found.append((service, node.plan.name, text.decode(errors="replace").rstrip()))
             except Exception:  # noqa: BLE001 - a node that does not answer: the others still tell
                 continue
-        return "\n".join(parts)
+        return found
 
     def running_on(self, node: str, services: Iterable[str]) -> bool:
         wanted = set(services)

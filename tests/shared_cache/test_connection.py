@@ -113,7 +113,7 @@ class Relay:
 
     async def __aenter__(self) -> "Relay":
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.url = "redis://127.0.0.1:%d/0" % self._server.sockets[0].getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -131,9 +131,7 @@ class Relay:
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         self.open += [writer, upstream_writer]
-        await asyncio.gather(
-            self._pump(reader, upstream_writer, writer), self._pump(upstream_reader, writer, writer)
-        )
+        await asyncio.gather(self._pump(reader, upstream_writer, writer), self._pump(upstream_reader, writer, writer))
 
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, client: asyncio.StreamWriter):
         while data := await source.read(65536):
@@ -148,7 +146,10 @@ def test_an_attempt_leaves_a_retry_room_in_the_operation() -> None:
     # the services' defaults: a WAIT of up to 1 s is never cut, and the retry still has 0.75 s
     assert attempt_share(2.0, 1.0) == 1.25
     assert attempt_share(2.0, 1.9) == 2.0  # never longer than the operation
-    assert RedisConnector("redis://127.0.0.1:1/0", op_timeout=2.0, wait_replicas=1, wait_timeout=1.0).attempt_timeout == 1.25
+    assert (
+        RedisConnector("redis://127.0.0.1:1/0", op_timeout=2.0, wait_replicas=1, wait_timeout=1.0).attempt_timeout
+        == 1.25
+    )
 
 
 def test_pooled_connections_whose_peer_vanished_cost_a_retry_not_a_503(redis_url):

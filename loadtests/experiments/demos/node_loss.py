@@ -12,9 +12,12 @@ Under load through the balancer — GET / loops, and visitors asking ``/session/
 every task on it gone at once). Swarm marks it down, starts its api replicas on the survivors, and the balancer
 (``server-template`` over the api's DNS) sends to them once they answer. Claims:
 
-1. 0 failed GET / through the balancer: a GET already sent to the lost node when it died gets no answer (a
-   vanished machine sends no reset; HAProxy retries no response timeout, on purpose) — it ends as a 504 after
-   ``timeout server`` or cut mid-body: those are counted apart (at most one per GET thread), any other failure fails;
+1. 0 failed GET / through the balancer: a GET the balancer had sent to the lost node before it could know the node
+   was gone gets no answer (a vanished machine sends no reset; HAProxy retries no response timeout, on purpose) — it
+   ends as a 504 after ``timeout server`` or cut mid-body. Those are counted apart, at most one per GET thread: the
+   ones sent before the kill, and the ones sent until the balancer's checks marked the node's api servers DOWN
+   (read from its log: ``ejected_at``) — until then a request may still go out on a kept-alive connection to the
+   dead machine. Any other failure fails;
 2. the api back to its replica count, all on surviving nodes, each serving through the balancer, within
    ``RESCHEDULE_LIMIT_S`` — measured from the kill to the Swarm's running tasks, and to the last new replica's
    first answer;
@@ -37,11 +40,13 @@ several engines in one Swarm, which ``demo all``'s stacks are not — and starti
 from __future__ import annotations
 
 import csv
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -192,8 +197,10 @@ class Record:
     roles_after: str = ""  # the data nodes' roles once the node is back: "redis slave, redis-replica master, ..."
     restored_s: float | None = None  # the node started again, ready in the Swarm, its pinned services running
     restore_problem: str = ""
+    ejected_at: float | None = None  # the balancer's checks marked the lost node's api servers DOWN (its log)
     warning: str = ""
     sentinel_log: str = ""  # the surviving Sentinels' logs from just before the kill (sentinels.log)
+    balancer_log: str = ""  # the balancer's, timestamped by the engine (balancer.log)
 
     def node_serving(self, served_by: str) -> str:
         return self.node_of.get(served_by.rsplit("/", 1)[0], "?") if served_by else ""
@@ -201,6 +208,10 @@ class Record:
     @property
     def primary_lost(self) -> bool:
         return self.primary_before == self.node
+
+    @property
+    def ejected_s(self) -> float | None:
+        return None if self.ejected_at is None else self.ejected_at - self.killed_at
 
     @property
     def reschedule_s(self) -> float | None:
@@ -212,16 +223,39 @@ class Record:
 
 
 def in_flight(record: Record) -> list[Event]:
-    """GETs sent before the SIGKILL landed and answered after it began, ending as a 504 or cut mid-body: the ones
-    the lost node held when it died."""
+    """GETs answered after the SIGKILL began, ending as a 504 or cut mid-body, and sent before the balancer could
+    know the node was gone: before the kill landed, or before its checks ejected the node's api servers when its
+    log says when (``ejected_at``). The ones the lost node held: no answer ever came."""
+    known = max(record.killed_at, record.ejected_at or 0.0)
     return [
         e
         for e in record.events
         if e.route == GET_ROUTE
-        and e.sent <= record.killed_at
+        and e.sent <= known
         and e.t > record.kill_started
         and (e.outcome == "504" or e.outcome in CUT)
     ]
+
+
+def ejected_at(log: str, since: float, backend: str = "api") -> float | None:
+    """When the balancer marked its last ``backend`` server DOWN after ``since`` (epoch seconds), from its log
+    with the engine's timestamps (``NodeStack.balancer_log``): HAProxy 2.8 writes ``2026-12-07T15:14:10.050258874Z
+    Server api/api2 is DOWN. 2 active and 0 backup servers left. 2 sessions active, ...`` (``is DOWN, reason: ...``
+    when the check gives one). A slot DNS emptied ("enters maintenance", "is going DOWN for maintenance") and the
+    panic twin (``api_panic``) are not ejections by the checks. None when no line says so."""
+    found = None
+    down = re.compile(rf"Server {re.escape(backend)}/\S+ is DOWN[.,]")
+    for line in log.splitlines():
+        stamp, _, text = line.partition(" ")
+        if not down.match(text):
+            continue
+        try:
+            at = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+        except ValueError:
+            continue
+        if at >= since:
+            found = at if found is None else max(found, at)
+    return found
 
 
 REDIS_OUT = "503 redis"  # a session request refused because the sessions Redis was out (its 503 names it)
@@ -257,8 +291,9 @@ def judge(record: Record) -> list[claims.Claim]:
         0,
         claims.Verdict.HOLDS if get_ok else claims.Verdict.FAILS,
         f"{len(gets) - len(failed) - len(cut):,} of {len(gets):,} GET / answered 200, {len(during):,} of them between "
-        f"the kill and the api's recovery; {len(cut)} in flight to {record.node} when it died (504 / cut, counted "
-        f"apart, at most {record.getters}: one per GET thread)"
+        f"the kill and the api's recovery; {len(cut)} in flight to {record.node} when it died or before the "
+        f"balancer ejected it ({_ejected(record)}; 504 / cut, counted apart, at most {record.getters}: one per GET "
+        "thread)"
         + (f"; failed: {', '.join(f'{n}× {w}' for w, n in why.items())}" if failed else "")
         + ("" if during else "; no GET was sent while the node was lost: nothing measured"),
         "failed",
@@ -325,6 +360,11 @@ def judge(record: Record) -> list[claims.Claim]:
     if record.primary_lost:
         found.append(failover_claim(record))
     return found
+
+
+def _ejected(record: Record) -> str:
+    ejected = record.ejected_s
+    return "its log names no ejection" if ejected is None else f"ejected {ejected:.1f} s after the kill"
 
 
 def failover_claim(record: Record) -> claims.Claim:
@@ -466,6 +506,8 @@ def run(ctx: DemoContext) -> DemoReport:
             _wait(lambda: time.time() >= end, after_s + 5, "the load after the recovery")
         record.events = load.snapshot()
         record.sentinel_log = stack.sentinel_events(record.kill_started - 5, without=node)
+        record.balancer_log = stack.balancer_log(record.kill_started - 5, without=node)
+        record.ejected_at = ejected_at(record.balancer_log, record.kill_started)
         record.node_of = {**record.node_of, **stack.containers()}
         checked = sessions + load.logins
         record.sessions_checked, record.under_load = len(checked), len(load.logins)
@@ -666,9 +708,16 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
         "tasks back: from the kill to the Swarm reporting the api's replica count running, none on the lost node "
         "(a task is running once its healthcheck passes); serving: to the last new replica's first 200 through "
         "the balancer. Most of it is the Swarm noticing the node is gone (its heartbeats), then starting the tasks.",
-        "in flight: GETs sent before the kill landed that the lost node held — no answer comes from a vanished "
-        "machine and HAProxy does not retry a response timeout (lb/haproxy/haproxy.cfg), so each ends as a 504 "
-        "after `timeout server` (10 s) or cut mid-body; counted apart, at most one per GET thread.",
+        "in flight: GETs the lost node held — sent before the kill landed, or after it but before the balancer's "
+        "checks marked the node's api servers DOWN "
+        + (
+            f"({record.ejected_s:.1f} s after the kill, balancer.log)"
+            if record.ejected_s is not None
+            else "(its log names no such moment: only those sent before the kill count)"
+        )
+        + ", on a kept-alive connection to the dead machine. No answer comes from a vanished machine and HAProxy "
+        "does not retry a response timeout (lb/haproxy/haproxy.cfg), so each ends as a 504 after `timeout server` "
+        "(10 s) or cut mid-body; counted apart, at most one per GET thread (it waits that long on it).",
         (
             f"Put back: {record.node} started again and ready in the Swarm in {record.restored_s:.1f} s "
             f"(scalecube nodes start), its pinned services running there again; the api replicas stay where Swarm "
@@ -679,6 +728,8 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
     ]
     if record.roles_after:
         report.notes.append(f"The sessions Redis once the node is back: {record.roles_after}.")
+    if record.balancer_log:
+        (ctx.out / "balancer.log").write_text(record.balancer_log + "\n")
     if record.sentinel_log:
         (ctx.out / "sentinels.log").write_text(record.sentinel_log + "\n")
         steps = failover_steps(record.sentinel_log)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from typer.testing import CliRunner
 
@@ -10,7 +12,7 @@ from infra.docker.swarm import spread_over
 from loadtests.demo_cli import demo_app
 from loadtests.experiments.claims import Verdict, exit_code
 from loadtests.experiments.demos import DEMOS, runner
-from loadtests.experiments.demos.node_loss import Event, Record, failover_steps, judge, per_node_series
+from loadtests.experiments.demos.node_loss import Event, Record, ejected_at, failover_steps, judge, per_node_series
 from loadtests.experiments.node_stack import NodeChoiceError, Placement, Task, choose_node, how_to_deploy
 
 NODES = ("node-1", "node-2", "node-3")
@@ -168,6 +170,44 @@ def test_a_504_sent_after_the_kill_is_a_failure_not_in_flight():
     run = recorded()
     run.events.append(Event(21.0, 31.0, "/", "504"))
     assert judge(run)[0].verdict is Verdict.FAILS
+
+
+def test_a_504_sent_before_the_balancer_ejected_the_node_is_in_flight_and_one_after_it_fails():
+    """Until its checks mark the node's servers DOWN, the balancer may still send a GET on a kept-alive connection to
+    the dead machine (ci's stop 25: one such 504, sent after the kill): that one is in flight; once it has ejected
+    the node, a 504 is a failure."""
+    run = recorded()
+    run.ejected_at = 23.5
+    run.events.append(Event(21.0, 31.0, "/", "504"))
+    judged = judge(run)[0]
+    assert judged.verdict is Verdict.HOLDS and "2 in flight" in judged.text and "ejected 3.4 s after" in judged.text
+    run.events.append(Event(23.6, 33.6, "/", "504"))
+    assert judge(run)[0].verdict is Verdict.FAILS
+    run.ejected_at = None  # the log named no ejection: only a GET sent before the kill is in flight
+    assert "its log names no ejection" in judge(run)[0].text
+
+
+def test_the_ejection_is_the_last_api_server_the_checks_marked_down_after_the_kill():
+    log = "\n".join(
+        [
+            "2026-12-07T15:20:00.500000000Z Server api/api3 is DOWN, reason: Layer4 timeout. 2 active left.",  # before
+            "2026-12-07T15:20:02.000000000Z Server api/api1 is DOWN, reason: Health analyze, info: 'Detected 1 "
+            "consecutive errors, last one was: L4 timeout'. 2 active and 0 backup servers left.",  # observe layer4
+            "2026-12-07T15:20:03.250258874Z Server api/api2 is DOWN. 2 active and 0 backup servers left. 2 sessions "
+            "active, 0 requeued, 0 remaining in queue.",  # HAProxy 2.8, from a real run's balancer.log
+            "2026-12-07T15:20:03.250300000Z [WARNING]  (11) : Server api/api2 is DOWN. 2 active and 0 backup servers.",
+            "2026-12-07T15:20:08.000000000Z Server api/api2 was DOWN and now enters maintenance (No IP for server ).",
+            "2026-12-07T15:20:04.000000000Z Server api_panic/api2 is DOWN, reason: Layer4 timeout.",  # the twin
+            "2026-12-07T15:20:09.000000000Z Server api/api2 is going DOWN for maintenance (No IP for server ).",
+            "2026-12-07T15:20:05.000000000Z Server auth/auth1 is DOWN, reason: Layer4 timeout.",  # another backend
+            '2026-12-07T15:20:05.100000000Z 172.19.0.1:4242 [07/Dec/2026:15:20:05.100] public api/api2 "GET / HTTP/1.1"',
+            "garbage Server api/api1 is DOWN, reason: x",
+        ]
+    )
+    since = datetime(2026, 12, 7, 15, 20, 1, tzinfo=UTC).timestamp()
+    assert ejected_at(log, since) == pytest.approx(since + 2.250258)
+    assert ejected_at(log, since + 10) is None
+    assert ejected_at("", since) is None
 
 
 def test_too_many_in_flight_fails():
