@@ -28,7 +28,31 @@ BALANCER, API = "lb", "api"
 # the sessions Redis's data nodes (infra/docker/swarm.py: one per node; redis-replica-2 in the `nodes` profile)
 REDIS_DATA = ("redis", "redis-replica", "redis-replica-2")
 BALANCER_PORT = 8080
-ROLE_COMMAND = ["sh", "-c", 'REDISCLI_AUTH="$(cat /run/secrets/scalecube/REDIS_PASSWORD)" redis-cli role']
+_AUTH = 'REDISCLI_AUTH="$(cat /run/secrets/scalecube/REDIS_PASSWORD)"'
+ROLE_COMMAND = ["sh", "-c", f"{_AUTH} redis-cli role"]
+SENTINEL_PREFIX, SENTINEL_MASTER = "redis-sentinel", "scalecube"
+# What one Sentinel sees: the primary (`sentinel master`), then each replica (`sentinel replicas`), as key/value lines.
+SENTINEL_COMMAND = [
+    "sh",
+    "-c",
+    f"{_AUTH} redis-cli -p 26379 --raw sentinel master {SENTINEL_MASTER} && echo --- && "
+    f"{_AUTH} redis-cli -p 26379 --raw sentinel replicas {SENTINEL_MASTER}",
+]
+
+
+def sentinel_views(output: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """``SENTINEL_COMMAND``'s output: the primary as one Sentinel sees it, and each replica. ``--raw`` prints each
+    instance as lines of key, value, key, value ... (``name`` first); "---" separates the two answers."""
+    head, _, tail = output.partition("---")
+
+    def pairs(lines: list[str]) -> dict[str, str]:
+        return dict(zip(lines[::2], lines[1::2], strict=False))
+
+    master = pairs(head.strip("\n").splitlines())
+    lines = tail.strip("\n").splitlines()
+    starts = [i for i in range(0, len(lines), 2) if lines[i] == "name"]
+    replicas = [pairs(lines[a:b]) for a, b in zip(starts, [*starts[1:], len(lines)], strict=False)]
+    return master, replicas
 
 
 class NotDeployed(RuntimeError):  # noqa: N818 - a demo error (exit 2) that says which commands to run
@@ -214,6 +238,8 @@ class NodeStack:
                 waiting.append("the balancer running")
             if len(roles) < 2 or roles.count("master") != 1 or roles.count("slave") != len(roles) - 1:
                 waiting.append(f"the sessions Redis's primary and its replicas (roles now {roles})")
+            elif unready := self._sentinels_unready(placement, len(roles) - 1):
+                waiting.append(f"every Sentinel ready for a failover ({unready})")
             if not waiting:
                 return placement
             if time.monotonic() > deadline:
@@ -222,19 +248,48 @@ class NodeStack:
                 )
             sleep(2.0)
 
-    def _redis_role(self, tasks: Iterable[Task], service: str) -> str:
-        """``master`` or ``slave``, from the data node itself (``redis-cli role`` in its container); "?" if none."""
+    def _sentinels_unready(self, placement: Placement, replicas: int) -> str:
+        """ "" when every Sentinel sees the primary up, the other Sentinels, and each of the ``replicas`` replicas
+        up and linked to it — what electing a leader and promoting one needs; else what the first one lacks. A
+        group just deployed answers long before: Sentinels learn the replicas from the primary's INFO and each
+        other from hello messages. The README asks it of any failover experiment, and node-loss once killed a
+        primary 5 s after a Sentinel had first seen the replicas (its failover took 11 s, two of them aborted
+        `-failover-abort-no-good-slave`)."""
+        sentinels = sorted({t.service for t in placement.tasks if t.service.startswith(SENTINEL_PREFIX)})
+        if not sentinels:
+            return "no Sentinel running"
+        for service in sentinels:
+            views = self._exec(placement.tasks, service, SENTINEL_COMMAND)
+            if views is None:
+                return f"{service} not answering"
+            master, replica_views = sentinel_views(views)
+            if master.get("flags") != "master":
+                return f"{service}: primary flags {master.get('flags', '?')}"
+            if int(master.get("num-other-sentinels", 0)) < len(sentinels) - 1:
+                return f"{service} knows {master.get('num-other-sentinels', 0)} other Sentinels"
+            linked = [r for r in replica_views if r.get("flags") == "slave" and r.get("master-link-status") == "ok"]
+            if len(linked) < replicas:
+                return f"{service} sees {len(linked)} of {replicas} replicas up and linked"
+        return ""
+
+    def _exec(self, tasks: Iterable[Task], service: str, command: list[str]) -> str | None:
+        """``command``'s output in a running task of ``service`` (through its node's engine); None if none answers."""
         for task in tasks:
             if task.service != service:
                 continue
             try:
                 container = self.nodes.node(task.node).engine(timeout=10).containers.get(task.container)
-                code, output = container.exec_run(ROLE_COMMAND)
-            except Exception:  # noqa: BLE001 - not answering: the role stays unknown, and the choice says so
+                code, output = container.exec_run(command)
+            except Exception:  # noqa: BLE001 - not answering: the caller says so
                 continue
             if code == 0 and output:
-                return output.decode(errors="replace").split()[0]
-        return "?"
+                return output.decode(errors="replace")
+        return None
+
+    def _redis_role(self, tasks: Iterable[Task], service: str) -> str:
+        """``master`` or ``slave``, from the data node itself (``redis-cli role`` in its container); "?" if none."""
+        output = self._exec(tasks, service, ROLE_COMMAND)
+        return output.split()[0] if output and output.split() else "?"
 
     def api_replicas(self) -> int:
         spec = self.manager().services.get(f"{self.stack}_{API}").attrs["Spec"]

@@ -13,7 +13,14 @@ from loadtests.demo_cli import demo_app
 from loadtests.experiments.claims import Verdict, exit_code
 from loadtests.experiments.demos import DEMOS, runner
 from loadtests.experiments.demos.node_loss import Event, Record, ejected_at, failover_steps, judge, per_node_series
-from loadtests.experiments.node_stack import NodeChoiceError, Placement, Task, choose_node, how_to_deploy
+from loadtests.experiments.node_stack import (
+    NodeChoiceError,
+    Placement,
+    Task,
+    choose_node,
+    how_to_deploy,
+    sentinel_views,
+)
 
 NODES = ("node-1", "node-2", "node-3")
 
@@ -277,3 +284,50 @@ def test_the_failover_steps_are_the_sentinels_events_that_tell_how_it_went():
         "redis-sentinel-3 04:04:28.348 +tilt #tilt mode entered",
     ]
     assert failover_steps("") == []
+
+
+# `SENTINEL_COMMAND`'s output from a real Sentinel (redis-cli --raw: key and value lines), a replica's runid empty
+SENTINEL_OUTPUT = """name
+scalecube
+ip
+redis
+port
+6379
+flags
+master
+num-slaves
+2
+num-other-sentinels
+2
+---
+name
+redis-replica:6379
+ip
+redis-replica
+runid
+
+flags
+slave
+master-link-status
+ok
+name
+redis-replica-2:6379
+ip
+redis-replica-2
+flags
+s_down,slave,disconnected
+master-link-status
+err
+"""
+
+
+def test_a_sentinel_s_view_is_read_key_by_value_an_empty_value_included():
+    master, replicas = sentinel_views(SENTINEL_OUTPUT)
+    assert master["flags"] == "master" and master["num-other-sentinels"] == "2"
+    assert [r["name"] for r in replicas] == ["redis-replica:6379", "redis-replica-2:6379"]
+    assert replicas[0]["runid"] == "" and replicas[0]["flags"] == "slave"
+    assert replicas[1]["flags"] == "s_down,slave,disconnected" and replicas[1]["master-link-status"] == "err"
+    assert sentinel_views("name\nscalecube\nflags\ns_down,master\n---\n") == (
+        {"name": "scalecube", "flags": "s_down,master"},
+        [],
+    )
