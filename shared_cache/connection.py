@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -63,6 +63,31 @@ class _SentinelClient(aioredis.Redis):
         sentinel, self.sentinel = self.sentinel, None
         if sentinel is not None:
             await sentinel.aclose()
+
+
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the primary the Sentinels name *now*, however it comes to (re)connect.
+
+    redis-py asks the Sentinels only in ``connect()``; a connection the retry policy dropped is dialled again
+    through ``connect_check_health()``, at the address it had (redis/redis-py#3874, open). After a failover the
+    retry of a request whose pooled connection went to the old primary dialled the old primary again, so the
+    request was a 503 however long after the failover it came: measured here with the primary's packets dropped
+    (iptables), every stale connection reached after the switch was refused, its retry reconnecting to the old
+    port. Each (re)connect to the primary now asks the Sentinels first — a SENTINEL MASTERS round trip, only when
+    a connection is opened (pooled ones are reused)."""
+
+    async def _connect_retry(self) -> None:
+        if self._reader:
+            return
+        if not self.connection_pool.is_master:
+            await super()._connect_retry()
+            return
+        await self.connect_check_health(check_health=self.connection_pool.check_connection, retry_socket_connect=False)
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if not self.is_connected and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
 
 
 class RedisConnector:
@@ -243,7 +268,12 @@ class RedisConnector:
             },
         )
         client = sentinel.master_for(
-            self._sentinel_master, redis_class=_SentinelClient, db=url_db(self._url), password=password, **options
+            self._sentinel_master,
+            redis_class=_SentinelClient,
+            connection_class=_SentinelConnection,
+            db=url_db(self._url),
+            password=password,
+            **options,
         )
         client.sentinel = sentinel
         return client

@@ -7,6 +7,8 @@ the Sentinels who it is now rather than assuming.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import pytest
@@ -162,6 +164,51 @@ def test_failover_under_session_load_loses_no_acknowledged_session_and_pubsub_re
     assert new_primary != (old_primary.host, old_primary.port)
     info = role_of((old_primary.host, old_primary.port))
     assert info is not None and info["role"] == "slave" and int(str(info["master_port"])) == new_primary[1]
+
+
+def test_a_pooled_connection_to_a_vanished_primary_reaches_the_new_one_within_the_request(group: SentinelGroup) -> None:
+    """The primary frozen (SIGSTOP: its sockets stay open and never answer, as when its machine is gone) and the
+    Sentinels' failover over, every read through connections pooled before it still answers: each stale one costs
+    its attempt's wait, and the retry dials the primary the Sentinels name now. redis-py alone redials the old
+    address (redis/redis-py#3874): the first read was a 503 however long after the failover it came."""
+    primary = group.wait_settled()
+    frozen = group.node_at(primary)
+
+    async def warm(store: RedisSessionStore) -> str:
+        sid = await store.create({"user": "ada"})  # WAITed onto the replica: the new primary holds it
+        assert await asyncio.gather(*(store.get(sid) for _ in range(4))) == [{"user": "ada"}] * 4
+        return sid
+
+    async def read_each(store: RedisSessionStore, sid: str) -> list[object]:
+        answers: list[object] = []
+        for _ in range(5):  # one at a time: more than one stale connection may be reached
+            try:
+                answers.append(await store.get(sid))
+            except DependencyUnavailable as error:
+                answers.append(str(error))
+        return answers
+
+    async def scenario() -> list[object]:
+        connector = connector_for(group)
+        store = RedisSessionStore(connector, prefix="v:")
+        try:
+            sid = await warm(store)
+            assert frozen.pid is not None
+            os.kill(frozen.pid, signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 30
+                while await asyncio.to_thread(group.primary) in (primary, None):
+                    assert time.monotonic() < deadline, "no failover within 30 s"
+                    await asyncio.sleep(0.1)
+                return await read_each(store, sid)
+            finally:
+                os.kill(frozen.pid, signal.SIGCONT)
+        finally:
+            await connector.close()
+
+    answers = asyncio.run(scenario())
+    group.wait_settled()  # the old primary, answering again, is turned into the new one's replica
+    assert answers == [{"user": "ada"}] * 5, answers
 
 
 def test_one_sentinel_down_changes_nothing(group: SentinelGroup) -> None:
