@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from infra.docker.nodes import CLUSTER, Nodes
 from infra.docker.swarm import pinned_to
+from infra.local.sentinel import MASTER_NAME
 
 if TYPE_CHECKING:
     import docker
@@ -28,15 +29,16 @@ BALANCER, API = "lb", "api"
 # the sessions Redis's data nodes (infra/docker/swarm.py: one per node; redis-replica-2 in the `nodes` profile)
 REDIS_DATA = ("redis", "redis-replica", "redis-replica-2")
 BALANCER_PORT = 8080
+SENTINEL_PORT = 26379  # docker-compose.yml's x-sentinel
 _AUTH = 'REDISCLI_AUTH="$(cat /run/secrets/scalecube/REDIS_PASSWORD)"'
 ROLE_COMMAND = ["sh", "-c", f"{_AUTH} redis-cli role"]
-SENTINEL_PREFIX, SENTINEL_MASTER = "redis-sentinel", "scalecube"
+SENTINEL_PREFIX = "redis-sentinel"  # redis-sentinel-1, -2, -3
 # What one Sentinel sees: the primary (`sentinel master`), then each replica (`sentinel replicas`), as key/value lines.
 SENTINEL_COMMAND = [
     "sh",
     "-c",
-    f"{_AUTH} redis-cli -p 26379 --raw sentinel master {SENTINEL_MASTER} && echo --- && "
-    f"{_AUTH} redis-cli -p 26379 --raw sentinel replicas {SENTINEL_MASTER}",
+    f"{_AUTH} redis-cli -p {SENTINEL_PORT} --raw sentinel master {MASTER_NAME} && echo --- && "
+    f"{_AUTH} redis-cli -p {SENTINEL_PORT} --raw sentinel replicas {MASTER_NAME}",
 ]
 
 
@@ -332,7 +334,7 @@ class NodeStack:
         shows why (``+tilt``, ``-failover-abort-no-good-slave``, a split vote). Best effort: "" if none answers."""
         return "\n".join(
             f"== {service} on {node}\n{text}"
-            for service, node, text in self._logs(lambda s: s.startswith("redis-sentinel"), since, without)
+            for service, node, text in self._logs(lambda s: s.startswith(SENTINEL_PREFIX), since, without)
         )
 
     def balancer_log(self, since: float, without: str) -> str:

@@ -363,8 +363,11 @@ def judge(record: Record) -> list[claims.Claim]:
 
 
 def _ejected(record: Record) -> str:
+    """When the balancer ejected the lost node, for the claim and the notes."""
     ejected = record.ejected_s
-    return "its log names no ejection" if ejected is None else f"ejected {ejected:.1f} s after the kill"
+    if ejected is None:
+        return "its log names no ejection: only GETs sent before the kill count"
+    return f"ejected {ejected:.1f} s after the kill, balancer.log"
 
 
 def failover_claim(record: Record) -> claims.Claim:
@@ -709,15 +712,10 @@ def _report(ctx: DemoContext, report: DemoReport, record: Record, nodes: tuple[s
         "(a task is running once its healthcheck passes); serving: to the last new replica's first 200 through "
         "the balancer. Most of it is the Swarm noticing the node is gone (its heartbeats), then starting the tasks.",
         "in flight: GETs the lost node held — sent before the kill landed, or after it but before the balancer's "
-        "checks marked the node's api servers DOWN "
-        + (
-            f"({record.ejected_s:.1f} s after the kill, balancer.log)"
-            if record.ejected_s is not None
-            else "(its log names no such moment: only those sent before the kill count)"
-        )
-        + ", on a kept-alive connection to the dead machine. No answer comes from a vanished machine and HAProxy "
-        "does not retry a response timeout (lb/haproxy/haproxy.cfg), so each ends as a 504 after `timeout server` "
-        "(10 s) or cut mid-body; counted apart, at most one per GET thread (it waits that long on it).",
+        f"checks marked the node's api servers DOWN ({_ejected(record)}), on a kept-alive connection to the dead "
+        "machine. No answer comes from a vanished machine and HAProxy does not retry a response timeout "
+        "(lb/haproxy/haproxy.cfg), so each ends as a 504 after `timeout server` (10 s) or cut mid-body; "
+        "counted apart, at most one per GET thread (it waits that long on it).",
         (
             f"Put back: {record.node} started again and ready in the Swarm in {record.restored_s:.1f} s "
             f"(scalecube nodes start), its pinned services running there again; the api replicas stay where Swarm "
