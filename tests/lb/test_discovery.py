@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import dns.resolver
 import pytest
 
 from infra.local.dns import write_zone
@@ -391,3 +392,38 @@ def test_docker_follows_container_events(docker_project):
         5,
         what="the events thread to end",
     )
+
+
+def test_a_stop_landing_as_a_look_up_ends_still_ends_dns_discovery():
+    """Python 3.11's asyncio.wait_for (dnspython's, for each DNS query) returns the answer and drops a cancel that
+    arrives in the same loop turn as the answer; discovery must end all the same. The resolver below makes that
+    turn happen every time: the answer and the cancel land together."""
+    pool = Pool("api")
+    discovery = DnsDiscovery("api", 8000, interval=0.05, nameserver="127.0.0.1:9")
+
+    async def resolve(name: str, rdtype: str) -> object:
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def land() -> None:
+            answer.set_result(None)
+            task.cancel()
+
+        loop.call_soon(land)
+        await asyncio.wait_for(answer, 5)  # swallows the cancel on 3.11
+        raise dns.resolver.NoAnswer
+
+    discovery.resolver.resolve = resolve  # type: ignore[method-assign]
+
+    async def main() -> asyncio.Task[None]:
+        task = asyncio.create_task(discovery.run(pool))
+        await asyncio.wait({task}, timeout=2)
+        if not task.done():  # the cancel was lost: end the loop for good before failing
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            pytest.fail("DNS discovery kept running after its cancellation")
+        return task
+
+    assert asyncio.run(main()).cancelled()
